@@ -1,0 +1,234 @@
+// Package actors runs the sessions: a root supervisor (the manager) that
+// keeps the latest snapshot of every session, and one supervised child
+// actor per session that owns its WhatsApp client and store. A session that
+// panics is restarted alone; one that spends its restart budget is left
+// failed, visibly. Manager's methods turn API calls into messages carrying
+// a buffered reply channel, awaited with the caller's context.
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
+)
+
+// Metrics is what the actors report to; *metrics.Metrics implements it.
+type Metrics interface {
+	SetSessionState(session, state string)
+	SetSessionConnected(session string, connected bool)
+	SessionRestarted(session string)
+	SessionReconnected(session string)
+	SessionDisconnected(session, reason string)
+	SetSessionLastConnected(session string, t time.Time)
+	SessionMessage(session, direction string)
+	RemoveSession(session string)
+	ObserveRestore(d time.Duration)
+	RestoreResult(result string)
+}
+
+// Options are what NewManager needs.
+type Options struct {
+	Dir     *store.Dir
+	Opener  whatsapp.Opener
+	Metrics Metrics // nil: not measured
+	Log     *slog.Logger
+
+	Backoff            Backoff
+	RestoreConcurrency int
+	ConnectRate        float64
+	ConnectBurst       int
+	RestartBudget      int
+	RestartWindow      time.Duration
+	// RequestTimeout bounds every ask, on top of the caller's context.
+	RequestTimeout time.Duration
+}
+
+// Manager is the handle on the running sessions.
+type Manager struct {
+	system  *actor.ActorSystem
+	pid     *actor.PID
+	timeout time.Duration
+	stopped atomic.Bool
+}
+
+// NewManager starts the actor system and the manager. No session starts
+// until Restore or Create is called.
+func NewManager(opts Options) (*Manager, error) {
+	if opts.Dir == nil || opts.Opener == nil {
+		return nil, errors.New("actors: Dir and Opener are required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = noMetrics{}
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 10 * time.Second
+	}
+	plog := opts.Log.With("component", "protoactor")
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return plog }))
+	send := func(pid *actor.PID, msg any) { system.Root.Send(pid, msg) }
+	d := &deps{
+		opener:  opts.Opener,
+		pacer:   NewPacer(opts.ConnectRate, opts.ConnectBurst, opts.RestoreConcurrency),
+		backoff: opts.Backoff,
+		metrics: opts.Metrics,
+		log:     opts.Log,
+		send:    send,
+	}
+	mgr := &manager{
+		dir:      opts.Dir,
+		deps:     d,
+		log:      opts.Log,
+		metrics:  opts.Metrics,
+		sessions: map[string]*entry{},
+		byPID:    map[string]string{},
+	}
+	// OneForOne: a failing session restarts alone; past the budget it is
+	// stopped and the manager sees *actor.Terminated and marks it failed.
+	strategy := actor.NewOneForOneStrategy(opts.RestartBudget, opts.RestartWindow, actor.DefaultDecider)
+	props := actor.PropsFromProducer(func() actor.Actor { return mgr }, actor.WithSupervisor(strategy))
+	pid, err := system.Root.SpawnNamed(props, "manager")
+	if err != nil {
+		return nil, fmt.Errorf("spawn manager: %w", err)
+	}
+	return &Manager{system: system, pid: pid, timeout: opts.RequestTimeout}, nil
+}
+
+// ask sends the message build makes and waits for its reply, the
+// caller's context or the request timeout, whichever comes first. The reply
+// channel is buffered, so a late reply is dropped without blocking anyone.
+func ask[T any](ctx context.Context, m *Manager, build func(chan<- reply[T]) any) (T, error) {
+	var zero T
+	if m.stopped.Load() {
+		return zero, ErrShuttingDown
+	}
+	ch := make(chan reply[T], 1)
+	m.system.Root.Send(m.pid, build(ch))
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	select {
+	case r := <-ch:
+		return r.val, r.err
+	case <-ctx.Done():
+		return zero, fmt.Errorf("%w: %v", ErrTimeout, ctx.Err())
+	}
+}
+
+// Restore starts every stored session that is not running, in the
+// background and paced; ids, when given, restores only those (a stopped
+// one included). It returns once the work is dispatched.
+func (m *Manager) Restore(ctx context.Context, ids []string) error {
+	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any { return restoreCmd{ids: ids, reply: ch} })
+	return err
+}
+
+// Status is one session's latest snapshot; it never waits on the session.
+func (m *Manager) Status(ctx context.Context, id string) (Status, error) {
+	return ask(ctx, m, func(ch chan<- reply[Status]) any { return statusReq{id: id, reply: ch} })
+}
+
+// Fleet is every session's snapshot, sorted by senderId, with counts.
+func (m *Manager) Fleet(ctx context.Context) (Fleet, error) {
+	return ask(ctx, m, func(ch chan<- reply[Fleet]) any { return fleetReq{reply: ch} })
+}
+
+// Create creates (or starts) session id: a new one goes to pairing.
+func (m *Manager) Create(ctx context.Context, id string) (CreateResult, error) {
+	return ask(ctx, m, func(ch chan<- reply[CreateResult]) any { return createCmd{id: id, reply: ch} })
+}
+
+// Stop disconnects session id, keeps its credentials and remembers the
+// stop across restarts.
+func (m *Manager) Stop(ctx context.Context, id string) (Status, error) {
+	return ask(ctx, m, func(ch chan<- reply[Status]) any { return stopCmd{id: id, reply: ch} })
+}
+
+// Delete stops session id and removes its directory.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any { return deleteCmd{id: id, reply: ch} })
+	return err
+}
+
+// Logout unlinks session id on WhatsApp and deletes its credentials.
+func (m *Manager) Logout(ctx context.Context, id string) (Status, error) {
+	return ask(ctx, m, func(ch chan<- reply[Status]) any { return forwardCmd{id: id, msg: logoutCmd{reply: ch}} })
+}
+
+// QR is the code session id shows now, while it is pairing.
+func (m *Manager) QR(ctx context.Context, id string) (QR, error) {
+	return ask(ctx, m, func(ch chan<- reply[QR]) any { return forwardCmd{id: id, msg: qrReq{reply: ch}} })
+}
+
+// PairPhone asks for a pairing code for phone, while session id is pairing.
+func (m *Manager) PairPhone(ctx context.Context, id, phone string) (string, error) {
+	return ask(ctx, m, func(ch chan<- reply[string]) any {
+		return forwardCmd{id: id, msg: pairPhoneCmd{phone: phone, reply: ch}}
+	})
+}
+
+// Inspect returns what test mode needs to act as the phone for session id.
+func (m *Manager) Inspect(ctx context.Context, id string) (Inspection, error) {
+	return ask(ctx, m, func(ch chan<- reply[Inspection]) any { return forwardCmd{id: id, msg: inspectReq{reply: ch}} })
+}
+
+// Panic makes session id's actor panic once (test mode).
+func (m *Manager) Panic(ctx context.Context, id string) error {
+	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any { return forwardCmd{id: id, msg: panicCmd{reply: ch}} })
+	return err
+}
+
+// Ping checks that the manager answers.
+func (m *Manager) Ping(ctx context.Context) error {
+	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any { return pingReq{reply: ch} })
+	return err
+}
+
+// Shutdown stops every session (each disconnects and closes its store),
+// then the manager, waiting at most until ctx ends. protoactor's own
+// Shutdown stops no actors, hence this.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	ch := make(chan reply[struct{}], 1)
+	if m.stopped.Swap(true) {
+		return nil
+	}
+	m.system.Root.Send(m.pid, shutdownCmd{reply: ch})
+	var err error
+	select {
+	case r := <-ch:
+		err = r.err
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown: sessions still stopping: %w", ctx.Err())
+	}
+	m.system.Root.Stop(m.pid)
+	m.system.Shutdown()
+	return err
+}
+
+type noMetrics struct{}
+
+func (noMetrics) SetSessionState(string, string)            {}
+func (noMetrics) SetSessionConnected(string, bool)          {}
+func (noMetrics) SessionRestarted(string)                   {}
+func (noMetrics) SessionReconnected(string)                 {}
+func (noMetrics) SessionDisconnected(string, string)        {}
+func (noMetrics) SetSessionLastConnected(string, time.Time) {}
+func (noMetrics) SessionMessage(string, string)             {}
+func (noMetrics) RemoveSession(string)                      {}
+func (noMetrics) ObserveRestore(time.Duration)              {}
+func (noMetrics) RestoreResult(string)                      {}
+
+// sortStatuses orders statuses by senderId.
+func sortStatuses(s []Status) {
+	sort.Slice(s, func(i, j int) bool { return s[i].SenderID < s[j].SenderID })
+}

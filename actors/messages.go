@@ -1,0 +1,194 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
+)
+
+// Errors the API maps to statuses.
+var (
+	// ErrSessionNotFound: no such session.
+	ErrSessionNotFound = errors.New("session not found")
+	// ErrWrongState: the session's state does not allow the request.
+	ErrWrongState = errors.New("wrong state")
+	// ErrTimeout: an actor did not answer in time.
+	ErrTimeout = errors.New("timed out waiting for the session")
+	// ErrShuttingDown: the service is stopping.
+	ErrShuttingDown = errors.New("service is shutting down")
+)
+
+// StateError is ErrWrongState with the state and a sentence for the user.
+type StateError struct {
+	State   State
+	Message string
+}
+
+func (e *StateError) Error() string { return e.Message }
+
+// Unwrap makes errors.Is(err, ErrWrongState) true.
+func (e *StateError) Unwrap() error { return ErrWrongState }
+
+func wrongState(s State, format string, args ...any) error {
+	return &StateError{State: s, Message: fmt.Sprintf(format, args...)}
+}
+
+// reply carries an answer back to an asker waiting on a buffered channel:
+// the sender never blocks and a late answer is simply dropped.
+type reply[T any] struct {
+	val T
+	err error
+}
+
+func answer[T any](ch chan<- reply[T], v T, err error) {
+	if ch != nil {
+		ch <- reply[T]{val: v, err: err}
+	}
+}
+
+// startMode is what a session actor does when it starts.
+type startMode int
+
+const (
+	// modeRestore connects a paired store; an unpaired one needs pairing.
+	modeRestore startMode = iota
+	// modePair connects a paired store and pairs an unpaired one.
+	modePair
+)
+
+// Commands to the manager (from Manager's methods).
+type (
+	restoreCmd struct {
+		ids   []string // nil: every stored session not stopped
+		reply chan<- reply[struct{}]
+	}
+	statusReq struct {
+		id    string
+		reply chan<- reply[Status]
+	}
+	fleetReq  struct{ reply chan<- reply[Fleet] }
+	createCmd struct {
+		id    string
+		reply chan<- reply[CreateResult]
+	}
+	stopCmd struct {
+		id    string
+		reply chan<- reply[Status]
+	}
+	deleteCmd struct {
+		id    string
+		reply chan<- reply[struct{}]
+	}
+	shutdownCmd struct{ reply chan<- reply[struct{}] }
+	pingReq     struct{ reply chan<- reply[struct{}] }
+	// forwardCmd is a command for a running session's actor.
+	forwardCmd struct {
+		id  string
+		msg sessionCmd
+	}
+)
+
+// Manager-internal messages.
+type (
+	discovered struct {
+		ids     []string
+		stopped int
+		err     error
+	}
+	removed struct {
+		id    string
+		err   error
+		reply chan<- reply[struct{}]
+	}
+	// sessionRestarted: a session actor is being restarted after a panic.
+	sessionRestarted struct {
+		id     string
+		reason string
+	}
+	// statusUpdate: a session actor's new snapshot; pid tells a live
+	// actor's snapshot from a late one of an actor already replaced.
+	statusUpdate struct {
+		pid    *actor.PID
+		status Status
+	}
+)
+
+// sessionCmd is a command the manager forwards to a session actor; fail
+// answers it when there is no actor to forward to.
+type sessionCmd interface{ fail(error) }
+
+// Commands to a session actor.
+type (
+	qrReq        struct{ reply chan<- reply[QR] }
+	pairPhoneCmd struct {
+		phone string
+		reply chan<- reply[string]
+	}
+	logoutCmd  struct{ reply chan<- reply[Status] }
+	startCmd   struct{ reply chan<- reply[CreateResult] }
+	restartCmd struct{}
+	panicCmd   struct{ reply chan<- reply[struct{}] }
+	inspectReq struct{ reply chan<- reply[Inspection] }
+)
+
+func (c qrReq) fail(err error)        { answer(c.reply, QR{}, err) }
+func (c pairPhoneCmd) fail(err error) { answer(c.reply, "", err) }
+func (c logoutCmd) fail(err error)    { answer(c.reply, Status{}, err) }
+func (c startCmd) fail(err error)     { answer(c.reply, CreateResult{}, err) }
+func (restartCmd) fail(error)         {}
+func (c panicCmd) fail(err error)     { answer(c.reply, struct{}{}, err) }
+func (c inspectReq) fail(err error)   { answer(c.reply, Inspection{}, err) }
+
+// Inspection is what test mode needs to act as the phone: never served by
+// the API in production.
+type Inspection struct {
+	State     State
+	JID       string
+	QRCode    string
+	PairPhone string
+	PairCode  string
+}
+
+// CreateResult is the answer to a create: the status, and whether the call
+// changed anything.
+type CreateResult struct {
+	Status  Status
+	Created bool
+}
+
+// Session-actor internal messages. Each carries the link it belongs to, so
+// a result from a link the actor has since closed is ignored.
+type (
+	dialed struct {
+		link   *link
+		opened bool // the store was opened by this dial
+		err    error
+		paired bool
+	}
+	clientEvent struct {
+		link *link
+		ev   whatsapp.Event
+	}
+	retryDue struct {
+		link *link
+		seq  int
+	}
+	pairPhoneDone struct {
+		link  *link
+		phone string
+		code  string
+		err   error
+		reply chan<- reply[string]
+	}
+	logoutDone struct {
+		link  *link
+		err   error
+		reply chan<- reply[Status]
+	}
+	// goroutinePanicked: a goroutine the actor started panicked; the actor
+	// panics in turn so its supervisor restarts it.
+	goroutinePanicked struct{ value any }
+)

@@ -1,0 +1,472 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
+)
+
+// deps is what every session actor shares.
+type deps struct {
+	opener  whatsapp.Opener
+	pacer   *Pacer
+	backoff Backoff
+	metrics Metrics
+	log     *slog.Logger
+	send    func(pid *actor.PID, msg any)
+}
+
+// session is the actor of one session: it owns the session's client (and
+// through it the store), runs the state machine, and reports every change
+// to its parent, the manager. Slow work runs in goroutines that report back
+// as messages; nothing here blocks on the network.
+type session struct {
+	id      string
+	deps    *deps
+	mode    startMode
+	restore bool // started by a restore: log the source document's lines
+	log     *slog.Logger
+
+	st          Status
+	link        *link
+	timer       *time.Timer
+	seq         int // retry timer generation
+	attempts    int // consecutive failed attempts, for the backoff
+	connectedAt time.Time
+	qr          QR
+	pairPhone   string
+	pairCode    string
+	panicked    string
+}
+
+func newSession(id string, d *deps, mode startMode, restore bool) *session {
+	return &session{id: id, deps: d, mode: mode, restore: restore, log: d.log.With("session_id", id)}
+}
+
+// Receive is the actor's one type switch.
+func (s *session) Receive(ctx actor.Context) {
+	defer func() {
+		// Remember why we panic, for the restart report; protoactor
+		// catches the panic again and restarts this actor.
+		if r := recover(); r != nil {
+			s.panicked = fmt.Sprint(r)
+			panic(r)
+		}
+	}()
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		s.start(ctx)
+	case *actor.Stopping:
+		s.teardown()
+	case *actor.Restarting:
+		s.teardown()
+		ctx.Send(ctx.Parent(), sessionRestarted{id: s.id, reason: s.panicked})
+	case dialed:
+		s.onDialed(ctx, m)
+	case clientEvent:
+		if m.link == s.link {
+			s.onEvent(ctx, m.ev)
+		}
+	case retryDue:
+		s.onRetryDue(ctx, m)
+	case qrReq:
+		s.onQR(m)
+	case pairPhoneCmd:
+		s.onPairPhone(ctx, m)
+	case pairPhoneDone:
+		s.onPairPhoneDone(m)
+	case logoutCmd:
+		s.onLogout(ctx, m)
+	case logoutDone:
+		s.onLogoutDone(ctx, m)
+	case startCmd:
+		s.onStart(ctx, m)
+	case restartCmd:
+		s.onRestart(ctx)
+	case inspectReq:
+		answer(m.reply, Inspection{State: s.st.State, JID: deref(s.st.JID), QRCode: s.qr.Code, PairPhone: s.pairPhone, PairCode: s.pairCode}, nil)
+	case panicCmd:
+		answer(m.reply, struct{}{}, nil)
+		panic("injected panic (test mode)")
+	case goroutinePanicked:
+		panic(fmt.Sprintf("session goroutine panicked: %v", m.value))
+	}
+}
+
+// start begins the session's life: open the store, then connect or pair.
+func (s *session) start(ctx actor.Context) {
+	s.st = Status{SenderID: s.id, UserAction: ActionWait}
+	if s.restore {
+		s.log.Info(fmt.Sprintf("🔄 Restoring session for %s from storage...", s.id))
+	}
+	s.set(ctx, StateRestoring, nil, ActionWait)
+	s.dial(ctx)
+}
+
+// dial opens the store if the link has no client yet, then connects a
+// paired device or, in pair mode, starts pairing an unpaired one. It waits
+// for the pacer first, so restores and reconnects stay under the rate.
+func (s *session) dial(ctx actor.Context) {
+	if s.link == nil {
+		s.link = newLink()
+	}
+	l, pid, d, id := s.link, ctx.Self(), s.deps, s.id
+	create, pair := s.mode == modePair, s.mode == modePair
+	emit := func(ev whatsapp.Event) { d.send(pid, clientEvent{link: l, ev: ev}) }
+	s.goSafe(pid, func() {
+		release, err := d.pacer.Acquire(l.ctx)
+		if err != nil {
+			return // the link was closed while waiting
+		}
+		defer release()
+		c, opened := l.get(), false
+		if c == nil {
+			c, err = d.opener.Open(l.ctx, id, create, emit)
+			if err != nil {
+				d.send(pid, dialed{link: l, opened: true, err: err})
+				return
+			}
+			if !l.adopt(c) {
+				return
+			}
+			opened = true
+		}
+		switch {
+		case c.Paired():
+			d.send(pid, dialed{link: l, opened: opened, paired: true, err: c.Connect(l.ctx)})
+		case pair:
+			d.send(pid, dialed{link: l, opened: opened, err: c.StartPairing(l.ctx)})
+		default:
+			d.send(pid, dialed{link: l, opened: opened})
+		}
+	})
+}
+
+// goSafe runs f in a goroutine whose panic comes back as a message rather
+// than killing the process.
+func (s *session) goSafe(pid *actor.PID, f func()) {
+	send := s.deps.send
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				send(pid, goroutinePanicked{value: r})
+			}
+		}()
+		f()
+	}()
+}
+
+func (s *session) onDialed(ctx actor.Context, m dialed) {
+	if m.link != s.link {
+		return
+	}
+	if m.err != nil && s.link.get() == nil {
+		// The store could not be opened: not retried, never deleted.
+		s.closeLink()
+		code := CodeStoreUnavailable
+		switch {
+		case errors.Is(m.err, store.ErrCorrupt):
+			code = CodeStoreCorrupt
+		case errors.Is(m.err, store.ErrNotFound):
+			code = CodeStoreMissing
+		}
+		s.set(ctx, StateFailed, &ErrorInfo{Code: code, Message: m.err.Error()}, ActionRestore)
+		return
+	}
+	switch {
+	case m.paired && m.err != nil:
+		s.retry(ctx, CodeDialFailed, m.err.Error())
+	case m.paired:
+		s.set(ctx, StateConnecting, nil, ActionWait)
+	case s.mode == modePair && m.err != nil:
+		s.closeLink()
+		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeDialFailed, Message: m.err.Error()}, ActionScanQR)
+	case s.mode == modePair:
+		s.set(ctx, StatePairing, nil, ActionScanQR)
+	default:
+		s.closeLink()
+		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeNotPaired, Message: "the store holds no paired device: create the session to pair it"}, ActionScanQR)
+	}
+}
+
+func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
+	now := time.Now()
+	switch e := ev.(type) {
+	case whatsapp.Connected:
+		s.connectedAt = now
+		s.stopTimer()
+		s.st.LastConnectedAt = &now
+		s.st.JID = ptr(e.JID)
+		if e.PushName != "" {
+			s.st.PushName = ptr(e.PushName)
+		}
+		s.qr = QR{}
+		s.set(ctx, StateConnected, nil, ActionNone)
+	case whatsapp.Disconnected:
+		switch s.st.State {
+		case StateConnected, StateConnecting, StateRestoring:
+			s.deps.metrics.SessionDisconnected(s.id, "network")
+			s.retry(ctx, CodeDisconnected, "connection to WhatsApp lost")
+		}
+	case whatsapp.LoggedOut:
+		s.deps.metrics.SessionDisconnected(s.id, "logged_out")
+		s.closeLink()
+		s.st.JID, s.st.PushName = nil, nil
+		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeLoggedOut,
+			Message: fmt.Sprintf("WhatsApp ended this login (%s): create the session again to pair it", e.Reason)}, ActionScanQR)
+	case whatsapp.StreamReplaced:
+		s.deps.metrics.SessionDisconnected(s.id, "replaced")
+		s.closeLink()
+		s.set(ctx, StateConflict, &ErrorInfo{Code: CodeStreamReplaced,
+			Message: "another client logged in with this session's keys: stop it, then restore this session"}, ActionRestore)
+	case whatsapp.TemporaryBan:
+		s.deps.metrics.SessionDisconnected(s.id, "banned")
+		s.stopTimer()
+		s.schedule(ctx, max(e.Expire, s.deps.backoff.Min))
+		s.set(ctx, StateBanned, &ErrorInfo{Code: CodeTemporaryBan,
+			Message: fmt.Sprintf("temporarily banned by WhatsApp (%s); retrying when the ban expires", e.Reason)}, ActionWait)
+	case whatsapp.ClientOutdated:
+		s.deps.metrics.SessionDisconnected(s.id, "outdated")
+		s.closeLink()
+		s.set(ctx, StateFailed, &ErrorInfo{Code: CodeClientOutdated,
+			Message: "WhatsApp refuses this client version: upgrade the service, then restore"}, ActionRestore)
+	case whatsapp.ConnectFailure:
+		s.deps.metrics.SessionDisconnected(s.id, "server_error")
+		s.retry(ctx, CodeConnectFailure, fmt.Sprintf("login failed with reason %d", e.Reason))
+	case whatsapp.StreamError:
+		s.st.Error = &ErrorInfo{Code: CodeStreamError, Message: "stream error " + e.Code}
+		s.publish(ctx)
+	case whatsapp.QRCode:
+		s.qr = QR{Code: e.Code, ExpiresAt: now.Add(e.Timeout)}
+		if s.st.State != StatePairing {
+			s.set(ctx, StatePairing, nil, ActionScanQR)
+		}
+	case whatsapp.PairSuccess:
+		s.qr = QR{}
+		s.st.JID = ptr(e.JID)
+		s.set(ctx, StateConnecting, nil, ActionWait)
+	case whatsapp.PairingEnded:
+		switch e.Result {
+		case "success":
+		case "timeout":
+			s.closeLink()
+			s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeQRTimeout,
+				Message: "no QR code was scanned in time: create the session again for new codes"}, ActionScanQR)
+		default:
+			s.closeLink()
+			msg := "pairing failed"
+			if e.Err != nil {
+				msg += ": " + e.Err.Error()
+			}
+			s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodePairingFailed, Message: msg}, ActionScanQR)
+		}
+	case whatsapp.MessageReceived:
+		s.deps.metrics.SessionMessage(s.id, "in")
+	case whatsapp.KeepAliveTimeout:
+		s.log.Warn("keepalive pings unanswered")
+	case whatsapp.KeepAliveRestored:
+		s.log.Info("keepalive restored")
+	}
+}
+
+// retry schedules the next attempt after a transient failure, by the
+// backoff, and shows when it will be.
+func (s *session) retry(ctx actor.Context, code, msg string) {
+	if !s.connectedAt.IsZero() && time.Since(s.connectedAt) >= s.deps.backoff.Reset {
+		s.attempts = 0 // it was healthy long enough: start the backoff over
+	}
+	s.connectedAt = time.Time{}
+	s.attempts++
+	s.schedule(ctx, s.deps.backoff.Delay(s.attempts, nil))
+	s.set(ctx, StateReconnecting, &ErrorInfo{Code: code, Message: msg}, ActionWait)
+}
+
+// schedule arms the retry timer; the state set next shows nextRetryAt.
+func (s *session) schedule(ctx actor.Context, d time.Duration) {
+	s.stopTimer()
+	s.seq++
+	l, seq, pid, send := s.link, s.seq, ctx.Self(), s.deps.send
+	s.timer = time.AfterFunc(d, func() { send(pid, retryDue{link: l, seq: seq}) })
+	next := time.Now().Add(d)
+	s.st.NextRetryAt = &next
+}
+
+func (s *session) onRetryDue(ctx actor.Context, m retryDue) {
+	if m.link != s.link || m.seq != s.seq {
+		return
+	}
+	if s.st.State != StateReconnecting && s.st.State != StateBanned {
+		return
+	}
+	s.timer = nil
+	s.st.Reconnects++
+	s.deps.metrics.SessionReconnected(s.id)
+	s.set(ctx, StateConnecting, s.st.Error, ActionWait)
+	s.dial(ctx)
+}
+
+func (s *session) onQR(m qrReq) {
+	if s.st.State != StatePairing || s.qr.Code == "" {
+		m.fail(wrongState(s.st.State, "session %s is %s, not pairing: no QR code to show", s.id, s.st.State))
+		return
+	}
+	answer(m.reply, s.qr, nil)
+}
+
+func (s *session) onPairPhone(ctx actor.Context, m pairPhoneCmd) {
+	c := s.clientIf(StatePairing)
+	if c == nil || s.qr.Code == "" {
+		m.fail(wrongState(s.st.State, "session %s is %s: a pairing code needs a session that is pairing (create it first)", s.id, s.st.State))
+		return
+	}
+	l, pid, send := s.link, ctx.Self(), s.deps.send
+	s.goSafe(pid, func() {
+		code, err := c.PairPhone(l.ctx, m.phone)
+		send(pid, pairPhoneDone{link: l, phone: m.phone, code: code, err: err, reply: m.reply})
+	})
+}
+
+func (s *session) onPairPhoneDone(m pairPhoneDone) {
+	if m.err != nil {
+		answer(m.reply, "", fmt.Errorf("request pairing code: %w", m.err))
+		return
+	}
+	if m.link == s.link {
+		s.pairPhone, s.pairCode = m.phone, m.code
+	}
+	answer(m.reply, m.code, nil)
+}
+
+func (s *session) onLogout(ctx actor.Context, m logoutCmd) {
+	c := s.clientIf(StateConnected)
+	if c == nil {
+		m.fail(wrongState(s.st.State, "session %s is %s: logout needs a connected session, since WhatsApp must unlink the device (DELETE removes a session in any state)", s.id, s.st.State))
+		return
+	}
+	l, pid, send := s.link, ctx.Self(), s.deps.send
+	s.goSafe(pid, func() {
+		send(pid, logoutDone{link: l, err: c.Logout(l.ctx), reply: m.reply})
+	})
+}
+
+func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
+	if m.err != nil {
+		answer(m.reply, Status{}, fmt.Errorf("logout: %w", m.err))
+		return
+	}
+	if m.link == s.link {
+		s.deps.metrics.SessionDisconnected(s.id, "logged_out")
+		s.closeLink()
+		s.st.JID, s.st.PushName = nil, nil
+		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeLoggedOut, Message: "logged out by the operator: create the session again to pair it"}, ActionScanQR)
+	}
+	answer(m.reply, s.st, nil)
+}
+
+// onStart handles a create for a session that already has an actor: one
+// that is waiting for the operator starts over in pair mode; a live one is
+// left alone.
+func (s *session) onStart(ctx actor.Context, m startCmd) {
+	switch s.st.State {
+	case StateNeedsPairing, StateFailed, StateConflict:
+		s.mode, s.restore = modePair, false
+		s.closeLink()
+		s.start(ctx)
+		answer(m.reply, CreateResult{Status: s.st, Created: true}, nil)
+		return
+	}
+	answer(m.reply, CreateResult{Status: s.st}, nil)
+}
+
+// onRestart handles a restore for a session that already has an actor.
+func (s *session) onRestart(ctx actor.Context) {
+	switch s.st.State {
+	case StateNeedsPairing, StateFailed, StateConflict:
+		s.mode, s.restore = modeRestore, true
+		s.closeLink()
+		s.start(ctx)
+	}
+}
+
+// clientIf returns the client when the session is in state and has one.
+func (s *session) clientIf(state State) whatsapp.Client {
+	if s.st.State != state || s.link == nil {
+		return nil
+	}
+	return s.link.get()
+}
+
+// set moves to state and reports the new snapshot to the manager.
+func (s *session) set(ctx actor.Context, state State, e *ErrorInfo, action UserAction) {
+	prev := s.st.State
+	if prev != state {
+		s.st.Since = time.Now()
+	}
+	s.st.State = state
+	s.st.Error = e
+	s.st.UserAction = action
+	s.st.Connected = state == StateConnected
+	s.st.LoggedIn = state == StateConnected
+	if state != StateReconnecting && state != StateBanned {
+		s.st.NextRetryAt = nil
+	}
+	if state != StatePairing {
+		s.qr = QR{}
+	}
+	if prev != state {
+		attrs := []any{"from", prev, "to", state}
+		if e != nil {
+			attrs = append(attrs, "code", e.Code, "reason", e.Message)
+		}
+		if s.st.NextRetryAt != nil {
+			attrs = append(attrs, "next_retry_in", time.Until(*s.st.NextRetryAt).Round(time.Millisecond))
+		}
+		s.log.Info("session state", attrs...)
+	}
+	s.publish(ctx)
+}
+
+func (s *session) publish(ctx actor.Context) {
+	ctx.Send(ctx.Parent(), statusUpdate{pid: ctx.Self(), status: s.st})
+}
+
+func (s *session) stopTimer() {
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.seq++
+}
+
+// closeLink disconnects the client and closes the store; results still on
+// their way from the old link are ignored.
+func (s *session) closeLink() {
+	s.stopTimer()
+	if s.link != nil {
+		if err := s.link.close(); err != nil {
+			s.log.Warn("close store", "err", err)
+		}
+		s.link = nil
+	}
+}
+
+// teardown runs when the actor stops or restarts: nothing it owned may
+// outlive it.
+func (s *session) teardown() {
+	s.closeLink()
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

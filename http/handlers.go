@@ -1,0 +1,277 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	qrcode "github.com/skip2/go-qrcode"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+)
+
+// The source document's exact texts.
+const (
+	restoreMessage = "Session restoration initiated successfully"
+	restoreNote    = "Sessions are being restored in the background. Check individual session statuses for progress."
+)
+
+type handlers struct {
+	sessions Sessions
+	log      *slog.Logger
+	test     TestDriver
+	ready    func() bool
+}
+
+// handlerFunc is a handler that returns its error for wrap to write.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h *handlers) wrap(f handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			writeError(w, r, h.log, err)
+		}
+	})
+}
+
+// senderID is the route's id, validated before it goes anywhere.
+func senderID(r *http.Request) (string, error) {
+	id := mux.Vars(r)["senderId"]
+	if err := store.ValidateID(id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// decode reads an optional JSON body into v: capped, unknown fields
+// refused, one value only. An empty body leaves v as it is.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+				Message: fmt.Sprintf("request body is larger than %d bytes", maxBody)}
+		}
+		return badRequest("could not read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("invalid JSON body: " + err.Error())
+	}
+	if dec.More() {
+		return badRequest("invalid JSON body: more than one value")
+	}
+	return nil
+}
+
+func (h *handlers) healthz(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) error {
+	if !h.ready() {
+		return &Error{Status: http.StatusServiceUnavailable, Code: "not_ready", Message: "start-up restore not dispatched yet"}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := h.sessions.Ping(ctx); err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Code: "not_ready", Message: "session manager does not answer: " + err.Error()}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+// restoreRequest is the optional body of a restore.
+type restoreRequest struct {
+	SenderIDs []string `json:"senderIds"`
+}
+
+func (h *handlers) restore(w http.ResponseWriter, r *http.Request) error {
+	var req restoreRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	ids := req.SenderIDs
+	if ids != nil && len(ids) == 0 {
+		return badRequest("senderIds is empty: omit it to restore every stored session")
+	}
+	for _, id := range ids {
+		if err := store.ValidateID(id); err != nil {
+			return err
+		}
+	}
+	if err := h.sessions.Restore(r.Context(), ids); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"message": restoreMessage, "note": restoreNote})
+	return nil
+}
+
+func (h *handlers) fleet(w http.ResponseWriter, r *http.Request) error {
+	f, err := h.sessions.Fleet(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, f)
+	return nil
+}
+
+func (h *handlers) status(w http.ResponseWriter, r *http.Request) error {
+	id, err := senderID(r)
+	if err != nil {
+		return err
+	}
+	st, err := h.sessions.Status(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// create answers 202 when it started the session, 200 when the session
+// already ran and nothing changed.
+func (h *handlers) create(w http.ResponseWriter, r *http.Request) error {
+	id, err := senderID(r)
+	if err != nil {
+		return err
+	}
+	res, err := h.sessions.Create(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	code := http.StatusAccepted
+	if !res.Created {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, res.Status)
+	return nil
+}
+
+func (h *handlers) stop(w http.ResponseWriter, r *http.Request) error {
+	id, err := senderID(r)
+	if err != nil {
+		return err
+	}
+	st, err := h.sessions.Stop(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (h *handlers) logout(w http.ResponseWriter, r *http.Request) error {
+	id, err := senderID(r)
+	if err != nil {
+		return err
+	}
+	st, err := h.sessions.Logout(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (h *handlers) delete(w http.ResponseWriter, r *http.Request) error {
+	id, err := senderID(r)
+	if err != nil {
+		return err
+	}
+	if err := h.sessions.Delete(r.Context(), id); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted", "senderId": id})
+	return nil
+}
+
+// qr serves the current code as JSON, or as a PNG a phone can scan
+// (?format=png or Accept: image/png).
+func (h *handlers) qr(w http.ResponseWriter, r *http.Request) error {
+	id, err := senderID(r)
+	if err != nil {
+		return err
+	}
+	code, err := h.sessions.QR(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	format := r.URL.Query().Get("format")
+	if format == "png" || (format == "" && strings.Contains(r.Header.Get("Accept"), "image/png")) {
+		png, err := qrcode.Encode(code.Code, qrcode.Medium, 320)
+		if err != nil {
+			return fmt.Errorf("encode QR PNG: %w", err)
+		}
+		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(png)
+		return nil
+	}
+	if format != "" && format != "json" {
+		return badRequest("format must be json or png")
+	}
+	writeJSON(w, http.StatusOK, code)
+	return nil
+}
+
+// phoneNumber is an international number: digits only once spaces, dashes,
+// dots and brackets are gone, 7 to 15 of them, not starting with 0.
+var phoneNumber = regexp.MustCompile(`^\+?[1-9][0-9]{6,14}$`)
+
+type pairPhoneRequest struct {
+	Phone string `json:"phone"`
+}
+
+func (h *handlers) pairPhone(w http.ResponseWriter, r *http.Request) error {
+	id, err := senderID(r)
+	if err != nil {
+		return err
+	}
+	var req pairPhoneRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	phone := strings.NewReplacer(" ", "", "-", "", ".", "", "(", "", ")", "").Replace(req.Phone)
+	if !phoneNumber.MatchString(phone) {
+		return badRequest(`phone must be an international number such as "+15551234567" (country code first, 7 to 15 digits)`)
+	}
+	code, err := h.sessions.PairPhone(r.Context(), id, strings.TrimPrefix(phone, "+"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"code": code})
+	return nil
+}
+
+func (h *handlers) testAction(w http.ResponseWriter, r *http.Request) error {
+	id, err := senderID(r)
+	if err != nil {
+		return err
+	}
+	var p TestParams
+	if err := decode(w, r, &p); err != nil {
+		return err
+	}
+	out, err := h.test.Act(r.Context(), id, mux.Vars(r)["action"], p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -1,0 +1,195 @@
+// Package http is the REST API: a gorilla/mux router whose handlers turn
+// requests into calls on the session manager (and so into actor messages),
+// bearer-key auth on every /api route, JSON errors mapped from the
+// packages' sentinels in one place, health, readiness and metrics.
+package http
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+)
+
+// Sessions is what the API needs of the session manager.
+type Sessions interface {
+	Restore(ctx context.Context, ids []string) error
+	Status(ctx context.Context, id string) (actors.Status, error)
+	Fleet(ctx context.Context) (actors.Fleet, error)
+	Create(ctx context.Context, id string) (actors.CreateResult, error)
+	Stop(ctx context.Context, id string) (actors.Status, error)
+	Delete(ctx context.Context, id string) error
+	Logout(ctx context.Context, id string) (actors.Status, error)
+	QR(ctx context.Context, id string) (actors.QR, error)
+	PairPhone(ctx context.Context, id, phone string) (string, error)
+	Ping(ctx context.Context) error
+}
+
+var _ Sessions = (*actors.Manager)(nil)
+
+// TestDriver acts as the phone or the network for a session (test mode
+// only): action is scan, unlink, ban, drop, replace, outdated or panic.
+type TestDriver interface {
+	Act(ctx context.Context, id, action string, params TestParams) (any, error)
+}
+
+// TestParams are a test action's optional parameters.
+type TestParams struct {
+	Seconds int `json:"seconds"`
+}
+
+// RequestObserver records each request by route template; the metrics
+// package implements it.
+type RequestObserver interface {
+	ObserveHTTP(route, method string, code int, d time.Duration)
+}
+
+// Options are what NewHandler needs.
+type Options struct {
+	Sessions Sessions
+	// APIKey guards /api; it must not be empty.
+	APIKey string
+	Log    *slog.Logger
+	// Observer, when set, sees every request.
+	Observer RequestObserver
+	// Metrics serves /metrics when set.
+	Metrics http.Handler
+	// OpenAPI is served at /openapi.json when set.
+	OpenAPI []byte
+	// Ready reports whether the start-up restore has been dispatched.
+	Ready func() bool
+	// Test, when set (test mode), serves the test routes.
+	Test TestDriver
+}
+
+// maxBody caps every request body.
+const maxBody = 64 << 10
+
+// NewHandler builds the router. Routes are registered here, in one place.
+func NewHandler(opts Options) http.Handler {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Ready == nil {
+		opts.Ready = func() bool { return true }
+	}
+	h := &handlers{sessions: opts.Sessions, log: opts.Log, test: opts.Test, ready: opts.Ready}
+
+	r := mux.NewRouter()
+	// Keep "..", encoded slashes and empty ids as they came, so the id check
+	// rejects them with 400 instead of the router redirecting them.
+	r.SkipClean(true)
+	r.UseEncodedPath()
+	r.NotFoundHandler = h.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"}
+	})
+	r.MethodNotAllowedHandler = h.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this route"}
+	})
+	if opts.Observer != nil {
+		r.Use(observe(opts.Observer))
+	}
+
+	r.Handle("/healthz", h.wrap(h.healthz)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/readyz", h.wrap(h.readyz)).Methods(http.MethodGet, http.MethodHead)
+	if opts.Metrics != nil {
+		r.Handle("/metrics", opts.Metrics).Methods(http.MethodGet)
+	}
+	if opts.OpenAPI != nil {
+		doc := opts.OpenAPI
+		r.HandleFunc("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(doc)
+		}).Methods(http.MethodGet)
+	}
+
+	api := r.PathPrefix("/api").Subrouter()
+	api.Use(requireKey(opts.APIKey, h))
+	api.Handle("/whatsapp/sessions/restore", h.wrap(h.restore)).Methods(http.MethodPost)
+	api.Handle("/whatsapp/sessions/status", h.wrap(h.fleet)).Methods(http.MethodGet)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}/status", h.wrap(h.status)).Methods(http.MethodGet)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}", h.wrap(h.create)).Methods(http.MethodPost)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}", h.wrap(h.delete)).Methods(http.MethodDelete)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}/qr", h.wrap(h.qr)).Methods(http.MethodGet)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}/pair-phone", h.wrap(h.pairPhone)).Methods(http.MethodPost)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}/stop", h.wrap(h.stop)).Methods(http.MethodPost)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}/logout", h.wrap(h.logout)).Methods(http.MethodPost)
+	if opts.Test != nil {
+		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/{action}", h.wrap(h.testAction)).Methods(http.MethodPost)
+	}
+	return r
+}
+
+// NewServer is an http.Server with every timeout set, so a slow or idle
+// client cannot hold a connection forever.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+}
+
+// requireKey checks "Authorization: Bearer <key>" in constant time (the
+// hashes are compared, so the key's length does not leak either).
+func requireKey(key string, h *handlers) mux.MiddlewareFunc {
+	want := sha256.Sum256([]byte(key))
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			auth := r.Header.Get("Authorization")
+			token, ok := strings.CutPrefix(auth, "Bearer ")
+			got := sha256.Sum256([]byte(token))
+			if !ok || key == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				msg := "missing or malformed Authorization header: send 'Authorization: Bearer <API_KEY>'"
+				if ok {
+					msg = "invalid API key"
+				}
+				writeError(w, r, h.log, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: msg})
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// observe reports every request by its route template, never its raw path.
+func observe(o RequestObserver) mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			next.ServeHTTP(sw, r)
+			o.ObserveHTTP(routeTemplate(r), r.Method, sw.status, time.Since(start))
+		})
+	}
+}
+
+func routeTemplate(r *http.Request) string {
+	if route := mux.CurrentRoute(r); route != nil {
+		if t, err := route.GetPathTemplate(); err == nil {
+			return strings.ReplaceAll(t, ":[^/]*}", "}")
+		}
+	}
+	return "unmatched"
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}

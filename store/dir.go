@@ -1,0 +1,245 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+const (
+	sessionPrefix = "session-"
+	dbFile        = "whatsapp.db"
+	stoppedFile   = "stopped"
+	lockFile      = ".lock"
+	apiKeyFile    = ".api-key"
+	dirMode       = 0o700
+	fileMode      = 0o600
+)
+
+// Dir is an open SESSIONS_DIR, owned by this process until Close.
+type Dir struct {
+	root string
+	lock *os.File
+}
+
+// OpenDir creates root if needed (0700) and takes its lock. A second
+// process on the same directory gets ErrLocked: two clients on one set of
+// keys knock each other off WhatsApp.
+func OpenDir(root string) (*Dir, error) {
+	if strings.ContainsAny(root, "?#") {
+		return nil, fmt.Errorf("sessions directory %q: '?' and '#' are not allowed in the path", root)
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("sessions directory %q: %w", root, err)
+	}
+	if err := os.MkdirAll(abs, dirMode); err != nil {
+		return nil, fmt.Errorf("create sessions directory %s: %w", abs, err)
+	}
+	lockPath := filepath.Join(abs, lockFile)
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", lockPath, err)
+	}
+	// flock is released by the kernel when the process dies, so a kill -9
+	// never leaves a stale lock behind.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(lockPath)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by pid %s; stop that process first (two processes on one set of keys log each other out)",
+				ErrLocked, abs, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &Dir{root: abs, lock: f}, nil
+}
+
+// Close releases the lock.
+func (d *Dir) Close() error {
+	if d.lock == nil {
+		return nil
+	}
+	err := d.lock.Close()
+	d.lock = nil
+	return err
+}
+
+// Root is the absolute path of the sessions directory.
+func (d *Dir) Root() string { return d.root }
+
+// SessionPath is the directory of session id, after validating id.
+func (d *Dir) SessionPath(id string) (string, error) {
+	if err := ValidateID(id); err != nil {
+		return "", err
+	}
+	return filepath.Join(d.root, sessionPrefix+id), nil
+}
+
+// Stored is one session directory found on disk.
+type Stored struct {
+	ID string
+	// Stopped is true when the operator stopped the session; the start-up
+	// restore leaves it stopped.
+	Stopped bool
+}
+
+// Discover lists the session directories, sorted by id. Entries whose name
+// is not a valid session directory are skipped; a symlinked session
+// directory is listed (so it can be reported) but never followed.
+func (d *Dir) Discover() ([]Stored, error) {
+	entries, err := os.ReadDir(d.root)
+	if err != nil {
+		return nil, fmt.Errorf("read sessions directory %s: %w", d.root, err)
+	}
+	var out []Stored
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, sessionPrefix) {
+			continue
+		}
+		id := strings.TrimPrefix(name, sessionPrefix)
+		if ValidateID(id) != nil {
+			continue
+		}
+		if !e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
+			continue
+		}
+		s := Stored{ID: id}
+		if e.IsDir() {
+			_, err := os.Lstat(filepath.Join(d.root, name, stoppedFile))
+			s.Stopped = err == nil
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Exists reports whether session id has a directory (or a symlink there).
+func (d *Dir) Exists(id string) (bool, error) {
+	p, err := d.SessionPath(id)
+	if err != nil {
+		return false, err
+	}
+	_, err = os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// sessionDir returns the directory of id, refusing a symlink. With create,
+// a missing directory is made (0700); without, it is ErrNotFound.
+func (d *Dir) sessionDir(id string, create bool) (string, error) {
+	p, err := d.SessionPath(id)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+		if err := os.Mkdir(p, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("%w: create %s: %v", ErrUnavailable, filepath.Base(p), err)
+		}
+		return d.sessionDir(id, false)
+	case errors.Is(err, fs.ErrNotExist):
+		return "", ErrNotFound
+	case err != nil:
+		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "", fmt.Errorf("%w: %s is a symlink, which is never followed", ErrUnavailable, filepath.Base(p))
+	case !fi.IsDir():
+		return "", fmt.Errorf("%w: %s is not a directory", ErrUnavailable, filepath.Base(p))
+	}
+	return p, nil
+}
+
+// SetStopped records (or clears) that the operator stopped session id, so
+// that the next start-up leaves it stopped.
+func (d *Dir) SetStopped(id string, stopped bool) error {
+	p, err := d.sessionDir(id, false)
+	if err != nil {
+		return err
+	}
+	marker := filepath.Join(p, stoppedFile)
+	if !stopped {
+		if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("clear stop marker of %s: %w", id, err)
+		}
+		return nil
+	}
+	if err := os.WriteFile(marker, []byte("stopped by the operator\n"), fileMode); err != nil {
+		return fmt.Errorf("write stop marker of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Remove deletes session id's directory and everything in it. A symlink
+// in its place is removed, never followed.
+func (d *Dir) Remove(id string) error {
+	p, err := d.SessionPath(id)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove session %s: %w", id, err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return os.Remove(p)
+	}
+	if err := os.RemoveAll(p); err != nil {
+		return fmt.Errorf("remove session %s: %w", id, err)
+	}
+	return nil
+}
+
+// APIKey returns the key kept in SESSIONS_DIR/.api-key, creating a strong
+// random one (0600) on first use. It returns the file's path too, so the
+// caller can log where the key is without logging the key.
+func (d *Dir) APIKey() (key, path string, created bool, err error) {
+	path = filepath.Join(d.root, apiKeyFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key = strings.TrimSpace(string(b))
+		if key == "" {
+			return "", path, false, fmt.Errorf("API key file %s is empty: delete it to have a new key generated", path)
+		}
+		return key, path, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", path, false, fmt.Errorf("read API key file: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", path, false, fmt.Errorf("generate API key: %w", err)
+	}
+	key = base64.RawURLEncoding.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	if err != nil {
+		return "", path, false, fmt.Errorf("write API key file: %w", err)
+	}
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		f.Close()
+		return "", path, false, fmt.Errorf("write API key file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", path, false, fmt.Errorf("write API key file: %w", err)
+	}
+	return key, path, true, nil
+}

@@ -1,0 +1,158 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	wastore "go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/store/sqlstore"
+	waLog "go.mau.fi/whatsmeow/util/log"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// DriverName is the database/sql driver modernc.org/sqlite registers.
+const DriverName = "sqlite"
+
+// DSN is the connection string of the store at path. foreign_keys is
+// required by whatsmeow; WAL with busy_timeout and immediate transactions
+// keeps concurrent writers from failing with SQLITE_BUSY. synchronous(FULL)
+// syncs the WAL at every commit: a committed write (credentials included)
+// survives kill -9 and power loss alike, for the price of one fsync per
+// transaction, which a session makes rarely.
+func DSN(path string) string {
+	return "file:" + path +
+		"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
+		"&_pragma=synchronous(FULL)&_txlock=immediate"
+}
+
+// OpenOptions tune Open.
+type OpenOptions struct {
+	// Create makes the session directory when it does not exist; without
+	// it a missing session is ErrNotFound.
+	Create bool
+	// Log receives whatsmeow's store logs; nil discards them.
+	Log waLog.Logger
+	// IdleTimeout closes the store's one connection after this long unused
+	// (an open connection costs about 200 KiB, a resting store 36 KiB).
+	// Zero means 30 s.
+	IdleTimeout time.Duration
+}
+
+// Session is one open session store: whatsmeow's container and the one
+// device it holds (a new, unsaved device when none is paired).
+type Session struct {
+	ID        string
+	Container *sqlstore.Container
+	Device    *wastore.Device
+}
+
+// Paired reports whether the store holds a paired device.
+func (s *Session) Paired() bool { return s.Device != nil && s.Device.ID != nil }
+
+// Close closes the store's database.
+func (s *Session) Close() error { return s.Container.Close() }
+
+// Open opens session id's store, checks it (PRAGMA quick_check and a write
+// lock) and loads its device. A store that is not a database or fails the
+// check is ErrCorrupt; one that cannot be opened or written is
+// ErrUnavailable. Open never deletes or rewrites a store it cannot read.
+func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, error) {
+	dir, err := d.sessionDir(id, opts.Create)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, dbFile)
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrUnavailable, dbFile)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	db, err := sql.Open(DriverName, DSN(path))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	idle := opts.IdleTimeout
+	if idle <= 0 {
+		idle = 30 * time.Second
+	}
+	// One connection per store: whatsmeow's writes serialise on it anyway,
+	// and every extra open connection costs memory.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(idle)
+
+	if err := check(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		_ = os.Chmod(f, fileMode)
+	}
+	container := sqlstore.NewWithDB(db, DriverName, opts.Log)
+	if err := container.Upgrade(ctx); err != nil {
+		container.Close()
+		return nil, classify("upgrade schema", err)
+	}
+	dev, err := container.GetFirstDevice(ctx)
+	if err != nil {
+		container.Close()
+		return nil, classify("load device", err)
+	}
+	return &Session{ID: id, Container: container, Device: dev}, nil
+}
+
+// check runs quick_check and takes (and drops) the write lock, so that a
+// read-only or full store is reported now rather than at the first write.
+func check(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return classify("quick_check", err)
+	}
+	var first string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			rows.Close()
+			return classify("quick_check", err)
+		}
+		if first == "" {
+			first = line
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return classify("quick_check", err)
+	}
+	if err := rows.Err(); err != nil {
+		return classify("quick_check", err)
+	}
+	if first != "ok" {
+		return fmt.Errorf("%w: quick_check: %.200s", ErrCorrupt, first)
+	}
+	tx, err := db.BeginTx(ctx, nil) // _txlock=immediate: takes the write lock
+	if err != nil {
+		return classify("take write lock", err)
+	}
+	return classify("take write lock", tx.Rollback())
+}
+
+// classify wraps err as ErrCorrupt or ErrUnavailable by its SQLite code.
+func classify(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, what, err)
+		}
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}

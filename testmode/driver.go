@@ -1,0 +1,183 @@
+// Package testmode lets test mode act as the phone and the network for a
+// session, through the fake WhatsApp server's control: scan a pending
+// pairing, unlink the device, ban it, drop its socket, replace its stream,
+// refuse its client version, or make its actor panic. It is wired only when
+// WHATSAPP_TEST_MODE is on.
+package testmode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+)
+
+// Sessions is what the driver needs of the session manager.
+type Sessions interface {
+	Inspect(ctx context.Context, id string) (actors.Inspection, error)
+	Status(ctx context.Context, id string) (actors.Status, error)
+	Panic(ctx context.Context, id string) error
+}
+
+// Driver implements the test routes.
+type Driver struct {
+	sessions Sessions
+	control  fakeserver.Control
+
+	// Failures that must end (a ban's expiry, a one-off outdated
+	// refusal) are cleared by goroutines that Close stops.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ apihttp.TestDriver = (*Driver)(nil)
+
+// New returns a Driver acting through control.
+func New(sessions Sessions, control fakeserver.Control) *Driver {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Driver{sessions: sessions, control: control, ctx: ctx, cancel: cancel}
+}
+
+// Close stops the driver's background clean-ups.
+func (d *Driver) Close() {
+	d.cancel()
+	d.wg.Wait()
+}
+
+// Result is a test action's answer.
+type Result struct {
+	Action string `json:"action"`
+	Done   string `json:"done"`
+}
+
+// Act performs action on session id.
+func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParams) (any, error) {
+	if action == "panic" {
+		if err := d.sessions.Panic(ctx, id); err != nil {
+			return nil, err
+		}
+		return Result{Action: action, Done: "the session's actor panicked once"}, nil
+	}
+	insp, err := d.sessions.Inspect(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if action == "scan" {
+		return d.scan(ctx, id, insp)
+	}
+	user := jidUser(insp.JID)
+	if user == "" {
+		return nil, &actors.StateError{State: insp.State, Message: fmt.Sprintf("session %s has no paired device to act on (it is %s)", id, insp.State)}
+	}
+	switch action {
+	case "unlink":
+		err = d.control.SendStreamError(ctx, user, fakeserver.StreamDeviceRemoved)
+		return d.done(action, "the phone removed this linked device", err)
+	case "replace":
+		err = d.control.SendStreamError(ctx, user, fakeserver.StreamReplaced)
+		return d.done(action, "another client took over this session's stream", err)
+	case "drop":
+		n, err := d.control.Drop(ctx, user)
+		return d.done(action, fmt.Sprintf("dropped %d socket(s)", n), err)
+	case "ban":
+		secs := p.Seconds
+		if secs <= 0 || secs > 24*3600 {
+			return nil, &apihttp.Error{Status: http.StatusBadRequest, Code: "bad_request", Message: `ban needs {"seconds": N} with N from 1 to 86400`}
+		}
+		expire := time.Duration(secs) * time.Second
+		if err := d.control.SetLoginFailure(ctx, user, fakeserver.LoginFailure{Reason: 402, BanCode: 101, Expire: expire}); err != nil {
+			return nil, err
+		}
+		d.clearAfter(user, expire)
+		_, err = d.control.Drop(ctx, user)
+		return d.done(action, fmt.Sprintf("banned for %d s", secs), err)
+	case "outdated":
+		if err := d.control.SetLoginFailure(ctx, user, fakeserver.LoginFailure{Reason: 405}); err != nil {
+			return nil, err
+		}
+		d.clearWhen(id, user, actors.StateFailed)
+		_, err = d.control.Drop(ctx, user)
+		return d.done(action, "the next login is refused as outdated", err)
+	}
+	return nil, &apihttp.Error{Status: http.StatusNotFound, Code: "not_found",
+		Message: "unknown test action: use scan, unlink, ban, drop, replace, outdated or panic"}
+}
+
+// scan completes the session's pending pairing as the phone would: the QR
+// code it shows, or the pairing code it asked for.
+func (d *Driver) scan(ctx context.Context, id string, insp actors.Inspection) (any, error) {
+	var err error
+	switch {
+	case insp.PairCode != "":
+		_, err = d.control.EnterPairingCode(ctx, insp.PairPhone, insp.PairCode)
+	case insp.QRCode != "":
+		_, err = d.control.ScanQR(ctx, insp.QRCode)
+	default:
+		return nil, &actors.StateError{State: insp.State, Message: fmt.Sprintf("session %s is %s: nothing to scan (create it first)", id, insp.State)}
+	}
+	return d.done("scan", "the phone completed the pairing", err)
+}
+
+func (d *Driver) done(action, what string, err error) (any, error) {
+	if err != nil {
+		return nil, fmt.Errorf("fake server: %s: %w", action, err)
+	}
+	return Result{Action: action, Done: what}, nil
+}
+
+// clearAfter lifts user's login failure after d, as a ban expires.
+func (d *Driver) clearAfter(user string, after time.Duration) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTimer(after)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			_ = d.control.SetLoginFailure(d.ctx, user, fakeserver.LoginFailure{})
+		case <-d.ctx.Done():
+		}
+	}()
+}
+
+// clearWhen lifts user's login failure once session id has reached state
+// (or after a minute), so that a later restore can succeed.
+func (d *Driver) clearWhen(id, user string, state actors.State) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer func() { _ = d.control.SetLoginFailure(context.Background(), user, fakeserver.LoginFailure{}) }()
+		deadline := time.NewTimer(time.Minute)
+		defer deadline.Stop()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-d.ctx.Done():
+				return
+			case <-deadline.C:
+				return
+			case <-tick.C:
+				st, err := d.sessions.Status(d.ctx, id)
+				if err != nil && !errors.Is(err, actors.ErrTimeout) || st.State == state {
+					return
+				}
+			}
+		}
+	}()
+}
+
+// jidUser is the phone-number part of a JID such as 15550001234:3@s.whatsapp.net.
+func jidUser(jid string) string {
+	user, _, _ := strings.Cut(jid, "@")
+	user, _, _ = strings.Cut(user, ":")
+	return user
+}
