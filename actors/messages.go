@@ -95,7 +95,7 @@ type (
 type (
 	discovered struct {
 		ids     []string
-		stopped int
+		stopped []string
 		err     error
 	}
 	removed struct {

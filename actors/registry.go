@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -111,14 +112,13 @@ func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
 		self, send, dir := ctx.Self(), m.deps.send, m.dir
 		go func() {
 			stored, err := dir.Discover()
-			ids := make([]string, 0, len(stored))
-			stopped := 0
+			var ids, stopped []string
 			for _, s := range stored {
 				if s.Stopped {
-					stopped++
-					continue
+					stopped = append(stopped, s.ID)
+				} else {
+					ids = append(ids, s.ID)
 				}
-				ids = append(ids, s.ID)
 			}
 			send(self, discovered{ids: ids, err: err, stopped: stopped})
 		}()
@@ -142,10 +142,12 @@ func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
 		answer(msg.reply, struct{}{}, fmt.Errorf("%w: %s", ErrSessionNotFound, strings.Join(unknown, ", ")))
 		return
 	}
+	// Naming a session restores it even if the operator had stopped it.
 	for _, id := range msg.ids {
-		if e := m.sessions[id]; e != nil && e.pid == nil && e.status.State == StateStopped {
-			if err := m.dir.SetStopped(id, false); err != nil {
-				m.log.Error("clear stop marker", "session_id", id, "err", err)
+		if e := m.sessions[id]; e == nil || e.pid == nil {
+			if err := m.dir.SetStopped(id, false); err != nil && !errors.Is(err, store.ErrNotFound) {
+				answer(msg.reply, struct{}{}, err)
+				return
 			}
 		}
 	}
@@ -161,7 +163,15 @@ func (m *manager) onDiscovered(ctx actor.Context, msg discovered) {
 	if m.shuttingDown {
 		return
 	}
-	m.restoreAll(ctx, msg.ids, msg.stopped)
+	// A session the operator stopped stays stopped, and listed as such.
+	for _, id := range msg.stopped {
+		if m.sessions[id] == nil {
+			e := &entry{status: Status{SenderID: id, State: StateStopped, Since: time.Now(), UserAction: ActionNone}}
+			m.sessions[id] = e
+			m.publish(id, e)
+		}
+	}
+	m.restoreAll(ctx, msg.ids, len(msg.stopped))
 }
 
 // restoreAll starts each of ids that is not running: a new one is spawned,

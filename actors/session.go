@@ -65,8 +65,9 @@ func (s *session) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		s.teardown()
 	case *actor.Restarting:
-		s.teardown()
+		// Report first: closing the client may take a while.
 		ctx.Send(ctx.Parent(), sessionRestarted{id: s.id, reason: s.panicked})
+		s.teardown()
 	case dialed:
 		s.onDialed(ctx, m)
 	case clientEvent:
@@ -179,16 +180,23 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 		s.set(ctx, StateFailed, &ErrorInfo{Code: code, Message: m.err.Error()}, ActionRestore)
 		return
 	}
+	// The client's events race this result: a login (or a QR code) may
+	// already have moved the state on, and must not be overwritten.
+	waiting := s.st.State == StateRestoring || s.st.State == StateConnecting
 	switch {
 	case m.paired && m.err != nil:
 		s.retry(ctx, CodeDialFailed, m.err.Error())
 	case m.paired:
-		s.set(ctx, StateConnecting, nil, ActionWait)
+		if waiting {
+			s.set(ctx, StateConnecting, nil, ActionWait)
+		}
 	case s.mode == modePair && m.err != nil:
 		s.closeLink()
 		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeDialFailed, Message: m.err.Error()}, ActionScanQR)
 	case s.mode == modePair:
-		s.set(ctx, StatePairing, nil, ActionScanQR)
+		if waiting {
+			s.set(ctx, StatePairing, nil, ActionScanQR)
+		}
 	default:
 		s.closeLink()
 		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeNotPaired, Message: "the store holds no paired device: create the session to pair it"}, ActionScanQR)

@@ -167,9 +167,10 @@ func (d *Dir) sessionDir(id string, create bool) (string, error) {
 }
 
 // SetStopped records (or clears) that the operator stopped session id, so
-// that the next start-up leaves it stopped.
+// that the next start-up leaves it stopped. Recording makes the session's
+// directory if it has none yet.
 func (d *Dir) SetStopped(id string, stopped bool) error {
-	p, err := d.sessionDir(id, false)
+	p, err := d.sessionDir(id, stopped)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,96 @@
+package actors_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+)
+
+// testBackoff keeps retries fast enough for tests.
+var testBackoff = actors.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, Reset: time.Minute}
+
+// harness is a real manager (real actor system, real sessions directory)
+// over a fake opener.
+type harness struct {
+	t      *testing.T
+	dir    *store.Dir
+	opener *fakeOpener
+	mgr    *actors.Manager
+}
+
+func newHarness(t *testing.T, tweak ...func(*actors.Options)) *harness {
+	t.Helper()
+	dir, err := store.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Close() })
+	opener := newFakeOpener(dir)
+	opts := actors.Options{
+		Dir: dir, Opener: opener, Backoff: testBackoff,
+		RestoreConcurrency: 8, ConnectRate: 1000, ConnectBurst: 100,
+		RestartBudget: 5, RestartWindow: time.Minute, RequestTimeout: 5 * time.Second,
+	}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	mgr, err := actors.NewManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := mgr.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return &harness{t: t, dir: dir, opener: opener, mgr: mgr}
+}
+
+// stored makes a session directory on disk, paired or not.
+func (h *harness) stored(id string, paired bool) {
+	h.t.Helper()
+	if err := os.MkdirAll(filepath.Join(h.dir.Root(), "session-"+id), 0o700); err != nil {
+		h.t.Fatal(err)
+	}
+	h.opener.setPaired(id, paired)
+}
+
+func (h *harness) status(id string) actors.Status {
+	h.t.Helper()
+	st, err := h.mgr.Status(context.Background(), id)
+	if err != nil {
+		h.t.Fatalf("status %s: %v", id, err)
+	}
+	return st
+}
+
+// waitState polls until session id is in state, or fails after 10 s.
+func (h *harness) waitState(id string, state actors.State) actors.Status {
+	h.t.Helper()
+	var last actors.Status
+	eventually(h.t, func() bool {
+		st, err := h.mgr.Status(context.Background(), id)
+		last = st
+		return err == nil && st.State == state
+	}, "session %s to be %s (last: %+v)", id, state, &last)
+	return last
+}
+
+// eventually polls cond every 5 ms for up to 10 s.
+func eventually(t *testing.T, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for "+format, args...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,153 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+)
+
+func TestLifecycleCreateStopStartDelete(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+
+	res, err := h.mgr.Create(ctx, "new")
+	if err != nil || !res.Created {
+		t.Fatalf("create: %+v, %v", res, err)
+	}
+	st := h.waitState("new", actors.StatePairing)
+	if st.UserAction != actors.ActionScanQR {
+		t.Errorf("pairing session asks for %s", st.UserAction)
+	}
+	qr, err := h.mgr.QR(ctx, "new")
+	if err != nil || qr.Code != "2@fake-qr" || qr.ExpiresAt.IsZero() {
+		t.Fatalf("qr: %+v, %v", qr, err)
+	}
+	code, err := h.mgr.PairPhone(ctx, "new", "15551234567")
+	if err != nil || code != "ABCD-EFGH" {
+		t.Fatalf("pair phone: %q, %v", code, err)
+	}
+	res, err = h.mgr.Create(ctx, "new")
+	if err != nil || res.Created || res.Status.State != actors.StatePairing {
+		t.Fatalf("second create changed something: %+v, %v", res, err)
+	}
+	if _, err := h.mgr.Logout(ctx, "new"); !errors.Is(err, actors.ErrWrongState) {
+		t.Errorf("logout while pairing: %v, want wrong state", err)
+	}
+
+	st, err = h.mgr.Stop(ctx, "new")
+	if err != nil || st.State != actors.StateStopped {
+		t.Fatalf("stop: %+v, %v", st, err)
+	}
+	if n := h.opener.live("new"); n != 0 {
+		t.Errorf("%d clients open after stop", n)
+	}
+	stored, _ := h.dir.Discover()
+	if len(stored) != 1 || !stored[0].Stopped {
+		t.Errorf("stop not remembered on disk: %+v", stored)
+	}
+	for name, call := range map[string]func() error{
+		"stop again": func() error { _, err := h.mgr.Stop(ctx, "new"); return err },
+		"qr":         func() error { _, err := h.mgr.QR(ctx, "new"); return err },
+		"pair-phone": func() error { _, err := h.mgr.PairPhone(ctx, "new", "15551234567"); return err },
+		"logout":     func() error { _, err := h.mgr.Logout(ctx, "new"); return err },
+	} {
+		if err := call(); !errors.Is(err, actors.ErrWrongState) {
+			t.Errorf("%s on a stopped session: %v, want wrong state", name, err)
+		}
+	}
+
+	if res, err := h.mgr.Create(ctx, "new"); err != nil || !res.Created {
+		t.Fatalf("start after stop: %+v, %v", res, err)
+	}
+	h.waitState("new", actors.StatePairing)
+	if stored, _ := h.dir.Discover(); stored[0].Stopped {
+		t.Error("start left the stop marker behind")
+	}
+
+	if err := h.mgr.Delete(ctx, "new"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.mgr.Status(ctx, "new"); !errors.Is(err, actors.ErrSessionNotFound) {
+		t.Errorf("status after delete: %v", err)
+	}
+	if ok, _ := h.dir.Exists("new"); ok {
+		t.Error("directory still there after delete")
+	}
+	if n := h.opener.live("new"); n != 0 {
+		t.Errorf("%d clients open after delete", n)
+	}
+	if err := h.mgr.Delete(ctx, "new"); !errors.Is(err, actors.ErrSessionNotFound) {
+		t.Errorf("second delete: %v", err)
+	}
+}
+
+func TestLogoutLeavesNeedsPairing(t *testing.T) {
+	h := newHarness(t)
+	h.stored("paired", true)
+	if err := h.mgr.Restore(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState("paired", actors.StateConnected)
+	st, err := h.mgr.Logout(context.Background(), "paired")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != actors.StateNeedsPairing || st.JID != nil || st.UserAction != actors.ActionScanQR {
+		t.Errorf("after logout: %+v", st)
+	}
+	if n := h.opener.live("paired"); n != 0 {
+		t.Errorf("%d clients open after logout", n)
+	}
+	if ok, _ := h.dir.Exists("paired"); !ok {
+		t.Error("logout removed the session's directory")
+	}
+}
+
+func TestConcurrentCreatesMakeOneSession(t *testing.T) {
+	h := newHarness(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	created := 0
+	for range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := h.mgr.Create(context.Background(), "dup")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if res.Created {
+				mu.Lock()
+				created++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	h.waitState("dup", actors.StatePairing)
+	if created != 1 {
+		t.Errorf("%d creates said they created the session, want 1", created)
+	}
+	if n := h.opener.live("dup"); n != 1 {
+		t.Errorf("%d clients for one session", n)
+	}
+}
+
+func TestRestoreNamingUnknownOrInvalidSessions(t *testing.T) {
+	h := newHarness(t)
+	h.stored("known", true)
+	if err := h.mgr.Restore(context.Background(), []string{"known", "ghost"}); !errors.Is(err, actors.ErrSessionNotFound) {
+		t.Errorf("unknown id: %v", err)
+	}
+	if err := h.mgr.Restore(context.Background(), []string{"../etc"}); !errors.Is(err, store.ErrInvalidID) {
+		t.Errorf("invalid id: %v", err)
+	}
+	if _, err := h.mgr.Status(context.Background(), "known"); !errors.Is(err, actors.ErrSessionNotFound) {
+		t.Errorf("a rejected restore started something: %v", err)
+	}
+}

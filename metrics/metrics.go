@@ -1,0 +1,296 @@
+// Package metrics holds the Prometheus collectors of whatsapp-sessions: per
+// session state, connectivity, restarts, reconnects, disconnects and messages,
+// and fleet-wide session counts, restore timing and results, and HTTP traffic.
+//
+// Everything is registered on a Registerer handed to New, never on the
+// default registry, so tests and several instances in one process do not
+// collide. The label `session` is always the senderId: never a phone number,
+// a JID or anything else that identifies a person.
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Session states, as reported by the session actors. SetSessionState keeps a
+// series for each of them per session, so a dashboard can tell "0 sessions in
+// this state" from "no data".
+const (
+	StateRestoring    = "restoring"
+	StateConnecting   = "connecting"
+	StatePairing      = "pairing"
+	StateConnected    = "connected"
+	StateReconnecting = "reconnecting"
+	StateNeedsPairing = "needs_pairing"
+	StateBanned       = "banned"
+	StateConflict     = "conflict"
+	StateFailed       = "failed"
+	StateStopped      = "stopped"
+)
+
+// Disconnect reasons accepted by SessionDisconnected. Any other value is
+// counted as ReasonOther, which keeps the number of series bounded whatever
+// a caller passes.
+const (
+	ReasonNetwork     = "network"
+	ReasonLoggedOut   = "logged_out"
+	ReasonReplaced    = "replaced"
+	ReasonBanned      = "banned"
+	ReasonOutdated    = "outdated"
+	ReasonServerError = "server_error"
+	ReasonStopped     = "stopped"
+	ReasonOther       = "other"
+)
+
+// Message directions accepted by SessionMessage.
+const (
+	DirectionIn  = "in"
+	DirectionOut = "out"
+)
+
+// Metrics holds every collector of the service. Create it with New; all
+// methods are safe for concurrent use.
+type Metrics struct {
+	states  []string // the known session states, in a stable order
+	reasons map[string]bool
+
+	sessionState         *prometheus.GaugeVec
+	sessions             *prometheus.GaugeVec
+	sessionConnected     *prometheus.GaugeVec
+	sessionRestarts      *prometheus.CounterVec
+	sessionReconnects    *prometheus.CounterVec
+	sessionDisconnects   *prometheus.CounterVec
+	sessionLastConnected *prometheus.GaugeVec
+	sessionMessages      *prometheus.CounterVec
+	restoreDuration      prometheus.Histogram
+	restoreResults       *prometheus.CounterVec
+	httpRequests         *prometheus.CounterVec
+	httpDuration         *prometheus.HistogramVec
+
+	// mu guards current and makes each SetSessionState and RemoveSession
+	// one step: without it a removal racing with a state change could leave
+	// a one-hot series behind, or the fleet counts could drift from the
+	// per-session gauges. The other per-session series are single updates
+	// that client_golang already makes safe.
+	mu      sync.Mutex
+	current map[string]string // session -> current state
+}
+
+// New creates the collectors, registers them on reg together with the Go
+// runtime and process collectors, and returns them. Like
+// prometheus.MustRegister it panics if reg already holds any of them, for
+// example when New is called twice with one registry.
+func New(reg prometheus.Registerer) *Metrics {
+	sessionLabels := []string{"session"}
+	m := &Metrics{
+		states: []string{
+			StateRestoring, StateConnecting, StatePairing, StateConnected,
+			StateReconnecting, StateNeedsPairing, StateBanned, StateConflict,
+			StateFailed, StateStopped,
+		},
+		reasons: map[string]bool{
+			ReasonNetwork: true, ReasonLoggedOut: true, ReasonReplaced: true,
+			ReasonBanned: true, ReasonOutdated: true, ReasonServerError: true,
+			ReasonStopped: true, ReasonOther: true,
+		},
+		current: make(map[string]string),
+
+		sessionState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "whatsapp_session_state",
+			Help: "Current state of a session: 1 for the state it is in, 0 for every other state.",
+		}, []string{"session", "state"}),
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "whatsapp_sessions",
+			Help: "Number of sessions in each state.",
+		}, []string{"state"}),
+		sessionConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "whatsapp_session_connected",
+			Help: "Whether a session is connected and logged in to WhatsApp (1) or not (0).",
+		}, sessionLabels),
+		sessionRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "whatsapp_session_restarts_total",
+			Help: "Restarts of a session actor after a panic.",
+		}, sessionLabels),
+		sessionReconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "whatsapp_session_reconnects_total",
+			Help: "Reconnection attempts of a session after a transient failure.",
+		}, sessionLabels),
+		sessionDisconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "whatsapp_session_disconnects_total",
+			Help: "Disconnects of a session from WhatsApp, by reason.",
+		}, []string{"session", "reason"}),
+		sessionLastConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "whatsapp_session_last_connected_timestamp_seconds",
+			Help: "Unix time at which a session last became connected.",
+		}, sessionLabels),
+		sessionMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "whatsapp_session_messages_total",
+			Help: "Messages received (in) and sent (out) by a session.",
+		}, []string{"session", "direction"}),
+		restoreDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "whatsapp_restore_duration_seconds",
+			Help:    "Time a session took to come back from storage, from the start of its restore until it was connected.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+		}),
+		restoreResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "whatsapp_restore_results_total",
+			Help: "Results of session restores from storage, by result.",
+		}, []string{"result"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "whatsapp_http_requests_total",
+			Help: "HTTP requests served, by route template, method and status code.",
+		}, []string{"route", "method", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "whatsapp_http_request_duration_seconds",
+			Help:    "Time taken to serve HTTP requests, by route template and method.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "method"}),
+	}
+
+	// Every state exists from the start with 0, so that "no session is
+	// connected" is a value and not an absent series.
+	for _, s := range m.states {
+		m.sessions.WithLabelValues(s).Set(0)
+	}
+
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.sessionState,
+		m.sessions,
+		m.sessionConnected,
+		m.sessionRestarts,
+		m.sessionReconnects,
+		m.sessionDisconnects,
+		m.sessionLastConnected,
+		m.sessionMessages,
+		m.restoreDuration,
+		m.restoreResults,
+		m.httpRequests,
+		m.httpDuration,
+	)
+	return m
+}
+
+// SetSessionState records that session is now in state. It keeps
+// whatsapp_session_state one-hot (1 for state, 0 for every other known
+// state) and moves the session between the counts of whatsapp_sessions.
+// A state outside the known set is recorded as given, and its series is
+// dropped again when the session leaves it.
+func (m *Metrics) SetSessionState(session, state string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	old, known := m.current[session]
+	if known && old == state {
+		return
+	}
+	if known {
+		m.sessions.WithLabelValues(old).Dec()
+		if !m.isKnownState(old) {
+			m.sessionState.DeleteLabelValues(session, old)
+		}
+	}
+	m.current[session] = state
+	m.sessions.WithLabelValues(state).Inc()
+
+	for _, s := range m.states {
+		m.sessionState.WithLabelValues(session, s).Set(0)
+	}
+	m.sessionState.WithLabelValues(session, state).Set(1)
+}
+
+func (m *Metrics) isKnownState(state string) bool {
+	for _, s := range m.states {
+		if s == state {
+			return true
+		}
+	}
+	return false
+}
+
+// SetSessionConnected records whether session is connected to WhatsApp.
+func (m *Metrics) SetSessionConnected(session string, connected bool) {
+	v := 0.0
+	if connected {
+		v = 1
+	}
+	m.sessionConnected.WithLabelValues(session).Set(v)
+}
+
+// SessionRestarted counts a restart of session's actor after a panic.
+func (m *Metrics) SessionRestarted(session string) {
+	m.sessionRestarts.WithLabelValues(session).Inc()
+}
+
+// SessionReconnected counts a reconnection attempt of session.
+func (m *Metrics) SessionReconnected(session string) {
+	m.sessionReconnects.WithLabelValues(session).Inc()
+}
+
+// SessionDisconnected counts a disconnect of session for reason, one of the
+// Reason constants; any other reason is counted as ReasonOther.
+func (m *Metrics) SessionDisconnected(session, reason string) {
+	if !m.reasons[reason] {
+		reason = ReasonOther
+	}
+	m.sessionDisconnects.WithLabelValues(session, reason).Inc()
+}
+
+// SetSessionLastConnected records t as the time session last became connected.
+func (m *Metrics) SetSessionLastConnected(session string, t time.Time) {
+	v := float64(t.UnixNano()) / 1e9
+	m.sessionLastConnected.WithLabelValues(session).Set(v)
+}
+
+// SessionMessage counts one message of session in direction, DirectionIn or
+// DirectionOut.
+func (m *Metrics) SessionMessage(session, direction string) {
+	m.sessionMessages.WithLabelValues(session, direction).Inc()
+}
+
+// RemoveSession deletes every series labelled with session and takes the
+// session out of the whatsapp_sessions counts. Calls naming session
+// afterwards create its series again.
+func (m *Metrics) RemoveSession(session string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	if state, ok := m.current[session]; ok {
+		m.sessions.WithLabelValues(state).Dec()
+		delete(m.current, session)
+	}
+	l := prometheus.Labels{"session": session}
+	m.sessionState.DeletePartialMatch(l)
+	m.sessionConnected.DeletePartialMatch(l)
+	m.sessionRestarts.DeletePartialMatch(l)
+	m.sessionReconnects.DeletePartialMatch(l)
+	m.sessionDisconnects.DeletePartialMatch(l)
+	m.sessionLastConnected.DeletePartialMatch(l)
+	m.sessionMessages.DeletePartialMatch(l)
+}
+
+// ObserveRestore records how long one session took to be restored: from the
+// start of its restore until it was connected.
+func (m *Metrics) ObserveRestore(d time.Duration) {
+	m.restoreDuration.Observe(d.Seconds())
+}
+
+// RestoreResult counts one restore result, such as "restored", "failed" or
+// "needs_pairing".
+func (m *Metrics) RestoreResult(result string) {
+	m.restoreResults.WithLabelValues(result).Inc()
+}
+
+// ObserveHTTP records one HTTP request. route must be the route template
+// (for example /api/whatsapp/session/{senderId}/status), never the raw path,
+// so that senderIds do not become label values here.
+func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
+	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+}

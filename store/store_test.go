@@ -1,0 +1,269 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+)
+
+func openDir(t *testing.T) *store.Dir {
+	t.Helper()
+	d, err := store.OpenDir(filepath.Join(t.TempDir(), "sessions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestValidateID(t *testing.T) {
+	for _, id := range []string{"a", "user123", "A-b_c", strings.Repeat("x", 64)} {
+		if err := store.ValidateID(id); err != nil {
+			t.Errorf("ValidateID(%q) = %v, want ok", id, err)
+		}
+	}
+	for _, id := range []string{"", ".", "..", "a/b", "../x", "a b", "a\x00", "é", "a%2Fb", strings.Repeat("x", 65), "a\\b"} {
+		if err := store.ValidateID(id); !errors.Is(err, store.ErrInvalidID) {
+			t.Errorf("ValidateID(%q) = %v, want ErrInvalidID", id, err)
+		}
+	}
+	d := openDir(t)
+	if _, err := d.SessionPath("../evil"); !errors.Is(err, store.ErrInvalidID) {
+		t.Errorf("SessionPath built a path from a bad id: %v", err)
+	}
+}
+
+func TestSecondOpenOfTheSameDirectoryIsRefused(t *testing.T) {
+	root := t.TempDir()
+	d, err := store.OpenDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = store.OpenDir(root)
+	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), "pid") {
+		t.Fatalf("second OpenDir = %v, want ErrLocked naming the holder's pid", err)
+	}
+	d.Close()
+	d2, err := store.OpenDir(root)
+	if err != nil {
+		t.Fatalf("OpenDir after the first closed: %v", err)
+	}
+	d2.Close()
+}
+
+func TestOpenCreatesAPrivateStoreWithNoDevice(t *testing.T) {
+	d := openDir(t)
+	ctx := context.Background()
+	if _, err := d.Open(ctx, "fresh", store.OpenOptions{}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("open without create: %v, want ErrNotFound", err)
+	}
+	s, err := d.Open(ctx, "fresh", store.OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Paired() {
+		t.Error("a new store says it is paired")
+	}
+	s.Close()
+	dirInfo, err := os.Stat(filepath.Join(d.Root(), "session-fresh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dirInfo.Mode().Perm() != 0o700 {
+		t.Errorf("session directory mode %v, want 0700", dirInfo.Mode().Perm())
+	}
+	fi, err := os.Stat(filepath.Join(d.Root(), "session-fresh", "whatsapp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("store mode %v, want 0600", fi.Mode().Perm())
+	}
+	root, _ := os.Stat(d.Root())
+	if root.Mode().Perm() != 0o700 {
+		t.Errorf("sessions directory mode %v, want 0700", root.Mode().Perm())
+	}
+}
+
+func TestPairedDeviceSurvivesReopen(t *testing.T) {
+	d := openDir(t)
+	ctx := context.Background()
+	s, err := d.Open(ctx, "alice", store.OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := fakeserver.SeedDevice(ctx, s.Container, "15550001111")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Device = dev
+	jid := *dev.ID
+	noise, identity, reg := *s.Device.NoiseKey.Priv, *s.Device.IdentityKey.Priv, s.Device.RegistrationID
+	s.Close()
+
+	s, err = d.Open(ctx, "alice", store.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.Paired() || *s.Device.ID != jid || *s.Device.NoiseKey.Priv != noise || *s.Device.IdentityKey.Priv != identity || s.Device.RegistrationID != reg {
+		t.Errorf("device changed across reopen: %v", s.Device.ID)
+	}
+}
+
+func TestBrokenStoresFailAloneAndStayOnDisk(t *testing.T) {
+	ctx := context.Background()
+	for name, breakIt := range map[string]func(t *testing.T, path string){
+		"garbage": func(t *testing.T, path string) {
+			if err := os.WriteFile(path, bytes.Repeat([]byte("not a database "), 500), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"zeroed header": func(t *testing.T, path string) {
+			b, _ := os.ReadFile(path)
+			copy(b, make([]byte, 100))
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"truncated": func(t *testing.T, path string) {
+			b, _ := os.ReadFile(path)
+			if err := os.WriteFile(path, b[:len(b)/3+100], 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"garbage page": func(t *testing.T, path string) {
+			b, _ := os.ReadFile(path)
+			page := 4096
+			for i := 2 * page; i < 3*page && i < len(b); i++ {
+				b[i] = 0xA5
+			}
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := openDir(t)
+			s, err := d.Open(ctx, "victim", store.OpenOptions{Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fakeserver.SeedDevice(ctx, s.Container, "15550002222"); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			path := filepath.Join(d.Root(), "session-victim", "whatsapp.db")
+			breakIt(t, path)
+			before, _ := os.ReadFile(path)
+
+			_, err = d.Open(ctx, "victim", store.OpenOptions{})
+			if !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("open of a broken store = %v, want ErrCorrupt or ErrUnavailable", err)
+			}
+			after, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(before, after) {
+				t.Errorf("the broken store was changed or removed (err %v)", err)
+			}
+			// A sibling is unaffected.
+			s2, err := d.Open(ctx, "sibling", store.OpenOptions{Create: true})
+			if err != nil {
+				t.Fatalf("sibling: %v", err)
+			}
+			s2.Close()
+		})
+	}
+}
+
+func TestGarbageStoreIsCorrupt(t *testing.T) {
+	d := openDir(t)
+	dir := filepath.Join(d.Root(), "session-junk")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "whatsapp.db"), bytes.Repeat([]byte{0xde, 0xad}, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Open(context.Background(), "junk", store.OpenOptions{}); !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("got %v, want ErrCorrupt", err)
+	}
+}
+
+func TestSymlinkedSessionIsNeverFollowed(t *testing.T) {
+	d := openDir(t)
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(d.Root(), "session-linked")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Open(context.Background(), "linked", store.OpenOptions{Create: true}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("open through a symlink = %v, want ErrUnavailable", err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "whatsapp.db")); err == nil {
+		t.Error("a store was created behind the symlink")
+	}
+	stored, err := d.Discover()
+	if err != nil || len(stored) != 1 || stored[0].ID != "linked" {
+		t.Errorf("discover = %+v, %v; want the symlinked session listed", stored, err)
+	}
+	if err := d.Remove("linked"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+		t.Error("remove followed the symlink and deleted its target")
+	}
+}
+
+func TestDiscoverListsOnlySessionDirectories(t *testing.T) {
+	d := openDir(t)
+	for _, name := range []string{"session-a", "session-b", "session-bad..id", "other", "session-"} {
+		if err := os.Mkdir(filepath.Join(d.Root(), name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d.Root(), "session-file"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetStopped("b", true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Discover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Stored{{ID: "a"}, {ID: "b", Stopped: true}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("Discover = %+v, want %+v", got, want)
+	}
+	if err := d.SetStopped("b", false); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.Discover(); got[1].Stopped {
+		t.Error("stop marker not cleared")
+	}
+}
+
+func TestAPIKeyIsGeneratedOnceAndPrivate(t *testing.T) {
+	d := openDir(t)
+	key, path, created, err := d.APIKey()
+	if err != nil || !created || len(key) < 32 {
+		t.Fatalf("APIKey = %q, %v, %v", key, created, err)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v", fi.Mode().Perm())
+	}
+	again, _, created, err := d.APIKey()
+	if err != nil || created || again != key {
+		t.Errorf("second APIKey = %q (created %v, %v), want the same key", again, created, err)
+	}
+}
