@@ -253,4 +253,3 @@ func checkHealth(addr string) int {
 	}
 	return 0
 }
-

@@ -75,7 +75,9 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
-	plog := opts.Log.With("component", "protoactor")
+	// protoactor logs every dead letter (a late result for a stopped
+	// session is routine here) at info: keep its warnings and errors only.
+	plog := slog.New(minLevel{Handler: opts.Log.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return plog }))
 	send := func(pid *actor.PID, msg any) { system.Root.Send(pid, msg) }
 	d := &deps{
@@ -213,6 +215,24 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.system.Root.Stop(m.pid)
 	m.system.Shutdown()
 	return err
+}
+
+// minLevel drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(attrs), min: h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
 }
 
 type noMetrics struct{}

@@ -7,7 +7,6 @@ package testmode
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -31,8 +30,7 @@ type Driver struct {
 	sessions Sessions
 	control  fakeserver.Control
 
-	// Failures that must end (a ban's expiry, a one-off outdated
-	// refusal) are cleared by goroutines that Close stops.
+	// A ban is lifted when it expires, by a goroutine Close stops.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -100,12 +98,17 @@ func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParam
 		_, err = d.control.Drop(ctx, user)
 		return d.done(action, fmt.Sprintf("banned for %d s", secs), err)
 	case "outdated":
+		// One refused login, then WhatsApp accepts this client again, so
+		// that an operator's restore brings the session back.
 		if err := d.control.SetLoginFailure(ctx, user, fakeserver.LoginFailure{Reason: 405}); err != nil {
 			return nil, err
 		}
-		d.clearWhen(id, user, actors.StateFailed)
-		_, err = d.control.Drop(ctx, user)
-		return d.done(action, "the next login is refused as outdated", err)
+		defer func() { _ = d.control.SetLoginFailure(context.WithoutCancel(ctx), user, fakeserver.LoginFailure{}) }()
+		if _, err := d.control.Drop(ctx, user); err != nil {
+			return nil, err
+		}
+		err := d.waitState(ctx, id, actors.StateFailed)
+		return d.done(action, "a login was refused as outdated", err)
 	}
 	return nil, &apihttp.Error{Status: http.StatusNotFound, Code: "not_found",
 		Message: "unknown test action: use scan, unlink, ban, drop, replace, outdated or panic"}
@@ -148,31 +151,21 @@ func (d *Driver) clearAfter(user string, after time.Duration) {
 	}()
 }
 
-// clearWhen lifts user's login failure once session id has reached state
-// (or after a minute), so that a later restore can succeed.
-func (d *Driver) clearWhen(id, user string, state actors.State) {
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		defer func() { _ = d.control.SetLoginFailure(context.Background(), user, fakeserver.LoginFailure{}) }()
-		deadline := time.NewTimer(time.Minute)
-		defer deadline.Stop()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-d.ctx.Done():
-				return
-			case <-deadline.C:
-				return
-			case <-tick.C:
-				st, err := d.sessions.Status(d.ctx, id)
-				if err != nil && !errors.Is(err, actors.ErrTimeout) || st.State == state {
-					return
-				}
-			}
+// waitState polls session id until it is in state or ctx ends.
+func (d *Driver) waitState(ctx context.Context, id string, state actors.State) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st, err := d.sessions.Status(ctx, id)
+		if err == nil && st.State == state {
+			return nil
 		}
-	}()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("session %s did not become %s: %w", id, state, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // jidUser is the phone-number part of a JID such as 15550001234:3@s.whatsapp.net.

@@ -1,0 +1,218 @@
+package fakeserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// maxControlBody caps control request bodies.
+const maxControlBody = 64 << 10
+
+// The control API's request and response bodies, shared with Remote.
+type (
+	qrRequest struct {
+		QR string `json:"qr"`
+	}
+	pairCodeRequest struct {
+		Phone string `json:"phone"`
+		Code  string `json:"code"`
+	}
+	jidResponse struct {
+		JID string `json:"jid"`
+	}
+	streamErrorRequest struct {
+		Kind StreamErrorKind `json:"kind"`
+	}
+	keepalivesRequest struct {
+		Ignore bool `json:"ignore"`
+	}
+	countResponse struct {
+		Count int `json:"count"`
+	}
+	loginFailureRequest struct {
+		Reason        int `json:"reason"`
+		BanCode       int `json:"banCode"`
+		ExpireSeconds int `json:"expireSeconds"`
+	}
+	errorBody struct {
+		Error errorDetail `json:"error"`
+	}
+	errorDetail struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+)
+
+// errorCodes maps Control errors to the control API's error codes and HTTP
+// statuses; Remote maps the codes back.
+var errorCodes = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{ErrInvalidArgument, "invalid_argument", http.StatusBadRequest},
+	{ErrUnknownQR, "unknown_qr", http.StatusNotFound},
+	{ErrNoPendingPairing, "no_pending_pairing", http.StatusNotFound},
+	{ErrWrongCode, "wrong_code", http.StatusUnprocessableEntity},
+	{ErrPairingInProgress, "pairing_in_progress", http.StatusConflict},
+	{ErrPairingFailed, "pairing_failed", http.StatusBadGateway},
+	{context.DeadlineExceeded, "timeout", http.StatusGatewayTimeout},
+	{context.Canceled, "canceled", http.StatusServiceUnavailable},
+}
+
+// ControlHandler is the HTTP control API (JSON) over the server's Control
+// methods, used by cmd/fakewa and Remote:
+//
+//	POST /scan {"qr"}                              -> {"jid"}
+//	POST /pair-code {"phone","code"}               -> {"jid"}
+//	POST /expire-qr {"qr"}                         -> 204
+//	PUT  /devices/{user}/login-failure {"reason","banCode","expireSeconds"} -> 204
+//	POST /devices/{user}/stream-error {"kind"}     -> 204
+//	POST /devices/{user}/drop                      -> {"count"}
+//	POST /drop-all                                 -> {"count"}
+//	PUT  /devices/{user}/keepalives {"ignore"}     -> 204
+//	GET  /devices/{user}/connections               -> {"count"}
+//	GET  /stats                                    -> Stats
+//
+// Errors are {"error": {"code", "message"}} with a matching status.
+func (s *Server) ControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if err := h(w, r); err != nil {
+				s.writeError(w, r, err)
+			}
+		})
+	}
+	handle("POST /scan", func(w http.ResponseWriter, r *http.Request) error {
+		var req qrRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			return err
+		}
+		jid, err := s.ScanQR(r.Context(), req.QR)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, jidResponse{JID: jid})
+	})
+	handle("POST /pair-code", func(w http.ResponseWriter, r *http.Request) error {
+		var req pairCodeRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			return err
+		}
+		jid, err := s.EnterPairingCode(r.Context(), req.Phone, req.Code)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, jidResponse{JID: jid})
+	})
+	handle("POST /expire-qr", func(w http.ResponseWriter, r *http.Request) error {
+		var req qrRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			return err
+		}
+		return noContent(w, s.ExpireQR(r.Context(), req.QR))
+	})
+	handle("PUT /devices/{user}/login-failure", func(w http.ResponseWriter, r *http.Request) error {
+		var req loginFailureRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			return err
+		}
+		f := LoginFailure{Reason: req.Reason, BanCode: req.BanCode, Expire: time.Duration(req.ExpireSeconds) * time.Second}
+		return noContent(w, s.SetLoginFailure(r.Context(), r.PathValue("user"), f))
+	})
+	handle("POST /devices/{user}/stream-error", func(w http.ResponseWriter, r *http.Request) error {
+		var req streamErrorRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			return err
+		}
+		return noContent(w, s.SendStreamError(r.Context(), r.PathValue("user"), req.Kind))
+	})
+	handle("POST /devices/{user}/drop", func(w http.ResponseWriter, r *http.Request) error {
+		n, err := s.Drop(r.Context(), r.PathValue("user"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, countResponse{Count: n})
+	})
+	handle("POST /drop-all", func(w http.ResponseWriter, r *http.Request) error {
+		n, err := s.DropAll(r.Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, countResponse{Count: n})
+	})
+	handle("PUT /devices/{user}/keepalives", func(w http.ResponseWriter, r *http.Request) error {
+		var req keepalivesRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			return err
+		}
+		return noContent(w, s.SetIgnoreKeepalives(r.Context(), r.PathValue("user"), req.Ignore))
+	})
+	handle("GET /devices/{user}/connections", func(w http.ResponseWriter, r *http.Request) error {
+		n, err := s.Connections(r.Context(), r.PathValue("user"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, countResponse{Count: n})
+	})
+	handle("GET /stats", func(w http.ResponseWriter, r *http.Request) error {
+		st, err := s.Stats(r.Context())
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, st)
+	})
+	handle("/", func(http.ResponseWriter, *http.Request) error {
+		return errNotFound
+	})
+	return mux
+}
+
+// errNotFound is an unknown control route.
+var errNotFound = errors.New("no such control route")
+
+func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
+	if err := json.NewDecoder(r.Body).Decode(dst); err != nil {
+		return fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err)
+	}
+	return nil
+}
+
+func noContent(w http.ResponseWriter, err error) error {
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes err as the control API's JSON error and logs server
+// faults.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code, status := "internal", http.StatusInternalServerError
+	if errors.Is(err, errNotFound) {
+		code, status = "not_found", http.StatusNotFound
+	}
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			code, status = e.code, e.status
+			break
+		}
+	}
+	if status >= 500 {
+		s.log.Warn("control request failed", "route", r.Pattern, "status", status, "err", err)
+	}
+	_ = writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: err.Error()}})
+}

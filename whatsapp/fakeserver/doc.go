@@ -1,0 +1,26 @@
+// Package fakeserver is a local WhatsApp server for tests and test mode.
+//
+// Real whatsmeow clients connect to it on loopback over plain TCP
+// (HTTPClient), complete the Noise_XX handshake against a certificate chain
+// signed by a fixed test root key (UseTestRootKey), log in, and pair by QR
+// code or phone pairing code as if a phone scanned or typed the code. The
+// server plays both WhatsApp and the phone: it builds and signs the device
+// identity a primary device would, and after pairing it sends the new
+// device the app state key and the app state patch that carry its push
+// name, so whatsmeow's own verification and storage run unchanged.
+//
+// The server keeps no state across instances. Any paired device (username
+// and device number in its ClientPayload) may log in, and the LID it reports
+// is derived from the phone number, so a client stored by one instance logs
+// in to the next one unchanged. What a phone or the network does to a
+// session (scan, ban, unlink, drop, replace) is driven through Control, in
+// process on *Server or over HTTP with Remote against ControlHandler.
+// SeedDevice writes stored sessions directly, for benchmarks.
+//
+// Not emulated: messages, receipts, presence, groups, media, history sync
+// and any app state but the push name. Queries the server does not know
+// get an empty result, so clients do not hang on them.
+//
+// Production code never uses this package: only UseTestRootKey makes a
+// whatsmeow client trust it.
+package fakeserver
