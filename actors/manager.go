@@ -30,6 +30,7 @@ type Metrics interface {
 	SessionDisconnected(session, reason string)
 	SetSessionLastConnected(session string, t time.Time)
 	SessionMessage(session, direction string)
+	SessionStoreWriteFailed(session string)
 	RemoveSession(session string)
 	ObserveRestore(d time.Duration)
 	RestoreResult(result string)
@@ -244,6 +245,7 @@ func (noMetrics) SessionReconnected(string)                 {}
 func (noMetrics) SessionDisconnected(string, string)        {}
 func (noMetrics) SetSessionLastConnected(string, time.Time) {}
 func (noMetrics) SessionMessage(string, string)             {}
+func (noMetrics) SessionStoreWriteFailed(string)            {}
 func (noMetrics) RemoveSession(string)                      {}
 func (noMetrics) ObserveRestore(time.Duration)              {}
 func (noMetrics) RestoreResult(string)                      {}

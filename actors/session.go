@@ -274,6 +274,19 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 			}
 			s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodePairingFailed, Message: msg}, ActionScanQR)
 		}
+	case whatsapp.StoreWriteFailed:
+		// The session keeps running (whatsmeow carries on), but what it
+		// could not save is lost: say so until writes succeed again.
+		s.deps.metrics.SessionStoreWriteFailed(s.id)
+		s.st.Error = &ErrorInfo{Code: CodeStoreWriteFailed, Message: "the session's store refused a write (" + e.Err + "): free disk space or fix permissions"}
+		s.log.Error("store write failed", "err", e.Err)
+		s.publish(ctx)
+	case whatsapp.StoreWriteRecovered:
+		if s.st.Error != nil && s.st.Error.Code == CodeStoreWriteFailed {
+			s.st.Error = nil
+		}
+		s.log.Info("store writes succeed again")
+		s.publish(ctx)
 	case whatsapp.MessageReceived:
 		s.deps.metrics.SessionMessage(s.id, "in")
 	case whatsapp.KeepAliveTimeout:

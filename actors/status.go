@@ -42,6 +42,7 @@ const (
 	CodeStoreCorrupt     = "store_corrupt"
 	CodeStoreUnavailable = "store_unavailable"
 	CodeStoreMissing     = "store_missing"
+	CodeStoreWriteFailed = "store_write_failed"
 	CodeNotPaired        = "not_paired"
 	CodeDialFailed       = "dial_failed"
 	CodeDisconnected     = "disconnected"

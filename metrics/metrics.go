@@ -67,6 +67,7 @@ type Metrics struct {
 	sessionDisconnects   *prometheus.CounterVec
 	sessionLastConnected *prometheus.GaugeVec
 	sessionMessages      *prometheus.CounterVec
+	sessionStoreErrors   *prometheus.CounterVec
 	restoreDuration      prometheus.Histogram
 	restoreResults       *prometheus.CounterVec
 	httpRequests         *prometheus.CounterVec
@@ -132,6 +133,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "whatsapp_session_messages_total",
 			Help: "Messages received (in) and sent (out) by a session.",
 		}, []string{"session", "direction"}),
+		sessionStoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "whatsapp_session_store_write_failures_total",
+			Help: "Times a session's store started refusing writes (disk full, I/O error, read-only file).",
+		}, sessionLabels),
 		restoreDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "whatsapp_restore_duration_seconds",
 			Help:    "Time a session took to come back from storage, from the start of its restore until it was connected.",
@@ -169,6 +174,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.sessionDisconnects,
 		m.sessionLastConnected,
 		m.sessionMessages,
+		m.sessionStoreErrors,
 		m.restoreDuration,
 		m.restoreResults,
 		m.httpRequests,
@@ -273,6 +279,13 @@ func (m *Metrics) RemoveSession(session string) {
 	m.sessionDisconnects.DeletePartialMatch(l)
 	m.sessionLastConnected.DeletePartialMatch(l)
 	m.sessionMessages.DeletePartialMatch(l)
+	m.sessionStoreErrors.DeletePartialMatch(l)
+}
+
+// SessionStoreWriteFailed counts a session's store refusing a write (disk
+// full, I/O error, read-only file) after writes had been succeeding.
+func (m *Metrics) SessionStoreWriteFailed(session string) {
+	m.sessionStoreErrors.WithLabelValues(session).Inc()
 }
 
 // ObserveRestore records how long one session took to be restored: from the

@@ -40,6 +40,7 @@ func touchAll(m *metrics.Metrics, session string) {
 	m.SetSessionLastConnected(session, time.Unix(1700000000, 0))
 	m.SessionMessage(session, metrics.DirectionIn)
 	m.SessionMessage(session, metrics.DirectionOut)
+	m.SessionStoreWriteFailed(session)
 	m.ObserveRestore(1500 * time.Millisecond)
 	m.RestoreResult("restored")
 	m.ObserveHTTP("/api/whatsapp/session/{senderId}/status", "GET", 200, 20*time.Millisecond)
@@ -150,8 +151,8 @@ func TestMetricsHaveHelpAndPassLint(t *testing.T) {
 			t.Errorf("%s has no HELP", mf.GetName())
 		}
 	}
-	if len(ours) != 12 {
-		t.Errorf("got %d whatsapp_ families, want 12", len(ours))
+	if len(ours) != 13 {
+		t.Errorf("got %d whatsapp_ families, want 13", len(ours))
 	}
 	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
 	if err != nil {
@@ -188,6 +189,7 @@ func TestSessionMetrics(t *testing.T) {
 	m.SessionDisconnected(s, "something we never heard of")
 	last := time.Date(2025, 1, 2, 3, 4, 5, 500_000_000, time.UTC)
 	m.SetSessionLastConnected(s, last)
+	m.SessionStoreWriteFailed(s)
 
 	tests := []struct {
 		name   string
@@ -196,6 +198,7 @@ func TestSessionMetrics(t *testing.T) {
 	}{
 		{"whatsapp_session_restarts_total", session, 2},
 		{"whatsapp_session_reconnects_total", session, 1},
+		{"whatsapp_session_store_write_failures_total", session, 1},
 		{"whatsapp_session_messages_total", map[string]string{"session": s, "direction": "in"}, 2},
 		{"whatsapp_session_messages_total", map[string]string{"session": s, "direction": "out"}, 1},
 		{"whatsapp_session_disconnects_total", map[string]string{"session": s, "reason": "network"}, 2},
@@ -413,9 +416,9 @@ func TestRemoveSession(t *testing.T) {
 
 	before := map[string][]string{"a_b": seriesOf(t, reg, "a_b"), "a-1": seriesOf(t, reg, "a-1")}
 	// 10 states + connected + restarts + reconnects + 2 disconnects + last
-	// connected + 2 message directions.
-	if n := len(seriesOf(t, reg, "a")); n != 18 {
-		t.Fatalf("session a has %d series before removal, want 18", n)
+	// connected + 2 message directions + store write failures.
+	if n := len(seriesOf(t, reg, "a")); n != 19 {
+		t.Fatalf("session a has %d series before removal, want 19", n)
 	}
 	httpBefore := testutil.CollectAndCount(reg, "whatsapp_http_requests_total", "whatsapp_restore_results_total")
 

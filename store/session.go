@@ -43,6 +43,8 @@ type OpenOptions struct {
 	// (an open connection costs about 200 KiB, a resting store 36 KiB).
 	// Zero means 30 s.
 	IdleTimeout time.Duration
+	// Watch hears about failed and succeeding writes; nil ignores them.
+	Watch WriteWatcher
 }
 
 // Session is one open session store: whatsmeow's container and the one
@@ -74,10 +76,11 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	db, err := sql.Open(DriverName, DSN(path))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	watch := opts.Watch
+	if watch == nil {
+		watch = noWatch{}
 	}
+	db := sql.OpenDB(&watchedConnector{dsn: DSN(path), drv: &sqlite.Driver{}, watch: watch})
 	idle := opts.IdleTimeout
 	if idle <= 0 {
 		idle = 30 * time.Second

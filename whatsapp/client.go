@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mau.fi/whatsmeow"
@@ -98,6 +99,7 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 		Create:      create,
 		Log:         Logger(log, "store"),
 		IdleTimeout: o.opts.StoreIdleTimeout,
+		Watch:       &writeHealth{emit: emit},
 	})
 	if err != nil {
 		return nil, err
@@ -111,6 +113,25 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 	c := &client{cli: cli, sess: sess, emit: emit}
 	cli.AddEventHandler(c.handle)
 	return c, nil
+}
+
+// writeHealth turns a store's write results into events, once per change:
+// the first failure, and the first success after failures.
+type writeHealth struct {
+	emit   func(Event)
+	failed atomic.Bool
+}
+
+func (w *writeHealth) WriteFailed(err error) {
+	if !w.failed.Swap(true) {
+		w.emit(StoreWriteFailed{Err: err.Error()})
+	}
+}
+
+func (w *writeHealth) WriteOK() {
+	if w.failed.Load() && w.failed.Swap(false) {
+		w.emit(StoreWriteRecovered{})
+	}
 }
 
 // client adapts a whatsmeow.Client to Client.

@@ -68,23 +68,33 @@ type PairSuccess struct{ JID string }
 // MessageReceived: an incoming message (its content is not kept).
 type MessageReceived struct{}
 
+// StoreWriteFailed: the session's store refused a write (disk full, I/O
+// error, read-only file); whatsmeow carries on, but what it could not save
+// is lost until writes succeed again.
+type StoreWriteFailed struct{ Err string }
+
+// StoreWriteRecovered: a write succeeded after a StoreWriteFailed.
+type StoreWriteRecovered struct{}
+
 // KeepAliveTimeout: keepalive pings go unanswered.
 type KeepAliveTimeout struct{}
 
 // KeepAliveRestored: keepalive pings are answered again.
 type KeepAliveRestored struct{}
 
-func (Connected) isEvent()         {}
-func (Disconnected) isEvent()      {}
-func (LoggedOut) isEvent()         {}
-func (StreamReplaced) isEvent()    {}
-func (TemporaryBan) isEvent()      {}
-func (ClientOutdated) isEvent()    {}
-func (ConnectFailure) isEvent()    {}
-func (StreamError) isEvent()       {}
-func (QRCode) isEvent()            {}
-func (PairingEnded) isEvent()      {}
-func (PairSuccess) isEvent()       {}
-func (MessageReceived) isEvent()   {}
-func (KeepAliveTimeout) isEvent()  {}
-func (KeepAliveRestored) isEvent() {}
+func (Connected) isEvent()           {}
+func (Disconnected) isEvent()        {}
+func (LoggedOut) isEvent()           {}
+func (StreamReplaced) isEvent()      {}
+func (TemporaryBan) isEvent()        {}
+func (ClientOutdated) isEvent()      {}
+func (ConnectFailure) isEvent()      {}
+func (StreamError) isEvent()         {}
+func (QRCode) isEvent()              {}
+func (PairingEnded) isEvent()        {}
+func (PairSuccess) isEvent()         {}
+func (MessageReceived) isEvent()     {}
+func (StoreWriteFailed) isEvent()    {}
+func (StoreWriteRecovered) isEvent() {}
+func (KeepAliveTimeout) isEvent()    {}
+func (KeepAliveRestored) isEvent()   {}

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// WriteWatcher hears about a store's writes: WriteFailed when one fails
+// for lack of space, an I/O error or a read-only file, and WriteOK after
+// each one that succeeds. Both are called on whatever goroutine wrote, so
+// they must be cheap and never block.
+type WriteWatcher interface {
+	WriteFailed(err error)
+	WriteOK()
+}
+
+// IsWriteFailure reports whether err is SQLite refusing a write for a
+// reason outside the database itself: a full disk, an I/O error, a
+// read-only file.
+func IsWriteFailure(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN:
+		return true
+	}
+	return false
+}
+
+// watchedConnector opens modernc connections whose writes a WriteWatcher
+// observes. Only the calls that write are looked at; everything else goes
+// straight through.
+type watchedConnector struct {
+	dsn   string
+	drv   *sqlite.Driver
+	watch WriteWatcher
+}
+
+func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
+	conn, err := c.drv.Open(c.dsn)
+	if err != nil {
+		c.observe(err)
+		return nil, err
+	}
+	return &watchedConn{Conn: conn, c: c}, nil
+}
+
+func (c *watchedConnector) Driver() driver.Driver { return c.drv }
+
+func (c *watchedConnector) observe(err error) {
+	switch {
+	case err == nil:
+		c.watch.WriteOK()
+	case IsWriteFailure(err):
+		c.watch.WriteFailed(err)
+	}
+}
+
+// conn is what modernc's connections implement beyond driver.Conn.
+type conn interface {
+	driver.Conn
+	driver.ConnBeginTx
+	driver.ConnPrepareContext
+	driver.ExecerContext
+	driver.QueryerContext
+	driver.Pinger
+	driver.SessionResetter
+	driver.Validator
+}
+
+type watchedConn struct {
+	driver.Conn
+	c *watchedConnector
+}
+
+func (w *watchedConn) inner() conn { return w.Conn.(conn) }
+
+func (w *watchedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	tx, err := w.inner().BeginTx(ctx, opts)
+	if err != nil {
+		if IsWriteFailure(err) {
+			w.c.watch.WriteFailed(err)
+		}
+		return nil, err
+	}
+	return &watchedTx{Tx: tx, c: w.c}, nil
+}
+
+func (w *watchedConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	st, err := w.inner().PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return &watchedStmt{Stmt: st, c: w.c}, nil
+}
+
+func (w *watchedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	r, err := w.inner().ExecContext(ctx, query, args)
+	w.c.observe(err)
+	return r, err
+}
+
+func (w *watchedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return w.inner().QueryContext(ctx, query, args)
+}
+
+func (w *watchedConn) Ping(ctx context.Context) error         { return w.inner().Ping(ctx) }
+func (w *watchedConn) ResetSession(ctx context.Context) error { return w.inner().ResetSession(ctx) }
+func (w *watchedConn) IsValid() bool                          { return w.inner().IsValid() }
+func (w *watchedConn) Prepare(query string) (driver.Stmt, error) {
+	return w.PrepareContext(context.Background(), query)
+}
+
+type watchedTx struct {
+	driver.Tx
+	c *watchedConnector
+}
+
+func (t *watchedTx) Commit() error {
+	err := t.Tx.Commit()
+	t.c.observe(err)
+	return err
+}
+
+// stmt is what modernc's statements implement beyond driver.Stmt.
+type stmt interface {
+	driver.Stmt
+	driver.StmtExecContext
+	driver.StmtQueryContext
+}
+
+type watchedStmt struct {
+	driver.Stmt
+	c *watchedConnector
+}
+
+func (s *watchedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	r, err := s.Stmt.(stmt).ExecContext(ctx, args)
+	s.c.observe(err)
+	return r, err
+}
+
+func (s *watchedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.Stmt.(stmt).QueryContext(ctx, args)
+}
+
+// noWatch ignores everything.
+type noWatch struct{}
+
+func (noWatch) WriteFailed(error) {}
+func (noWatch) WriteOK()          {}
