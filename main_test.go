@@ -478,3 +478,35 @@ func TestConfigRefusesAWeakKey(t *testing.T) {
 		t.Fatalf("run with a weak key = %v", err)
 	}
 }
+
+func TestQRCodesRunningOutLeaveNeedsPairingAndCreateStartsOver(t *testing.T) {
+	f := newFake(t)
+	svc := start(t, testConfig(t.TempDir(), f))
+	svc.call("POST", "/api/whatsapp/session/dora", "")
+	svc.waitState("dora", "pairing")
+	var qr map[string]any
+	eventuallyOK(t, func() bool {
+		var code int
+		code, qr = svc.call("GET", "/api/whatsapp/session/dora/qr", "")
+		return code == 200
+	})
+	// The phone never scans: the server closes the pairing socket, as
+	// WhatsApp does once the codes have run out.
+	if err := f.ExpireQR(context.Background(), qr["code"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	st := svc.waitState("dora", "needs_pairing")
+	if e, _ := st["error"].(map[string]any); e["code"] != "qr_timeout" || st["userAction"] != "scan_qr" {
+		t.Errorf("after the codes ran out: %v", st)
+	}
+	if code, out := svc.call("GET", "/api/whatsapp/session/dora/qr", ""); code != 409 {
+		t.Errorf("qr after expiry: %d %v", code, out)
+	}
+	if code, _ := svc.call("POST", "/api/whatsapp/session/dora", ""); code != 202 {
+		t.Fatalf("create again: %d", code)
+	}
+	svc.waitState("dora", "pairing")
+	eventuallyOK(t, func() bool { code, _ := svc.call("GET", "/api/whatsapp/session/dora/qr", ""); return code == 200 })
+	svc.call("POST", "/api/whatsapp/test/session/dora/scan", "")
+	svc.waitState("dora", "connected")
+}

@@ -58,6 +58,7 @@ type Manager struct {
 	system  *actor.ActorSystem
 	pid     *actor.PID
 	timeout time.Duration
+	deps    *deps
 	stopped atomic.Bool
 }
 
@@ -89,6 +90,7 @@ func NewManager(opts Options) (*Manager, error) {
 		log:     opts.Log,
 		send:    send,
 	}
+	m := &Manager{timeout: opts.RequestTimeout, deps: d}
 	mgr := &manager{
 		dir:      opts.Dir,
 		deps:     d,
@@ -105,7 +107,8 @@ func NewManager(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn manager: %w", err)
 	}
-	return &Manager{system: system, pid: pid, timeout: opts.RequestTimeout}, nil
+	m.system, m.pid = system, pid
+	return m, nil
 }
 
 // ask sends the message build makes and waits for its reply, the
@@ -215,6 +218,20 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.system.Root.Stop(m.pid)
 	m.system.Shutdown()
+	// A dial that was opening a store when its session stopped closes it
+	// itself: wait for those too, so no store outlives Shutdown.
+	idle := make(chan struct{})
+	go func() {
+		m.deps.running.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		if err == nil {
+			err = fmt.Errorf("shutdown: session goroutines still running: %w", ctx.Err())
+		}
+	}
 	return err
 }
 

@@ -110,7 +110,7 @@ func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
 	if msg.ids == nil {
 		// Reading the directory is I/O: do it off the mailbox.
 		self, send, dir := ctx.Self(), m.deps.send, m.dir
-		go func() {
+		m.deps.goroutine(func() {
 			stored, err := dir.Discover()
 			var ids, stopped []string
 			for _, s := range stored {
@@ -121,7 +121,7 @@ func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
 				}
 			}
 			send(self, discovered{ids: ids, err: err, stopped: stopped})
-		}()
+		})
 		answer(msg.reply, struct{}{}, nil)
 		return
 	}
@@ -454,7 +454,7 @@ func (m *manager) onDelete(ctx actor.Context, msg deleteCmd) {
 // remove deletes the session's directory off the mailbox; removed finishes.
 func (m *manager) remove(ctx actor.Context, id string, rep chan<- reply[struct{}]) {
 	self, send, dir := ctx.Self(), m.deps.send, m.dir
-	go func() { send(self, removed{id: id, err: dir.Remove(id), reply: rep}) }()
+	m.deps.goroutine(func() { send(self, removed{id: id, err: dir.Remove(id), reply: rep}) })
 }
 
 func (m *manager) onRemoved(msg removed) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,6 +21,18 @@ type deps struct {
 	metrics Metrics
 	log     *slog.Logger
 	send    func(pid *actor.PID, msg any)
+	// running counts the goroutines actors started, so that Shutdown can
+	// wait until none still holds a store.
+	running sync.WaitGroup
+}
+
+// goroutine runs f on its own goroutine, counted in running.
+func (d *deps) goroutine(f func()) {
+	d.running.Add(1)
+	go func() {
+		defer d.running.Done()
+		f()
+	}()
 }
 
 // session is the actor of one session: it owns the session's client (and
@@ -153,14 +166,14 @@ func (s *session) dial(ctx actor.Context) {
 // than killing the process.
 func (s *session) goSafe(pid *actor.PID, f func()) {
 	send := s.deps.send
-	go func() {
+	s.deps.goroutine(func() {
 		defer func() {
 			if r := recover(); r != nil {
 				send(pid, goroutinePanicked{value: r})
 			}
 		}()
 		f()
-	}()
+	})
 }
 
 func (s *session) onDialed(ctx actor.Context, m dialed) {
