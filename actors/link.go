@@ -15,6 +15,10 @@ import (
 type link struct {
 	ctx    context.Context
 	cancel context.CancelFunc
+	// work counts the goroutines running on this link; close waits for
+	// them, so that nothing touches the store once the link is closed
+	// (a delete removes the directory right after).
+	work sync.WaitGroup
 
 	mu     sync.Mutex
 	client whatsapp.Client
@@ -47,8 +51,10 @@ func (l *link) get() whatsapp.Client {
 	return l.client
 }
 
-// close cancels everything running on the link and closes its client
-// (disconnect, then close the store). It returns the client's close error.
+// close cancels everything running on the link, closes its client
+// (disconnect, then close the store) and waits until the link's goroutines
+// have ended; every one of them stops when the link's context ends. It
+// returns the client's close error.
 func (l *link) close() error {
 	l.cancel()
 	l.mu.Lock()
@@ -56,8 +62,10 @@ func (l *link) close() error {
 	l.client = nil
 	l.closed = true
 	l.mu.Unlock()
-	if c == nil {
-		return nil
+	var err error
+	if c != nil {
+		err = c.Close()
 	}
-	return c.Close()
+	l.work.Wait()
+	return err
 }

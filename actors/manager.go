@@ -92,12 +92,13 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	m := &Manager{timeout: opts.RequestTimeout, deps: d}
 	mgr := &manager{
-		dir:      opts.Dir,
-		deps:     d,
-		log:      opts.Log,
-		metrics:  opts.Metrics,
-		sessions: map[string]*entry{},
-		byPID:    map[string]string{},
+		requestTimeout: opts.RequestTimeout,
+		dir:            opts.Dir,
+		deps:           d,
+		log:            opts.Log,
+		metrics:        opts.Metrics,
+		sessions:       map[string]*entry{},
+		byPID:          map[string]string{},
 	}
 	// OneForOne: a failing session restarts alone; past the budget it is
 	// stopped and the manager sees *actor.Terminated and marks it failed.

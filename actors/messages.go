@@ -19,6 +19,8 @@ var (
 	ErrTimeout = errors.New("timed out waiting for the session")
 	// ErrShuttingDown: the service is stopping.
 	ErrShuttingDown = errors.New("service is shutting down")
+	// ErrWhatsApp: WhatsApp refused or did not answer a request.
+	ErrWhatsApp = errors.New("WhatsApp did not accept the request")
 )
 
 // StateError is ErrWrongState with the state and a sentence for the user.
@@ -36,16 +38,21 @@ func wrongState(s State, format string, args ...any) error {
 	return &StateError{State: s, Message: fmt.Sprintf(format, args...)}
 }
 
-// reply carries an answer back to an asker waiting on a buffered channel:
-// the sender never blocks and a late answer is simply dropped.
+// reply carries an answer back to an asker waiting on a buffered channel
+// of one: the first answer wins, the sender never blocks, and a late or
+// second answer is dropped.
 type reply[T any] struct {
 	val T
 	err error
 }
 
 func answer[T any](ch chan<- reply[T], v T, err error) {
-	if ch != nil {
-		ch <- reply[T]{val: v, err: err}
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- reply[T]{val: v, err: err}:
+	default:
 	}
 }
 

@@ -36,6 +36,38 @@ type entry struct {
 	deleting        bool
 	stopReply       chan<- reply[Status]
 	deleteReply     chan<- reply[struct{}]
+	// inflight are commands forwarded to the actor that it may not have
+	// read yet: an actor that stops drops what is left in its mailbox, so
+	// the manager fails them then (a command already answered keeps its
+	// first answer).
+	inflight []inflightCmd
+}
+
+type inflightCmd struct {
+	cmd sessionCmd
+	at  time.Time
+}
+
+// forward sends cmd to e's actor and remembers it until it can no longer
+// be waited for.
+func (m *manager) forward(ctx actor.Context, e *entry, cmd sessionCmd) {
+	now := time.Now()
+	keep := e.inflight[:0]
+	for _, c := range e.inflight {
+		if now.Sub(c.at) < m.requestTimeout {
+			keep = append(keep, c)
+		}
+	}
+	e.inflight = append(keep, inflightCmd{cmd: cmd, at: now})
+	ctx.Send(e.pid, cmd)
+}
+
+// failInflight answers every command e's actor may have dropped.
+func (m *manager) failInflight(id string, e *entry) {
+	for _, c := range e.inflight {
+		c.cmd.fail(wrongState(e.status.State, "session %s stopped before it could answer", id))
+	}
+	e.inflight = nil
 }
 
 // restoreRun is the progress of the last restore.
@@ -52,13 +84,15 @@ type restoreRun struct {
 // manager is the root supervisor actor: parent of every session actor and
 // keeper of their latest snapshots, so a status never waits on a session.
 type manager struct {
-	dir      *store.Dir
-	deps     *deps
-	log      *slog.Logger
-	metrics  Metrics
-	sessions map[string]*entry
-	byPID    map[string]string // actor id -> senderId
-	run      *restoreRun
+	dir     *store.Dir
+	deps    *deps
+	log     *slog.Logger
+	metrics Metrics
+	// requestTimeout is how long an asker waits at most.
+	requestTimeout time.Duration
+	sessions       map[string]*entry
+	byPID          map[string]string // actor id -> senderId
+	run            *restoreRun
 
 	shuttingDown  bool
 	shutdownLeft  int
@@ -183,7 +217,12 @@ func (m *manager) restoreAll(ctx actor.Context, ids []string, stopped int) {
 		e := m.sessions[id]
 		switch {
 		case e != nil && (e.deleting || e.intent != intentNone):
-		case e == nil || e.pid == nil:
+		case e == nil:
+			// Listed before a delete finished? Then it is gone: leave it.
+			if ok, _ := m.dir.Exists(id); ok {
+				todo = append(todo, id)
+			}
+		case e.pid == nil:
 			todo = append(todo, id)
 		case e.status.State == StateFailed || e.status.State == StateConflict || e.status.State == StateNeedsPairing:
 			todo = append(todo, id)
@@ -318,7 +357,12 @@ func (m *manager) onRestarted(msg sessionRestarted) {
 	e.restarts++
 	e.reconnectsCarry = e.status.Reconnects
 	e.status.Restarts = e.restarts
+	// The old incarnation's client is gone: do not show it connected
+	// while the new one opens its store.
+	e.status.State, e.status.Connected, e.status.LoggedIn = StateRestoring, false, false
+	e.status.Since, e.status.NextRetryAt, e.status.UserAction = time.Now(), nil, ActionWait
 	e.status.Error = &ErrorInfo{Code: CodePanic, Message: "the session's actor panicked and was restarted: " + msg.reason}
+	m.publish(msg.id, e)
 	m.metrics.SessionRestarted(msg.id)
 	m.log.Warn("session actor panicked; restarting it", "session_id", msg.id, "reason", msg.reason, "restarts", e.restarts)
 }
@@ -333,6 +377,7 @@ func (m *manager) onTerminated(ctx actor.Context, msg *actor.Terminated) {
 	if e == nil || e.pid == nil || !e.pid.Equal(msg.Who) {
 		return
 	}
+	defer m.failInflight(id, e)
 	e.pid = nil
 	intent := e.intent
 	e.intent = intentNone
@@ -342,6 +387,11 @@ func (m *manager) onTerminated(ctx actor.Context, msg *actor.Terminated) {
 		answer(e.stopReply, e.status, nil)
 		e.stopReply = nil
 	case intentDelete:
+		if e.stopReply != nil { // a stop that a delete overtook
+			m.setStopped(id, e)
+			answer(e.stopReply, e.status, nil)
+			e.stopReply = nil
+		}
 		m.remove(ctx, id, e.deleteReply)
 		e.deleteReply = nil
 	case intentShutdown:
@@ -391,7 +441,7 @@ func (m *manager) onCreate(ctx actor.Context, msg createCmd) {
 	case e != nil && (e.deleting || e.intent != intentNone):
 		answer(msg.reply, CreateResult{}, wrongState(e.status.State, "session %s is being stopped or deleted: try again when it is done", msg.id))
 	case e != nil && e.pid != nil:
-		ctx.Send(e.pid, startCmd{reply: msg.reply})
+		m.forward(ctx, e, startCmd{reply: msg.reply})
 	default:
 		if e != nil && e.status.State == StateStopped {
 			if err := m.dir.SetStopped(msg.id, false); err != nil {
@@ -442,6 +492,8 @@ func (m *manager) onDelete(ctx actor.Context, msg deleteCmd) {
 		m.remove(ctx, msg.id, msg.reply)
 	case e.deleting:
 		answer(msg.reply, struct{}{}, wrongState(e.status.State, "session %s is already being deleted", msg.id))
+	case m.shuttingDown:
+		answer(msg.reply, struct{}{}, ErrShuttingDown)
 	case e.pid != nil:
 		e.deleting, e.intent, e.deleteReply = true, intentDelete, msg.reply
 		ctx.Stop(e.pid)
@@ -484,7 +536,7 @@ func (m *manager) onForward(ctx actor.Context, msg forwardCmd) {
 	case e.pid == nil || e.deleting || e.intent != intentNone:
 		msg.msg.fail(wrongState(e.status.State, "session %s is %s", msg.id, e.status.State))
 	default:
-		ctx.Send(e.pid, msg.msg)
+		m.forward(ctx, e, msg.msg)
 	}
 }
 

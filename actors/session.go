@@ -56,6 +56,10 @@ type session struct {
 	pairPhone   string
 	pairCode    string
 	panicked    string
+	// storeFailing: the store refused a write and has not accepted one
+	// since. Its error stays in the status whatever else happens, until a
+	// write succeeds or the store is closed.
+	storeFailing *ErrorInfo
 }
 
 func newSession(id string, d *deps, mode startMode, restore bool) *session {
@@ -115,7 +119,8 @@ func (s *session) Receive(ctx actor.Context) {
 
 // start begins the session's life: open the store, then connect or pair.
 func (s *session) start(ctx actor.Context) {
-	s.st = Status{SenderID: s.id, UserAction: ActionWait}
+	// Counters and history carry over when a session starts again.
+	s.st = Status{SenderID: s.id, UserAction: ActionWait, Reconnects: s.st.Reconnects, LastConnectedAt: s.st.LastConnectedAt}
 	if s.restore {
 		s.log.Info(fmt.Sprintf("🔄 Restoring session for %s from storage...", s.id))
 	}
@@ -124,8 +129,9 @@ func (s *session) start(ctx actor.Context) {
 }
 
 // dial opens the store if the link has no client yet, then connects a
-// paired device or, in pair mode, starts pairing an unpaired one. It waits
-// for the pacer first, so restores and reconnects stay under the rate.
+// paired device or, in pair mode, starts pairing an unpaired one. It holds
+// one of the pacer's slots throughout and waits for its rate right before
+// dialing, so restores and reconnects stay under both limits.
 func (s *session) dial(ctx actor.Context) {
 	if s.link == nil {
 		s.link = newLink()
@@ -133,8 +139,8 @@ func (s *session) dial(ctx actor.Context) {
 	l, pid, d, id := s.link, ctx.Self(), s.deps, s.id
 	create, pair := s.mode == modePair, s.mode == modePair
 	emit := func(ev whatsapp.Event) { d.send(pid, clientEvent{link: l, ev: ev}) }
-	s.goSafe(pid, func() {
-		release, err := d.pacer.Acquire(l.ctx)
+	s.goSafe(l, pid, func() {
+		release, err := d.pacer.Slot(l.ctx)
 		if err != nil {
 			return // the link was closed while waiting
 		}
@@ -151,22 +157,28 @@ func (s *session) dial(ctx actor.Context) {
 			}
 			opened = true
 		}
-		switch {
-		case c.Paired():
-			d.send(pid, dialed{link: l, opened: opened, paired: true, err: c.Connect(l.ctx)})
-		case pair:
-			d.send(pid, dialed{link: l, opened: opened, err: c.StartPairing(l.ctx)})
-		default:
+		if !c.Paired() && !pair {
 			d.send(pid, dialed{link: l, opened: opened})
+			return
+		}
+		if err := d.pacer.Dial(l.ctx); err != nil {
+			return // the link was closed while waiting
+		}
+		if c.Paired() {
+			d.send(pid, dialed{link: l, opened: opened, paired: true, err: c.Connect(l.ctx)})
+		} else {
+			d.send(pid, dialed{link: l, opened: opened, err: c.StartPairing(l.ctx)})
 		}
 	})
 }
 
-// goSafe runs f in a goroutine whose panic comes back as a message rather
-// than killing the process.
-func (s *session) goSafe(pid *actor.PID, f func()) {
+// goSafe runs f on link l in a goroutine whose panic comes back as a
+// message rather than killing the process.
+func (s *session) goSafe(l *link, pid *actor.PID, f func()) {
 	send := s.deps.send
+	l.work.Add(1)
 	s.deps.goroutine(func() {
+		defer l.work.Done()
 		defer func() {
 			if r := recover(); r != nil {
 				send(pid, goroutinePanicked{value: r})
@@ -183,6 +195,11 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 	if m.err != nil && s.link.get() == nil {
 		// The store could not be opened: not retried, never deleted.
 		s.closeLink()
+		if errors.Is(m.err, store.ErrNoStore) {
+			s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeStoreMissing,
+				Message: "the session's directory holds no store, so its credentials are gone: create the session again to pair it"}, ActionScanQR)
+			return
+		}
 		code := CodeStoreUnavailable
 		switch {
 		case errors.Is(m.err, store.ErrCorrupt):
@@ -291,10 +308,12 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 		// The session keeps running (whatsmeow carries on), but what it
 		// could not save is lost: say so until writes succeed again.
 		s.deps.metrics.SessionStoreWriteFailed(s.id)
-		s.st.Error = &ErrorInfo{Code: CodeStoreWriteFailed, Message: "the session's store refused a write (" + e.Err + "): free disk space or fix permissions"}
+		s.storeFailing = &ErrorInfo{Code: CodeStoreWriteFailed, Message: "the session's store refused a write (" + e.Err + "): free disk space or fix permissions"}
+		s.st.Error = s.storeFailing
 		s.log.Error("store write failed", "err", e.Err)
 		s.publish(ctx)
 	case whatsapp.StoreWriteRecovered:
+		s.storeFailing = nil
 		if s.st.Error != nil && s.st.Error.Code == CodeStoreWriteFailed {
 			s.st.Error = nil
 		}
@@ -360,7 +379,7 @@ func (s *session) onPairPhone(ctx actor.Context, m pairPhoneCmd) {
 		return
 	}
 	l, pid, send := s.link, ctx.Self(), s.deps.send
-	s.goSafe(pid, func() {
+	s.goSafe(l, pid, func() {
 		code, err := c.PairPhone(l.ctx, m.phone)
 		send(pid, pairPhoneDone{link: l, phone: m.phone, code: code, err: err, reply: m.reply})
 	})
@@ -368,7 +387,7 @@ func (s *session) onPairPhone(ctx actor.Context, m pairPhoneCmd) {
 
 func (s *session) onPairPhoneDone(m pairPhoneDone) {
 	if m.err != nil {
-		answer(m.reply, "", fmt.Errorf("request pairing code: %w", m.err))
+		answer(m.reply, "", fmt.Errorf("%w: request pairing code: %v", ErrWhatsApp, m.err))
 		return
 	}
 	if m.link == s.link {
@@ -384,23 +403,36 @@ func (s *session) onLogout(ctx actor.Context, m logoutCmd) {
 		return
 	}
 	l, pid, send := s.link, ctx.Self(), s.deps.send
-	s.goSafe(pid, func() {
+	s.goSafe(l, pid, func() {
 		send(pid, logoutDone{link: l, err: c.Logout(l.ctx), reply: m.reply})
 	})
 }
 
 func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
-	if m.err != nil {
-		answer(m.reply, Status{}, fmt.Errorf("logout: %w", m.err))
+	info := &ErrorInfo{Code: CodeLoggedOut, Message: "logged out by the operator: create the session again to pair it"}
+	var err error
+	switch {
+	case errors.Is(m.err, whatsapp.ErrUnlinkedNotDeleted):
+		// The device is gone on WhatsApp, so the session is logged out,
+		// but its (now useless) credentials are still in the store: say
+		// so, to the caller and in the status.
+		info = &ErrorInfo{Code: CodeStoreWriteFailed, Message: m.err.Error() + ": free disk space, then pair or delete the session"}
+		err = fmt.Errorf("%w: logout: %v", store.ErrUnavailable, m.err)
+		s.log.Error("logout: credentials not deleted", "err", m.err)
+	case errors.Is(m.err, whatsapp.ErrNotConnected):
+		answer(m.reply, Status{}, wrongState(s.st.State, "session %s lost its connection: logout needs WhatsApp to unlink the device", s.id))
+		return
+	case m.err != nil:
+		answer(m.reply, Status{}, fmt.Errorf("%w: logout: %v", ErrWhatsApp, m.err))
 		return
 	}
 	if m.link == s.link {
 		s.deps.metrics.SessionDisconnected(s.id, "logged_out")
 		s.closeLink()
 		s.st.JID, s.st.PushName = nil, nil
-		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeLoggedOut, Message: "logged out by the operator: create the session again to pair it"}, ActionScanQR)
+		s.set(ctx, StateNeedsPairing, info, ActionScanQR)
 	}
-	answer(m.reply, s.st, nil)
+	answer(m.reply, s.st, err)
 }
 
 // onStart handles a create for a session that already has an actor: one
@@ -443,6 +475,9 @@ func (s *session) set(ctx actor.Context, state State, e *ErrorInfo, action UserA
 		s.st.Since = time.Now()
 	}
 	s.st.State = state
+	if e == nil && s.storeFailing != nil && s.link != nil {
+		e = s.storeFailing // a state change does not fix the disk
+	}
 	s.st.Error = e
 	s.st.UserAction = action
 	s.st.Connected = state == StateConnected
@@ -487,6 +522,7 @@ func (s *session) closeLink() {
 			s.log.Warn("close store", "err", err)
 		}
 		s.link = nil
+		s.storeFailing = nil // the next opening watches its own writes
 	}
 }
 

@@ -48,6 +48,8 @@ func mapError(err error) (status int, code, msg string) {
 		return http.StatusConflict, "wrong_state", err.Error()
 	case errors.Is(err, actors.ErrTimeout):
 		return http.StatusGatewayTimeout, "timeout", "the session did not answer in time; try again"
+	case errors.Is(err, actors.ErrWhatsApp):
+		return http.StatusBadGateway, "whatsapp_error", err.Error()
 	case errors.Is(err, actors.ErrShuttingDown):
 		return http.StatusServiceUnavailable, "shutting_down", err.Error()
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrCorrupt):

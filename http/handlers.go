@@ -64,19 +64,25 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return badRequest("could not read the request body")
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	if len(bytes.Trim(body, jsonSpace)) == 0 {
 		return nil
+	}
+	if trimmed := bytes.TrimLeft(body, jsonSpace); trimmed[0] != '{' {
+		return badRequest("invalid JSON body: it must be an object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return badRequest("invalid JSON body: " + err.Error())
 	}
-	if dec.More() {
-		return badRequest("invalid JSON body: more than one value")
+	if rest := bytes.Trim(body[dec.InputOffset():], jsonSpace); len(rest) > 0 {
+		return badRequest("invalid JSON body: unexpected data after the object")
 	}
 	return nil
 }
+
+// jsonSpace is the white space JSON allows between tokens.
+const jsonSpace = " \t\r\n"
 
 func (h *handlers) healthz(w http.ResponseWriter, _ *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -96,9 +102,10 @@ func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// restoreRequest is the optional body of a restore.
+// restoreRequest is the optional body of a restore. senderIds stays raw
+// so that null is told apart from absent: null must not mean "everything".
 type restoreRequest struct {
-	SenderIDs []string `json:"senderIds"`
+	SenderIDs json.RawMessage `json:"senderIds"`
 }
 
 func (h *handlers) restore(w http.ResponseWriter, r *http.Request) error {
@@ -106,9 +113,14 @@ func (h *handlers) restore(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	ids := req.SenderIDs
-	if ids != nil && len(ids) == 0 {
-		return badRequest("senderIds is empty: omit it to restore every stored session")
+	var ids []string
+	if req.SenderIDs != nil {
+		if err := json.Unmarshal(req.SenderIDs, &ids); err != nil || ids == nil {
+			return badRequest("senderIds must be a list of senderIds: omit it to restore every stored session")
+		}
+		if len(ids) == 0 {
+			return badRequest("senderIds is empty: omit it to restore every stored session")
+		}
 	}
 	for _, id := range ids {
 		if err := store.ValidateID(id); err != nil {

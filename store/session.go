@@ -66,14 +66,22 @@ func (s *Session) Close() error { return s.Container.Close() }
 // check is ErrCorrupt; one that cannot be opened or written is
 // ErrUnavailable. Open never deletes or rewrites a store it cannot read.
 func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	dir, err := d.sessionDir(id, opts.Create)
 	if err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, dbFile)
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !opts.Create:
+		// Restoring never creates a store: a missing one is reported.
+		return nil, ErrNoStore
+	case err == nil && !fi.Mode().IsRegular():
 		return nil, fmt.Errorf("%w: %s is not a regular file", ErrUnavailable, dbFile)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	watch := opts.Watch

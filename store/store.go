@@ -17,6 +17,9 @@ var (
 	ErrInvalidID = errors.New("invalid senderId: use 1 to 64 letters, digits, '_' or '-'")
 	// ErrNotFound means no directory exists for the session.
 	ErrNotFound = errors.New("session not found")
+	// ErrNoStore means the session's directory holds no store: its
+	// credentials are gone, and it must be paired again.
+	ErrNoStore = errors.New("session directory holds no whatsapp.db")
 	// ErrCorrupt means the session's database cannot be read as a store.
 	ErrCorrupt = errors.New("session store is corrupt")
 	// ErrUnavailable means the store exists but cannot be opened or written

@@ -131,7 +131,7 @@ func (d *Driver) scan(ctx context.Context, id string, insp actors.Inspection) (a
 
 func (d *Driver) done(action, what string, err error) (any, error) {
 	if err != nil {
-		return nil, fmt.Errorf("fake server: %s: %w", action, err)
+		return nil, fmt.Errorf("%w: fake server: %s: %v", actors.ErrWhatsApp, action, err)
 	}
 	return Result{Action: action, Done: what}, nil
 }

@@ -18,8 +18,16 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
-// ErrNotPaired means the operation needs a paired device.
-var ErrNotPaired = errors.New("no paired device")
+// Errors of the Client's operations.
+var (
+	// ErrNotPaired means the operation needs a paired device.
+	ErrNotPaired = errors.New("no paired device")
+	// ErrNotConnected means the operation needs a live connection.
+	ErrNotConnected = errors.New("not connected to WhatsApp")
+	// ErrUnlinkedNotDeleted means a logout unlinked the device on
+	// WhatsApp but could not delete its credentials from the store.
+	ErrUnlinkedNotDeleted = errors.New("unlinked on WhatsApp, but the credentials could not be deleted")
+)
 
 // Client is what a session actor drives: one WhatsApp login over one store.
 // Every method may block on the network and is called off the actor's
@@ -198,7 +206,16 @@ func (c *client) Logout(ctx context.Context) error {
 	if !c.Paired() {
 		return ErrNotPaired
 	}
-	return c.cli.Logout(ctx)
+	if !c.cli.IsConnected() {
+		return ErrNotConnected
+	}
+	err := c.cli.Logout(ctx)
+	if err != nil && !c.cli.IsConnected() {
+		// whatsmeow disconnects only once WhatsApp has accepted the
+		// unlink; what failed after that is deleting the credentials.
+		return fmt.Errorf("%w: %v", ErrUnlinkedNotDeleted, err)
+	}
+	return err
 }
 
 func (c *client) Disconnect() { c.cli.Disconnect() }

@@ -1,0 +1,193 @@
+package faults_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
+)
+
+// The two tests here check, deterministically and in process, what the
+// restore phase of TestMassDisconnectReconnectsUnderTheRate measures on a
+// busy machine: dials reach WhatsApp no faster than CONNECT_RATE, however
+// long sessions wait for a slot or for their store to open. Both depend
+// on where the rate token is taken: right before the dial, never before
+// anything slow that precedes it (a wait for a slot, a store open).
+
+// TestPacerStartsStayUnderTheRateWhileSlotsAreBusy: while every slot is
+// busy, waiting sessions must not save up rate tokens and then dial
+// together, in one burst, as slots free up.
+func TestPacerStartsStayUnderTheRateWhileSlotsAreBusy(t *testing.T) {
+	const (
+		rate    = 100 // a token every 10 ms
+		burst   = 1
+		waiters = 20
+	)
+	p := actors.NewPacer(rate, burst, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	release, err := p.Slot(ctx) // one long dial holds the only slot
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var starts []time.Time
+	var wg sync.WaitGroup
+	for range waiters {
+		wg.Go(func() {
+			rel, err := p.Slot(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := p.Dial(ctx); err != nil {
+				t.Error(err)
+				rel()
+				return
+			}
+			mu.Lock()
+			starts = append(starts, time.Now())
+			mu.Unlock()
+			rel() // a dial that ends at once
+		})
+	}
+	// Long enough for the waiters to take every token they want: a
+	// sleep is the fault here (a slow dial), not a synchronisation.
+	time.Sleep(waiters * time.Second / rate * 3 / 2)
+	release()
+	wg.Wait()
+	worst, n, dt := burstiest(sortTimes(starts), rate)
+	t.Logf("at worst %d starts within %v (%.1f above the rate)", n, dt, worst)
+	if worst > burst+1 {
+		t.Errorf("%d dials within %v, more than burst %d + rate %d/s allows (actors/pacer.go)", n, dt, burst, rate)
+	}
+}
+
+func sortTimes(ts []time.Time) []time.Time {
+	out := append([]time.Time(nil), ts...)
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Before(out[j-1]); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly: when opening
+// stores is slow (a busy disk or CPU, quick_check on big stores), sessions
+// that finish opening together must still dial WhatsApp at the rate, not
+// together (actors/session.go dial takes the token right before Connect).
+func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
+	const (
+		n     = 30
+		rate  = 100
+		burst = 1
+	)
+	dir, err := store.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dir.Close() })
+	for i := range n {
+		if err := os.Mkdir(filepath.Join(dir.Root(), fmt.Sprintf("session-s%02d", i)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opener := &slowOpener{gate: make(chan struct{})}
+	mgr, err := actors.NewManager(actors.Options{
+		Dir: dir, Opener: opener,
+		Backoff:            actors.Backoff{Min: time.Second, Max: time.Second, Reset: time.Minute},
+		RestoreConcurrency: n, ConnectRate: rate, ConnectBurst: burst,
+		RestartBudget: 1, RestartWindow: time.Minute, RequestTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := mgr.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	ctx := context.Background()
+	if err := mgr.Restore(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Every store takes this long to open: long enough for every session
+	// to have taken its token (the fault is the slow disk, not a
+	// synchronisation).
+	time.Sleep(n * time.Second / rate * 3 / 2)
+	close(opener.gate)
+	waitFor(t, 10*time.Second, "every session connected", func() (bool, string) {
+		fl, err := mgr.Fleet(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fl.Counts[actors.StateConnected] == n, fmt.Sprint(fl.Counts)
+	})
+	worst, k, dt := burstiest(sortTimes(opener.dials()), rate)
+	t.Logf("at worst %d dials within %v (%.1f above the rate)", k, dt, worst)
+	if worst > burst+1 {
+		t.Errorf("%d dials within %v, more than burst %d + rate %d/s allows (actors/session.go dial)", k, dt, burst, rate)
+	}
+}
+
+// slowOpener opens stores that take until gate closes to open, and hands
+// out clients that log in at once and record when they dialed.
+type slowOpener struct {
+	gate chan struct{}
+
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (o *slowOpener) Open(ctx context.Context, id string, _ bool, emit func(whatsapp.Event)) (whatsapp.Client, error) {
+	select {
+	case <-o.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return &instantClient{o: o, id: id, emit: emit}, nil
+}
+
+func (o *slowOpener) dials() []time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]time.Time(nil), o.times...)
+}
+
+// instantClient is a paired client whose every Connect logs in at once.
+type instantClient struct {
+	o    *slowOpener
+	id   string
+	emit func(whatsapp.Event)
+}
+
+var _ whatsapp.Client = (*instantClient)(nil)
+
+func (c *instantClient) Paired() bool { return true }
+
+func (c *instantClient) Connect(context.Context) error {
+	c.o.mu.Lock()
+	c.o.times = append(c.o.times, time.Now())
+	c.o.mu.Unlock()
+	c.emit(whatsapp.Connected{JID: "1555" + c.id + ":1@s.whatsapp.net"})
+	return nil
+}
+
+func (c *instantClient) StartPairing(context.Context) error { return errors.New("paired") }
+func (c *instantClient) PairPhone(context.Context, string) (string, error) {
+	return "", errors.New("paired")
+}
+func (c *instantClient) Logout(context.Context) error { return nil }
+func (c *instantClient) Disconnect()                  {}
+func (c *instantClient) Close() error                 { return nil }

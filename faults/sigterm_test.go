@@ -1,0 +1,97 @@
+package faults_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSIGTERMWithManySessionsConnected: SIGTERM with many sessions connected
+// (half of them wrote to their store at login) ends the process with exit
+// code 0 within SHUTDOWN_TIMEOUT, after every session disconnected and
+// closed its store: the log says so, no store is left with a -wal or -shm
+// file (SQLite checkpoints and deletes both when the last connection of a
+// WAL database closes cleanly; a kill -9 leaves them), and the fake server
+// sees no live connection. The next start restores every session: nothing
+// lost.
+func TestSIGTERMWithManySessionsConnected(t *testing.T) {
+	const shutdownTimeout = 10 * time.Second
+	n := *termSessions
+	f := newFake(t)
+	root := t.TempDir()
+	ids := seed(t, root, n, seedOptions{lowPreKeys: func(i int) bool { return i%2 == 0 }})
+	b := takeBaseline(t, f, root, ids)
+
+	svc := startService(t, f, root, fmt.Sprintf("SHUTDOWN_TIMEOUT=%v", shutdownTimeout))
+	svc.waitConnected(n, 60*time.Second)
+	if st := f.stats(t); st.Live != n {
+		t.Fatalf("fake server: %d live connections for %d connected sessions", st.Live, n)
+	}
+	// The sessions with no prekeys left uploaded a batch at login: their
+	// stores have a WAL with frames to checkpoint at close.
+	waitFor(t, 20*time.Second, "every low-prekey session to have written its new prekeys", func() (bool, string) {
+		pending := 0
+		for i, id := range ids {
+			if i%2 == 0 && walSize(t, root, id) == 0 {
+				pending++
+			}
+		}
+		return pending == 0, fmt.Sprint(pending, " stores with an empty WAL")
+	})
+
+	code, took := svc.terminate(shutdownTimeout + 5*time.Second)
+	t.Logf("%d sessions: SIGTERM to exit took %v", n, took)
+	if code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	if took > shutdownTimeout {
+		t.Errorf("exit took %v, more than SHUTDOWN_TIMEOUT=%v", took, shutdownTimeout)
+	}
+	logs := svc.logs.String()
+	for _, line := range []string{
+		`"msg":"shutting down"`,
+		fmt.Sprintf(`"msg":"stopping sessions","count":%d`, n),
+		`"msg":"stopped: every session disconnected and its store closed"`,
+	} {
+		if !strings.Contains(logs, line) {
+			t.Errorf("log line %s missing; tail:\n%s", line, svc.logs.tail(20))
+		}
+	}
+	stopping := false
+	for _, rec := range svc.logs.records() {
+		stopping = stopping || rec["msg"] == "shutting down"
+		if stopping && rec["level"] == "ERROR" {
+			t.Errorf("error logged during the shutdown: %v", rec)
+		}
+	}
+	for _, id := range ids {
+		for _, suffix := range []string{"-wal", "-shm"} {
+			p := filepath.Join(root, "session-"+id, "whatsapp.db"+suffix)
+			if fi, err := os.Stat(p); err == nil {
+				t.Errorf("%s left behind (%d bytes): its store was not closed cleanly", p, fi.Size())
+			}
+		}
+	}
+	waitFor(t, 5*time.Second, "the fake server to see no live connection", func() (bool, string) {
+		st := f.stats(t)
+		return st.Live == 0 && f.sockets.open() == 0, fmt.Sprint(st.Live, " live")
+	})
+
+	first := svc.logs
+	svc = startService(t, f, root)
+	b.assertNothingLost(t, svc, f, 0)
+	assertNoDoubleLogin(t, f, first, svc.logs)
+}
+
+// walSize is the size of session id's -wal file, 0 if there is none.
+func walSize(t *testing.T, root, id string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(root, "session-"+id, "whatsapp.db-wal"))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
