@@ -263,6 +263,11 @@ func TestPairRestartAndComeBackWithoutPairing(t *testing.T) {
 	if n := connections(t, f, st); n != 1 {
 		t.Fatalf("%d live connections for one session", n)
 	}
+	// The phone lists the device under the configured name.
+	user, _, _ := strings.Cut(jid, ":")
+	if name := f.DeviceName(user); name != "e2e" {
+		t.Errorf("the phone lists the device as %q, want DEVICE_NAME %q", name, "e2e")
+	}
 	// The QR code never reaches the logs.
 	if strings.Contains(svc.logs.String(), qr["code"].(string)) {
 		t.Error("the QR code was logged")

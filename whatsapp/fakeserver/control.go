@@ -184,3 +184,12 @@ func (s *Server) Stats(context.Context) (Stats, error) {
 	}
 	return st, nil
 }
+
+// DeviceName is the name the companion paired as phone number user gave
+// itself (its DeviceProps os), as the phone lists it under Linked devices;
+// empty if no such pairing happened on this server.
+func (s *Server) DeviceName(user string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deviceNames[user]
+}

@@ -18,6 +18,7 @@ import (
 	"go.mau.fi/whatsmeow"
 	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/proto/waAdv"
+	"go.mau.fi/whatsmeow/proto/waCompanionReg"
 	"go.mau.fi/whatsmeow/proto/waWa6"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/keys"
@@ -41,6 +42,9 @@ type registration struct {
 	signedPreKeyID uint32
 	signedPreKey   [32]byte
 	signedPreSig   [64]byte
+	// deviceName is the name the companion gives itself (DeviceProps.os),
+	// which a phone lists under Linked devices.
+	deviceName string
 }
 
 // startPairing validates an unpaired client's registration data and sends
@@ -57,7 +61,12 @@ func (c *conn) startPairing(noisePub *[32]byte, data *waWa6.ClientPayload_Device
 		return errors.New("signed prekey signature does not verify")
 	}
 	skeyID := data.GetESkeyID()
+	var props waCompanionReg.DeviceProps
+	if err := proto.Unmarshal(data.GetDeviceProps(), &props); err != nil {
+		return fmt.Errorf("device props: %w", err)
+	}
 	c.reg = &registration{
+		deviceName:     props.GetOs(),
 		noisePub:       *noisePub,
 		identityPub:    [32]byte(data.GetEIdent()),
 		registrationID: binary.BigEndian.Uint32(data.GetERegid()),
@@ -261,6 +270,7 @@ func (c *conn) completePairing(ctx context.Context, phone string, advSecret []by
 	s.preKeys[jid] = 0 // a new device has uploaded nothing yet
 	// Once the new device logs in, its phone sends it the initial sync.
 	s.linked[jid] = &linkedDevice{phone: phone, reg: *c.reg, pushName: seedPushName(phone)}
+	s.deviceNames[phone] = c.reg.deviceName
 	s.mu.Unlock()
 	c.log.Info("device paired")
 	c.sendStreamError("515", "")

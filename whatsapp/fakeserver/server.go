@@ -45,9 +45,12 @@ type Server struct {
 	devices   map[string]uint16           // phone -> last device number it paired
 	preKeys   map[types.JID]int           // prekeys uploaded per device, as far as this instance saw
 	linked    map[types.JID]*linkedDevice // paired devices still owed their initial sync
-	appState  map[types.JID]*appState     // app state the phone shared with a device
-	logins    int
-	pairings  int
+	// deviceNames is the name each paired phone number's companion gave
+	// itself, as the phone lists it.
+	deviceNames map[string]string
+	appState    map[types.JID]*appState // app state the phone shared with a device
+	logins      int
+	pairings    int
 }
 
 // userState is what the server holds about one phone number.
@@ -77,21 +80,22 @@ func Start(opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		log:       log,
-		ln:        ln,
-		id:        id,
-		ctx:       ctx,
-		cancel:    cancel,
-		conns:     make(map[*conn]struct{}),
-		users:     make(map[string]*userState),
-		unpaired:  make(map[*conn]struct{}),
-		refs:      make(map[string]*conn),
-		codeConns: make(map[string]*conn),
-		phones:    make(map[string]struct{}),
-		devices:   make(map[string]uint16),
-		preKeys:   make(map[types.JID]int),
-		linked:    make(map[types.JID]*linkedDevice),
-		appState:  make(map[types.JID]*appState),
+		log:         log,
+		ln:          ln,
+		id:          id,
+		ctx:         ctx,
+		cancel:      cancel,
+		conns:       make(map[*conn]struct{}),
+		users:       make(map[string]*userState),
+		unpaired:    make(map[*conn]struct{}),
+		refs:        make(map[string]*conn),
+		codeConns:   make(map[string]*conn),
+		phones:      make(map[string]struct{}),
+		devices:     make(map[string]uint16),
+		preKeys:     make(map[types.JID]int),
+		linked:      make(map[types.JID]*linkedDevice),
+		deviceNames: make(map[string]string),
+		appState:    make(map[types.JID]*appState),
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
