@@ -86,7 +86,7 @@ func run(ctx context.Context, cfg config.Config, logw io.Writer) error {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 
-	wopts := whatsapp.Options{Log: log, StoreIdleTimeout: 30 * time.Second}
+	wopts := whatsapp.Options{Log: log, StoreIdleTimeout: cfg.StoreIdleTimeout}
 	var driver *testmode.Driver
 	var control fakeserver.Control
 	if cfg.TestMode {

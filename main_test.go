@@ -73,7 +73,7 @@ type service struct {
 func testConfig(dir string, f *fake) config.Config {
 	return config.Config{
 		HTTPAddr: "127.0.0.1:0", SessionsDir: dir, APIKey: testKey, AutoRestore: true,
-		RestoreConcurrency: 64, ConnectRate: 500, ConnectBurst: 50,
+		RestoreConcurrency: 64, ConnectRate: 1000, ConnectBurst: 100, StoreIdleTimeout: 2 * time.Second,
 		BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second, BackoffReset: time.Minute,
 		RestartBudget: 3, RestartWindow: time.Minute,
 		RequestTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,

@@ -25,7 +25,9 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	ids := seed(t, root, n, seedOptions{lowPreKeys: func(i int) bool { return i%2 == 0 }})
 	b := takeBaseline(t, f, root, ids)
 
-	svc := startService(t, f, root, fmt.Sprintf("SHUTDOWN_TIMEOUT=%v", shutdownTimeout))
+	// Stores keep their connection (and so their WAL) open until the
+	// shutdown closes them, which is what this test is about.
+	svc := startService(t, f, root, fmt.Sprintf("SHUTDOWN_TIMEOUT=%v", shutdownTimeout), "STORE_IDLE_TIMEOUT=10m")
 	svc.waitConnected(n, 60*time.Second)
 	if st := f.stats(t); st.Live != n {
 		t.Fatalf("fake server: %d live connections for %d connected sessions", st.Live, n)
