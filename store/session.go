@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,7 +30,7 @@ const DriverName = "sqlite"
 func DSN(path string) string {
 	return "file:" + path +
 		"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
-		"&_pragma=synchronous(FULL)&_txlock=immediate"
+		"&_pragma=synchronous(FULL)&_pragma=journal_size_limit(0)&_txlock=immediate"
 }
 
 // OpenOptions tune Open.
@@ -88,7 +89,8 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	if watch == nil {
 		watch = noWatch{}
 	}
-	db := sql.OpenDB(&watchedConnector{dsn: DSN(path), drv: &sqlite.Driver{}, watch: watch})
+	connector := &watchedConnector{dsn: DSN(path), drv: &sqlite.Driver{}, watch: watch}
+	db := sql.OpenDB(connector)
 	idle := opts.IdleTimeout
 	if idle <= 0 {
 		idle = 30 * time.Second
@@ -102,6 +104,12 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	if err := check(ctx, db); err != nil {
 		db.Close()
 		return nil, err
+	}
+	// From now on keep the WAL files, on this connection and the next.
+	connector.persistWAL.Store(true)
+	if err := withDriverConn(ctx, db, persistWAL); err != nil {
+		db.Close()
+		return nil, classify("persist WAL", err)
 	}
 	for _, f := range []string{path, path + "-wal", path + "-shm"} {
 		_ = os.Chmod(f, fileMode)
@@ -117,6 +125,16 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 		return nil, classify("load device", err)
 	}
 	return &Session{ID: id, Container: container, Device: dev}, nil
+}
+
+// withDriverConn runs f on the store's one open driver connection.
+func withDriverConn(ctx context.Context, db *sql.DB, f func(driver.Conn) error) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error { return f(dc.(*watchedConn).Conn) })
 }
 
 // check runs quick_check and takes (and drops) the write lock, so that a

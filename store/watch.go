@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"sync/atomic"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -40,6 +41,25 @@ type watchedConnector struct {
 	dsn   string
 	drv   *sqlite.Driver
 	watch WriteWatcher
+	// persistWAL is set once the store passed its check (see persistWAL);
+	// until then a failed open leaves nothing behind next to the store.
+	persistWAL atomic.Bool
+}
+
+// persistWAL keeps the connection's -wal and -shm files when it closes:
+// stores reopen often (their connection closes when idle), and creating
+// and deleting both files each time is most of a restore's kernel time. A
+// clean close still checkpoints the WAL, and journal_size_limit(0)
+// truncates it to nothing.
+func persistWAL(conn driver.Conn) error {
+	pw, ok := conn.(interface {
+		FileControlPersistWAL(dbName string, mode int) (int, error)
+	})
+	if !ok {
+		return nil
+	}
+	_, err := pw.FileControlPersistWAL("main", 1)
+	return err
 }
 
 func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
@@ -47,6 +67,12 @@ func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
 	if err != nil {
 		c.observe(err)
 		return nil, err
+	}
+	if c.persistWAL.Load() {
+		if err := persistWAL(conn); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	return &watchedConn{Conn: conn, c: c}, nil
 }
