@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+)
+
+// profileResult is the in-process restore: the service's own packages
+// wired as main.go wires them, inside the bench, with runtime/pprof on.
+// Its figures include the bench itself; they explain, the restore
+// scenario measures.
+type profileResult struct {
+	Sessions   int     `json:"sessions"`
+	Took       dur     `json:"tookMs"`
+	Connected  int     `json:"connected"`
+	HeapInuse  uint64  `json:"heapInuseBytes"`
+	StackInuse uint64  `json:"stackInuseBytes"`
+	GoSys      uint64  `json:"goSysBytes"`
+	RSS        int64   `json:"rssBytes"`
+	Goroutines int     `json:"goroutines"`
+	PerSession float64 `json:"heapInusePerSessionBytes"`
+	CPUProfile string  `json:"cpuProfile"`
+	HeapProf   string  `json:"heapProfile"`
+	Goroutine  string  `json:"goroutineProfile"`
+}
+
+// runProfile restores n sessions in this process against an external
+// fake server, with a CPU profile over the restore and heap and goroutine
+// profiles once settled, written to outDir. The configuration comes from
+// the environment with the service's defaults, as config.Load reads it.
+func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileResult, error) {
+	res := profileResult{Sessions: n}
+	cfg, err := config.Load()
+	if err != nil {
+		return res, err
+	}
+	if err := ensureSeeded(ctx, b.template, n, b.seedWorkers, b.logf); err != nil {
+		return res, err
+	}
+	runDir := filepath.Join(b.work, "run", fmt.Sprintf("profile-n%d", n))
+	if err := copySessions(b.template, runDir, n); err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(runDir)
+	fake, err := startFake(ctx, b.bins.fakewa, filepath.Join(b.work, "logs", "fakewa-profile.log"))
+	if err != nil {
+		return res, err
+	}
+	defer fake.stop(10 * time.Second)
+
+	logf, err := os.Create(filepath.Join(b.work, "logs", "inproc-profile.log"))
+	if err != nil {
+		return res, err
+	}
+	defer logf.Close()
+	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	whatsapp.SetDeviceName(cfg.DeviceName)
+	fakeserver.UseTestRootKey()
+	dir, err := store.OpenDir(runDir)
+	if err != nil {
+		return res, err
+	}
+	defer dir.Close()
+	mgr, err := actors.NewManager(actors.Options{
+		Dir: dir,
+		Opener: whatsapp.NewStoreOpener(dir, whatsapp.Options{Log: log, StoreIdleTimeout: 30 * time.Second,
+			HTTPClient: fakeserver.HTTPClient(fake.addr)}),
+		Metrics:            metrics.New(prometheus.NewRegistry()),
+		Log:                log,
+		Backoff:            actors.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax, Reset: cfg.BackoffReset},
+		RestoreConcurrency: cfg.RestoreConcurrency,
+		ConnectRate:        cfg.ConnectRate,
+		ConnectBurst:       cfg.ConnectBurst,
+		RestartBudget:      cfg.RestartBudget,
+		RestartWindow:      cfg.RestartWindow,
+		RequestTimeout:     cfg.RequestTimeout,
+	})
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		_ = mgr.Shutdown(sctx)
+	}()
+
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return res, err
+	}
+	b.waitQuiet(ctx, fake.pid())
+	res.CPUProfile = filepath.Join(outDir, fmt.Sprintf("restore-%d.cpu.pprof", n))
+	cpu, err := os.Create(res.CPUProfile)
+	if err != nil {
+		return res, err
+	}
+	defer cpu.Close()
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		return res, err
+	}
+	began := time.Now()
+	if err := mgr.Restore(ctx, nil); err != nil {
+		pprof.StopCPUProfile()
+		return res, err
+	}
+	for {
+		f, err := mgr.Fleet(ctx)
+		if err == nil && f.Restore.Finished != nil {
+			res.Took, res.Connected = dur(f.Restore.Finished.Sub(began)), f.Counts[actors.StateConnected]
+			break
+		}
+		if time.Since(began) > b.restoreTimeout {
+			pprof.StopCPUProfile()
+			return res, fmt.Errorf("in-process restore of %d did not finish within %v", n, b.restoreTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pprof.StopCPUProfile()
+	b.logf("profile n=%d: restored in process in %v; settling %v", n, res.Took, b.settle)
+	time.Sleep(b.settle)
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.HeapInuse, res.StackInuse, res.GoSys = ms.HeapInuse, ms.StackInuse, ms.Sys
+	res.PerSession = float64(ms.HeapInuse) / float64(n)
+	res.Goroutines = runtime.NumGoroutine()
+	if m, err := readMem(os.Getpid()); err == nil {
+		res.RSS = m.RSS
+	}
+	res.HeapProf = filepath.Join(outDir, fmt.Sprintf("restore-%d.heap.pprof", n))
+	if err := writeProfile("heap", res.HeapProf, 0); err != nil {
+		return res, err
+	}
+	res.Goroutine = filepath.Join(outDir, fmt.Sprintf("restore-%d.goroutines.txt", n))
+	return res, writeProfile("goroutine", res.Goroutine, 1)
+}
+
+// writeProfile writes the named runtime profile to path.
+func writeProfile(name, path string, debug int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup(name).WriteTo(f, debug); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// report is everything one bench invocation measured.
+type report struct {
+	Machine  machine         `json:"machine"`
+	Args     []string        `json:"args"`
+	Baseline *restoreResult  `json:"baseline,omitempty"`
+	Restores []restoreResult `json:"restores,omitempty"`
+	Loads    []loadResult    `json:"loads,omitempty"`
+	Heals    []healResult    `json:"heals,omitempty"`
+	Profiles []profileResult `json:"profiles,omitempty"`
+	Work     string          `json:"workDir"`
+}
+
+// writeJSON writes the report as indented JSON.
+func (r *report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// kib formats bytes as KiB, MiB beyond 10 MiB.
+func kib(b int64) string {
+	if b >= 10<<20 || b <= -10<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", b>>10)
+}
+
+// others shows how much of the machine other processes took during a
+// measurement, and how many runs it took to get it that clean.
+func others(t taken) string {
+	s := fmt.Sprintf("%.0f%%", 100*t.OthersShare)
+	if !t.Quiet {
+		s += " busy"
+	}
+	if t.Tries > 1 {
+		s += fmt.Sprintf(" (best of %d)", t.Tries)
+	}
+	return s
+}
+
+// othersOf is others for a restore; the baseline's window (start to HTTP
+// up, a few ms) is too short for /proc's 10 ms ticks to say anything.
+func othersOf(x restoreResult) string {
+	if x.Sessions == 0 {
+		return "-"
+	}
+	return others(x.taken)
+}
+
+// writeTables prints the figures as aligned tables.
+func (r *report) writeTables(w io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(w, "machine: %d CPUs, %s, %s RAM, Linux %s, %s, RLIMIT_NOFILE %d, commit %s",
+		m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.Go, m.NoFile, m.Commit)
+	if m.Dirty {
+		fmt.Fprint(w, " (with uncommitted changes)")
+	}
+	fmt.Fprintln(w)
+
+	if len(r.Restores) > 0 || r.Baseline != nil {
+		rows := r.Restores
+		if r.Baseline != nil {
+			rows = append([]restoreResult{*r.Baseline}, rows...)
+		}
+		writeRestores(w, rows)
+	}
+
+	if len(r.Loads) > 0 {
+		fmt.Fprintln(w, "\nStatus under load (closed loop on loopback; the generator shares the CPUs)")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "route\tsessions\tclients\tduration\trequests\terrors\treq/s\tp50\tp90\tp99\tmax\tbytes\tothers\t")
+		for _, x := range r.Loads {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%d\t%d\t%.0f\t%v\t%v\t%v\t%v\t%d\t%s\t\n", x.Name, x.Sessions, x.Clients, x.Duration,
+				x.Requests, x.Errors, x.RPS, x.Latency.P50, x.Latency.P90, x.Latency.P99, x.Latency.Max, x.Bytes, others(x.taken))
+		}
+		tw.Flush()
+		for _, x := range r.Loads {
+			if x.FirstErr != "" {
+				fmt.Fprintf(w, "  %s at %d clients, first error: %s\n", x.Name, x.Clients, x.FirstErr)
+			}
+		}
+	}
+
+	if len(r.Heals) > 0 {
+		fmt.Fprintln(w, "\nSelf-healing: injection to connected again (service's lastConnectedAt; observed = first poll that saw it)")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "injected\tBACKOFF_MIN\truns\tfailed\tmin\tp50\tp90\tp99\tmax\tobserved p50\tobserved p99\tstale connected\tothers\t")
+		for _, x := range r.Heals {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%v\t%v\t%v\t%v\t%v\t%v\t%v\t%d\t%s\t\n", x.Kind, x.BackoffMin, x.Runs, x.Failed,
+				x.Service.Min, x.Service.P50, x.Service.P90, x.Service.P99, x.Service.Max, x.Observed.P50, x.Observed.P99, x.StaleConnected, others(x.taken))
+		}
+		tw.Flush()
+		for _, x := range r.Heals {
+			if x.FirstErr != "" {
+				fmt.Fprintf(w, "  %s (BACKOFF_MIN %s), first error: %s\n", x.Kind, x.BackoffMin, x.FirstErr)
+			}
+		}
+	}
+
+	for _, p := range r.Profiles {
+		fmt.Fprintf(w, "\nIn-process restore of %d sessions (profiled; figures include the bench): took %v, %d connected,\n", p.Sessions, p.Took, p.Connected)
+		fmt.Fprintf(w, "  after GC: heap in use %s (%s/session), stacks %s, Go sys %s, RSS %s, %d goroutines\n",
+			kib(int64(p.HeapInuse)), kib(int64(p.PerSession)), kib(int64(p.StackInuse)), kib(int64(p.GoSys)), kib(p.RSS), p.Goroutines)
+		fmt.Fprintf(w, "  go tool pprof -top %s\n  go tool pprof -top -sample_index=inuse_space %s\n  less %s\n",
+			p.CPUProfile, p.HeapProf, p.Goroutine)
+	}
+	fmt.Fprintf(w, "\nlogs and profiles: %s\n", strings.TrimSuffix(r.Work, "/"))
+}
+
+// writeRestores prints the restore runs: timing, then one line per
+// snapshot.
+func writeRestores(w io.Writer, rows []restoreResult) {
+	fmt.Fprintln(w, "\nRestore of N stored sessions by a fresh process (fake WhatsApp server in its own process)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "sessions\tok\tHTTP up\tall connected\trestore took\tservice CPU\tof it kernel\tfake CPU\tothers\tpeak RSS\tpeak files\tfile limit\tshutdown\t")
+	for _, x := range rows {
+		ok := "yes"
+		if !x.OK {
+			ok = "NO"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%v\t%v\t%v\t%v\t%v\t%v\t%s\t%s\t%d\t%d\t%v\t\n",
+			x.Sessions, ok, x.HTTPReady, x.AllConnected, x.RestoreTook, x.ServiceCPU, x.ServiceSysCPU, x.FakeCPU,
+			othersOf(x), kib(x.PeakRSS), x.PeakFDs, x.FDLimit, x.Shutdown)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nResources after all connected (per session: minus the 0-session baseline at the same moment)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "sessions\tafter\tRSS\tper session\tRSS/N\tRssAnon\tRssFile\tGo heap in use\tGo stacks\tGo sys\tfiles\tgoroutines\tper session\tthreads\t")
+	for _, x := range rows {
+		for _, s := range []*snapshot{x.Settled, x.Idle} {
+			if s == nil {
+				continue
+			}
+			perSes, overN, gPer := "-", "-", "-"
+			if x.Sessions > 0 {
+				perSes, overN, gPer = kib(s.RSSPerSession), kib(s.RSSOverN), fmt.Sprintf("%.2f", s.GoroutinesPerSes)
+			}
+			fmt.Fprintf(tw, "%d\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t%d\t\n",
+				x.Sessions, s.After, kib(s.Mem.RSS), perSes, overN, kib(s.Mem.Anon), kib(s.Mem.File),
+				kib(int64(s.GoHeapInuse)), kib(int64(s.GoStackInuse)), kib(int64(s.GoSys)), s.FDs, s.Goroutines, gPer, s.Mem.Threads)
+		}
+	}
+	tw.Flush()
+
+	for _, x := range rows {
+		if x.OK {
+			continue
+		}
+		fmt.Fprintf(w, "\nn=%d FAILED: %s\n  counts %v, errors %v, log lines %v\n  peak open files %d (limit %d)\n  log: %s\n",
+			x.Sessions, x.Failure, x.Counts, x.ErrorCodes, x.LogLines, x.PeakFDs, x.FDLimit, x.LogFile)
+		for _, p := range x.Problems {
+			fmt.Fprintf(w, "  | %.400s\n", p)
+		}
+	}
+}
