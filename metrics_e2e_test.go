@@ -92,7 +92,10 @@ func TestMetricsFollowEachSession(t *testing.T) {
 	svc.call("POST", "/api/whatsapp/test/session/user0001/panic", "")
 	eventuallyOK(t, func() bool { st := svc.status("user0001"); return st["restarts"] == 1.0 && st["state"] == "connected" })
 	svc.call("POST", "/api/whatsapp/test/session/user0002/drop", "")
-	eventuallyOK(t, func() bool { st := svc.status("user0002"); return st["reconnects"] == 1.0 && st["state"] == "connected" })
+	eventuallyOK(t, func() bool {
+		st := svc.status("user0002")
+		return st["reconnects"] == 1.0 && st["state"] == "connected"
+	})
 	m = svc.scrape()
 	for _, tc := range []struct {
 		metric, id string
