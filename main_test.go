@@ -263,6 +263,8 @@ func TestPairRestartAndComeBackWithoutPairing(t *testing.T) {
 	if n := connections(t, f, st); n != 1 {
 		t.Fatalf("%d live connections for one session", n)
 	}
+	// The phone sends the account's name after pairing (app state).
+	eventuallyOK(t, func() bool { return svc.status("alice")["pushName"] != nil })
 	// The phone lists the device under the configured name.
 	user, _, _ := strings.Cut(jid, ":")
 	if name := f.DeviceName(user); name != "e2e" {
@@ -280,6 +282,9 @@ func TestPairRestartAndComeBackWithoutPairing(t *testing.T) {
 	st = svc.waitState("alice", "connected")
 	if st["jid"] != jid {
 		t.Errorf("jid changed across restart: %v != %s", st["jid"], jid)
+	}
+	if st["pushName"] == nil {
+		t.Error("the push name stored at pairing is not shown after the restart")
 	}
 	if n := connections(t, f, st); n != 1 {
 		t.Errorf("%d live connections after restore", n)

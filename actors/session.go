@@ -319,6 +319,11 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 		}
 		s.log.Info("store writes succeed again")
 		s.publish(ctx)
+	case whatsapp.PushNameChanged:
+		if e.Name != "" {
+			s.st.PushName = ptr(e.Name)
+			s.publish(ctx)
+		}
 	case whatsapp.MessageReceived:
 		s.deps.metrics.SessionMessage(s.id, "in")
 	case whatsapp.KeepAliveTimeout:

@@ -250,6 +250,13 @@ func (c *client) handle(raw any) {
 		c.emit(StreamError{Code: e.Code})
 	case *events.PairSuccess:
 		c.emit(PairSuccess{JID: e.ID.String()})
+	case *events.PushNameSetting:
+		c.emit(PushNameChanged{Name: e.Action.GetName()})
+	case *events.AppStateSyncComplete:
+		// A full sync sets the push name without a PushNameSetting event.
+		if name := c.cli.Store.PushName; name != "" {
+			c.emit(PushNameChanged{Name: name})
+		}
 	case *events.Message:
 		c.emit(MessageReceived{})
 	case *events.KeepAliveTimeout:

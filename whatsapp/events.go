@@ -65,6 +65,10 @@ type PairingEnded struct {
 // PairSuccess: the phone accepted this device; a login follows.
 type PairSuccess struct{ JID string }
 
+// PushNameChanged: the account's display name arrived or changed (app
+// state sync from the phone).
+type PushNameChanged struct{ Name string }
+
 // MessageReceived: an incoming message (its content is not kept).
 type MessageReceived struct{}
 
@@ -93,6 +97,7 @@ func (StreamError) isEvent()         {}
 func (QRCode) isEvent()              {}
 func (PairingEnded) isEvent()        {}
 func (PairSuccess) isEvent()         {}
+func (PushNameChanged) isEvent()     {}
 func (MessageReceived) isEvent()     {}
 func (StoreWriteFailed) isEvent()    {}
 func (StoreWriteRecovered) isEvent() {}
