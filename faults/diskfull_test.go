@@ -206,10 +206,8 @@ func TestStoreWriteFailureAtLoginStaysVisible(t *testing.T) {
 		t.Error(`no "store write failed" log line for the writer`)
 	}
 	if st := svc.status("writer"); st.errCode() != "store_write_failed" {
-		t.Errorf("BUG: the writer is connected and its store refuses writes, but its status says %v: "+
-			"the Connected event that follows the refused write clears the store_write_failed error "+
-			"(actors/session.go onEvent, case whatsapp.Connected: s.set(ctx, StateConnected, nil, ...)), "+
-			"and whatsapp/client.go writeHealth reports a failure only once until a write succeeds", st)
+		t.Errorf("the writer is connected and its store refuses writes, but its status says %v: "+
+			"a state change must not clear store_write_failed until a write succeeds", st)
 	}
 	assertSiblingsUntouched(t, sibBefore, svc.fleet().byID())
 
