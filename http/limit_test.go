@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -277,5 +279,50 @@ func TestMaxConnsRule(t *testing.T) {
 		if got := api.MaxConns(tc.nofile, tc.sessions); got != tc.want {
 			t.Errorf("MaxConns(%d, %d) = %d, want %d", tc.nofile, tc.sessions, got, tc.want)
 		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
+
+func TestServerErrorsGoToTheLog(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	srv := api.NewServer(mux, log, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	defer func() { _ = srv.Close(); <-done }()
+	k := dial(t, ln.Addr().String())
+	if _, err := k.get(t, "/panic"); err == nil {
+		t.Fatal("a panicking handler answered")
+	}
+	waitFor(t, func() bool { return strings.Contains(buf.String(), "panic serving") })
+	if s := buf.String(); !strings.Contains(s, `"level":"WARN"`) || !strings.Contains(s, `"component":"http"`) {
+		t.Errorf("net/http's error is not a slog line: %s", s)
 	}
 }
