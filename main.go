@@ -68,12 +68,19 @@ func run(ctx context.Context, cfg config.Config, logw io.Writer) error {
 		return err
 	}
 	defer dir.Close()
+	if dir.GroupWritable() {
+		log.Warn("SESSIONS_DIR is writable by its group: every member can plant or replace a session's credentials; run chmod g-w on it unless that is intended",
+			"dir", dir.Root())
+	}
 
 	apiKey := cfg.APIKey
 	if apiKey == "" {
 		key, path, created, err := dir.APIKey()
 		if err != nil {
 			return err
+		}
+		if err := config.CheckAPIKey(key); err != nil {
+			return fmt.Errorf("the key in API key file %s is %v; or delete the file to have a new key generated", path, err)
 		}
 		apiKey = key
 		if created {
@@ -118,39 +125,54 @@ func run(ctx context.Context, cfg config.Config, logw io.Writer) error {
 	}
 
 	var ready atomic.Bool
+	listeners := []string{"api"}
+	if cfg.MetricsAddr != "" {
+		listeners = append(listeners, "metrics")
+	}
+	conns := metrics.NewConns(reg, listeners...)
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	hopts := apihttp.Options{
 		Sessions: mgr,
 		APIKey:   apiKey,
 		Log:      log,
 		Observer: m,
-		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		OpenAPI:  apihttp.OpenAPI(),
 		Ready:    ready.Load,
+	}
+	// /metrics names every session: on the API port it needs the key; with
+	// METRICS_ADDR it is served there alone, and not on the API port.
+	if cfg.MetricsAddr == "" {
+		hopts.Metrics = metricsHandler
 	}
 	if driver != nil {
 		hopts.Test = driver
 	}
-	srv := apihttp.NewServer(cfg.HTTPAddr, apihttp.NewHandler(hopts))
+	maxConns := connCap(cfg, dir, log)
+	limit := apihttp.NewConnLimit("api", maxConns, conns)
+	conns.SetMax("api", maxConns)
+	srv := apihttp.NewServer(apihttp.NewHandler(hopts), log, limit)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		shutdownManager(mgr, cfg, log)
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "sessions_dir", dir.Root(), "auto_restore", cfg.AutoRestore)
+	go func() { serveErr <- srv.Serve(limit.Listener(ln)) }()
+	log.Info("listening", "addr", ln.Addr().String(), "sessions_dir", dir.Root(), "auto_restore", cfg.AutoRestore, "max_conns", maxConns)
 
 	var metricsSrv *http.Server
 	if cfg.MetricsAddr != "" {
-		metricsSrv = apihttp.NewServer(cfg.MetricsAddr, hopts.Metrics)
+		mlimit := apihttp.NewConnLimit("metrics", metricsMaxConns, conns)
+		conns.SetMax("metrics", metricsMaxConns)
+		metricsSrv = apihttp.NewServer(apihttp.NewMetricsHandler(metricsHandler, log), log, mlimit)
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			_ = srv.Close()
 			shutdownManager(mgr, cfg, log)
 			return fmt.Errorf("listen on METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
 		}
-		go func() { serveErr <- metricsSrv.Serve(mln) }()
-		log.Info("metrics listening", "addr", mln.Addr().String())
+		go func() { serveErr <- metricsSrv.Serve(mlimit.Listener(mln)) }()
+		log.Info("metrics listening", "addr", mln.Addr().String(), "path", "/metrics")
 	}
 
 	// The HTTP server answers while the restore runs in the background.
@@ -208,6 +230,33 @@ func startFake(cfg config.Config, log *slog.Logger) (*http.Client, fakeserver.Co
 	}
 	log.Warn("🧪 TEST MODE: every session talks to a local fake WhatsApp server, not WhatsApp", "fake_addr", fake.Addr())
 	return fakeserver.HTTPClient(fake.Addr()), fake, func() { _ = fake.Close() }, nil
+}
+
+// metricsMaxConns caps the METRICS_ADDR listener: a few Prometheus
+// servers scrape it.
+const metricsMaxConns = 16
+
+var _ apihttp.ConnObserver = (*metrics.Conns)(nil)
+
+// connCap is HTTP_MAX_CONNS, or else the cap apihttp.MaxConns sizes from
+// the process's file descriptor limit (Go raises the soft limit to the hard
+// one at start) and the sessions stored now.
+func connCap(cfg config.Config, dir *store.Dir, log *slog.Logger) int {
+	if cfg.HTTPMaxConns > 0 {
+		return cfg.HTTPMaxConns
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		log.Warn("cannot read the file descriptor limit; assuming 1024", "err", err)
+		rl.Cur = 1024
+	}
+	stored, _ := dir.Discover() // a listing error is reported by the restore
+	n := apihttp.MaxConns(rl.Cur, len(stored))
+	if need := 256 + 4*uint64(len(stored)) + uint64(n); rl.Cur < need {
+		log.Warn("the file descriptor limit is low for the stored sessions: raise it (ulimit -n, systemd LimitNOFILE, docker --ulimit nofile)",
+			"limit", rl.Cur, "sessions", len(stored), "needs", need)
+	}
+	return n
 }
 
 func shutdownManager(mgr *actors.Manager, cfg config.Config, log *slog.Logger) {

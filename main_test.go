@@ -147,6 +147,9 @@ func (s *service) raw(method, path, body string, header http.Header) (int, []byt
 		s.t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+testKey)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for k, v := range header {
 		req.Header[k] = v
 	}

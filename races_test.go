@@ -39,6 +39,9 @@ func apiCall(base, method, path, body string) (int, []byte, error) {
 		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+testKey)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := raceClient.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -173,7 +173,7 @@ func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
 		}
 	}
 	if len(unknown) > 0 {
-		answer(msg.reply, struct{}{}, fmt.Errorf("%w: %s", ErrSessionNotFound, strings.Join(unknown, ", ")))
+		answer(msg.reply, struct{}{}, fmt.Errorf("%w: %s", ErrSessionNotFound, idList(unknown)))
 		return
 	}
 	// Naming a session restores it even if the operator had stopped it.
@@ -577,4 +577,22 @@ func (m *manager) fleet() Fleet {
 			NeedsPairing: r.needsPg, Failed: r.failed, Pending: len(r.pending)}
 	}
 	return f
+}
+
+// idList names ids in an error: each once, the first ten, then how many
+// more, so that a restore naming thousands of unknown ids answers briefly.
+func idList(ids []string) string {
+	const shown = 10
+	seen := make(map[string]bool, len(ids))
+	var unique []string
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			unique = append(unique, id)
+		}
+	}
+	if len(unique) <= shown {
+		return strings.Join(unique, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(unique[:shown], ", "), len(unique)-shown)
 }

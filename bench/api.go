@@ -94,6 +94,7 @@ func (c *apiClient) scrape(ctx context.Context, names ...string) (map[string]flo
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err

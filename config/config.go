@@ -8,21 +8,39 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kelseyhightower/envconfig"
 )
 
 // MinAPIKeyLength is the shortest API key the service accepts. A shorter key
 // is refused at start-up rather than silently weakening every route.
-const MinAPIKeyLength = 16
+const MinAPIKeyLength = 24
+
+// CheckAPIKey says why key is too weak to guard the API (too short, or one
+// character repeated), or returns nil. The reason never shows the key.
+func CheckAPIKey(key string) error {
+	if n := utf8.RuneCountInString(key); n < MinAPIKeyLength {
+		return fmt.Errorf("too short (%d characters): use at least %d random characters, for example the output of openssl rand -hex 24", n, MinAPIKeyLength)
+	}
+	first, _ := utf8.DecodeRuneInString(key)
+	if strings.Trim(key, string(first)) == "" {
+		return errors.New("one character repeated: use random characters, for example the output of openssl rand -hex 24")
+	}
+	return nil
+}
 
 // Config is everything the service can be told. Field tags name the
 // environment variables; README.md lists each with its default.
 type Config struct {
 	// HTTPAddr is where the REST API, health and metrics listen.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
-	// MetricsAddr, when set, serves /metrics on its own listener as well.
+	// MetricsAddr, when set, serves /metrics there alone, without a key,
+	// and no longer on HTTPAddr.
 	MetricsAddr string `envconfig:"METRICS_ADDR"`
+	// HTTPMaxConns caps the API listener's open connections; 0 sizes the
+	// cap from the process's file descriptor limit (see http.MaxConns).
+	HTTPMaxConns int `envconfig:"HTTP_MAX_CONNS" default:"0"`
 	// SessionsDir holds one directory per session (session-{senderId}).
 	SessionsDir string `envconfig:"SESSIONS_DIR" default:".wwebjs_auth"`
 	// APIKey guards every /api route. Empty: generated once into SessionsDir.
@@ -103,11 +121,16 @@ func (c Config) Validate() error {
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR must not be empty")
 	}
+	if c.HTTPMaxConns < 0 {
+		bad("HTTP_MAX_CONNS must be 0 (sized from the file descriptor limit) or positive, got %d", c.HTTPMaxConns)
+	}
 	if strings.TrimSpace(c.SessionsDir) == "" {
 		bad("SESSIONS_DIR must not be empty")
 	}
-	if c.APIKey != "" && len(c.APIKey) < MinAPIKeyLength {
-		bad("API_KEY is too short (%d characters): use at least %d random characters, or unset it to have one generated", len(c.APIKey), MinAPIKeyLength)
+	if c.APIKey != "" {
+		if err := CheckAPIKey(c.APIKey); err != nil {
+			bad("API_KEY is %v, or unset it to have one generated", err)
+		}
 	}
 	if c.RestoreConcurrency < 1 {
 		bad("RESTORE_CONCURRENCY must be at least 1, got %d", c.RestoreConcurrency)

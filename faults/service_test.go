@@ -204,6 +204,9 @@ func (s *service) do(method, path, body string) (int, []byte) {
 		s.t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+apiKey)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v\n%s", method, path, err, s.logs.tail(20))

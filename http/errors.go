@@ -70,13 +70,20 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	body.Error.Code, body.Error.Message = code, msg
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="whatsapp-sessions"`)
+		// A client without the key gets no keep-alive connection to hold.
+		w.Header().Set("Connection", "close")
 	}
 	writeJSON(w, status, body)
 }
 
+// writeJSON writes v as the JSON body. < > & are written as they are, not
+// as \u003c escapes: the body is JSON, never HTML.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }

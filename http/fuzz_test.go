@@ -247,26 +247,52 @@ func restoreIDs(body []byte) (ids []string, ok bool) {
 	if err := dec.Decode(&obj); err != nil || obj == nil || len(jsonTrim(body[dec.InputOffset():])) > 0 {
 		return nil, false
 	}
-	var list json.RawMessage
-	for k, v := range obj {
-		// encoding/json matches field names without regard to case.
-		if !strings.EqualFold(k, "senderIds") {
-			return nil, false
-		}
-		list = v
+	// Keys are matched exactly and may not repeat (encoding/json alone
+	// would match "SENDERIDS" and keep the last of two "senderIds").
+	keys := topLevelKeys(body)
+	if len(keys) > 1 || len(keys) == 1 && keys[0] != "senderIds" {
+		return nil, false
 	}
+	list := obj["senderIds"]
 	if list == nil {
 		return nil, true // {}
 	}
 	if err := json.Unmarshal(list, &ids); err != nil || ids == nil || len(ids) == 0 {
 		return nil, false // not a list of strings, null, or empty
 	}
+	var unique []string
 	for _, id := range ids {
 		if !ruleID(id) {
 			return nil, false
 		}
+		if !slices.Contains(unique, id) {
+			unique = append(unique, id)
+		}
 	}
-	return ids, true
+	return unique, true
+}
+
+// topLevelKeys lists the keys of the JSON object in body, repeats included,
+// as written once JSON's escapes are undone.
+func topLevelKeys(body []byte) []string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil {
+		return nil
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return keys
+		}
+		k, _ := tok.(string)
+		keys = append(keys, k)
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return keys
+		}
+	}
+	return keys
 }
 
 // jsonTrim drops JSON's white space (space, tab, CR, LF) at both ends.
@@ -295,6 +321,8 @@ func FuzzRestoreBody(f *testing.F) {
 		`{"senderIds":"alice"}`, `{"senderIds":[1]}`, `{"senderIds":{"a":1}}`, `{"senderIds":[["a"]]}`,
 		`{"SENDERIDS":["alice"]}`, `{"senderids":["alice"]}`, `{"sender_ids":["alice"]}`, `{"other":1}`,
 		`{"senderIds":["alice"],"other":1}`, `{"senderIds":["alice"],"senderIds":["../x"]}`,
+		`{"senderIds":["alice"],"SENDERIDS":["bob"]}`, `{"senderIds":["alice"],"senderIds":["alice"]}`,
+		`{"sender\u0049ds":["alice"]}`, `{"senderIds":["alice","bob","alice"]}`,
 		`{"senderIds":["../x"],"senderIds":["alice"]}`,
 		`{"senderIds":["alice"]}{}`, `{"senderIds":["alice"]} x`, `{}{}`, `{} null`,
 		`{"senderIds":["alice"]}}`, `{"senderIds":["../x"]}]`, `{} }`, `null ]`,
@@ -317,6 +345,7 @@ func FuzzRestoreBody(f *testing.F) {
 		body = append(body, bytes.Repeat([]byte(" "), int(pad))...)
 		req := httptest.NewRequest(http.MethodPost, "/api/whatsapp/sessions/restore", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+fuzzKey)
+		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		ids, restores := s.take()
@@ -356,8 +385,18 @@ func FuzzRestoreBody(f *testing.F) {
 	})
 }
 
+// validAuth is the rule by hand: a case-insensitive "bearer", one or more
+// spaces, the key.
+func validAuth(auth string) bool {
+	if len(auth) < len("bearer ") || !strings.EqualFold(auth[:len("bearer")], "bearer") || auth[len("bearer")] != ' ' {
+		return false
+	}
+	return strings.TrimLeft(auth[len("bearer"):], " ") == fuzzKey
+}
+
 // FuzzAuthHeader sends fuzzed Authorization values to an /api route: only
-// exactly "Bearer <key>" passes.
+// the scheme Bearer, in any case, then one or more spaces and exactly the
+// key pass (RFC 7235).
 func FuzzAuthHeader(f *testing.F) {
 	for _, seed := range []string{
 		"", "Bearer", "Bearer ", "Bearer  ", "Bearer " + fuzzKey, "bearer " + fuzzKey, "BEARER " + fuzzKey,
@@ -365,7 +404,8 @@ func FuzzAuthHeader(f *testing.F) {
 		"Bearer " + fuzzKey + "\x00", "Bearer " + fuzzKey + "\n", "Bearer " + fuzzKey[:len(fuzzKey)-1],
 		"Bearer " + fuzzKey + "f", "Bearer " + strings.ToUpper(fuzzKey), "Basic " + fuzzKey, "Token " + fuzzKey,
 		fuzzKey, "Bearer Bearer " + fuzzKey, "Bearer " + fuzzKey + ", Bearer x", "Bearer x, Bearer " + fuzzKey,
-		"Bearer \u00a0" + fuzzKey, "Bearer " + strings.Repeat("k", 4096),
+		"Bearer \u00a0" + fuzzKey, "Bearer " + strings.Repeat("k", 4096), "bEaReR   " + fuzzKey, "Bearer\t " + fuzzKey,
+		"Bearer\x00 " + fuzzKey, "Bearerx " + fuzzKey, "Bear " + fuzzKey,
 	} {
 		f.Add(seed)
 	}
@@ -380,7 +420,7 @@ func FuzzAuthHeader(f *testing.F) {
 			req.Header["Authorization"] = []string{auth}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
-			if auth == "Bearer "+fuzzKey {
+			if validAuth(auth) {
 				if rec.Code == 401 {
 					t.Fatalf("%s %s with the right key: 401", route.method, route.path)
 				}

@@ -8,14 +8,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
+	"reflect"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 	qrcode "github.com/skip2/go-qrcode"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
@@ -52,8 +57,9 @@ func senderID(r *http.Request) (string, error) {
 	return id, nil
 }
 
-// decode reads an optional JSON body into v: capped, unknown fields
-// refused, one value only. An empty body leaves v as it is.
+// decode reads an optional JSON body into v, a pointer to a struct:
+// capped, sent as application/json, one object only, every key one of v's
+// fields exactly and only once. An empty body leaves v as it is.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
@@ -64,11 +70,21 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return badRequest("could not read the request body")
 	}
+	if len(body) == 0 {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+			Message: "send the request body as JSON with the header Content-Type: application/json"}
+	}
 	if len(bytes.Trim(body, jsonSpace)) == 0 {
 		return nil
 	}
 	if trimmed := bytes.TrimLeft(body, jsonSpace); trimmed[0] != '{' {
 		return badRequest("invalid JSON body: it must be an object")
+	}
+	if err := checkKeys(body, jsonFields(v)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -79,6 +95,68 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 		return badRequest("invalid JSON body: unexpected data after the object")
 	}
 	return nil
+}
+
+// checkKeys refuses what encoding/json would let through loosely: it
+// matches keys without regard to case and keeps the last of duplicates, so
+// {"senderIds":["a"],"SENDERIDS":["../x"]} would read as one list. Every
+// key of the object must be one of fields, exactly, once. A syntax error is
+// left for the decoder to report.
+func checkKeys(body []byte, fields []string) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return badRequest(fmt.Sprintf("invalid JSON body: key %q appears more than once", key))
+		}
+		seen[key] = true
+		if !slices.Contains(fields, key) {
+			for _, f := range fields {
+				if strings.EqualFold(f, key) {
+					return badRequest(fmt.Sprintf("invalid JSON body: unknown key %q: keys are case-sensitive, use %q", key, f))
+				}
+			}
+			return badRequest(fmt.Sprintf("invalid JSON body: unknown key %q: use %s", key, quoteAll(fields)))
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// jsonFields lists the JSON names of the fields of the struct v points to.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v).Elem()
+	var names []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, " or ")
 }
 
 // jsonSpace is the white space JSON allows between tokens.
@@ -127,11 +205,35 @@ func (h *handlers) restore(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	// A senderId named twice is restored once (and named once in a 404).
+	ids = dedupe(ids)
 	if err := h.sessions.Restore(r.Context(), ids); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"message": restoreMessage, "note": restoreNote})
 	return nil
+}
+
+// dedupe drops repeated ids, keeping the first of each in order.
+func dedupe(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// forSession names id in a not-found error, so that the 404 says which
+// session is unknown.
+func forSession(id string, err error) error {
+	if errors.Is(err, actors.ErrSessionNotFound) || errors.Is(err, store.ErrNotFound) {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "session not found: " + id}
+	}
+	return err
 }
 
 func (h *handlers) fleet(w http.ResponseWriter, r *http.Request) error {
@@ -150,7 +252,7 @@ func (h *handlers) status(w http.ResponseWriter, r *http.Request) error {
 	}
 	st, err := h.sessions.Status(r.Context(), id)
 	if err != nil {
-		return err
+		return forSession(id, err)
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
@@ -165,7 +267,7 @@ func (h *handlers) create(w http.ResponseWriter, r *http.Request) error {
 	}
 	res, err := h.sessions.Create(r.Context(), id)
 	if err != nil {
-		return err
+		return forSession(id, err)
 	}
 	code := http.StatusAccepted
 	if !res.Created {
@@ -182,7 +284,7 @@ func (h *handlers) stop(w http.ResponseWriter, r *http.Request) error {
 	}
 	st, err := h.sessions.Stop(r.Context(), id)
 	if err != nil {
-		return err
+		return forSession(id, err)
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
@@ -195,7 +297,7 @@ func (h *handlers) logout(w http.ResponseWriter, r *http.Request) error {
 	}
 	st, err := h.sessions.Logout(r.Context(), id)
 	if err != nil {
-		return err
+		return forSession(id, err)
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
@@ -207,7 +309,7 @@ func (h *handlers) delete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := h.sessions.Delete(r.Context(), id); err != nil {
-		return err
+		return forSession(id, err)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted", "senderId": id})
 	return nil
@@ -222,7 +324,7 @@ func (h *handlers) qr(w http.ResponseWriter, r *http.Request) error {
 	}
 	code, err := h.sessions.QR(r.Context(), id)
 	if err != nil {
-		return err
+		return forSession(id, err)
 	}
 	format := r.URL.Query().Get("format")
 	if format == "png" || (format == "" && strings.Contains(r.Header.Get("Accept"), "image/png")) {
@@ -265,7 +367,7 @@ func (h *handlers) pairPhone(w http.ResponseWriter, r *http.Request) error {
 	}
 	code, err := h.sessions.PairPhone(r.Context(), id, strings.TrimPrefix(phone, "+"))
 	if err != nil {
-		return err
+		return forSession(id, err)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"code": code})
 	return nil
@@ -282,7 +384,7 @@ func (h *handlers) testAction(w http.ResponseWriter, r *http.Request) error {
 	}
 	out, err := h.test.Act(r.Context(), id, mux.Vars(r)["action"], p)
 	if err != nil {
-		return err
+		return forSession(id, err)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

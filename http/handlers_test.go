@@ -72,6 +72,9 @@ func do(t *testing.T, srv *httptest.Server, method, path, auth, body string) (*h
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +117,7 @@ func TestEveryAPIRouteNeedsTheKey(t *testing.T) {
 			{"bearer without key", "Bearer ", 401},
 			{"wrong key", "Bearer " + strings.Repeat("x", len(apiKey)), 401},
 			{"key prefix", "Bearer " + apiKey[:len(apiKey)-1], 401},
-			{"lower-case scheme", "bearer " + apiKey, 401},
+			{"key in the scheme's place", apiKey, 401},
 		} {
 			t.Run(r.method+" "+r.path+" "+tc.name, func(t *testing.T) {
 				resp, body := do(t, srv, r.method, r.path, tc.auth, r.body)
@@ -126,12 +129,15 @@ func TestEveryAPIRouteNeedsTheKey(t *testing.T) {
 				}
 			})
 		}
-		t.Run(r.method+" "+r.path+" right key", func(t *testing.T) {
-			resp, body := do(t, srv, r.method, r.path, "Bearer "+apiKey, r.body)
-			if resp.StatusCode == 401 || resp.StatusCode >= 500 {
-				t.Errorf("with the key: status %d, body %v", resp.StatusCode, body)
-			}
-		})
+		// The scheme is case-insensitive (RFC 7235).
+		for _, scheme := range []string{"Bearer ", "bearer ", "BEARER ", "Bearer   "} {
+			t.Run(r.method+" "+r.path+" right key after "+strings.TrimSpace(scheme), func(t *testing.T) {
+				resp, body := do(t, srv, r.method, r.path, scheme+apiKey, r.body)
+				if resp.StatusCode == 401 || resp.StatusCode >= 500 {
+					t.Errorf("with the key: status %d, body %v", resp.StatusCode, body)
+				}
+			})
+		}
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/openapi.json"} {
 		resp, _ := do(t, srv, "GET", path, "", "")

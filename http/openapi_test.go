@@ -27,8 +27,12 @@ import (
 
 const testKey = "openapi-test-key-0123456789abcdef"
 
-// publicPaths are the routes that need no key; every other one is under /api.
-var publicPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/openapi.json": true}
+// publicPaths are the routes that need no key; every other one is under
+// /api, or is /metrics (it names every session).
+var publicPaths = map[string]bool{"/healthz": true, "/readyz": true, "/openapi.json": true}
+
+// needsKey reports whether the route at path needs the API key.
+func needsKey(path string) bool { return strings.HasPrefix(path, "/api/") || path == "/metrics" }
 
 // stubDriver makes NewHandler register the test-mode route; these tests
 // never reach it with a key.
@@ -272,7 +276,7 @@ func TestOpenAPISecurity(t *testing.T) {
 		op := ops[o]
 		sec := effectiveSecurity(doc, op)
 		switch {
-		case strings.HasPrefix(o.path, "/api/"):
+		case needsKey(o.path):
 			// Every requirement must name bearerAuth: an empty one would
 			// make the key optional.
 			ok := len(sec) > 0
@@ -285,8 +289,15 @@ func TestOpenAPISecurity(t *testing.T) {
 			if !ok {
 				t.Errorf("%s: security = %v, want bearerAuth", o, sec)
 			}
-			if _, has := op["responses"].(map[string]any)["401"]; !has {
+			responses := op["responses"].(map[string]any)
+			if _, has := responses["401"]; !has {
 				t.Errorf("%s does not document its 401 response", o)
+			}
+			if _, has := responses["405"]; !has && strings.HasPrefix(o.path, "/api/") {
+				t.Errorf("%s does not document its 405 response", o)
+			}
+			if _, has := responses["415"]; !has && op["requestBody"] != nil {
+				t.Errorf("%s takes a body but does not document its 415 response", o)
 			}
 		case publicPaths[o.path]:
 			if len(sec) != 0 {
@@ -309,7 +320,7 @@ func TestOpenAPISecurity(t *testing.T) {
 			url := strings.NewReplacer("{senderId}", "user123", "{action}", "scan").Replace(o.path)
 			rec := httptest.NewRecorder()
 			r.ServeHTTP(rec, httptest.NewRequest(strings.ToUpper(o.method), url, nil))
-			if strings.HasPrefix(o.path, "/api/") {
+			if needsKey(o.path) {
 				if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") == "" {
 					t.Errorf("without a key: %d (WWW-Authenticate %q), want 401 with a challenge",
 						rec.Code, rec.Header().Get("WWW-Authenticate"))

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -59,7 +60,8 @@ type Options struct {
 	Log    *slog.Logger
 	// Observer, when set, sees every request.
 	Observer RequestObserver
-	// Metrics serves /metrics when set.
+	// Metrics serves /metrics when set, behind the API key. Leave it nil
+	// when metrics have their own listener (NewMetricsHandler).
 	Metrics http.Handler
 	// OpenAPI is served at /openapi.json when set.
 	OpenAPI []byte
@@ -87,12 +89,22 @@ func NewHandler(opts Options) http.Handler {
 	// rejects them with 400 instead of the router redirecting them.
 	r.SkipClean(true)
 	r.UseEncodedPath()
-	r.NotFoundHandler = h.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"}
-	})
-	r.MethodNotAllowedHandler = h.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this route"}
-	})
+	guard := requireKey(opts.APIKey, h)
+	// An unknown path or a wrong method under /api is answered only after
+	// the key is checked, so that a client without it learns nothing about
+	// the routes. gorilla/mux reports some wrong methods under a subrouter
+	// as not found, so both cases ask the router which methods the path
+	// takes.
+	unmatched := guardAPI(guard, h.wrap(func(w http.ResponseWriter, req *http.Request) error {
+		allow := allowedMethods(r, req)
+		if len(allow) == 0 {
+			return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Message: fmt.Sprintf("%s is not allowed on this route; use %s", req.Method, strings.Join(allow, " or "))}
+	}))
+	r.NotFoundHandler, r.MethodNotAllowedHandler = unmatched, unmatched
 	if opts.Observer != nil {
 		r.Use(observe(opts.Observer))
 	}
@@ -100,7 +112,8 @@ func NewHandler(opts Options) http.Handler {
 	r.Handle("/healthz", h.wrap(h.healthz)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/readyz", h.wrap(h.readyz)).Methods(http.MethodGet, http.MethodHead)
 	if opts.Metrics != nil {
-		r.Handle("/metrics", opts.Metrics).Methods(http.MethodGet)
+		// It names every session, and a senderId may be a phone number.
+		r.Handle("/metrics", guard(opts.Metrics)).Methods(http.MethodGet)
 	}
 	if opts.OpenAPI != nil {
 		doc := opts.OpenAPI
@@ -110,8 +123,8 @@ func NewHandler(opts Options) http.Handler {
 		}).Methods(http.MethodGet)
 	}
 
-	api := r.PathPrefix("/api").Subrouter()
-	api.Use(requireKey(opts.APIKey, h))
+	api := r.PathPrefix(apiPrefix).Subrouter()
+	api.Use(guard)
 	api.Handle("/whatsapp/sessions/restore", h.wrap(h.restore)).Methods(http.MethodPost)
 	api.Handle("/whatsapp/sessions/status", h.wrap(h.fleet)).Methods(http.MethodGet)
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/status", h.wrap(h.status)).Methods(http.MethodGet)
@@ -127,29 +140,98 @@ func NewHandler(opts Options) http.Handler {
 	return r
 }
 
+// NewMetricsHandler serves metrics alone, without a key, for METRICS_ADDR
+// (a private network): GET /metrics, 405 for another method there, 404
+// for every other path.
+func NewMetricsHandler(metrics http.Handler, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &handlers{log: log}
+	r := mux.NewRouter()
+	r.NotFoundHandler = h.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "only GET /metrics is served here"}
+	})
+	r.MethodNotAllowedHandler = h.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Allow", http.MethodGet)
+		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: r.Method + " is not allowed on this route; use GET"}
+	})
+	r.Handle("/metrics", metrics).Methods(http.MethodGet)
+	return r
+}
+
+// apiPrefix is where every route that needs the key lives.
+const apiPrefix = "/api"
+
+// guardAPI checks the key before next for paths under /api.
+func guardAPI(guard mux.MiddlewareFunc, next http.Handler) http.Handler {
+	guarded := guard(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, apiPrefix) {
+			guarded.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// probeMethods are the methods a 405's Allow header may list.
+var probeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// allowedMethods lists the methods router serves on req's path, by asking
+// it to match req with each method in turn.
+func allowedMethods(router *mux.Router, req *http.Request) []string {
+	var allow []string
+	for _, m := range probeMethods {
+		probe := *req
+		probe.Method = m
+		var match mux.RouteMatch
+		if router.Match(&probe, &match) && match.MatchErr == nil {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
+// IdleTimeout is how long a keep-alive connection may wait for its next
+// request. Short, so that idle sockets hold few descriptors; longer than
+// Prometheus' usual scrape interval (15 s), so its connection is reused.
+const IdleTimeout = 30 * time.Second
+
 // NewServer is an http.Server with every timeout set, so a slow or idle
-// client cannot hold a connection forever.
-func NewServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
-		Addr:              addr,
+// client cannot hold a connection for long, and net/http's own error log
+// (TLS and accept errors, a handler's panic) going to log. With limit, it
+// reports its connections' states to limit (see ConnLimit.Listener).
+func NewServer(h http.Handler, log *slog.Logger, limit *ConnLimit) *http.Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
+	if limit != nil {
+		srv.ConnState = limit.ConnState
+	}
+	return srv
 }
 
 // requireKey checks "Authorization: Bearer <key>" in constant time (the
-// hashes are compared, so the key's length does not leak either).
+// hashes are compared, so the key's length does not leak either). The
+// scheme is case-insensitive and may be followed by several spaces (RFC
+// 7235).
 func requireKey(key string, h *handlers) mux.MiddlewareFunc {
 	want := sha256.Sum256([]byte(key))
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			auth := r.Header.Get("Authorization")
-			token, ok := strings.CutPrefix(auth, "Bearer ")
-			got := sha256.Sum256([]byte(token))
+			scheme, token, found := strings.Cut(r.Header.Get("Authorization"), " ")
+			ok := found && strings.EqualFold(scheme, "Bearer")
+			got := sha256.Sum256([]byte(strings.TrimLeft(token, " ")))
 			if !ok || key == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 				msg := "missing or malformed Authorization header: send 'Authorization: Bearer <API_KEY>'"
 				if ok {

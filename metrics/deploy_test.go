@@ -211,7 +211,7 @@ func TestPromtool(t *testing.T) {
 		t.Skip("promtool not installed")
 	}
 	for _, args := range [][]string{
-		{"check", "config", "prometheus.yml"},
+		{"check", "config", promConfigWithKeyFile(t)},
 		{"check", "rules", "alerts.yml"},
 		{"test", "rules", "alerts_test.yml"},
 	} {
@@ -221,6 +221,39 @@ func TestPromtool(t *testing.T) {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// apiKeyFile is where the compose file puts the API key for Prometheus.
+const apiKeyFile = "/run/secrets/api_key"
+
+// promConfigWithKeyFile copies prometheus.yml (and the rules it loads) into
+// a temporary directory, with the API key file it reads pointing at a file
+// that exists here, since promtool checks that it does.
+func promConfigWithKeyFile(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "api_key")
+	if err := os.WriteFile(key, []byte("promtool-check-key-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(deployDir, "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), apiKeyFile) {
+		t.Fatalf("prometheus.yml does not read the API key from %s", apiKeyFile)
+	}
+	cfg = []byte(strings.ReplaceAll(string(cfg), apiKeyFile, key))
+	rules, err := os.ReadFile(filepath.Join(deployDir, "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"prometheus.yml": cfg, "alerts.yml": rules} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "prometheus.yml")
 }
 
 func TestDashboardUsesExposedMetrics(t *testing.T) {
@@ -304,6 +337,10 @@ func TestPrometheusConfig(t *testing.T) {
 		ScrapeConfigs []struct {
 			JobName       string `yaml:"job_name"`
 			MetricsPath   string `yaml:"metrics_path"`
+			Authorization struct {
+				Type            string `yaml:"type"`
+				CredentialsFile string `yaml:"credentials_file"`
+			} `yaml:"authorization"`
 			StaticConfigs []struct {
 				Targets []string `yaml:"targets"`
 			} `yaml:"static_configs"`
@@ -323,6 +360,10 @@ func TestPrometheusConfig(t *testing.T) {
 		if sc.MetricsPath != "/metrics" {
 			t.Errorf("metrics_path = %q, want /metrics", sc.MetricsPath)
 		}
+		// /metrics on the API port needs the API key.
+		if a := sc.Authorization; a.CredentialsFile != apiKeyFile || (a.Type != "" && a.Type != "Bearer") {
+			t.Errorf("authorization = %+v, want the Bearer key from %s", a, apiKeyFile)
+		}
 		if len(sc.StaticConfigs) != 1 || !slices.Equal(sc.StaticConfigs[0].Targets, []string{"whatsapp-sessions:8080"}) {
 			t.Errorf("static_configs = %+v, want target whatsapp-sessions:8080", sc.StaticConfigs)
 		}
@@ -339,7 +380,11 @@ func TestComposeFile(t *testing.T) {
 			Image       string            `yaml:"image"`
 			Environment map[string]string `yaml:"environment"`
 			Volumes     []string          `yaml:"volumes"`
+			Secrets     []string          `yaml:"secrets"`
 		} `yaml:"services"`
+		Secrets map[string]struct {
+			Environment string `yaml:"environment"`
+		} `yaml:"secrets"`
 	}
 	readYAML(t, filepath.Join(deployDir, "docker-compose.yml"), &compose)
 
@@ -377,6 +422,14 @@ func TestComposeFile(t *testing.T) {
 				}
 			}
 		}
+	}
+	// Prometheus reads the API key from the secret api_key, made from the
+	// same API_KEY, at /run/secrets/api_key.
+	if !slices.Contains(compose.Services["prometheus"].Secrets, filepath.Base(apiKeyFile)) {
+		t.Errorf("prometheus does not get the secret %s", filepath.Base(apiKeyFile))
+	}
+	if s := compose.Secrets[filepath.Base(apiKeyFile)]; s.Environment != "API_KEY" {
+		t.Errorf("secret %s = %+v, want it made from the environment variable API_KEY", filepath.Base(apiKeyFile), s)
 	}
 	if g := compose.Services["grafana"].Environment; g["GF_AUTH_ANONYMOUS_ENABLED"] != "true" || g["GF_AUTH_ANONYMOUS_ORG_ROLE"] != "Viewer" {
 		t.Errorf("grafana does not allow anonymous viewers: %v", g)

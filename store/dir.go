@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,8 +27,9 @@ const (
 
 // Dir is an open SESSIONS_DIR, owned by this process until Close.
 type Dir struct {
-	root string
-	lock *os.File
+	root          string
+	lock          *os.File
+	groupWritable bool
 }
 
 // OpenDir creates root if needed (0700) and takes its lock. A second
@@ -44,26 +46,75 @@ func OpenDir(root string) (*Dir, error) {
 	if err := os.MkdirAll(abs, dirMode); err != nil {
 		return nil, fmt.Errorf("create sessions directory %s: %w", abs, err)
 	}
-	lockPath := filepath.Join(abs, lockFile)
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, fileMode)
+	fi, err := os.Stat(abs)
 	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", lockPath, err)
+		return nil, fmt.Errorf("sessions directory %s: %w", abs, err)
+	}
+	if err := checkDirMode(abs, fi.Mode()); err != nil {
+		return nil, err
+	}
+	lockPath := filepath.Join(abs, lockFile)
+	// O_NOFOLLOW: a symlink planted as .lock would make the service
+	// truncate and write whatever file it points to. The lock file stays
+	// between runs, so it is opened, not created exclusively.
+	f, err := openNoFollow(lockPath, os.O_RDWR|os.O_CREATE, "lock file")
+	if err != nil {
+		return nil, err
 	}
 	// flock is released by the kernel when the process dies, so a kill -9
 	// never leaves a stale lock behind.
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(lockPath)
+		holder := make([]byte, 32)
+		n, _ := f.ReadAt(holder, 0)
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("%w: %s is locked by pid %s; stop that process first (two processes on one set of keys log each other out)",
-				ErrLocked, abs, strings.TrimSpace(string(holder)))
+				ErrLocked, abs, strings.TrimSpace(string(holder[:n])))
 		}
 		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &Dir{root: abs, lock: f}, nil
+	return &Dir{root: abs, lock: f, groupWritable: fi.Mode().Perm()&0o020 != 0}, nil
+}
+
+// checkDirMode refuses a sessions directory that every local user may
+// write to. Such a user could plant a session directory (with credentials
+// of their choosing), an .api-key before the first start, or a symlink
+// where the service writes: refusing is the only safe answer. A directory
+// writable by its group is only warned about (GroupWritable): sharing one
+// with an operators' group is a deliberate choice some deployments make.
+func checkDirMode(path string, mode fs.FileMode) error {
+	if !mode.IsDir() {
+		return fmt.Errorf("sessions directory %s is not a directory", path)
+	}
+	if mode.Perm()&0o002 != 0 {
+		return fmt.Errorf("sessions directory %s is writable by every user (mode %04o), who could plant sessions or keys there: run chmod 700 %s",
+			path, mode.Perm(), path)
+	}
+	return nil
+}
+
+// openNoFollow opens path without following a symlink in its place (what
+// names it in errors), and refuses anything but a regular file.
+func openNoFollow(path string, flag int, what string) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, fileMode)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s %s is a symlink, which is never followed: remove it", what, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s %s: %w", what, path, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s %s is not a regular file: remove it", what, path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // Close releases the lock.
@@ -75,6 +126,11 @@ func (d *Dir) Close() error {
 	d.lock = nil
 	return err
 }
+
+// GroupWritable reports whether the sessions directory is writable by its
+// group, whose members could then plant or replace sessions; the caller
+// warns about it.
+func (d *Dir) GroupWritable() bool { return d.groupWritable }
 
 // Root is the absolute path of the sessions directory.
 func (d *Dir) Root() string { return d.root }
@@ -181,7 +237,20 @@ func (d *Dir) SetStopped(id string, stopped bool) error {
 		}
 		return nil
 	}
-	if err := os.WriteFile(marker, []byte("stopped by the operator\n"), fileMode); err != nil {
+	// O_EXCL: a marker already there (even a symlink) records the stop as
+	// well, and nothing is ever written through a link.
+	f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("write stop marker of %s: %w", id, err)
+	}
+	_, err = f.WriteString("stopped by the operator\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("write stop marker of %s: %w", id, err)
 	}
 	return nil
@@ -215,15 +284,14 @@ func (d *Dir) Remove(id string) error {
 // caller can log where the key is without logging the key.
 func (d *Dir) APIKey() (key, path string, created bool, err error) {
 	path = filepath.Join(d.root, apiKeyFile)
-	b, err := os.ReadFile(path)
-	if err == nil {
-		key = strings.TrimSpace(string(b))
-		if key == "" {
-			return "", path, false, fmt.Errorf("API key file %s is empty: delete it to have a new key generated", path)
-		}
-		return key, path, false, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, syscall.ELOOP):
+		return "", path, false, fmt.Errorf("API key file %s is a symlink, which is never followed: put the key in the file itself (chmod 600), or delete it to have a new key generated", path)
+	case err == nil:
+		key, err = readKey(f, path)
+		return key, path, false, err
+	case !errors.Is(err, fs.ErrNotExist):
 		return "", path, false, fmt.Errorf("read API key file: %w", err)
 	}
 	raw := make([]byte, 32)
@@ -231,7 +299,7 @@ func (d *Dir) APIKey() (key, path string, created bool, err error) {
 		return "", path, false, fmt.Errorf("generate API key: %w", err)
 	}
 	key = base64.RawURLEncoding.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+	f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
 	if err != nil {
 		return "", path, false, fmt.Errorf("write API key file: %w", err)
 	}
@@ -243,4 +311,29 @@ func (d *Dir) APIKey() (key, path string, created bool, err error) {
 		return "", path, false, fmt.Errorf("write API key file: %w", err)
 	}
 	return key, path, true, nil
+}
+
+// readKey reads the key from an open key file, refusing one that is not a
+// regular file or that others than its owner may read or write.
+func readKey(f *os.File, path string) (string, error) {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("read API key file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("API key file %s is not a regular file: delete it to have a new key generated", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("API key file %s is readable or writable by group or others (mode %04o): run chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("read API key file: %w", err)
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("API key file %s is empty: delete it to have a new key generated", path)
+	}
+	return key, nil
 }

@@ -118,7 +118,7 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 	cli.InitialAutoReconnect = false
 	cli.SetWebsocketHTTPClient(o.http)
 	cli.SetPreLoginHTTPClient(o.http)
-	c := &client{cli: cli, sess: sess, emit: emit}
+	c := &client{cli: cli, sess: sess, emit: emit, closed: make(chan struct{})}
 	cli.AddEventHandler(c.handle)
 	return c, nil
 }
@@ -150,6 +150,9 @@ type client struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// closed ends with Close, and with it what waits on whatsmeow for this
+	// client (forwardQR).
+	closed chan struct{}
 }
 
 func (c *client) Paired() bool { return c.cli.Store.ID != nil && !c.cli.Store.Deleted }
@@ -177,10 +180,23 @@ func (c *client) StartPairing(ctx context.Context) error {
 }
 
 // forwardQR turns the QR channel into events. It ends when whatsmeow closes
-// the channel (success, timeout, error), which it always does once the
-// client disconnects.
+// the channel (success, timeout, error, a disconnect by the server), or when
+// the client is closed: whatsmeow never closes the channel after a
+// disconnect it was asked to make, so without the second way every session
+// stopped or deleted while pairing would leave this goroutine, and the
+// client and keys it holds, behind.
 func (c *client) forwardQR(ch <-chan whatsmeow.QRChannelItem) {
-	for item := range ch {
+	for {
+		var item whatsmeow.QRChannelItem
+		select {
+		case <-c.closed:
+			return
+		case it, ok := <-ch:
+			if !ok {
+				return
+			}
+			item = it
+		}
 		switch {
 		case item.Event == whatsmeow.QRChannelEventCode:
 			c.emit(QRCode{Code: item.Code, Timeout: item.Timeout})
@@ -222,6 +238,7 @@ func (c *client) Disconnect() { c.cli.Disconnect() }
 
 func (c *client) Close() error {
 	c.closeOnce.Do(func() {
+		close(c.closed)
 		c.cli.Disconnect()
 		c.closeErr = c.sess.Close()
 	})
