@@ -256,8 +256,16 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 		s.deps.metrics.SessionDisconnected(s.id, "logged_out")
 		s.closeLink()
 		s.st.JID, s.st.PushName = nil, nil
-		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeLoggedOut,
-			Message: fmt.Sprintf("WhatsApp ended this login (%s): create the session again to pair it", e.Reason)}, ActionScanQR)
+		info := &ErrorInfo{Code: CodeLoggedOut,
+			Message: fmt.Sprintf("WhatsApp ended this login (%s): create the session again to pair it", e.Reason)}
+		if e.DeleteFailed != "" {
+			// WhatsApp refuses these keys now, so the next login fails
+			// again and deletes them then; say what is left on the disk.
+			s.log.Error("logged out: credentials not deleted", "err", e.DeleteFailed)
+			info = &ErrorInfo{Code: CodeStoreWriteFailed, Message: fmt.Sprintf(
+				"WhatsApp ended this login (%s), but its credentials could not be deleted (%s): free disk space, then pair or delete the session", e.Reason, e.DeleteFailed)}
+		}
+		s.set(ctx, StateNeedsPairing, info, ActionScanQR)
 	case whatsapp.StreamReplaced:
 		s.deps.metrics.SessionDisconnected(s.id, "replaced")
 		s.closeLink()

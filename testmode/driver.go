@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -77,7 +78,7 @@ func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParam
 	}
 	switch action {
 	case "unlink":
-		err = d.control.SendStreamError(ctx, user, fakeserver.StreamDeviceRemoved)
+		err = d.control.Unlink(ctx, user, jidDevice(insp.JID))
 		return d.done(action, "the phone removed this linked device", err)
 	case "replace":
 		err = d.control.SendStreamError(ctx, user, fakeserver.StreamReplaced)
@@ -173,4 +174,13 @@ func jidUser(jid string) string {
 	user, _, _ := strings.Cut(jid, "@")
 	user, _, _ = strings.Cut(user, ":")
 	return user
+}
+
+// jidDevice is the device number of a JID such as 15550001234:3@s.whatsapp.net
+// (0, the phone itself, when it has none).
+func jidDevice(jid string) uint16 {
+	user, _, _ := strings.Cut(jid, "@")
+	_, dev, _ := strings.Cut(user, ":")
+	n, _ := strconv.ParseUint(dev, 10, 16)
+	return uint16(n)
 }
