@@ -36,6 +36,8 @@ var (
 type Client interface {
 	// Paired reports whether the store holds a paired device.
 	Paired() bool
+	// JID is the paired device's JID, "" when there is none.
+	JID() string
 	// Connect dials and logs in a paired device. It returns when the
 	// handshake ends; the login's outcome arrives as an event.
 	Connect(ctx context.Context) error
@@ -182,6 +184,13 @@ func (c *client) forget() error {
 func ptrTo[T any](v T) *T { return &v }
 
 func (c *client) Paired() bool { return c.cli.Store.ID != nil && !c.cli.Store.Deleted }
+
+func (c *client) JID() string {
+	if jid := c.jid.Load(); jid != nil {
+		return jid.String()
+	}
+	return ""
+}
 
 func (c *client) Connect(ctx context.Context) error {
 	if !c.Paired() {
