@@ -237,8 +237,11 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 		s.closeLink()
 		s.retry(ctx, CodeDialFailed, m.err.Error())
 	case s.mode == modePair:
-		if waiting {
-			s.set(ctx, StatePairing, nil, ActionScanQR)
+		// WhatsApp answered; the session shows pairing once the first
+		// QR code is there (the QRCode event), so that a status saying
+		// pairing always has a code to fetch.
+		if s.st.State == StateRestoring {
+			s.set(ctx, StateConnecting, nil, ActionWait)
 		}
 	default:
 		s.closeLink()
