@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -97,7 +98,7 @@ func run(ctx context.Context, cfg config.Config, logw io.Writer) error {
 	var driver *testmode.Driver
 	var control fakeserver.Control
 	if cfg.TestMode {
-		fake, ctl, closeFake, err := startFake(cfg, log)
+		fake, ctl, closeFake, err := startFake(cfg, filepath.Join(dir.Root(), fakeStateFile), log)
 		if err != nil {
 			return err
 		}
@@ -215,16 +216,22 @@ func run(ctx context.Context, cfg config.Config, logw io.Writer) error {
 	return runErr
 }
 
-// startFake starts the in-process fake WhatsApp server, or connects to an
-// external one (FAKE_WA_ADDR), and trusts its test root key.
-func startFake(cfg config.Config, log *slog.Logger) (*http.Client, fakeserver.Control, func(), error) {
+// fakeStateFile, in SESSIONS_DIR, is where the in-process fake WhatsApp
+// server remembers the devices its phone unlinked, as WhatsApp would
+// across a restart of the service.
+const fakeStateFile = ".fakewa-state.json"
+
+// startFake starts the in-process fake WhatsApp server (keeping its state
+// in stateFile), or connects to an external one (FAKE_WA_ADDR), and trusts
+// its test root key.
+func startFake(cfg config.Config, stateFile string, log *slog.Logger) (*http.Client, fakeserver.Control, func(), error) {
 	fakeserver.UseTestRootKey()
 	if cfg.FakeServerAddr != "" {
 		log.Warn("🧪 TEST MODE: every session talks to the external fake WhatsApp server, not WhatsApp",
 			"fake_addr", cfg.FakeServerAddr, "control", cfg.FakeControlURL)
 		return fakeserver.HTTPClient(cfg.FakeServerAddr), fakeserver.NewRemote(cfg.FakeControlURL, nil), func() {}, nil
 	}
-	fake, err := fakeserver.Start(fakeserver.Options{Log: log.With("component", "fakeserver")})
+	fake, err := fakeserver.Start(fakeserver.Options{Log: log.With("component", "fakeserver"), StateFile: stateFile})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("start fake WhatsApp server: %w", err)
 	}

@@ -70,16 +70,22 @@ type service struct {
 	done   chan error
 }
 
+// testConfig is the service's configuration for a test on dir, in test
+// mode against f, or against its own in-process fake WhatsApp if f is nil.
 func testConfig(dir string, f *fake) config.Config {
-	return config.Config{
+	cfg := config.Config{
 		HTTPAddr: "127.0.0.1:0", SessionsDir: dir, APIKey: testKey, AutoRestore: true,
 		RestoreConcurrency: 64, ConnectRate: 1000, ConnectBurst: 100, StoreIdleTimeout: 2 * time.Second,
 		BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second, BackoffReset: time.Minute,
 		RestartBudget: 3, RestartWindow: time.Minute,
 		RequestTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
 		DeviceName: "e2e", LogLevel: "info", LogFormat: "json",
-		TestMode: true, FakeServerAddr: f.Addr(), FakeControlURL: f.controlURL,
+		TestMode: true,
 	}
+	if f != nil {
+		cfg.FakeServerAddr, cfg.FakeControlURL = f.Addr(), f.controlURL
+	}
+	return cfg
 }
 
 var listenLine = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"`)

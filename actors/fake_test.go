@@ -19,7 +19,7 @@ type fakeOpener struct {
 	mu       sync.Mutex
 	paired   map[string]bool  // sessions whose store holds a device
 	openErr  map[string]error // sessions whose store fails to open
-	dialErr  error            // every Connect fails with this while set
+	dialErr  error            // every Connect and StartPairing fails with this while set
 	clients  map[string][]*fakeClient
 	opens    atomic.Int64
 	autoJoin bool // Connect emits Connected by itself
@@ -115,6 +115,16 @@ type fakeClient struct {
 
 func (c *fakeClient) Paired() bool { return c.paired }
 
+// fakeJID is the JID of every paired fake client.
+const fakeJID = "15550000000:1@s.whatsapp.net"
+
+func (c *fakeClient) JID() string {
+	if c.paired {
+		return fakeJID
+	}
+	return ""
+}
+
 func (c *fakeClient) Connect(context.Context) error {
 	c.connects.Add(1)
 	c.o.mu.Lock()
@@ -125,12 +135,19 @@ func (c *fakeClient) Connect(context.Context) error {
 	}
 	c.connected.Store(true)
 	if auto {
-		c.emit(whatsapp.Connected{JID: "1555000" + "0000:1@s.whatsapp.net"})
+		c.emit(whatsapp.Connected{JID: fakeJID})
 	}
 	return nil
 }
 
 func (c *fakeClient) StartPairing(context.Context) error {
+	c.connects.Add(1)
+	c.o.mu.Lock()
+	err := c.o.dialErr
+	c.o.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	c.emit(whatsapp.QRCode{Code: "2@fake-qr", Timeout: 60e9})
 	return nil
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 )
 
 func TestRestoreBringsBackEverySessionAndIsolatesBrokenOnes(t *testing.T) {
@@ -229,6 +231,10 @@ func TestUnreachableWhatsAppRetriesOnSchedule(t *testing.T) {
 		t.Fatalf("offline: %+v", st)
 	}
 	eventually(t, func() bool { return h.status("offline").Reconnects >= 3 }, "three retries")
+	// The stored account is shown although it never logged in.
+	if st := h.status("offline"); st.JID == nil || *st.JID != fakeJID {
+		t.Errorf("a paired session retrying shows jid %v, want %s", st.JID, fakeJID)
+	}
 	f, _ := h.mgr.Fleet(context.Background())
 	if f.Restore.Pending != 1 || f.Restore.Finished != nil {
 		t.Errorf("a retrying session should keep the restore pending: %+v", f.Restore)
@@ -237,6 +243,67 @@ func TestUnreachableWhatsAppRetriesOnSchedule(t *testing.T) {
 	h.waitState("offline", actors.StateConnected)
 	if n := h.opener.live("offline"); n != 1 {
 		t.Errorf("%d live clients after recovering", n)
+	}
+}
+
+// A session that was connected keeps showing its account while it
+// reconnects, and after its actor restarted.
+func TestReconnectingSessionKeepsItsJID(t *testing.T) {
+	h := newHarness(t)
+	h.stored("kept", true)
+	if err := h.mgr.Restore(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState("kept", actors.StateConnected)
+	h.opener.setDialErr(errors.New("dial tcp: connect: connection refused"))
+	h.opener.last("kept").emit(whatsapp.Disconnected{})
+	st := h.waitState("kept", actors.StateReconnecting)
+	eventually(t, func() bool { return h.status("kept").Reconnects >= 2 }, "two retries")
+	for _, st := range []actors.Status{st, h.status("kept")} {
+		if st.JID == nil || *st.JID != fakeJID {
+			t.Errorf("reconnecting: jid %v, want %s", st.JID, fakeJID)
+		}
+	}
+	if err := h.mgr.Panic(context.Background(), "kept"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return h.status("kept").Restarts == 1 }, "a restart")
+	if st := h.status("kept"); st.JID == nil || *st.JID != fakeJID {
+		t.Errorf("after a restart: jid %v, want %s", st.JID, fakeJID)
+	}
+	h.opener.setDialErr(nil)
+	h.waitState("kept", actors.StateConnected)
+}
+
+// A new session whose first dial fails has not heard from WhatsApp: it
+// retries with the backoff and shows the dial error, rather than asking
+// for a QR scan it cannot offer.
+func TestNewSessionRetriesWhileWhatsAppIsUnreachable(t *testing.T) {
+	h := newHarness(t)
+	const dialErr = "dial tcp 127.0.0.1:9: connect: connection refused"
+	h.opener.setDialErr(errors.New(dialErr))
+	if _, err := h.mgr.Create(context.Background(), "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	st := h.waitState("fresh", actors.StateReconnecting)
+	if st.Error == nil || st.Error.Code != actors.CodeDialFailed || !strings.Contains(st.Error.Message, dialErr) ||
+		st.UserAction != actors.ActionWait || st.NextRetryAt == nil {
+		t.Fatalf("fresh, WhatsApp unreachable: %+v", st)
+	}
+	eventually(t, func() bool { return h.status("fresh").Reconnects >= 3 }, "three retries")
+	if st := h.status("fresh"); st.State == actors.StateNeedsPairing || st.JID != nil {
+		t.Errorf("fresh while retrying: %+v", st)
+	}
+	if n := h.opener.live("fresh"); n > 1 {
+		t.Errorf("%d clients open at once", n)
+	}
+	h.opener.setDialErr(nil)
+	st = h.waitState("fresh", actors.StatePairing)
+	if st.UserAction != actors.ActionScanQR || st.Error != nil {
+		t.Errorf("fresh once WhatsApp answers: %+v", st)
+	}
+	if qr, err := h.mgr.QR(context.Background(), "fresh"); err != nil || qr.Code == "" {
+		t.Errorf("qr: %+v, %v", qr, err)
 	}
 }
 

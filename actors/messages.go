@@ -174,6 +174,7 @@ type (
 		opened bool // the store was opened by this dial
 		err    error
 		paired bool
+		jid    string // the stored device's, when paired
 	}
 	clientEvent struct {
 		link *link

@@ -119,8 +119,10 @@ func (s *session) Receive(ctx actor.Context) {
 
 // start begins the session's life: open the store, then connect or pair.
 func (s *session) start(ctx actor.Context) {
-	// Counters and history carry over when a session starts again.
-	s.st = Status{SenderID: s.id, UserAction: ActionWait, Reconnects: s.st.Reconnects, LastConnectedAt: s.st.LastConnectedAt}
+	// Counters and history carry over when a session starts again, and
+	// so does the account until the store says it has none.
+	s.st = Status{SenderID: s.id, UserAction: ActionWait, Reconnects: s.st.Reconnects, LastConnectedAt: s.st.LastConnectedAt,
+		JID: s.st.JID, PushName: s.st.PushName}
 	if s.restore {
 		s.log.Info(fmt.Sprintf("🔄 Restoring session for %s from storage...", s.id))
 	}
@@ -165,7 +167,7 @@ func (s *session) dial(ctx actor.Context) {
 			return // the link was closed while waiting
 		}
 		if c.Paired() {
-			d.send(pid, dialed{link: l, opened: opened, paired: true, err: c.Connect(l.ctx)})
+			d.send(pid, dialed{link: l, opened: opened, paired: true, jid: c.JID(), err: c.Connect(l.ctx)})
 		} else {
 			d.send(pid, dialed{link: l, opened: opened, err: c.StartPairing(l.ctx)})
 		}
@@ -210,6 +212,13 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 		s.set(ctx, StateFailed, &ErrorInfo{Code: code, Message: m.err.Error()}, ActionRestore)
 		return
 	}
+	if m.paired && m.jid != "" {
+		// The account is known from the store before it logs in, and
+		// stays shown while the session retries.
+		s.st.JID = ptr(m.jid)
+	} else if !m.paired {
+		s.st.JID, s.st.PushName = nil, nil
+	}
 	// The client's events race this result: a login (or a QR code) may
 	// already have moved the state on, and must not be overwritten.
 	waiting := s.st.State == StateRestoring || s.st.State == StateConnecting
@@ -221,11 +230,18 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 			s.set(ctx, StateConnecting, nil, ActionWait)
 		}
 	case s.mode == modePair && m.err != nil:
+		// WhatsApp did not answer: a network failure, not a verdict on
+		// the pairing. Retry with a fresh client, as a paired session
+		// does; the session needs pairing only once WhatsApp has
+		// answered and the codes ran out.
 		s.closeLink()
-		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeDialFailed, Message: m.err.Error()}, ActionScanQR)
+		s.retry(ctx, CodeDialFailed, m.err.Error())
 	case s.mode == modePair:
-		if waiting {
-			s.set(ctx, StatePairing, nil, ActionScanQR)
+		// WhatsApp answered; the session shows pairing once the first
+		// QR code is there (the QRCode event), so that a status saying
+		// pairing always has a code to fetch.
+		if s.st.State == StateRestoring {
+			s.set(ctx, StateConnecting, nil, ActionWait)
 		}
 	default:
 		s.closeLink()
@@ -256,8 +272,16 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 		s.deps.metrics.SessionDisconnected(s.id, "logged_out")
 		s.closeLink()
 		s.st.JID, s.st.PushName = nil, nil
-		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeLoggedOut,
-			Message: fmt.Sprintf("WhatsApp ended this login (%s): create the session again to pair it", e.Reason)}, ActionScanQR)
+		info := &ErrorInfo{Code: CodeLoggedOut,
+			Message: fmt.Sprintf("WhatsApp ended this login (%s): create the session again to pair it", e.Reason)}
+		if e.DeleteFailed != "" {
+			// WhatsApp refuses these keys now, so the next login fails
+			// again and deletes them then; say what is left on the disk.
+			s.log.Error("logged out: credentials not deleted", "err", e.DeleteFailed)
+			info = &ErrorInfo{Code: CodeStoreWriteFailed, Message: fmt.Sprintf(
+				"WhatsApp ended this login (%s), but its credentials could not be deleted (%s): free disk space, then pair or delete the session", e.Reason, e.DeleteFailed)}
+		}
+		s.set(ctx, StateNeedsPairing, info, ActionScanQR)
 	case whatsapp.StreamReplaced:
 		s.deps.metrics.SessionDisconnected(s.id, "replaced")
 		s.closeLink()

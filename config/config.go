@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/kelseyhightower/envconfig"
 )
 
 // MinAPIKeyLength is the shortest API key the service accepts. A shorter key
@@ -31,7 +30,8 @@ func CheckAPIKey(key string) error {
 }
 
 // Config is everything the service can be told. Field tags name the
-// environment variables; README.md lists each with its default.
+// environment variables (envconfig's tag names, read by read in env.go);
+// README.md lists each with its default.
 type Config struct {
 	// HTTPAddr is where the REST API, health and metrics listen.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
@@ -99,11 +99,12 @@ type Config struct {
 	FakeControlURL string `envconfig:"FAKE_WA_CONTROL_URL"`
 }
 
-// Load reads the environment into a Config and validates it.
+// Load reads the environment into a Config and validates it. A variable
+// set to the empty string means its default.
 func Load() (Config, error) {
-	var c Config
-	if err := envconfig.Process("", &c); err != nil {
-		return Config{}, fmt.Errorf("read environment: %w", err)
+	c, err := read(os.LookupEnv)
+	if err != nil {
+		return Config{}, err
 	}
 	if strings.EqualFold(c.NodeEnv, "test") {
 		c.TestMode = true

@@ -47,3 +47,94 @@ func TestBadValuesAreAllReported(t *testing.T) {
 		t.Errorf("unparsable boolean: %v", err)
 	}
 }
+
+// A value that does not parse is refused in one sentence that names the
+// variable and the form it takes, without the parser's internals.
+func TestUnparsableValues(t *testing.T) {
+	tests := []struct {
+		key, value, want string
+	}{
+		{"RESTORE_CONCURRENCY", "abc", `RESTORE_CONCURRENCY="abc" is not a whole number`},
+		{"CONNECT_BURST", "1.5", `CONNECT_BURST="1.5" is not a whole number`},
+		{"CONNECT_RATE", "fast", `CONNECT_RATE="fast" is not a number`},
+		{"BACKOFF_MIN", "5", `BACKOFF_MIN="5" is not a duration: write a number with a unit, such as 500ms, 30s, 5m or 1h`},
+		{"REQUEST_TIMEOUT", "ten seconds", `REQUEST_TIMEOUT="ten seconds" is not a duration`},
+		{"AUTO_RESTORE_SESSIONS", "maybe", `AUTO_RESTORE_SESSIONS="maybe" is not a boolean: write true or false`},
+		{"WHATSAPP_TEST_MODE", "yes", `WHATSAPP_TEST_MODE="yes" is not a boolean`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			t.Setenv(tc.key, tc.value)
+			_, err := config.Load()
+			if err == nil {
+				t.Fatalf("%s=%q accepted", tc.key, tc.value)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not say %q", msg, tc.want)
+			}
+			for _, internal := range []string{"envconfig", "strconv", "Parse", "converting", "invalid syntax", "time: "} {
+				if strings.Contains(msg, internal) {
+					t.Errorf("error %q shows the parser's internals (%q)", msg, internal)
+				}
+			}
+		})
+	}
+}
+
+// Every bad value is reported in the same error.
+func TestUnparsableValuesAreAllReported(t *testing.T) {
+	t.Setenv("RESTORE_CONCURRENCY", "x")
+	t.Setenv("BACKOFF_MAX", "y")
+	_, err := config.Load()
+	if err == nil || !strings.Contains(err.Error(), "RESTORE_CONCURRENCY") || !strings.Contains(err.Error(), "BACKOFF_MAX") {
+		t.Fatalf("two bad values: %v", err)
+	}
+}
+
+// A variable set to the empty string means its default, as if unset.
+func TestEmptyMeansDefault(t *testing.T) {
+	def, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{
+		"AUTO_RESTORE_SESSIONS", "RESTORE_CONCURRENCY", "CONNECT_RATE", "BACKOFF_MIN", "SESSIONS_DIR",
+		"HTTP_ADDR", "LOG_LEVEL", "WHATSAPP_TEST_MODE", "API_KEY", "METRICS_ADDR",
+	} {
+		t.Run(key, func(t *testing.T) {
+			t.Setenv(key, "")
+			c, err := config.Load()
+			if err != nil {
+				t.Fatalf("%s= refused: %v", key, err)
+			}
+			if c != def {
+				t.Errorf("%s= gives %+v, want the defaults %+v", key, c, def)
+			}
+		})
+	}
+	t.Setenv("AUTO_RESTORE_SESSIONS", "")
+	if c, _ := config.Load(); !c.AutoRestore {
+		t.Error("AUTO_RESTORE_SESSIONS= turned the restore off; unset, it is on")
+	}
+	t.Setenv("AUTO_RESTORE_SESSIONS", "false")
+	if c, _ := config.Load(); c.AutoRestore {
+		t.Error("AUTO_RESTORE_SESSIONS=false left the restore on")
+	}
+}
+
+// Values are read with their types.
+func TestValuesAreRead(t *testing.T) {
+	t.Setenv("RESTORE_CONCURRENCY", "8")
+	t.Setenv("CONNECT_RATE", "2.5")
+	t.Setenv("BACKOFF_MAX", "90s")
+	t.Setenv("WHATSAPP_TEST_MODE", "true")
+	t.Setenv("DEVICE_NAME", "ops desk")
+	c, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RestoreConcurrency != 8 || c.ConnectRate != 2.5 || c.BackoffMax != 90*time.Second || !c.TestMode || c.DeviceName != "ops desk" {
+		t.Errorf("read %+v", c)
+	}
+}

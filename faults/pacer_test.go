@@ -175,6 +175,7 @@ type instantClient struct {
 var _ whatsapp.Client = (*instantClient)(nil)
 
 func (c *instantClient) Paired() bool { return true }
+func (c *instantClient) JID() string  { return "1555" + c.id + ":1@s.whatsapp.net" }
 
 func (c *instantClient) Connect(context.Context) error {
 	c.o.mu.Lock()

@@ -36,7 +36,8 @@ type Sessions interface {
 var _ Sessions = (*actors.Manager)(nil)
 
 // TestDriver acts as the phone or the network for a session (test mode
-// only): action is scan, unlink, ban, drop, replace, outdated or panic.
+// only): action is scan, enter-code, unlink, ban, drop, replace, outdated
+// or panic.
 type TestDriver interface {
 	Act(ctx context.Context, id, action string, params TestParams) (any, error)
 }

@@ -204,10 +204,14 @@ func TestAlertRulesHaveUnitTests(t *testing.T) {
 }
 
 // TestPromtool runs promtool on the Prometheus files when it is installed
-// (Debian: apt-get install prometheus), and is skipped otherwise.
+// (Debian: apt-get install prometheus), and is skipped otherwise, except in
+// CI (CI=true), where .ci/run installs it and its absence is a failure.
 func TestPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool is not installed: .ci/run installs Debian's prometheus package")
+		}
 		t.Skip("promtool not installed")
 	}
 	for _, args := range [][]string{

@@ -53,6 +53,14 @@ const (
 	DirectionOut = "out"
 )
 
+// Restore results, as the session manager reports them to RestoreResult.
+// Each has a series from the start.
+const (
+	ResultRestored     = "restored"
+	ResultNeedsPairing = "needs_pairing"
+	ResultFailed       = "failed"
+)
+
 // Metrics holds every collector of the service. Create it with New; all
 // methods are safe for concurrent use.
 type Metrics struct {
@@ -162,6 +170,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, s := range m.states {
 		m.sessions.WithLabelValues(s).Set(0)
 	}
+	// Likewise every restore result starts at 0, so that increase() sees
+	// the first failure rather than the appearance of its series.
+	for _, r := range []string{ResultRestored, ResultNeedsPairing, ResultFailed} {
+		m.restoreResults.WithLabelValues(r)
+	}
 
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -186,6 +199,7 @@ func New(reg prometheus.Registerer) *Metrics {
 // SetSessionState records that session is now in state. It keeps
 // whatsapp_session_state one-hot (1 for state, 0 for every other known
 // state) and moves the session between the counts of whatsapp_sessions.
+// The first call for a session creates its counters at 0.
 // A state outside the known set is recorded as given, and its series is
 // dropped again when the session leaves it.
 func (m *Metrics) SetSessionState(session, state string) {
@@ -201,6 +215,8 @@ func (m *Metrics) SetSessionState(session, state string) {
 		if !m.isKnownState(old) {
 			m.sessionState.DeleteLabelValues(session, old)
 		}
+	} else {
+		m.addSessionCounters(session)
 	}
 	m.current[session] = state
 	m.sessions.WithLabelValues(state).Inc()
@@ -209,6 +225,23 @@ func (m *Metrics) SetSessionState(session, state string) {
 		m.sessionState.WithLabelValues(session, s).Set(0)
 	}
 	m.sessionState.WithLabelValues(session, state).Set(1)
+}
+
+// addSessionCounters creates a new session's counter series at 0: every
+// disconnect reason and message direction included. Prometheus sees a
+// counter's first increment only if the series existed before it, so
+// without these a session's first restart, reconnect or disconnect would
+// be missed by increase() and rate(), and the dashboard's panels would be
+// empty on a healthy fleet.
+func (m *Metrics) addSessionCounters(session string) {
+	m.sessionRestarts.WithLabelValues(session)
+	m.sessionReconnects.WithLabelValues(session)
+	for r := range m.reasons {
+		m.sessionDisconnects.WithLabelValues(session, r)
+	}
+	m.sessionMessages.WithLabelValues(session, DirectionIn)
+	m.sessionMessages.WithLabelValues(session, DirectionOut)
+	m.sessionStoreErrors.WithLabelValues(session)
 }
 
 func (m *Metrics) isKnownState(state string) bool {

@@ -415,10 +415,11 @@ func TestRemoveSession(t *testing.T) {
 	m.SetSessionState("a-1", metrics.StateFailed)
 
 	before := map[string][]string{"a_b": seriesOf(t, reg, "a_b"), "a-1": seriesOf(t, reg, "a-1")}
-	// 10 states + connected + restarts + reconnects + 2 disconnects + last
-	// connected + 2 message directions + store write failures.
-	if n := len(seriesOf(t, reg, "a")); n != 19 {
-		t.Fatalf("session a has %d series before removal, want 19", n)
+	// 10 states + connected + restarts + reconnects + 8 disconnect
+	// reasons + last connected + 2 message directions + store write
+	// failures.
+	if n := len(seriesOf(t, reg, "a")); n != 25 {
+		t.Fatalf("session a has %d series before removal, want 25", n)
 	}
 	httpBefore := testutil.CollectAndCount(reg, "whatsapp_http_requests_total", "whatsapp_restore_results_total")
 
@@ -445,8 +446,8 @@ func TestRemoveSession(t *testing.T) {
 	// A session that comes back starts from scratch.
 	m.SetSessionState("a", metrics.StateRestoring)
 	checkStates(t, reg, map[string]string{"a": metrics.StateRestoring, "a_b": metrics.StateConnected, "a-1": metrics.StateFailed})
-	if _, ok := value(t, reg, "whatsapp_session_restarts_total", map[string]string{"session": "a"}); ok {
-		t.Error("restarts of the removed session came back")
+	if v, ok := value(t, reg, "whatsapp_session_restarts_total", map[string]string{"session": "a"}); !ok || v != 0 {
+		t.Errorf("restarts of the session that came back: %v, %v; want a series at 0", v, ok)
 	}
 }
 
@@ -490,5 +491,46 @@ func TestConcurrentUse(t *testing.T) {
 	checkStates(t, reg, want)
 	if got := mustValue(t, reg, "whatsapp_http_requests_total", map[string]string{"route": "/healthz", "method": "GET", "code": "200"}); got != workers*rounds {
 		t.Errorf("http requests = %v, want %d", got, workers*rounds)
+	}
+}
+
+// A session's counters exist at 0 from its first state, every disconnect
+// reason and message direction included, so that increase() and rate()
+// count its first event; so do the restore results from the start.
+func TestCountersStartAtZero(t *testing.T) {
+	m, reg := newMetrics(t)
+	for _, r := range []string{metrics.ResultRestored, metrics.ResultNeedsPairing, metrics.ResultFailed} {
+		if v, ok := value(t, reg, "whatsapp_restore_results_total", map[string]string{"result": r}); !ok || v != 0 {
+			t.Errorf("restore result %s: %v, %v; want a series at 0", r, v, ok)
+		}
+	}
+	m.SetSessionState("s1", metrics.StateRestoring)
+	want := []map[string]string{
+		{"__name__": "whatsapp_session_restarts_total"},
+		{"__name__": "whatsapp_session_reconnects_total"},
+		{"__name__": "whatsapp_session_store_write_failures_total"},
+		{"__name__": "whatsapp_session_messages_total", "direction": metrics.DirectionIn},
+		{"__name__": "whatsapp_session_messages_total", "direction": metrics.DirectionOut},
+	}
+	for _, r := range []string{metrics.ReasonNetwork, metrics.ReasonLoggedOut, metrics.ReasonReplaced, metrics.ReasonBanned,
+		metrics.ReasonOutdated, metrics.ReasonServerError, metrics.ReasonStopped, metrics.ReasonOther} {
+		want = append(want, map[string]string{"__name__": "whatsapp_session_disconnects_total", "reason": r})
+	}
+	for _, w := range want {
+		labels := map[string]string{"session": "s1"}
+		for k, v := range w {
+			if k != "__name__" {
+				labels[k] = v
+			}
+		}
+		if v, ok := value(t, reg, w["__name__"], labels); !ok || v != 0 {
+			t.Errorf("%s%v: %v, %v; want a series at 0", w["__name__"], labels, v, ok)
+		}
+	}
+	// A later state change does not reset them.
+	m.SessionReconnected("s1")
+	m.SetSessionState("s1", metrics.StateConnected)
+	if v := mustValue(t, reg, "whatsapp_session_reconnects_total", map[string]string{"session": "s1"}); v != 1 {
+		t.Errorf("reconnects after a state change: %v, want 1", v)
 	}
 }

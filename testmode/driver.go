@@ -1,14 +1,15 @@
 // Package testmode lets test mode act as the phone and the network for a
 // session, through the fake WhatsApp server's control: scan a pending
-// pairing, unlink the device, ban it, drop its socket, replace its stream,
-// refuse its client version, or make its actor panic. It is wired only when
-// WHATSAPP_TEST_MODE is on.
+// pairing, enter a pairing code, unlink the device, ban it, drop its
+// socket, replace its stream, refuse its client version, or make its actor
+// panic. It is wired only when WHATSAPP_TEST_MODE is on.
 package testmode
 
 import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,9 @@ func (d *Driver) Close() {
 	d.wg.Wait()
 }
 
+// Actions lists the test actions, as the API route names them.
+var Actions = []string{"scan", "enter-code", "unlink", "ban", "drop", "replace", "outdated", "panic"}
+
 // Result is a test action's answer.
 type Result struct {
 	Action string `json:"action"`
@@ -68,8 +72,11 @@ func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParam
 	if err != nil {
 		return nil, err
 	}
-	if action == "scan" {
+	switch action {
+	case "scan":
 		return d.scan(ctx, id, insp)
+	case "enter-code":
+		return d.enterCode(ctx, id, insp)
 	}
 	user := jidUser(insp.JID)
 	if user == "" {
@@ -77,7 +84,7 @@ func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParam
 	}
 	switch action {
 	case "unlink":
-		err = d.control.SendStreamError(ctx, user, fakeserver.StreamDeviceRemoved)
+		err = d.control.Unlink(ctx, user, jidDevice(insp.JID))
 		return d.done(action, "the phone removed this linked device", err)
 	case "replace":
 		err = d.control.SendStreamError(ctx, user, fakeserver.StreamReplaced)
@@ -111,7 +118,18 @@ func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParam
 		return d.done(action, "a login was refused as outdated", err)
 	}
 	return nil, &apihttp.Error{Status: http.StatusNotFound, Code: "not_found",
-		Message: "unknown test action: use scan, unlink, ban, drop, replace, outdated or panic"}
+		Message: "unknown test action: use " + strings.Join(Actions[:len(Actions)-1], ", ") + " or " + Actions[len(Actions)-1]}
+}
+
+// enterCode types the pairing code the session asked for into the phone,
+// as its user would after POST .../pair-phone.
+func (d *Driver) enterCode(ctx context.Context, id string, insp actors.Inspection) (any, error) {
+	if insp.PairCode == "" {
+		return nil, &actors.StateError{State: insp.State, Message: fmt.Sprintf(
+			"session %s is %s with no pairing code to enter: ask for one with POST /api/whatsapp/session/%s/pair-phone first", id, insp.State, id)}
+	}
+	_, err := d.control.EnterPairingCode(ctx, insp.PairPhone, insp.PairCode)
+	return d.done("enter-code", "the phone entered the pairing code and completed the pairing", err)
 }
 
 // scan completes the session's pending pairing as the phone would: the QR
@@ -173,4 +191,13 @@ func jidUser(jid string) string {
 	user, _, _ := strings.Cut(jid, "@")
 	user, _, _ = strings.Cut(user, ":")
 	return user
+}
+
+// jidDevice is the device number of a JID such as 15550001234:3@s.whatsapp.net
+// (0, the phone itself, when it has none).
+func jidDevice(jid string) uint16 {
+	user, _, _ := strings.Cut(jid, "@")
+	_, dev, _ := strings.Cut(user, ":")
+	n, _ := strconv.ParseUint(dev, 10, 16)
+	return uint16(n)
 }

@@ -13,6 +13,7 @@ import (
 	"go.mau.fi/whatsmeow"
 	"go.mau.fi/whatsmeow/proto/waCompanionReg"
 	wastore "go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
@@ -35,6 +36,8 @@ var (
 type Client interface {
 	// Paired reports whether the store holds a paired device.
 	Paired() bool
+	// JID is the paired device's JID, "" when there is none.
+	JID() string
 	// Connect dials and logs in a paired device. It returns when the
 	// handshake ends; the login's outcome arrives as an event.
 	Connect(ctx context.Context) error
@@ -119,6 +122,9 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 	cli.SetWebsocketHTTPClient(o.http)
 	cli.SetPreLoginHTTPClient(o.http)
 	c := &client{cli: cli, sess: sess, emit: emit, closed: make(chan struct{})}
+	if id := sess.Device.ID; id != nil {
+		c.jid.Store(ptrTo(*id))
+	}
 	cli.AddEventHandler(c.handle)
 	return c, nil
 }
@@ -148,6 +154,11 @@ type client struct {
 	sess *store.Session
 	emit func(Event)
 
+	// jid is the paired device's JID, kept apart from whatsmeow's store,
+	// which its own goroutines clear on a logout, so that forget reads it
+	// without a race.
+	jid atomic.Pointer[types.JID]
+
 	closeOnce sync.Once
 	closeErr  error
 	// closed ends with Close, and with it what waits on whatsmeow for this
@@ -155,7 +166,34 @@ type client struct {
 	closed chan struct{}
 }
 
+// forgetTimeout bounds deleting a logged-out device's credentials.
+const forgetTimeout = 30 * time.Second
+
+// forget deletes the device WhatsApp logged out from the store, committed,
+// and reports why it could not. whatsmeow deletes it too, but on the
+// connection's context, which the session cancels as soon as it hears of
+// the logout: that delete is often lost, and the revoked keys would log in
+// again at the next start.
+func (c *client) forget() error {
+	jid := c.jid.Load()
+	if jid == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), forgetTimeout)
+	defer cancel()
+	return c.sess.Container.DeleteDevice(ctx, &wastore.Device{ID: jid})
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
 func (c *client) Paired() bool { return c.cli.Store.ID != nil && !c.cli.Store.Deleted }
+
+func (c *client) JID() string {
+	if jid := c.jid.Load(); jid != nil {
+		return jid.String()
+	}
+	return ""
+}
 
 func (c *client) Connect(ctx context.Context) error {
 	if !c.Paired() {
@@ -250,11 +288,19 @@ func (c *client) Close() error {
 func (c *client) handle(raw any) {
 	switch e := raw.(type) {
 	case *events.Connected:
-		c.emit(Connected{JID: c.cli.Store.GetJID().String(), PushName: c.cli.Store.PushName})
+		jid := c.cli.Store.GetJID()
+		c.jid.Store(&jid)
+		c.emit(Connected{JID: jid.String(), PushName: c.cli.Store.PushName})
 	case *events.Disconnected:
 		c.emit(Disconnected{})
 	case *events.LoggedOut:
-		c.emit(LoggedOut{Reason: e.Reason.String(), OnConnect: e.OnConnect})
+		// The session hears of the logout only once the credentials are
+		// gone from the disk (or could not be deleted).
+		ev := LoggedOut{Reason: e.Reason.String(), OnConnect: e.OnConnect}
+		if err := c.forget(); err != nil {
+			ev.DeleteFailed = err.Error()
+		}
+		c.emit(ev)
 	case *events.StreamReplaced:
 		c.emit(StreamReplaced{})
 	case *events.TemporaryBan:
@@ -266,6 +312,7 @@ func (c *client) handle(raw any) {
 	case *events.StreamError:
 		c.emit(StreamError{Code: e.Code})
 	case *events.PairSuccess:
+		c.jid.Store(ptrTo(e.ID))
 		c.emit(PairSuccess{JID: e.ID.String()})
 	case *events.PushNameSetting:
 		c.emit(PushNameChanged{Name: e.Action.GetName()})

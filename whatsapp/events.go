@@ -22,10 +22,13 @@ type Connected struct {
 type Disconnected struct{}
 
 // LoggedOut: WhatsApp ended this login (device removed on the phone, 401,
-// 403). whatsmeow has deleted the device row; it must be paired again.
+// 403). The device row is deleted and committed by the time this event is
+// emitted, unless DeleteFailed says why it could not be; it must be paired
+// again.
 type LoggedOut struct {
-	Reason    string
-	OnConnect bool
+	Reason       string
+	OnConnect    bool
+	DeleteFailed string
 }
 
 // StreamReplaced: another client logged in with the same keys.

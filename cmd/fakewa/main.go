@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string, logw io.Writer, ready func(addrs)) 
 	serverAddr := fs.String("addr", "127.0.0.1:9400", "listen address of the fake WhatsApp server")
 	controlAddr := fs.String("control", "127.0.0.1:9401", "listen address of the HTTP control API")
 	debug := fs.Bool("debug", false, "log connection-level debug messages")
+	state := fs.String("state", "", "file that keeps the devices the phone unlinked across restarts, as WhatsApp does (empty: memory only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string, logw io.Writer, ready func(addrs)) 
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level}))
 
-	srv, err := fakeserver.Start(fakeserver.Options{Addr: *serverAddr, Log: log.With("component", "fakeserver")})
+	srv, err := fakeserver.Start(fakeserver.Options{Addr: *serverAddr, Log: log.With("component", "fakeserver"), StateFile: *state})
 	if err != nil {
 		return err
 	}

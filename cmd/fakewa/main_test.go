@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,8 +37,9 @@ func TestRunServesControlAPIAndStops(t *testing.T) {
 	ready := make(chan addrs, 1)
 	done := make(chan error, 1)
 	var logs syncBuffer
+	state := filepath.Join(t.TempDir(), "state.json")
 	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-control", "127.0.0.1:0"}, &logs, func(a addrs) { ready <- a })
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-control", "127.0.0.1:0", "-state", state}, &logs, func(a addrs) { ready <- a })
 	}()
 
 	var a addrs
@@ -52,6 +56,13 @@ func TestRunServesControlAPIAndStops(t *testing.T) {
 	st, err := remote.Stats(reqCtx)
 	if err != nil || st != (fakeserver.Stats{}) {
 		t.Fatalf("Stats = %+v, %v; want zero", st, err)
+	}
+	// What the phone unlinks is kept in the -state file.
+	if err := remote.Unlink(reqCtx, "15550000099", 2); err != nil {
+		t.Fatalf("Unlink: %v", err)
+	}
+	if data, err := os.ReadFile(state); err != nil || !strings.Contains(string(data), `"15550000099:2"`) {
+		t.Errorf("state file after an unlink: %q, %v", data, err)
 	}
 
 	cancel()

@@ -234,6 +234,16 @@ func (c *conn) handleNode(node *waBinary.Node) {
 		if child, ok := node.GetOptionalChildByTag("link_code_companion_reg"); ok {
 			reply = c.handleCodeRegistration(&child)
 		}
+		if _, ok := node.GetOptionalChildByTag("remove-companion-device"); ok && c.user != "" {
+			// A logout: WhatsApp forgets the device as if the phone had
+			// removed it.
+			c.srv.mu.Lock()
+			err := c.srv.unlinkLocked(unlinkedDevice{user: c.user, device: c.device})
+			c.srv.mu.Unlock()
+			if err != nil {
+				c.log.Warn("logout not remembered", "err", err)
+			}
+		}
 	}
 	if reply == nil {
 		reply = &waBinary.Node{}

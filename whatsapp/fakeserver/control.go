@@ -27,6 +27,11 @@ type Control interface {
 	// SendStreamError sends a stream error of kind to every live connection
 	// of user, then closes them.
 	SendStreamError(ctx context.Context, user string, kind StreamErrorKind) error
+	// Unlink acts as the phone removing linked device number device of
+	// user: its live connection gets the device_removed stream error, and
+	// every later login of that device is refused with 401, also after a
+	// restart of a server that keeps a StateFile.
+	Unlink(ctx context.Context, user string, device uint16) error
 	// Drop closes the live sockets of user abruptly and returns how many.
 	Drop(ctx context.Context, user string) (int, error)
 	// DropAll closes every live logged-in socket abruptly and returns how
@@ -131,6 +136,21 @@ func (s *Server) SendStreamError(_ context.Context, user string, kind StreamErro
 		c.sendStreamError(code, conflict)
 	}
 	return nil
+}
+
+// Unlink implements Control.
+func (s *Server) Unlink(_ context.Context, user string, device uint16) error {
+	if user == "" {
+		return fmt.Errorf("%w: empty user", ErrInvalidArgument)
+	}
+	s.mu.Lock()
+	err := s.unlinkLocked(unlinkedDevice{user: user, device: device})
+	live := s.takeLiveLocked(user, func(c *conn) bool { return c.device == device })
+	s.mu.Unlock()
+	for _, c := range live {
+		c.sendStreamError("401", string(StreamDeviceRemoved))
+	}
+	return err
 }
 
 // Drop implements Control.

@@ -27,6 +27,9 @@ type (
 	streamErrorRequest struct {
 		Kind StreamErrorKind `json:"kind"`
 	}
+	unlinkRequest struct {
+		Device uint16 `json:"device"`
+	}
 	keepalivesRequest struct {
 		Ignore bool `json:"ignore"`
 	}
@@ -72,6 +75,7 @@ var errorCodes = []struct {
 //	POST /expire-qr {"qr"}                         -> 204
 //	PUT  /devices/{user}/login-failure {"reason","banCode","expireSeconds"} -> 204
 //	POST /devices/{user}/stream-error {"kind"}     -> 204
+//	POST /devices/{user}/unlink {"device"}         -> 204
 //	POST /devices/{user}/drop                      -> {"count"}
 //	POST /drop-all                                 -> {"count"}
 //	PUT  /devices/{user}/keepalives {"ignore"}     -> 204
@@ -131,6 +135,13 @@ func (s *Server) ControlHandler() http.Handler {
 			return err
 		}
 		return noContent(w, s.SendStreamError(r.Context(), r.PathValue("user"), req.Kind))
+	})
+	handle("POST /devices/{user}/unlink", func(w http.ResponseWriter, r *http.Request) error {
+		var req unlinkRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			return err
+		}
+		return noContent(w, s.Unlink(r.Context(), r.PathValue("user"), req.Device))
 	})
 	handle("POST /devices/{user}/drop", func(w http.ResponseWriter, r *http.Request) error {
 		n, err := s.Drop(r.Context(), r.PathValue("user"))

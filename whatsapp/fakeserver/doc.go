@@ -9,10 +9,12 @@
 // device the app state key and the app state patch that carry its push
 // name, so whatsmeow's own verification and storage run unchanged.
 //
-// The server keeps no state across instances. Any paired device (username
-// and device number in its ClientPayload) may log in, and the LID it reports
-// is derived from the phone number, so a client stored by one instance logs
-// in to the next one unchanged. What a phone or the network does to a
+// The server keeps no registry of paired devices. Any paired device
+// (username and device number in its ClientPayload) may log in, and the LID
+// it reports is derived from the phone number, so a client stored by one
+// instance logs in to the next one unchanged. What it does remember is what
+// WhatsApp never forgets: the devices the phone unlinked (or that logged
+// out) are refused with 401, across restarts when Options.StateFile is set. What a phone or the network does to a
 // session (scan, ban, unlink, drop, replace) is driven through Control, in
 // process on *Server or over HTTP with Remote against ControlHandler.
 // SeedDevice writes stored sessions directly, for benchmarks.

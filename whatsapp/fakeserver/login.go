@@ -10,8 +10,9 @@ import (
 )
 
 // login answers a paired client's ClientPayload: <failure> if a
-// LoginFailure is set for the user, <success> otherwise. The server keeps
-// no device registry, so any username and device number is accepted; this
+// LoginFailure is set for the user, 401 if the phone unlinked the device,
+// <success> otherwise. The server keeps no registry of paired devices, so
+// any other username and device number is accepted; this
 // is what lets a restarted server (or another process) take over stored
 // sessions. It returns false if the connection should end at once.
 func (c *conn) login(username uint64, device uint32) bool {
@@ -23,6 +24,10 @@ func (c *conn) login(username uint64, device uint32) bool {
 	s.mu.Lock()
 	u := s.userLocked(user)
 	failure := u.failure
+	if _, removed := s.unlinked[unlinkedDevice{user: user, device: dev}]; removed {
+		// The phone removed this device: WhatsApp refuses its keys.
+		failure = LoginFailure{Reason: int(events.ConnectFailureLoggedOut)}
+	}
 	if failure.Reason == 0 {
 		// One connection per device, as on WhatsApp: a second login with
 		// the same keys knocks the first one off.

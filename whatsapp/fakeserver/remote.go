@@ -59,6 +59,11 @@ func (r *Remote) SendStreamError(ctx context.Context, user string, kind StreamEr
 	return r.do(ctx, http.MethodPost, devicePath(user, "stream-error"), streamErrorRequest{Kind: kind}, nil)
 }
 
+// Unlink implements Control.
+func (r *Remote) Unlink(ctx context.Context, user string, device uint16) error {
+	return r.do(ctx, http.MethodPost, devicePath(user, "unlink"), unlinkRequest{Device: device}, nil)
+}
+
 // Drop implements Control.
 func (r *Remote) Drop(ctx context.Context, user string) (int, error) {
 	var resp countResponse

@@ -18,6 +18,9 @@ import (
 type Options struct {
 	Addr string       // listen address; "" means "127.0.0.1:0"
 	Log  *slog.Logger // nil discards
+	// StateFile keeps what WhatsApp remembers across the server's
+	// restarts: the devices the phone unlinked. "" keeps it in memory.
+	StateFile string
 }
 
 // Server is a running fake WhatsApp server. It is safe for concurrent use.
@@ -49,8 +52,12 @@ type Server struct {
 	// itself, as the phone lists it.
 	deviceNames map[string]string
 	appState    map[types.JID]*appState // app state the phone shared with a device
-	logins      int
-	pairings    int
+	// unlinked holds the devices the phone removed: their logins are
+	// refused. Kept in statePath when it is set.
+	unlinked  map[unlinkedDevice]struct{}
+	statePath string
+	logins    int
+	pairings  int
 }
 
 // userState is what the server holds about one phone number.
@@ -96,6 +103,15 @@ func Start(opts Options) (*Server, error) {
 		linked:      make(map[types.JID]*linkedDevice),
 		deviceNames: make(map[string]string),
 		appState:    make(map[types.JID]*appState),
+		unlinked:    make(map[unlinkedDevice]struct{}),
+		statePath:   opts.StateFile,
+	}
+	if s.statePath != "" {
+		if err := s.loadState(s.statePath); err != nil {
+			cancel()
+			_ = ln.Close()
+			return nil, err
+		}
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -229,15 +245,23 @@ func (s *Server) userLocked(user string) *userState {
 func (s *Server) takeLive(user string) []*conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.takeLiveLocked(user, func(*conn) bool { return true })
+}
+
+// takeLiveLocked removes and returns the logged-in connections of user
+// (all users if user is "") that match.
+func (s *Server) takeLiveLocked(user string, match func(*conn) bool) []*conn {
 	var out []*conn
 	for name, u := range s.users {
 		if user != "" && name != user {
 			continue
 		}
 		for c := range u.live {
-			out = append(out, c)
+			if match(c) {
+				out = append(out, c)
+				delete(u.live, c)
+			}
 		}
-		clear(u.live)
 	}
 	return out
 }
