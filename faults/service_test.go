@@ -83,6 +83,7 @@ func serviceEnv(f *fake, dir string, extra ...string) []string {
 		"NODE_ENV=",
 		"FAKE_WA_ADDR="+f.Addr(),
 		"FAKE_WA_CONTROL_URL="+f.controlURL,
+		"FAKE_WA_CA_FILE="+f.caFile,
 		"SESSIONS_DIR="+dir,
 		"HTTP_ADDR=127.0.0.1:0",
 		"METRICS_ADDR=",
