@@ -53,7 +53,7 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 		return res, err
 	}
 	runDir := filepath.Join(b.work, "run", fmt.Sprintf("profile-n%d", n))
-	if err := copySessions(b.template, runDir, n); err != nil {
+	if err := copySessions(b.template, runDir, n, b.dbOnly); err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(runDir)

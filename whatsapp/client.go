@@ -234,6 +234,10 @@ func (c *client) handle(raw any) {
 	switch e := raw.(type) {
 	case *events.Connected:
 		c.emit(Connected{JID: c.cli.Store.GetJID().String(), PushName: c.cli.Store.PushName})
+		// whatsmeow is done with the store for the login: let the
+		// connection go now rather than at the idle timeout, so that a
+		// restore holds only the stores of sessions still logging in.
+		c.sess.Rest()
 	case *events.Disconnected:
 		c.emit(Disconnected{})
 	case *events.LoggedOut:
