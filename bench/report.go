@@ -134,7 +134,7 @@ func storesLabel(x restoreResult) string {
 func writeRestores(w io.Writer, rows []restoreResult) {
 	fmt.Fprintln(w, "\nRestore of N stored sessions by a fresh process (fake WhatsApp server in its own process)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "sessions\tstores\tok\tHTTP up\tall connected\trestore took\tservice CPU\tper session\tof it kernel\tfake CPU\tothers\tpeak RSS\tpeak files\tfile limit\tshutdown\t")
+	fmt.Fprintln(tw, "sessions\tstores\tok\tHTTP up\tall connected\trestore took\tservice CPU\tper session\tof it kernel\tfake CPU\tTLS (resumed)\tothers\tpeak RSS\tpeak files\tfile limit\tshutdown\t")
 	for _, x := range rows {
 		ok := "yes"
 		if !x.OK {
@@ -144,9 +144,9 @@ func writeRestores(w io.Writer, rows []restoreResult) {
 		if x.Sessions > 0 {
 			perSes = fmt.Sprintf("%.2fms", float64(time.Duration(x.ServiceCPU))/float64(time.Millisecond)/float64(x.Sessions))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%v\t%v\t%v\t%s\t%v\t%v\t%s\t%s\t%d\t%d\t%v\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%v\t%v\t%v\t%s\t%v\t%v\t%d (%d)\t%s\t%s\t%d\t%d\t%v\t\n",
 			x.Sessions, stores, ok, x.HTTPReady, x.AllConnected, x.RestoreTook, x.ServiceCPU, perSes, x.ServiceSysCPU, x.FakeCPU,
-			othersOf(x), kib(x.PeakRSS), x.PeakFDs, x.FDLimit, x.Shutdown)
+			x.FakeTLS, x.FakeTLSResumed, othersOf(x), kib(x.PeakRSS), x.PeakFDs, x.FDLimit, x.Shutdown)
 	}
 	tw.Flush()
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
 // restoreResult is what one fresh service process did with N stored
@@ -35,6 +37,10 @@ type restoreResult struct {
 	ServiceCPU    dur `json:"serviceCpuMs"`
 	ServiceSysCPU dur `json:"serviceSysCpuMs"` // the kernel's part of ServiceCPU
 	FakeCPU       dur `json:"fakeCpuMs"`
+	// FakeTLS and FakeTLSResumed are the TLS handshakes the fake server
+	// completed by the end of the restore, and how many resumed a session.
+	FakeTLS        int `json:"fakeTlsHandshakes"`
+	FakeTLSResumed int `json:"fakeTlsResumed"`
 	// taken's OtherCPU runs from the service's start to the end of the
 	// restore.
 	taken
@@ -178,6 +184,11 @@ wait:
 	if c, err := cpuTime(fr.fake.pid()); err == nil {
 		fr.res.FakeCPU = dur(c)
 	}
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	if st, err := fakeserver.NewRemote("http://"+fr.fake.control, nil).Stats(sctx); err == nil {
+		fr.res.FakeTLS, fr.res.FakeTLSResumed = st.TLSHandshakes, st.TLSResumed
+	}
+	scancel()
 	if r := svc.restoreFinished(); r != nil {
 		fr.res.AllConnected = dur(r.Time.Sub(svc.started))
 		fr.res.RestoreTook = dur(r.took())

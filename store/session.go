@@ -58,14 +58,25 @@ type Session struct {
 	// marker), rather than trusting the marker.
 	Checked bool
 
-	db *sql.DB
+	db        *sql.DB
+	connector *watchedConnector
 }
 
 // Paired reports whether the store holds a paired device.
 func (s *Session) Paired() bool { return s.Device != nil && s.Device.ID != nil }
 
-// Close closes the store's database.
-func (s *Session) Close() error { return s.Container.Close() }
+// Close closes the store's database and, if it closed cleanly, marks the
+// store clean (see cleanFile) unless it ever looked corrupt.
+func (s *Session) Close() error {
+	if err := s.Container.Close(); err != nil {
+		return err
+	}
+	if s.connector.checked.Load() && !s.connector.tainted.Load() {
+		// Best effort: without the marker the next Open checks the store.
+		_ = writeCleanMarker(s.connector.marker)
+	}
+	return nil
+}
 
 // Rest closes the store's database connection if it is idle, as the idle
 // timeout would later: a connected session rarely touches its store, and
@@ -76,9 +87,9 @@ func (s *Session) Rest() {
 }
 
 // Open opens session id's store, checks it and loads its device. The check
-// (PRAGMA quick_check) runs unless the store's clean marker says that its
-// last connection closed cleanly after the store had passed a check (see
-// watchedConnector); a write lock is always taken and dropped, so that a
+// (PRAGMA quick_check) runs unless the store's clean marker says that it
+// was last closed cleanly (Session.Close) after it had passed a check; a
+// write lock is always taken and dropped, so that a
 // read-only or full store is reported now. A store that is not a database
 // or fails the check is ErrCorrupt; one that cannot be opened or written is
 // ErrUnavailable. Open never deletes or rewrites a store it cannot read.
@@ -152,7 +163,7 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 		container.Close()
 		return nil, classify("load device", err)
 	}
-	return &Session{ID: id, Container: container, Device: dev, Checked: !clean, db: db}, nil
+	return &Session{ID: id, Container: container, Device: dev, Checked: !clean, db: db, connector: connector}, nil
 }
 
 // withDriverConn runs f on the store's one open driver connection.

@@ -44,10 +44,10 @@ type watchedConnector struct {
 	// persistWAL is set once the store passed its check (see persistWAL);
 	// until then a failed open leaves nothing behind next to the store.
 	persistWAL atomic.Bool
-	// marker is the store's clean marker (cleanFile). It is written when a
-	// connection closes cleanly, once checked is set (the store passed
-	// Open's check) and unless SQLite ever reported the store corrupt
-	// (tainted).
+	// marker is the store's clean marker (cleanFile), removed before any
+	// connection opens. Session.Close writes it once checked is set (the
+	// store passed Open's check), unless SQLite ever reported the store
+	// corrupt (tainted).
 	marker           string
 	checked, tainted atomic.Bool
 }
@@ -164,17 +164,6 @@ func (w *watchedConn) QueryContext(ctx context.Context, query string, args []dri
 		w.c.taint(err)
 	}
 	return r, err
-}
-
-// Close closes the connection and, if it closed cleanly on a store that
-// passed its check and never looked corrupt, marks the store clean.
-func (w *watchedConn) Close() error {
-	err := w.Conn.Close()
-	if err == nil && w.c.marker != "" && w.c.checked.Load() && !w.c.tainted.Load() {
-		// Best effort: without the marker the next Open checks the store.
-		_ = writeCleanMarker(w.c.marker)
-	}
-	return err
 }
 
 func (w *watchedConn) Ping(ctx context.Context) error         { return w.inner().Ping(ctx) }
