@@ -88,11 +88,11 @@ func (s *Session) Rest() {
 
 // Open opens session id's store, checks it and loads its device. The check
 // (PRAGMA quick_check) runs unless the store's clean marker says that it
-// was last closed cleanly (Session.Close) after it had passed a check; a
-// write lock is always taken and dropped, so that a
-// read-only or full store is reported now. A store that is not a database
-// or fails the check is ErrCorrupt; one that cannot be opened or written is
-// ErrUnavailable. Open never deletes or rewrites a store it cannot read.
+// was last closed cleanly (Session.Close) after it had passed a check; the
+// write lock is always taken and dropped, so that a read-only or full store
+// is reported now. A store that is not a database or fails the check is
+// ErrCorrupt; one that cannot be opened or written is ErrUnavailable. Open
+// never deletes or rewrites a store it cannot read.
 //
 // What the marker cannot catch: a store damaged behind the service's back
 // (bit rot, another program writing it) after a clean close. SQLite still
