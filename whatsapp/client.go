@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,7 +88,13 @@ func NewStoreOpener(dir *store.Dir, opts Options) *StoreOpener {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		// whatsmeow's own default (system roots, real DNS), plus a TLS
+		// session cache shared by every client: a restore or a mass
+		// reconnect resumes TLS sessions instead of verifying the
+		// certificate chain on each handshake.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+		hc = &http.Client{Transport: tr}
 	}
 	return &StoreOpener{dir: dir, opts: opts, http: hc}
 }
