@@ -232,13 +232,14 @@ func (s *service) call(method, path, body string) (int, map[string]any) {
 
 // sessionStatus is the part of a session's status these tests read.
 type sessionStatus struct {
-	SenderID   string `json:"senderId"`
-	State      string `json:"state"`
-	JID        string `json:"jid"`
-	Since      string `json:"since"`
-	Reconnects int    `json:"reconnects"`
-	Restarts   int    `json:"restarts"`
-	UserAction string `json:"userAction"`
+	SenderID   string  `json:"senderId"`
+	State      string  `json:"state"`
+	JID        string  `json:"jid"`
+	PushName   *string `json:"pushName"`
+	Since      string  `json:"since"`
+	Reconnects int     `json:"reconnects"`
+	Restarts   int     `json:"restarts"`
+	UserAction string  `json:"userAction"`
 	Error      *struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,14 +43,14 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	for _, id := range paired {
 		svc.pair(id)
 	}
-	waitFor(t, 20*time.Second, "every freshly paired session to have written after its login", func() (bool, string) {
+	waitFor(t, 20*time.Second, "every freshly paired session to have written after its login and shown its push name", func() (bool, string) {
 		pending := 0
 		for _, id := range paired {
-			if walSize(t, root, id) == 0 {
+			if walSize(t, root, id) == 0 || svc.status(id).PushName == nil {
 				pending++
 			}
 		}
-		return pending == 0, fmt.Sprint(pending, " stores with an empty WAL")
+		return pending == 0, fmt.Sprint(pending, " stores with an empty WAL or no push name yet")
 	})
 	all := append(append([]string(nil), ids...), paired...)
 	for _, id := range all {
@@ -79,7 +80,13 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	stopping := false
 	for _, rec := range svc.logs.records() {
 		stopping = stopping || rec["msg"] == "shutting down"
-		if stopping && rec["level"] == "ERROR" {
+		// A freshly paired session may still be fetching the rest of its
+		// app state (after the push name) when the shutdown cuts it off:
+		// whatsmeow logs that fetch's failure, and the next start fetches
+		// it again. Any other error is the shutdown's.
+		msg, _ := rec["msg"].(string)
+		if stopping && rec["level"] == "ERROR" &&
+			!(slices.Contains(paired, fmt.Sprint(rec["session_id"])) && strings.HasPrefix(msg, "Failed to do initial fetch of app state")) {
 			t.Errorf("error logged during the shutdown: %v", rec)
 		}
 	}
