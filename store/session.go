@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	wastore "go.mau.fi/whatsmeow/store"
@@ -60,6 +61,12 @@ type Session struct {
 
 	db        *sql.DB
 	connector *watchedConnector
+	// mu orders Rest and Close: database/sql's Close does not wait for a
+	// connection that SetMaxIdleConns is closing on another goroutine, and
+	// nothing may touch the store's files once Close returned (a delete
+	// removes the directory next).
+	mu     sync.Mutex
+	closed bool
 }
 
 // Paired reports whether the store holds a paired device.
@@ -68,6 +75,9 @@ func (s *Session) Paired() bool { return s.Device != nil && s.Device.ID != nil }
 // Close closes the store's database and, if it closed cleanly, marks the
 // store clean (see cleanFile) unless it ever looked corrupt.
 func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 	if err := s.Container.Close(); err != nil {
 		return err
 	}
@@ -82,6 +92,11 @@ func (s *Session) Close() error {
 // timeout would later: a connected session rarely touches its store, and
 // an open connection costs ~450 KiB. The next use reopens it.
 func (s *Session) Rest() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
 	s.db.SetMaxIdleConns(0)
 	s.db.SetMaxIdleConns(1)
 }
