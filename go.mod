@@ -62,3 +62,5 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 )
+
+replace go.mau.fi/whatsmeow => ./third_party/whatsmeow

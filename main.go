@@ -223,20 +223,34 @@ const fakeStateFile = ".fakewa-state.json"
 
 // startFake starts the in-process fake WhatsApp server (keeping its state
 // in stateFile), or connects to an external one (FAKE_WA_ADDR), and trusts
-// its test root key.
+// its test root key. The HTTP client it returns reaches the fake over TLS
+// and trusts only the fake's CA (FAKE_WA_CA_FILE for an external one).
 func startFake(cfg config.Config, stateFile string, log *slog.Logger) (*http.Client, fakeserver.Control, func(), error) {
 	fakeserver.UseTestRootKey()
 	if cfg.FakeServerAddr != "" {
+		caPEM, err := os.ReadFile(cfg.FakeCAFile)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("FAKE_WA_CA_FILE: %w", err)
+		}
+		hc, err := fakeserver.HTTPClient(cfg.FakeServerAddr, caPEM)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("FAKE_WA_CA_FILE %s: %w", cfg.FakeCAFile, err)
+		}
 		log.Warn("🧪 TEST MODE: every session talks to the external fake WhatsApp server, not WhatsApp",
-			"fake_addr", cfg.FakeServerAddr, "control", cfg.FakeControlURL)
-		return fakeserver.HTTPClient(cfg.FakeServerAddr), fakeserver.NewRemote(cfg.FakeControlURL, nil), func() {}, nil
+			"fake_addr", cfg.FakeServerAddr, "control", cfg.FakeControlURL, "ca_file", cfg.FakeCAFile)
+		return hc, fakeserver.NewRemote(cfg.FakeControlURL, nil), func() {}, nil
 	}
 	fake, err := fakeserver.Start(fakeserver.Options{Log: log.With("component", "fakeserver"), StateFile: stateFile})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("start fake WhatsApp server: %w", err)
 	}
+	hc, err := fakeserver.HTTPClient(fake.Addr(), fake.CACertPEM())
+	if err != nil {
+		_ = fake.Close()
+		return nil, nil, nil, err
+	}
 	log.Warn("🧪 TEST MODE: every session talks to a local fake WhatsApp server, not WhatsApp", "fake_addr", fake.Addr())
-	return fakeserver.HTTPClient(fake.Addr()), fake, func() { _ = fake.Close() }, nil
+	return hc, fake, func() { _ = fake.Close() }, nil
 }
 
 // metricsMaxConns caps the METRICS_ADDR listener: a few Prometheus

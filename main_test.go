@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -45,6 +47,7 @@ func (b *logBuffer) String() string {
 type fake struct {
 	*fakeserver.Server
 	controlURL string
+	caFile     string // its CA certificate, as cmd/fakewa -ca-out writes it
 }
 
 func newFake(t *testing.T) *fake {
@@ -58,7 +61,11 @@ func newFake(t *testing.T) *fake {
 		ctl.Close()
 		s.Close()
 	})
-	return &fake{Server: s, controlURL: ctl.URL}
+	caFile := filepath.Join(t.TempDir(), "fakewa-ca.pem")
+	if err := os.WriteFile(caFile, s.CACertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &fake{Server: s, controlURL: ctl.URL, caFile: caFile}
 }
 
 // service is one run of the whole service.
@@ -83,7 +90,7 @@ func testConfig(dir string, f *fake) config.Config {
 		TestMode: true,
 	}
 	if f != nil {
-		cfg.FakeServerAddr, cfg.FakeControlURL = f.Addr(), f.controlURL
+		cfg.FakeServerAddr, cfg.FakeControlURL, cfg.FakeCAFile = f.Addr(), f.controlURL, f.caFile
 	}
 	return cfg
 }
@@ -298,6 +305,10 @@ func TestPairRestartAndComeBackWithoutPairing(t *testing.T) {
 	if n := connections(t, f, st); n != 1 {
 		t.Errorf("%d live connections after restore", n)
 	}
+	// Both connections (pairing, restore) came through TLS, as production's.
+	if fst, err := f.Stats(context.Background()); err != nil || fst.TLSHandshakes < 2 {
+		t.Errorf("fake server stats %+v, %v: want a TLS handshake per connection", fst, err)
+	}
 	logs := svc.logs.String()
 	for _, line := range []string{
 		"🔄 Found 1 stored session(s), restoring...",
@@ -312,6 +323,27 @@ func TestPairRestartAndComeBackWithoutPairing(t *testing.T) {
 	restore, _ := fleet["restore"].(map[string]any)
 	if code != 200 || restore["restored"] != 1.0 || restore["found"] != 1.0 {
 		t.Errorf("fleet: %d %v", code, fleet)
+	}
+}
+
+// The service trusts only the CA in FAKE_WA_CA_FILE: against a server whose
+// certificate another CA issued, no session gets past TLS.
+func TestTestModeTrustsOnlyTheFakesCA(t *testing.T) {
+	f, other := newFake(t), newFake(t)
+	cfg := testConfig(t.TempDir(), f)
+	cfg.FakeCAFile = other.caFile
+	svc := start(t, cfg)
+	if code, st := svc.call("POST", "/api/whatsapp/session/alice", ""); code != 202 {
+		t.Fatalf("create: %d %v", code, st)
+	}
+	eventuallyOK(t, func() bool { return strings.Contains(svc.logs.String(), "certificate signed by unknown authority") })
+	if st, err := f.Stats(context.Background()); err != nil || st.TLSHandshakes != 0 || st.PendingPairings != 0 {
+		t.Errorf("fake server stats %+v, %v: want no completed TLS handshake", st, err)
+	}
+
+	cfg.SessionsDir, cfg.FakeCAFile = t.TempDir(), filepath.Join(t.TempDir(), "missing.pem")
+	if err := run(context.Background(), cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "FAKE_WA_CA_FILE") {
+		t.Errorf("run with a missing CA file = %v, want an error naming FAKE_WA_CA_FILE", err)
 	}
 }
 

@@ -50,6 +50,8 @@ func parseFlags(args []string) (options, error) {
 	seedWorkers := fs.Int("seed-workers", 4*runtime.NumCPU(), "goroutines seeding sessions")
 	reseed := fs.Bool("reseed", false, "throw the seeded template away and seed again")
 	keep := fs.Bool("keep", false, "keep each run's sessions directory")
+	restarts := fs.Int("restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
+	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (the store, its WAL files, its clean marker, as the service left them) or db (whatsapp.db alone: a store that never had WAL files or a clean close)")
 	serviceBin := fs.String("service-bin", "", "use this service binary instead of building one")
 	fakeBin := fs.String("fakewa-bin", "", "use this fakewa binary instead of building one")
 	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
@@ -63,6 +65,12 @@ func parseFlags(args []string) (options, error) {
 		return options{}, err
 	}
 
+	if *storeFiles != "all" && *storeFiles != "db" {
+		return options{}, fmt.Errorf("-store-files: want all or db, got %q", *storeFiles)
+	}
+	if *restarts < 0 {
+		return options{}, fmt.Errorf("-restarts: want 0 or more, got %d", *restarts)
+	}
 	var o options
 	o.scenarios = scenarios{
 		want: map[string]bool{}, loadSessions: *loadSessions, fleetClients: *fleetClients,
@@ -93,6 +101,7 @@ func parseFlags(args []string) (options, error) {
 		bins:      binaries{service: *serviceBin, fakewa: *fakeBin},
 		quietWait: *quietWait, quietBusy: *quietBusy, retries: *retries, maxOthers: *maxOthers,
 		settle: *settle, idle: *idle, restoreTimeout: *restoreTimeout, shutdownGrace: *shutdownGrace, keepRuns: *keep,
+		restarts: *restarts, dbOnly: *storeFiles == "db",
 		logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 		}}

@@ -53,7 +53,7 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 		return res, err
 	}
 	runDir := filepath.Join(b.work, "run", fmt.Sprintf("profile-n%d", n))
-	if err := copySessions(b.template, runDir, n); err != nil {
+	if err := copySessions(b.template, runDir, n, b.dbOnly); err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(runDir)
@@ -71,6 +71,14 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	whatsapp.SetDeviceName(cfg.DeviceName)
 	fakeserver.UseTestRootKey()
+	caPEM, err := os.ReadFile(fake.caFile)
+	if err != nil {
+		return res, err
+	}
+	hc, err := fakeserver.HTTPClient(fake.addr, caPEM)
+	if err != nil {
+		return res, err
+	}
 	dir, err := store.OpenDir(runDir)
 	if err != nil {
 		return res, err
@@ -79,7 +87,7 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 	mgr, err := actors.NewManager(actors.Options{
 		Dir: dir,
 		Opener: whatsapp.NewStoreOpener(dir, whatsapp.Options{Log: log, StoreIdleTimeout: 30 * time.Second,
-			HTTPClient: fakeserver.HTTPClient(fake.addr)}),
+			HTTPClient: hc}),
 		Metrics:            metrics.New(prometheus.NewRegistry()),
 		Log:                log,
 		Backoff:            actors.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax, Reset: cfg.BackoffReset},

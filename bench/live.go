@@ -13,7 +13,7 @@ import (
 // machine during it (see cleanest).
 func runLive(ctx context.Context, b *bench, rep *report, env []string, backoff string, load, heal bool, s scenarios) error {
 	n := s.loadSessions
-	fr, err := startFleet(ctx, b, n, env)
+	fr, err := startFleet(ctx, b, n, env, 0)
 	if err != nil {
 		return err
 	}

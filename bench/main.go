@@ -47,6 +47,8 @@ type bench struct {
 	restoreTimeout       time.Duration
 	shutdownGrace        time.Duration
 	keepRuns             bool
+	restarts             int      // restore: further runs on each size's stores
+	dbOnly               bool     // copy only whatsapp.db of each seeded session
 	serviceEnv           []string // added to every service's environment
 	quietWait            time.Duration
 	quietBusy            float64

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // report is everything one bench invocation measured.
@@ -117,26 +118,41 @@ func (r *report) writeTables(w io.Writer) {
 	fmt.Fprintf(w, "\nlogs and profiles: %s\n", strings.TrimSuffix(r.Work, "/"))
 }
 
+// storesLabel says which stores a restore run started from.
+func storesLabel(x restoreResult) string {
+	switch {
+	case x.Restart > 0:
+		return fmt.Sprintf("restart %d", x.Restart)
+	case x.DBOnly:
+		return "copied, db only"
+	}
+	return "copied"
+}
+
 // writeRestores prints the restore runs: timing, then one line per
 // snapshot.
 func writeRestores(w io.Writer, rows []restoreResult) {
 	fmt.Fprintln(w, "\nRestore of N stored sessions by a fresh process (fake WhatsApp server in its own process)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "sessions\tok\tHTTP up\tall connected\trestore took\tservice CPU\tof it kernel\tfake CPU\tothers\tpeak RSS\tpeak files\tfile limit\tshutdown\t")
+	fmt.Fprintln(tw, "sessions\tstores\tok\tHTTP up\tall connected\trestore took\tservice CPU\tper session\tof it kernel\tfake CPU\tTLS (resumed)\tothers\tpeak RSS\tpeak files\tfile limit\tshutdown\t")
 	for _, x := range rows {
 		ok := "yes"
 		if !x.OK {
 			ok = "NO"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%v\t%v\t%v\t%v\t%v\t%v\t%s\t%s\t%d\t%d\t%v\t\n",
-			x.Sessions, ok, x.HTTPReady, x.AllConnected, x.RestoreTook, x.ServiceCPU, x.ServiceSysCPU, x.FakeCPU,
-			othersOf(x), kib(x.PeakRSS), x.PeakFDs, x.FDLimit, x.Shutdown)
+		stores, perSes := storesLabel(x), "-"
+		if x.Sessions > 0 {
+			perSes = fmt.Sprintf("%.2fms", float64(time.Duration(x.ServiceCPU))/float64(time.Millisecond)/float64(x.Sessions))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%v\t%v\t%v\t%s\t%v\t%v\t%d (%d)\t%s\t%s\t%d\t%d\t%v\t\n",
+			x.Sessions, stores, ok, x.HTTPReady, x.AllConnected, x.RestoreTook, x.ServiceCPU, perSes, x.ServiceSysCPU, x.FakeCPU,
+			x.FakeTLS, x.FakeTLSResumed, othersOf(x), kib(x.PeakRSS), x.PeakFDs, x.FDLimit, x.Shutdown)
 	}
 	tw.Flush()
 
 	fmt.Fprintln(w, "\nResources after all connected (per session: minus the 0-session baseline at the same moment)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "sessions\tafter\tRSS\tper session\tRSS/N\tRssAnon\tRssFile\tGo heap in use\tGo stacks\tGo sys\tfiles\tgoroutines\tper session\tthreads\t")
+	fmt.Fprintln(tw, "sessions\tstores\tafter\tRSS\tper session\tRSS/N\tRssAnon\tRssFile\tGo heap in use\tGo stacks\tGo sys\tfiles\tgoroutines\tper session\tthreads\t")
 	for _, x := range rows {
 		for _, s := range []*snapshot{x.Settled, x.Idle} {
 			if s == nil {
@@ -146,8 +162,8 @@ func writeRestores(w io.Writer, rows []restoreResult) {
 			if x.Sessions > 0 {
 				perSes, overN, gPer = kib(s.RSSPerSession), kib(s.RSSOverN), fmt.Sprintf("%.2f", s.GoroutinesPerSes)
 			}
-			fmt.Fprintf(tw, "%d\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t%d\t\n",
-				x.Sessions, s.After, kib(s.Mem.RSS), perSes, overN, kib(s.Mem.Anon), kib(s.Mem.File),
+			fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t%d\t\n",
+				x.Sessions, storesLabel(x), s.After, kib(s.Mem.RSS), perSes, overN, kib(s.Mem.Anon), kib(s.Mem.File),
 				kib(int64(s.GoHeapInuse)), kib(int64(s.GoStackInuse)), kib(int64(s.GoSys)), s.FDs, s.Goroutines, gPer, s.Mem.Threads)
 		}
 	}

@@ -8,15 +8,21 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
 // restoreResult is what one fresh service process did with N stored
 // sessions: how fast they came back, and what it costs once they have.
 type restoreResult struct {
-	Sessions int    `json:"sessions"`
-	Env      string `json:"env,omitempty"` // extra service environment
-	OK       bool   `json:"ok"`
-	Failure  string `json:"failure,omitempty"`
+	Sessions int `json:"sessions"`
+	// Restart is 0 for a fresh copy of the seeded stores, k for the k-th
+	// restart of the service on the stores the previous run left.
+	Restart int    `json:"restart"`
+	DBOnly  bool   `json:"dbOnly,omitempty"` // the copies held whatsapp.db alone
+	Env     string `json:"env,omitempty"`    // extra service environment
+	OK      bool   `json:"ok"`
+	Failure string `json:"failure,omitempty"`
 
 	// HTTPReady is process start to the first 200 from /healthz.
 	HTTPReady dur `json:"httpReadyMs"`
@@ -31,6 +37,10 @@ type restoreResult struct {
 	ServiceCPU    dur `json:"serviceCpuMs"`
 	ServiceSysCPU dur `json:"serviceSysCpuMs"` // the kernel's part of ServiceCPU
 	FakeCPU       dur `json:"fakeCpuMs"`
+	// FakeTLS and FakeTLSResumed are the TLS handshakes the fake server
+	// completed by the end of the restore, and how many resumed a session.
+	FakeTLS        int `json:"fakeTlsHandshakes"`
+	FakeTLSResumed int `json:"fakeTlsResumed"`
 	// taken's OtherCPU runs from the service's start to the end of the
 	// restore.
 	taken
@@ -68,14 +78,16 @@ type fleetRun struct {
 	connectedAt time.Time
 	ids         []string // the sessions' senderIds
 	runDir      string   // the copied SESSIONS_DIR
+	keepDir     bool     // a restart follows on runDir
 }
 
-// startFleet copies n seeded sessions into a fresh SESSIONS_DIR, starts a
+// startFleet copies n seeded sessions into a fresh SESSIONS_DIR (for
+// restart 0; a restart reuses the one the previous run left), starts a
 // fake server and then the service (with extraEnv), and waits until the
 // HTTP server answers and, for n > 0, the start-up restore has finished or
 // the restore timeout passed. A restore that does not finish is a result
 // (OK false), not an error: errors are for what stops the bench itself.
-func startFleet(ctx context.Context, b *bench, n int, extraEnv []string) (*fleetRun, error) {
+func startFleet(ctx context.Context, b *bench, n int, extraEnv []string, restart int) (*fleetRun, error) {
 	extraEnv = append(append([]string(nil), b.serviceEnv...), extraEnv...)
 	if err := ensureSeeded(ctx, b.template, n, b.seedWorkers, b.logf); err != nil {
 		return nil, err
@@ -85,12 +97,16 @@ func startFleet(ctx context.Context, b *bench, n int, extraEnv []string) (*fleet
 		tag += "-" + sanitize(strings.Join(extraEnv, "-"))
 	}
 	runDir := filepath.Join(b.work, "run", tag)
-	began := time.Now()
-	if err := copySessions(b.template, runDir, n); err != nil {
-		return nil, fmt.Errorf("copy sessions: %w", err)
+	if restart > 0 {
+		tag += fmt.Sprintf("-restart%d", restart)
+	} else {
+		began := time.Now()
+		if err := copySessions(b.template, runDir, n, b.dbOnly); err != nil {
+			return nil, fmt.Errorf("copy sessions: %w", err)
+		}
+		b.logf("n=%d %s: copied %d sessions (%d MiB) in %v", n, strings.Join(extraEnv, " "), n,
+			dirSize(runDir)>>20, time.Since(began).Round(time.Millisecond))
 	}
-	b.logf("n=%d %s: copied %d sessions (%d MiB) in %v", n, strings.Join(extraEnv, " "), n,
-		dirSize(runDir)>>20, time.Since(began).Round(time.Millisecond))
 
 	// Write the copies out now, or the kernel's writeback would run during
 	// the restore and count as someone else's load.
@@ -111,7 +127,8 @@ func startFleet(ctx context.Context, b *bench, n int, extraEnv []string) (*fleet
 	window.addNew(svc.pid())
 	limit, _ := openFilesLimit(svc.pid())
 	fr := &fleetRun{fake: fake, svc: svc, sampler: startSampler(svc.pid(), 100*time.Millisecond), window: window, runDir: runDir}
-	fr.res = restoreResult{Sessions: n, Env: strings.Join(extraEnv, " "), LogFile: logPath, FDLimit: limit}
+	fr.res = restoreResult{Sessions: n, Restart: restart, DBOnly: b.dbOnly && restart == 0,
+		Env: strings.Join(extraEnv, " "), LogFile: logPath, FDLimit: limit}
 	fr.res.Quiet = quiet
 	for i := range n {
 		fr.ids = append(fr.ids, sessionID(i))
@@ -167,6 +184,11 @@ wait:
 	if c, err := cpuTime(fr.fake.pid()); err == nil {
 		fr.res.FakeCPU = dur(c)
 	}
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	if st, err := fakeserver.NewRemote("http://"+fr.fake.control, nil).Stats(sctx); err == nil {
+		fr.res.FakeTLS, fr.res.FakeTLSResumed = st.TLSHandshakes, st.TLSResumed
+	}
+	scancel()
 	if r := svc.restoreFinished(); r != nil {
 		fr.res.AllConnected = dur(r.Time.Sub(svc.started))
 		fr.res.RestoreTook = dur(r.took())
@@ -200,7 +222,7 @@ wait:
 // unless asked to keep them.
 func (fr *fleetRun) stop(b *bench) {
 	defer func() {
-		if !b.keepRuns {
+		if !b.keepRuns && !fr.keepDir {
 			_ = os.RemoveAll(fr.runDir)
 		}
 	}()
@@ -218,11 +240,12 @@ func (fr *fleetRun) stop(b *bench) {
 // runRestore is scenario 1 for one size: a fresh process restores n
 // stored sessions, is measured once settled (and once idle, if idle > 0),
 // and is stopped.
-func runRestore(ctx context.Context, b *bench, n int, baseline *restoreResult) (restoreResult, error) {
-	fr, err := startFleet(ctx, b, n, nil)
+func runRestore(ctx context.Context, b *bench, n int, baseline *restoreResult, restart int) (restoreResult, error) {
+	fr, err := startFleet(ctx, b, n, nil, restart)
 	if err != nil {
 		return restoreResult{}, err
 	}
+	fr.keepDir = n > 0 && restart < b.restarts
 	var baseSettled, baseIdle *snapshot
 	if baseline != nil {
 		baseSettled, baseIdle = baseline.Settled, baseline.Idle

@@ -27,20 +27,22 @@ type scenarios struct {
 func runScenarios(ctx context.Context, b *bench, rep *report, s scenarios) error {
 	if s.want["restore"] {
 		b.logf("restore: baseline with no session")
-		base, err := runRestore(ctx, b, 0, nil)
+		base, err := runRestore(ctx, b, 0, nil, 0)
 		if err != nil {
 			return err
 		}
 		rep.Baseline = &base
 		for _, n := range s.sizes {
-			r, err := cleanest(ctx, b, fmt.Sprintf("restore: %d sessions", n), func(int) (*restoreResult, float64, error) {
-				r, err := runRestore(ctx, b, n, &base)
-				return &r, r.OthersShare, err
-			})
-			if err != nil {
-				return err
+			for restart := range b.restarts + 1 {
+				r, err := cleanest(ctx, b, fmt.Sprintf("restore: %d sessions (run %d)", n, restart), func(int) (*restoreResult, float64, error) {
+					r, err := runRestore(ctx, b, n, &base, restart)
+					return &r, r.OthersShare, err
+				})
+				if err != nil {
+					return err
+				}
+				rep.Restores = append(rep.Restores, *r)
 			}
-			rep.Restores = append(rep.Restores, *r)
 		}
 	}
 	if s.want["load"] || s.want["heal"] {

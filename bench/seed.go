@@ -159,8 +159,9 @@ func seedOne(ctx context.Context, d *store.Dir, empty []byte, i int) error {
 
 // copySessions makes dst a fresh SESSIONS_DIR holding the first n sessions
 // of the template src. The copies are real files: the service writes to
-// its stores, and the template must stay as seeded.
-func copySessions(src, dst string, n int) error {
+// its stores, and the template must stay as seeded. With dbOnly only each
+// session's whatsapp.db is copied.
+func copySessions(src, dst string, n int, dbOnly bool) error {
 	if err := os.RemoveAll(dst); err != nil {
 		return err
 	}
@@ -181,7 +182,7 @@ func copySessions(src, dst string, n int) error {
 					return
 				}
 				name := "session-" + sessionID(i)
-				if err := copyDir(filepath.Join(src, name), filepath.Join(dst, name)); err != nil {
+				if err := copyDir(filepath.Join(src, name), filepath.Join(dst, name), dbOnly); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -194,8 +195,9 @@ func copySessions(src, dst string, n int) error {
 	return errors.Join(errs...)
 }
 
-// copyDir copies the regular files of one session directory.
-func copyDir(src, dst string) error {
+// copyDir copies the regular files of one session directory (whatsapp.db
+// alone with dbOnly).
+func copyDir(src, dst string, dbOnly bool) error {
 	if err := os.Mkdir(dst, 0o700); err != nil {
 		return err
 	}
@@ -204,7 +206,7 @@ func copyDir(src, dst string) error {
 		return err
 	}
 	for _, e := range entries {
-		if !e.Type().IsRegular() {
+		if !e.Type().IsRegular() || dbOnly && e.Name() != "whatsapp.db" {
 			continue
 		}
 		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {

@@ -16,10 +16,12 @@ import (
 type fakeWA struct {
 	*proc
 	addr, control string
+	caFile        string // the CA certificate it wrote (-ca-out)
 }
 
 // startFake starts cmd/fakewa on free loopback ports and waits until its
-// control API answers.
+// control API answers. It serves TLS; its CA certificate goes to a file
+// beside logPath.
 func startFake(ctx context.Context, bin, logPath string) (*fakeWA, error) {
 	addr, err := freeAddr()
 	if err != nil {
@@ -29,11 +31,12 @@ func startFake(ctx context.Context, bin, logPath string) (*fakeWA, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc("fakewa", bin, []string{"-addr", addr, "-control", control}, nil, logPath)
+	caFile := strings.TrimSuffix(logPath, ".log") + "-ca.pem"
+	p, err := startProc("fakewa", bin, []string{"-addr", addr, "-control", control, "-ca-out", caFile}, nil, logPath)
 	if err != nil {
 		return nil, err
 	}
-	f := &fakeWA{proc: p, addr: addr, control: control}
+	f := &fakeWA{proc: p, addr: addr, control: control, caFile: caFile}
 	if err := waitHTTP(ctx, p, "http://"+control+"/stats", 10*time.Second); err != nil {
 		f.stop(5 * time.Second)
 		return nil, fmt.Errorf("fakewa: %w", err)
@@ -101,6 +104,7 @@ func startService(o serviceOpts) (*service, error) {
 		"WHATSAPP_TEST_MODE=true",
 		"FAKE_WA_ADDR=" + o.fake.addr,
 		"FAKE_WA_CONTROL_URL=http://" + o.fake.control,
+		"FAKE_WA_CA_FILE=" + o.fake.caFile,
 		"SESSIONS_DIR=" + o.sessionsDir,
 		"HTTP_ADDR=" + addr,
 		"API_KEY=" + o.apiKey,

@@ -94,9 +94,11 @@ type Config struct {
 	NodeEnv  string `envconfig:"NODE_ENV"`
 	// FakeServerAddr, in test mode, is an external fake server (cmd/fakewa)
 	// to use instead of starting one in-process; FakeControlURL is its
-	// control API.
+	// control API, and FakeCAFile the PEM file of the CA it wrote (its
+	// -ca-out), the only one the WhatsApp client trusts then.
 	FakeServerAddr string `envconfig:"FAKE_WA_ADDR"`
 	FakeControlURL string `envconfig:"FAKE_WA_CONTROL_URL"`
+	FakeCAFile     string `envconfig:"FAKE_WA_CA_FILE"`
 }
 
 // Load reads the environment into a Config and validates it. A variable
@@ -172,8 +174,8 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("LOG_FORMAT must be text or json, got %q", c.LogFormat)
 	}
-	if (c.FakeServerAddr == "") != (c.FakeControlURL == "") {
-		bad("FAKE_WA_ADDR and FAKE_WA_CONTROL_URL go together")
+	if (c.FakeServerAddr == "") != (c.FakeControlURL == "") || (c.FakeServerAddr == "") != (c.FakeCAFile == "") {
+		bad("FAKE_WA_ADDR, FAKE_WA_CONTROL_URL and FAKE_WA_CA_FILE go together (the CA file is what cmd/fakewa -ca-out wrote)")
 	}
 	if c.FakeServerAddr != "" && !c.TestMode {
 		bad("FAKE_WA_ADDR needs WHATSAPP_TEST_MODE=true")

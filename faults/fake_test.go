@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -18,6 +20,7 @@ import (
 type fake struct {
 	*fakeserver.Server
 	controlURL string
+	caFile     string // its CA certificate, as cmd/fakewa -ca-out writes it
 	sockets    *socketTracker
 }
 
@@ -33,7 +36,11 @@ func newFake(t *testing.T) *fake {
 		ctl.Close()
 		s.Close()
 	})
-	return &fake{Server: s, controlURL: ctl.URL, sockets: tr}
+	caFile := filepath.Join(t.TempDir(), "fakewa-ca.pem")
+	if err := os.WriteFile(caFile, s.CACertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &fake{Server: s, controlURL: ctl.URL, caFile: caFile, sockets: tr}
 }
 
 func (f *fake) stats(t *testing.T) fakeserver.Stats {

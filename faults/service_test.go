@@ -83,6 +83,7 @@ func serviceEnv(f *fake, dir string, extra ...string) []string {
 		"NODE_ENV=",
 		"FAKE_WA_ADDR="+f.Addr(),
 		"FAKE_WA_CONTROL_URL="+f.controlURL,
+		"FAKE_WA_CA_FILE="+f.caFile,
 		"SESSIONS_DIR="+dir,
 		"HTTP_ADDR=127.0.0.1:0",
 		"METRICS_ADDR=",
@@ -234,13 +235,14 @@ func (s *service) call(method, path, body string) (int, map[string]any) {
 
 // sessionStatus is the part of a session's status these tests read.
 type sessionStatus struct {
-	SenderID   string `json:"senderId"`
-	State      string `json:"state"`
-	JID        string `json:"jid"`
-	Since      string `json:"since"`
-	Reconnects int    `json:"reconnects"`
-	Restarts   int    `json:"restarts"`
-	UserAction string `json:"userAction"`
+	SenderID   string  `json:"senderId"`
+	State      string  `json:"state"`
+	JID        string  `json:"jid"`
+	PushName   *string `json:"pushName"`
+	Since      string  `json:"since"`
+	Reconnects int     `json:"reconnects"`
+	Restarts   int     `json:"restarts"`
+	UserAction string  `json:"userAction"`
 	Error      *struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`

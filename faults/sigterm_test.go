@@ -4,16 +4,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
 // TestSIGTERMWithManySessionsConnected: SIGTERM with many sessions connected
-// (half of them wrote to their store at login) ends the process with exit
+// (half of them wrote to their store at login, a few after it) ends the process with exit
 // code 0 within SHUTDOWN_TIMEOUT, after every session disconnected and
-// closed its store: the log says so, no store is left with frames in its
-// WAL (a clean close checkpoints the WAL and truncates it to nothing; a
+// closed its store: the log says so, every store is marked clean, no
+// store is left with frames in its WAL (a clean close checkpoints the WAL and truncates it to nothing; a
 // kill -9 leaves its frames for the next open to recover), and the fake server
 // sees no live connection. The next start restores every session: nothing
 // lost.
@@ -25,24 +26,38 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	ids := seed(t, root, n, seedOptions{lowPreKeys: func(i int) bool { return i%2 == 0 }})
 	b := takeBaseline(t, f, root, ids)
 
-	// Stores keep their connection (and so their WAL) open until the
-	// shutdown closes them, which is what this test is about.
+	// A store whose connection reopened after the login keeps it (and so
+	// its WAL) open until the shutdown closes it, which is what this test
+	// is about.
 	svc := startService(t, f, root, fmt.Sprintf("SHUTDOWN_TIMEOUT=%v", shutdownTimeout), "STORE_IDLE_TIMEOUT=10m")
 	svc.waitConnected(n, 60*time.Second)
 	if st := f.stats(t); st.Live != n {
 		t.Fatalf("fake server: %d live connections for %d connected sessions", st.Live, n)
 	}
-	// The sessions with no prekeys left uploaded a batch at login: their
-	// stores have a WAL with frames to checkpoint at close.
-	waitFor(t, 20*time.Second, "every low-prekey session to have written its new prekeys", func() (bool, string) {
+	// The sessions with no prekeys left uploaded a batch at login, and
+	// their store's connection closed once they were connected
+	// (Session.Rest), checkpointing it. A freshly paired session writes
+	// after its login too (the phone's initial app state sync): its
+	// connection reopens and stays open with frames in its WAL.
+	paired := []string{"fresh0", "fresh1", "fresh2"}
+	for _, id := range paired {
+		svc.pair(id)
+	}
+	waitFor(t, 20*time.Second, "every freshly paired session to have written after its login and shown its push name", func() (bool, string) {
 		pending := 0
-		for i, id := range ids {
-			if i%2 == 0 && walSize(t, root, id) == 0 {
+		for _, id := range paired {
+			if walSize(t, root, id) == 0 || svc.status(id).PushName == nil {
 				pending++
 			}
 		}
-		return pending == 0, fmt.Sprint(pending, " stores with an empty WAL")
+		return pending == 0, fmt.Sprint(pending, " stores with an empty WAL or no push name yet")
 	})
+	all := append(append([]string(nil), ids...), paired...)
+	for _, id := range all {
+		if hasCleanMarker(t, root, id) {
+			t.Errorf("%s has a clean marker while the service has its store open", id)
+		}
+	}
 
 	code, took := svc.terminate(shutdownTimeout + 5*time.Second)
 	t.Logf("%d sessions: SIGTERM to exit took %v", n, took)
@@ -55,7 +70,7 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	logs := svc.logs.String()
 	for _, line := range []string{
 		`"msg":"shutting down"`,
-		fmt.Sprintf(`"msg":"stopping sessions","count":%d`, n),
+		fmt.Sprintf(`"msg":"stopping sessions","count":%d`, len(all)),
 		`"msg":"stopped: every session disconnected and its store closed"`,
 	} {
 		if !strings.Contains(logs, line) {
@@ -65,15 +80,25 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	stopping := false
 	for _, rec := range svc.logs.records() {
 		stopping = stopping || rec["msg"] == "shutting down"
-		if stopping && rec["level"] == "ERROR" {
+		// A freshly paired session may still be fetching the rest of its
+		// app state (after the push name) when the shutdown cuts it off:
+		// whatsmeow logs that fetch's failure, and the next start fetches
+		// it again. Any other error is the shutdown's.
+		msg, _ := rec["msg"].(string)
+		if stopping && rec["level"] == "ERROR" &&
+			!(slices.Contains(paired, fmt.Sprint(rec["session_id"])) && strings.HasPrefix(msg, "Failed to do initial fetch of app state")) {
 			t.Errorf("error logged during the shutdown: %v", rec)
 		}
 	}
-	for _, id := range ids {
+	for _, id := range all {
 		// The service keeps the WAL file (SQLITE_FCNTL_PERSIST_WAL), but a
-		// clean close checkpoints it and truncates it to nothing.
+		// clean close checkpoints it and truncates it to nothing, and
+		// marks the store clean.
 		if n := walSize(t, root, id); n != 0 {
 			t.Errorf("%s's WAL holds %d bytes after the shutdown: its store was not closed cleanly", id, n)
+		}
+		if !hasCleanMarker(t, root, id) {
+			t.Errorf("%s has no clean marker after the shutdown", id)
 		}
 	}
 	waitFor(t, 5*time.Second, "the fake server to see no live connection", func() (bool, string) {
@@ -83,7 +108,10 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 
 	first := svc.logs
 	svc = startService(t, f, root)
-	b.assertNothingLost(t, svc, f, 0)
+	for _, id := range paired {
+		svc.waitState(id, "connected", 20*time.Second)
+	}
+	b.assertNothingLost(t, svc, f, len(paired))
 	assertNoDoubleLogin(t, f, first, svc.logs)
 }
 
@@ -95,4 +123,12 @@ func walSize(t *testing.T, root, id string) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// hasCleanMarker reports whether session id's store holds the clean marker
+// the service writes when it closes a store cleanly.
+func hasCleanMarker(t *testing.T, root, id string) bool {
+	t.Helper()
+	_, err := os.Lstat(filepath.Join(root, "session-"+id, "clean-close"))
+	return err == nil
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	wastore "go.mau.fi/whatsmeow/store"
@@ -54,18 +55,66 @@ type Session struct {
 	ID        string
 	Container *sqlstore.Container
 	Device    *wastore.Device
+	// Checked is whether Open ran quick_check (the store had no clean
+	// marker), rather than trusting the marker.
+	Checked bool
+
+	db        *sql.DB
+	connector *watchedConnector
+	// mu orders Rest and Close: database/sql's Close does not wait for a
+	// connection that SetMaxIdleConns is closing on another goroutine, and
+	// nothing may touch the store's files once Close returned (a delete
+	// removes the directory next).
+	mu     sync.Mutex
+	closed bool
 }
 
 // Paired reports whether the store holds a paired device.
 func (s *Session) Paired() bool { return s.Device != nil && s.Device.ID != nil }
 
-// Close closes the store's database.
-func (s *Session) Close() error { return s.Container.Close() }
+// Close closes the store's database and, if it closed cleanly, marks the
+// store clean (see cleanFile) unless it ever looked corrupt.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if err := s.Container.Close(); err != nil {
+		return err
+	}
+	if s.connector.checked.Load() && !s.connector.tainted.Load() {
+		// Best effort: without the marker the next Open checks the store.
+		_ = writeCleanMarker(s.connector.marker)
+	}
+	return nil
+}
 
-// Open opens session id's store, checks it (PRAGMA quick_check and a write
-// lock) and loads its device. A store that is not a database or fails the
-// check is ErrCorrupt; one that cannot be opened or written is
-// ErrUnavailable. Open never deletes or rewrites a store it cannot read.
+// Rest closes the store's database connection if it is idle, as the idle
+// timeout would later: a connected session rarely touches its store, and
+// an open connection costs ~450 KiB. The next use reopens it.
+func (s *Session) Rest() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.db.SetMaxIdleConns(0)
+	s.db.SetMaxIdleConns(1)
+}
+
+// Open opens session id's store, checks it and loads its device. The check
+// (PRAGMA quick_check) runs unless the store's clean marker says that it
+// was last closed cleanly (Session.Close) after it had passed a check; the
+// write lock is always taken and dropped, so that a read-only or full store
+// is reported now. A store that is not a database or fails the check is
+// ErrCorrupt; one that cannot be opened or written is ErrUnavailable. Open
+// never deletes or rewrites a store it cannot read.
+//
+// What the marker cannot catch: a store damaged behind the service's back
+// (bit rot, another program writing it) after a clean close. SQLite still
+// reports such damage as ErrCorrupt when it reads the damaged pages, at
+// Open for the header and the device's own rows, later for the rest; after
+// a crash, or a close that was not clean, the marker is absent and the
+// full check runs.
 func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -89,7 +138,10 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	if watch == nil {
 		watch = noWatch{}
 	}
-	connector := &watchedConnector{dsn: DSN(path), drv: &sqlite.Driver{}, watch: watch}
+	// Read before the first connection opens: opening removes the marker.
+	clean := hasCleanMarker(dir)
+	connector := &watchedConnector{dsn: DSN(path), drv: &sqlite.Driver{}, watch: watch,
+		marker: filepath.Join(dir, cleanFile)}
 	db := sql.OpenDB(connector)
 	idle := opts.IdleTimeout
 	if idle <= 0 {
@@ -101,10 +153,12 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxIdleTime(idle)
 
-	if err := check(ctx, db); err != nil {
+	if err := check(ctx, db, !clean); err != nil {
 		db.Close()
 		return nil, err
 	}
+	// A clean close of this store may mark it clean from now on.
+	connector.checked.Store(true)
 	// From now on keep the WAL files, on this connection and the next.
 	connector.persistWAL.Store(true)
 	if err := withDriverConn(ctx, db, persistWAL); err != nil {
@@ -124,7 +178,7 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 		container.Close()
 		return nil, classify("load device", err)
 	}
-	return &Session{ID: id, Container: container, Device: dev}, nil
+	return &Session{ID: id, Container: container, Device: dev, Checked: !clean, db: db, connector: connector}, nil
 }
 
 // withDriverConn runs f on the store's one open driver connection.
@@ -137,9 +191,24 @@ func withDriverConn(ctx context.Context, db *sql.DB, f func(driver.Conn) error) 
 	return conn.Raw(func(dc any) error { return f(dc.(*watchedConn).Conn) })
 }
 
-// check runs quick_check and takes (and drops) the write lock, so that a
-// read-only or full store is reported now rather than at the first write.
-func check(ctx context.Context, db *sql.DB) error {
+// check runs quick_check if full, and takes (and drops) the write lock, so
+// that a read-only or full store is reported now rather than at the first
+// write.
+func check(ctx context.Context, db *sql.DB, full bool) error {
+	if full {
+		if err := quickCheck(ctx, db); err != nil {
+			return err
+		}
+	}
+	tx, err := db.BeginTx(ctx, nil) // _txlock=immediate: takes the write lock
+	if err != nil {
+		return classify("take write lock", err)
+	}
+	return classify("take write lock", tx.Rollback())
+}
+
+// quickCheck runs PRAGMA quick_check: ErrCorrupt unless it says ok.
+func quickCheck(ctx context.Context, db *sql.DB) error {
 	rows, err := db.QueryContext(ctx, "PRAGMA quick_check")
 	if err != nil {
 		return classify("quick_check", err)
@@ -164,11 +233,7 @@ func check(ctx context.Context, db *sql.DB) error {
 	if first != "ok" {
 		return fmt.Errorf("%w: quick_check: %.200s", ErrCorrupt, first)
 	}
-	tx, err := db.BeginTx(ctx, nil) // _txlock=immediate: takes the write lock
-	if err != nil {
-		return classify("take write lock", err)
-	}
-	return classify("take write lock", tx.Rollback())
+	return nil
 }
 
 // classify wraps err as ErrCorrupt or ErrUnavailable by its SQLite code.

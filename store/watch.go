@@ -44,6 +44,12 @@ type watchedConnector struct {
 	// persistWAL is set once the store passed its check (see persistWAL);
 	// until then a failed open leaves nothing behind next to the store.
 	persistWAL atomic.Bool
+	// marker is the store's clean marker (cleanFile), removed before any
+	// connection opens. Session.Close writes it once checked is set (the
+	// store passed Open's check), unless SQLite ever reported the store
+	// corrupt (tainted).
+	marker           string
+	checked, tainted atomic.Bool
 }
 
 // persistWAL keeps the connection's -wal and -shm files when it closes:
@@ -63,6 +69,12 @@ func persistWAL(conn driver.Conn) error {
 }
 
 func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
+	// Before the store can change: a crash from here on leaves no marker.
+	if c.marker != "" {
+		if err := removeCleanMarker(c.marker); err != nil {
+			return nil, err
+		}
+	}
 	conn, err := c.drv.Open(c.dsn)
 	if err != nil {
 		c.observe(err)
@@ -85,6 +97,20 @@ func (c *watchedConnector) observe(err error) {
 		c.watch.WriteOK()
 	case IsWriteFailure(err):
 		c.watch.WriteFailed(err)
+	default:
+		c.taint(err)
+	}
+}
+
+// taint remembers that SQLite found the store corrupt, so that no clean
+// marker vouches for it again.
+func (c *watchedConnector) taint(err error) {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+			c.tainted.Store(true)
+		}
 	}
 }
 
@@ -133,7 +159,11 @@ func (w *watchedConn) ExecContext(ctx context.Context, query string, args []driv
 }
 
 func (w *watchedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return w.inner().QueryContext(ctx, query, args)
+	r, err := w.inner().QueryContext(ctx, query, args)
+	if err != nil {
+		w.c.taint(err)
+	}
+	return r, err
 }
 
 func (w *watchedConn) Ping(ctx context.Context) error         { return w.inner().Ping(ctx) }
@@ -173,7 +203,11 @@ func (s *watchedStmt) ExecContext(ctx context.Context, args []driver.NamedValue)
 }
 
 func (s *watchedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	return s.Stmt.(stmt).QueryContext(ctx, args)
+	r, err := s.Stmt.(stmt).QueryContext(ctx, args)
+	if err != nil {
+		s.c.taint(err)
+	}
+	return r, err
 }
 
 // noWatch ignores everything.

@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,7 +91,13 @@ func NewStoreOpener(dir *store.Dir, opts Options) *StoreOpener {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		// whatsmeow's own default (system roots, real DNS), plus a TLS
+		// session cache shared by every client: a restore or a mass
+		// reconnect resumes TLS sessions instead of verifying the
+		// certificate chain on each handshake.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+		hc = &http.Client{Transport: tr}
 	}
 	return &StoreOpener{dir: dir, opts: opts, http: hc}
 }
@@ -291,6 +298,10 @@ func (c *client) handle(raw any) {
 		jid := c.cli.Store.GetJID()
 		c.jid.Store(&jid)
 		c.emit(Connected{JID: jid.String(), PushName: c.cli.Store.PushName})
+		// whatsmeow is done with the store for the login: let the
+		// connection go now rather than at the idle timeout, so that a
+		// restore holds only the stores of sessions still logging in.
+		c.sess.Rest()
 	case *events.Disconnected:
 		c.emit(Disconnected{})
 	case *events.LoggedOut:

@@ -3,10 +3,13 @@
 // benchmark) in another process can connect real whatsmeow clients to it
 // and act as their phones:
 //
-//	go run ./cmd/fakewa -addr 127.0.0.1:9400 -control 127.0.0.1:9401
+//	go run ./cmd/fakewa -addr 127.0.0.1:9400 -control 127.0.0.1:9401 -ca-out /tmp/fakewa-ca.pem
 //
-// Clients trust it after fakeserver.UseTestRootKey and dial it with
-// fakeserver.HTTPClient("127.0.0.1:9400"); fakeserver.NewRemote on
+// It serves TLS with a certificate for web.whatsapp.com from a CA it makes
+// at start, and writes that CA's certificate (PEM) to the -ca-out file:
+// clients trust it, and nothing else, through fakeserver.HTTPClient (the
+// service: FAKE_WA_CA_FILE), and its Noise certificates after
+// fakeserver.UseTestRootKey. fakeserver.NewRemote on
 // "http://127.0.0.1:9401" drives it. It stops on SIGINT or SIGTERM.
 package main
 
@@ -21,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -49,10 +53,14 @@ func run(ctx context.Context, args []string, logw io.Writer, ready func(addrs)) 
 	fs.SetOutput(logw)
 	serverAddr := fs.String("addr", "127.0.0.1:9400", "listen address of the fake WhatsApp server")
 	controlAddr := fs.String("control", "127.0.0.1:9401", "listen address of the HTTP control API")
+	caOut := fs.String("ca-out", "", "write the PEM certificate of the CA clients must trust to this file (required)")
 	debug := fs.Bool("debug", false, "log connection-level debug messages")
 	state := fs.String("state", "", "file that keeps the devices the phone unlinked across restarts, as WhatsApp does (empty: memory only)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *caOut == "" {
+		return errors.New("-ca-out is required: clients need the CA certificate to trust the server's TLS")
 	}
 	level := slog.LevelInfo
 	if *debug {
@@ -65,6 +73,9 @@ func run(ctx context.Context, args []string, logw io.Writer, ready func(addrs)) 
 		return err
 	}
 	defer srv.Close()
+	if err := writeFileAtomic(*caOut, srv.CACertPEM()); err != nil {
+		return fmt.Errorf("write the CA certificate: %w", err)
+	}
 
 	ln, err := net.Listen("tcp", *controlAddr)
 	if err != nil {
@@ -83,7 +94,7 @@ func run(ctx context.Context, args []string, logw io.Writer, ready func(addrs)) 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Warn("fake WhatsApp server for tests: never point production clients at it",
-		"addr", srv.Addr(), "control", ln.Addr().String())
+		"addr", srv.Addr(), "control", ln.Addr().String(), "ca_file", *caOut)
 	if ready != nil {
 		ready(addrs{Server: srv.Addr(), Control: ln.Addr().String()})
 	}
@@ -102,4 +113,27 @@ func run(ctx context.Context, args []string, logw io.Writer, ready func(addrs)) 
 	}
 	<-serveErr // http.ErrServerClosed
 	return errors.Join(err, srv.Close())
+}
+
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so that a reader never sees a partial certificate.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	// A certificate is public; readable by the service's user whoever it is.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

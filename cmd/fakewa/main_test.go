@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,8 +39,9 @@ func TestRunServesControlAPIAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	var logs syncBuffer
 	state := filepath.Join(t.TempDir(), "state.json")
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-control", "127.0.0.1:0", "-state", state}, &logs, func(a addrs) { ready <- a })
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0", "-control", "127.0.0.1:0", "-state", state, "-ca-out", caFile}, &logs, func(a addrs) { ready <- a })
 	}()
 
 	var a addrs
@@ -65,6 +67,26 @@ func TestRunServesControlAPIAndStops(t *testing.T) {
 		t.Errorf("state file after an unlink: %q, %v", data, err)
 	}
 
+	// The CA file is written before ready, and a client trusting it (and
+	// only it) completes a TLS handshake for web.whatsapp.com.
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := fakeserver.CertPool(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := (&tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: fakeserver.ServerName}}).DialContext(reqCtx, "tcp", a.Server)
+	if err != nil {
+		t.Fatalf("TLS dial with the written CA: %v", err)
+	}
+	conn.Close()
+	waitFor(t, func() bool {
+		st, err := remote.Stats(reqCtx)
+		return err == nil && st.TLSHandshakes == 1
+	})
+
 	cancel()
 	select {
 	case err := <-done:
@@ -77,8 +99,27 @@ func TestRunServesControlAPIAndStops(t *testing.T) {
 }
 
 func TestRunRejectsBadFlags(t *testing.T) {
-	var logs syncBuffer
-	if err := run(context.Background(), []string{"-nope"}, &logs, nil); err == nil {
-		t.Fatal("unknown flag accepted")
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"-nope"},
+		{"-addr", "127.0.0.1:0", "-control", "127.0.0.1:0"}, // no -ca-out
+		{"-addr", "127.0.0.1:0", "-control", "127.0.0.1:0", "-ca-out", filepath.Join(dir, "missing", "ca.pem")},
+	} {
+		var logs syncBuffer
+		if err := run(context.Background(), args, &logs, nil); err == nil {
+			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}
+
+// waitFor polls cond until it holds or 10 s pass.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

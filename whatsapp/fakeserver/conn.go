@@ -2,6 +2,7 @@ package fakeserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,6 +83,10 @@ func (s *Server) newConn(nc net.Conn) *conn {
 // reading nodes until the socket closes.
 func (c *conn) serve() {
 	defer c.closeNow()
+	if err := c.tlsHandshake(); err != nil {
+		c.log.Debug("TLS handshake failed", "err", err)
+		return
+	}
 	ws, err := upgrade(c.nc)
 	if err != nil {
 		c.log.Debug("upgrade failed", "err", err)
@@ -330,4 +335,23 @@ func (c *conn) closeNow() {
 	} else {
 		_ = c.nc.Close()
 	}
+}
+
+// tlsHandshake completes the TLS handshake before anything is read, so that
+// a client that does not trust the server fails here, and counts it.
+func (c *conn) tlsHandshake() error {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, upgradeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	c.srv.tlsHandshakes.Add(1)
+	if tc.ConnectionState().DidResume {
+		c.srv.tlsResumed.Add(1)
+	}
+	return nil
 }

@@ -81,6 +81,8 @@ type Stats struct {
 	Logins          int `json:"logins"`          // successful logins since start
 	Pairings        int `json:"pairings"`        // completed pairings since start
 	PendingPairings int `json:"pendingPairings"` // unpaired clients waiting for a scan or code now
+	TLSHandshakes   int `json:"tlsHandshakes"`   // completed TLS handshakes since start
+	TLSResumed      int `json:"tlsResumed"`      // of which resumed a TLS session
 }
 
 // Errors of Control calls. Remote returns the same values for errors the
@@ -198,7 +200,8 @@ func (s *Server) Connections(_ context.Context, user string) (int, error) {
 func (s *Server) Stats(context.Context) (Stats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Logins: s.logins, Pairings: s.pairings, PendingPairings: len(s.unpaired)}
+	st := Stats{Logins: s.logins, Pairings: s.pairings, PendingPairings: len(s.unpaired),
+		TLSHandshakes: int(s.tlsHandshakes.Load()), TLSResumed: int(s.tlsResumed.Load())}
 	for _, u := range s.users {
 		st.Live += len(u.live)
 	}

@@ -1,7 +1,9 @@
 // Package fakeserver is a local WhatsApp server for tests and test mode.
 //
-// Real whatsmeow clients connect to it on loopback over plain TCP
-// (HTTPClient), complete the Noise_XX handshake against a certificate chain
+// Real whatsmeow clients connect to it on loopback over TLS, as they reach
+// WhatsApp (HTTPClient: a certificate for web.whatsapp.com from a CA made
+// when the server starts, which only that client trusts), complete the
+// Noise_XX handshake against a certificate chain
 // signed by a fixed test root key (UseTestRootKey), log in, and pair by QR
 // code or phone pairing code as if a phone scanned or typed the code. The
 // server plays both WhatsApp and the phone: it builds and signs the device

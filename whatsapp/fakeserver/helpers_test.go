@@ -149,7 +149,10 @@ func newClient(t testing.TB, srv *fakeserver.Server, dev *store.Device) *testCli
 		log = waLog.Stdout(t.Name(), "DEBUG", false)
 	}
 	tc := &testClient{Client: whatsmeow.NewClient(dev, log), cond: make(chan struct{})}
-	hc := fakeserver.HTTPClient(srv.Addr())
+	hc, err := fakeserver.HTTPClient(srv.Addr(), srv.CACertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
 	tc.SetWebsocketHTTPClient(hc)
 	tc.SetPreLoginHTTPClient(hc)
 	tc.EnableAutoReconnect = false

@@ -35,8 +35,8 @@ func TestSeededDeviceLogsIn(t *testing.T) {
 		t.Errorf("Connections = %d, %v; want 1", n, err)
 	}
 	st, err := srv.Stats(ctx)
-	if err != nil || st != (fakeserver.Stats{Live: 1, Logins: 1}) {
-		t.Errorf("Stats = %+v, %v; want 1 live, 1 login", st, err)
+	if err != nil || st != (fakeserver.Stats{Live: 1, Logins: 1, TLSHandshakes: 1}) {
+		t.Errorf("Stats = %+v, %v; want 1 live, 1 login, 1 TLS handshake", st, err)
 	}
 
 	tc.Disconnect()

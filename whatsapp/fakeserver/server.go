@@ -2,6 +2,7 @@ package fakeserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +27,9 @@ type Options struct {
 // Server is a running fake WhatsApp server. It is safe for concurrent use.
 type Server struct {
 	log *slog.Logger
-	ln  net.Listener
+	ln  net.Listener // TLS over TCP
 	id  *serverIdentity
+	tls *serverTLS
 
 	// ctx ends when Close starts; every connection's context derives from it.
 	ctx    context.Context
@@ -36,6 +38,9 @@ type Server struct {
 
 	nextConnID atomic.Uint64
 	nextIQID   atomic.Uint64
+
+	tlsHandshakes atomic.Int64 // completed server-side TLS handshakes
+	tlsResumed    atomic.Int64 // of which resumed a TLS session
 
 	mu        sync.Mutex
 	closed    bool
@@ -67,7 +72,8 @@ type userState struct {
 	live             map[*conn]struct{} // logged-in connections
 }
 
-// Start listens on opts.Addr and serves until Close.
+// Start listens on opts.Addr and serves TLS, with a certificate for
+// ServerName from a CA made for this server (CACertPEM), until Close.
 func Start(opts Options) (*Server, error) {
 	addr := opts.Addr
 	if addr == "" {
@@ -81,15 +87,21 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	st, err := newServerTLS(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("fake whatsapp server: listen on %s: %w", addr, err)
 	}
+	ln := tls.NewListener(tcp, st.config)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		log:         log,
 		ln:          ln,
 		id:          id,
+		tls:         st,
 		ctx:         ctx,
 		cancel:      cancel,
 		conns:       make(map[*conn]struct{}),

@@ -1,0 +1,226 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+)
+
+const cleanMarker = "clean-close"
+
+func markerExists(t *testing.T, d *store.Dir, id string) bool {
+	t.Helper()
+	_, err := os.Lstat(filepath.Join(d.Root(), "session-"+id, cleanMarker))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// The clean marker exists only while the store is closed and was closed
+// cleanly: Open skips quick_check with it and runs it without, as after a
+// crash.
+func TestCleanMarkerFollowsTheConnection(t *testing.T) {
+	d := openDir(t)
+	ctx := context.Background()
+	s, err := d.Open(ctx, "alice", store.OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Checked {
+		t.Error("a new store was not checked")
+	}
+	if _, err := fakeserver.SeedDevice(ctx, s.Container, "15550003333"); err != nil {
+		t.Fatal(err)
+	}
+	if markerExists(t, d, "alice") {
+		t.Error("marker present while the store is open")
+	}
+	// An idle close (Rest) does not mark the store clean: the session
+	// still has it open, and reopens the connection when it needs it.
+	s.Rest()
+	if markerExists(t, d, "alice") {
+		t.Error("marker after an idle close")
+	}
+	if _, err := s.Container.GetFirstDevice(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !markerExists(t, d, "alice") {
+		t.Fatal("no marker after a clean close")
+	}
+
+	s, err = d.Open(ctx, "alice", store.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Checked {
+		t.Error("a cleanly closed store was checked again")
+	}
+	if !s.Paired() {
+		t.Error("device lost")
+	}
+	// A crash now (kill -9) would leave the store without a marker: the
+	// state of the directory while open is what the next process finds.
+	if markerExists(t, d, "alice") {
+		t.Error("marker present while the store is open")
+	}
+	crashed := copyStore(t, d, "alice", "crashed")
+	s.Close()
+	s, err = d.Open(ctx, crashed, store.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.Checked {
+		t.Error("a store left open by a crash was not checked")
+	}
+}
+
+// A store found corrupt never gets a marker, so it is checked (and
+// refused) at every open. A store damaged behind the service's back after
+// a clean close is not quick_checked; SQLite refuses it as soon as it
+// reads the damage (a zeroed header at once), and once the marker is gone
+// the full check catches the rest.
+func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
+	ctx := context.Background()
+	d := openDir(t)
+	s, err := d.Open(ctx, "victim", store.OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fakeserver.SeedDevice(ctx, s.Container, "15550004444"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	header := copyStore(t, d, "victim", "header")
+	path := func(id string) string { return filepath.Join(d.Root(), "session-"+id, "whatsapp.db") }
+
+	// Garbage in the last page, which no open reads: with the marker the
+	// store opens (the limit of the marker); without it, quick_check
+	// refuses it, and a refused store gets no marker.
+	b, err := os.ReadFile(path("victim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const page = 4096
+	for i := len(b) - page; i < len(b); i++ {
+		b[i] = 0xA5
+	}
+	if err := os.WriteFile(path("victim"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !markerExists(t, d, "victim") {
+		t.Fatal("no marker after a clean close")
+	}
+	s, err = d.Open(ctx, "victim", store.OpenOptions{})
+	if err == nil {
+		t.Logf("damaged store opened on its clean marker (expected: the check is skipped)")
+		if s.Checked {
+			t.Error("the check ran despite the marker")
+		}
+		// Reading the damage taints the store: no marker after this close.
+		_, _ = s.Container.GetAllDevices(ctx)
+		s.Close()
+	} else if !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("open = %v, want success or ErrCorrupt", err)
+	}
+	if err := os.Remove(filepath.Join(d.Root(), "session-victim", cleanMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := d.Open(ctx, "victim", store.OpenOptions{}); !errors.Is(err, store.ErrCorrupt) {
+			t.Fatalf("open without the marker = %v, want ErrCorrupt", err)
+		}
+		if markerExists(t, d, "victim") {
+			t.Fatal("a corrupt store was marked clean")
+		}
+	}
+
+	// A zeroed header is refused even with the marker.
+	hb, err := os.ReadFile(path(header))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(hb, make([]byte, 100))
+	if err := os.WriteFile(path(header), hb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !markerExists(t, d, header) {
+		t.Fatal("the copy has no marker")
+	}
+	if _, err := d.Open(ctx, header, store.OpenOptions{}); !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("open of a zeroed header with the marker = %v, want ErrCorrupt", err)
+	}
+	if markerExists(t, d, header) {
+		t.Error("a corrupt store was marked clean")
+	}
+}
+
+// A marker that is a symlink is not trusted, and is never written through.
+func TestSymlinkedMarkerIsNotTrusted(t *testing.T) {
+	ctx := context.Background()
+	d := openDir(t)
+	s, err := d.Open(ctx, "alice", store.OpenOptions{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	marker := filepath.Join(d.Root(), "session-alice", cleanMarker)
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, marker); err != nil {
+		t.Fatal(err)
+	}
+	s, err = d.Open(ctx, "alice", store.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Checked {
+		t.Error("a symlinked marker was trusted")
+	}
+	s.Close()
+	if b, err := os.ReadFile(target); err != nil || string(b) != "keep" {
+		t.Errorf("the symlink's target changed: %q, %v", b, err)
+	}
+	if fi, err := os.Lstat(marker); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("marker after a clean close: %v, %v; want a regular file", fi, err)
+	}
+}
+
+// copyStore copies the files of session id, as they are now, into a new
+// session and returns its id.
+func copyStore(t *testing.T, d *store.Dir, id, to string) string {
+	t.Helper()
+	src := filepath.Join(d.Root(), "session-"+id)
+	dst := filepath.Join(d.Root(), "session-"+to)
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return to
+}

@@ -1,0 +1,89 @@
+package whatsapp_test
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/store"
+)
+
+// The whatsmeow the service builds with is third_party/whatsmeow: the
+// pinned upstream version plus third_party/whatsmeow.patch. These tests
+// fail when either side moves: go.mod requiring another version (the copy
+// and the patch must be redone from it), the patched files changing, or
+// the replace going away (the lean allocation is lost).
+
+// patchedFiles are the files the patch changes, as patched.
+var patchedFiles = map[string]string{
+	"client.go": "5c0a7dbaf43a6b2d1070342982c7a734d4e1380df98846337c4a244bfeaa8982",
+	"retry.go":  "eee92518e01517df68117a225a4099e193a2b73e27ffe25936dcf34db153026d",
+}
+
+func TestWhatsmeowCopyIsThePinnedVersionPatched(t *testing.T) {
+	root := filepath.Join("..")
+	required, replaced := "", ""
+	f, err := os.Open(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) >= 2 && fields[0] == "go.mau.fi/whatsmeow":
+			required = fields[1]
+		case len(fields) == 4 && fields[0] == "replace" && fields[1] == "go.mau.fi/whatsmeow" && fields[2] == "=>":
+			replaced = fields[3]
+		}
+	}
+	if replaced != "./third_party/whatsmeow" {
+		t.Errorf("go.mod replaces whatsmeow with %q, want ./third_party/whatsmeow", replaced)
+	}
+	patch, err := os.ReadFile(filepath.Join(root, "third_party", "whatsmeow.patch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(patch), "\n")
+	if required == "" || !strings.HasSuffix(first, " "+required) {
+		t.Errorf("go.mod requires whatsmeow %s, but the patch was made on %q: redo third_party/whatsmeow from the new version and review the patch", required, first)
+	}
+	for name, want := range patchedFiles {
+		b, err := os.ReadFile(filepath.Join(root, "third_party", "whatsmeow", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		if got := hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("third_party/whatsmeow/%s changed (sha256 %s): check that third_party/whatsmeow.patch still describes it, then update the hash here", name, got)
+		}
+	}
+}
+
+// Unpatched, a client allocates ~63 KiB before it connects (the 256-entry
+// recent-message map and array included); patched, well under half that.
+func TestWhatsmeowClientIsLean(t *testing.T) {
+	const n = 50
+	dev := &store.Device{}
+	clients := make([]*whatsmeow.Client, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range clients {
+		clients[i] = whatsmeow.NewClient(dev, nil)
+	}
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(clients)
+	per := (after.TotalAlloc - before.TotalAlloc) / n
+	t.Logf("whatsmeow.NewClient allocates %d bytes", per)
+	if per > 24<<10 {
+		t.Errorf("whatsmeow.NewClient allocates %d bytes: is third_party/whatsmeow.patch applied?", per)
+	}
+}
