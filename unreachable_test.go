@@ -22,7 +22,9 @@ func closedAddr(t *testing.T) string {
 // dialing a closed port. The session retries with the backoff and shows
 // the dial error; it does not ask for a QR scan it cannot offer.
 func TestNewSessionWhileWhatsAppIsUnreachable(t *testing.T) {
-	cfg := testConfig(t.TempDir(), nil)
+	// A fake's CA, so that the client trusts what it would reach; nothing
+	// listens where it dials.
+	cfg := testConfig(t.TempDir(), newFake(t))
 	addr := closedAddr(t)
 	cfg.FakeServerAddr, cfg.FakeControlURL = addr, "http://"+addr
 	svc := start(t, cfg)

@@ -261,12 +261,20 @@ func (m *manager) spawn(ctx actor.Context, id string, mode startMode, restore bo
 		m.sessions[id] = e
 	}
 	var incarnations atomic.Int32
+	// prev is the incarnation before a restart: the account it knew stays
+	// shown while the next one opens the store. Only protoactor's
+	// supervision calls the producer, one incarnation at a time.
+	var prev *session
 	d := m.deps
 	props := actor.PropsFromProducer(func() actor.Actor {
 		if incarnations.Add(1) == 1 {
-			return newSession(id, d, mode, restore)
+			prev = newSession(id, d, mode, restore)
+			return prev
 		}
-		return newSession(id, d, modeRestore, false)
+		next := newSession(id, d, modeRestore, false)
+		next.st.JID, next.st.PushName = prev.st.JID, prev.st.PushName
+		prev = next
+		return next
 	})
 	e.status = Status{SenderID: id, State: StateRestoring, Since: time.Now(), UserAction: ActionWait,
 		Restarts: e.restarts, Reconnects: e.status.Reconnects}
