@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
@@ -62,7 +63,7 @@ func (h *harness) stored(id string, paired bool) {
 	h.opener.setPaired(id, paired)
 }
 
-func (h *harness) status(id string) actors.Status {
+func (h *harness) status(id string) sessions.Status {
 	h.t.Helper()
 	st, err := h.mgr.Status(context.Background(), id)
 	if err != nil {
@@ -72,9 +73,9 @@ func (h *harness) status(id string) actors.Status {
 }
 
 // waitState polls until session id is in state, or fails after 10 s.
-func (h *harness) waitState(id string, state actors.State) actors.Status {
+func (h *harness) waitState(id string, state sessions.State) sessions.Status {
 	h.t.Helper()
-	var last actors.Status
+	var last sessions.Status
 	eventually(h.t, func() bool {
 		st, err := h.mgr.Status(context.Background(), id)
 		last = st

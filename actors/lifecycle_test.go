@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
@@ -18,8 +18,8 @@ func TestLifecycleCreateStopStartDelete(t *testing.T) {
 	if err != nil || !res.Created {
 		t.Fatalf("create: %+v, %v", res, err)
 	}
-	st := h.waitState("new", actors.StatePairing)
-	if st.UserAction != actors.ActionScanQR {
+	st := h.waitState("new", sessions.StatePairing)
+	if st.UserAction != sessions.ActionScanQR {
 		t.Errorf("pairing session asks for %s", st.UserAction)
 	}
 	qr, err := h.mgr.QR(ctx, "new")
@@ -31,15 +31,15 @@ func TestLifecycleCreateStopStartDelete(t *testing.T) {
 		t.Fatalf("pair phone: %q, %v", code, err)
 	}
 	res, err = h.mgr.Create(ctx, "new")
-	if err != nil || res.Created || res.Status.State != actors.StatePairing {
+	if err != nil || res.Created || res.Status.State != sessions.StatePairing {
 		t.Fatalf("second create changed something: %+v, %v", res, err)
 	}
-	if _, err := h.mgr.Logout(ctx, "new"); !errors.Is(err, actors.ErrWrongState) {
+	if _, err := h.mgr.Logout(ctx, "new"); !errors.Is(err, sessions.ErrWrongState) {
 		t.Errorf("logout while pairing: %v, want wrong state", err)
 	}
 
 	st, err = h.mgr.Stop(ctx, "new")
-	if err != nil || st.State != actors.StateStopped {
+	if err != nil || st.State != sessions.StateStopped {
 		t.Fatalf("stop: %+v, %v", st, err)
 	}
 	if n := h.opener.live("new"); n != 0 {
@@ -55,7 +55,7 @@ func TestLifecycleCreateStopStartDelete(t *testing.T) {
 		"pair-phone": func() error { _, err := h.mgr.PairPhone(ctx, "new", "15551234567"); return err },
 		"logout":     func() error { _, err := h.mgr.Logout(ctx, "new"); return err },
 	} {
-		if err := call(); !errors.Is(err, actors.ErrWrongState) {
+		if err := call(); !errors.Is(err, sessions.ErrWrongState) {
 			t.Errorf("%s on a stopped session: %v, want wrong state", name, err)
 		}
 	}
@@ -63,7 +63,7 @@ func TestLifecycleCreateStopStartDelete(t *testing.T) {
 	if res, err := h.mgr.Create(ctx, "new"); err != nil || !res.Created {
 		t.Fatalf("start after stop: %+v, %v", res, err)
 	}
-	h.waitState("new", actors.StatePairing)
+	h.waitState("new", sessions.StatePairing)
 	if stored, _ := h.dir.Discover(); stored[0].Stopped {
 		t.Error("start left the stop marker behind")
 	}
@@ -71,7 +71,7 @@ func TestLifecycleCreateStopStartDelete(t *testing.T) {
 	if err := h.mgr.Delete(ctx, "new"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.mgr.Status(ctx, "new"); !errors.Is(err, actors.ErrSessionNotFound) {
+	if _, err := h.mgr.Status(ctx, "new"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Errorf("status after delete: %v", err)
 	}
 	if ok, _ := h.dir.Exists("new"); ok {
@@ -80,7 +80,7 @@ func TestLifecycleCreateStopStartDelete(t *testing.T) {
 	if n := h.opener.live("new"); n != 0 {
 		t.Errorf("%d clients open after delete", n)
 	}
-	if err := h.mgr.Delete(ctx, "new"); !errors.Is(err, actors.ErrSessionNotFound) {
+	if err := h.mgr.Delete(ctx, "new"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Errorf("second delete: %v", err)
 	}
 }
@@ -91,12 +91,12 @@ func TestLogoutLeavesNeedsPairing(t *testing.T) {
 	if err := h.mgr.Restore(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	h.waitState("paired", actors.StateConnected)
+	h.waitState("paired", sessions.StateConnected)
 	st, err := h.mgr.Logout(context.Background(), "paired")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != actors.StateNeedsPairing || st.JID != nil || st.UserAction != actors.ActionScanQR {
+	if st.State != sessions.StateNeedsPairing || st.JID != nil || st.UserAction != sessions.ActionScanQR {
 		t.Errorf("after logout: %+v", st)
 	}
 	if n := h.opener.live("paired"); n != 0 {
@@ -129,7 +129,7 @@ func TestConcurrentCreatesMakeOneSession(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	h.waitState("dup", actors.StatePairing)
+	h.waitState("dup", sessions.StatePairing)
 	if created != 1 {
 		t.Errorf("%d creates said they created the session, want 1", created)
 	}
@@ -141,13 +141,13 @@ func TestConcurrentCreatesMakeOneSession(t *testing.T) {
 func TestRestoreNamingUnknownOrInvalidSessions(t *testing.T) {
 	h := newHarness(t)
 	h.stored("known", true)
-	if err := h.mgr.Restore(context.Background(), []string{"known", "ghost"}); !errors.Is(err, actors.ErrSessionNotFound) {
+	if err := h.mgr.Restore(context.Background(), []string{"known", "ghost"}); !errors.Is(err, sessions.ErrNotFound) {
 		t.Errorf("unknown id: %v", err)
 	}
 	if err := h.mgr.Restore(context.Background(), []string{"../etc"}); !errors.Is(err, store.ErrInvalidID) {
 		t.Errorf("invalid id: %v", err)
 	}
-	if _, err := h.mgr.Status(context.Background(), "known"); !errors.Is(err, actors.ErrSessionNotFound) {
+	if _, err := h.mgr.Status(context.Background(), "known"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Errorf("a rejected restore started something: %v", err)
 	}
 }

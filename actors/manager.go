@@ -17,23 +17,24 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 )
 
 // Metrics is what the actors report to; *metrics.Metrics implements it.
 type Metrics interface {
-	SetSessionState(session, state string)
+	SetSessionState(session string, state sessions.State)
 	SetSessionConnected(session string, connected bool)
 	SessionRestarted(session string)
 	SessionReconnected(session string)
-	SessionDisconnected(session, reason string)
+	SessionDisconnected(session string, reason sessions.Reason)
 	SetSessionLastConnected(session string, t time.Time)
-	SessionMessage(session, direction string)
+	SessionMessage(session string, direction sessions.Direction)
 	SessionStoreWriteFailed(session string)
 	RemoveSession(session string)
 	ObserveRestore(d time.Duration)
-	RestoreResult(result string)
+	RestoreResult(result sessions.RestoreResult)
 }
 
 // Options are what NewManager needs.
@@ -53,7 +54,8 @@ type Options struct {
 	RequestTimeout time.Duration
 }
 
-// Manager is the handle on the running sessions.
+// Manager is the handle on the running sessions: the actors' implementation
+// of sessions.Service.
 type Manager struct {
 	system  *actor.ActorSystem
 	pid     *actor.PID
@@ -61,6 +63,8 @@ type Manager struct {
 	deps    *deps
 	stopped atomic.Bool
 }
+
+var _ sessions.Service = (*Manager)(nil)
 
 // NewManager starts the actor system and the manager. No session starts
 // until Restore or Create is called.
@@ -118,7 +122,7 @@ func NewManager(opts Options) (*Manager, error) {
 func ask[T any](ctx context.Context, m *Manager, build func(chan<- reply[T]) any) (T, error) {
 	var zero T
 	if m.stopped.Load() {
-		return zero, ErrShuttingDown
+		return zero, sessions.ErrShuttingDown
 	}
 	ch := make(chan reply[T], 1)
 	m.system.Root.Send(m.pid, build(ch))
@@ -128,7 +132,7 @@ func ask[T any](ctx context.Context, m *Manager, build func(chan<- reply[T]) any
 	case r := <-ch:
 		return r.val, r.err
 	case <-ctx.Done():
-		return zero, fmt.Errorf("%w: %v", ErrTimeout, ctx.Err())
+		return zero, fmt.Errorf("%w: %v", sessions.ErrTimeout, ctx.Err())
 	}
 }
 
@@ -141,24 +145,24 @@ func (m *Manager) Restore(ctx context.Context, ids []string) error {
 }
 
 // Status is one session's latest snapshot; it never waits on the session.
-func (m *Manager) Status(ctx context.Context, id string) (Status, error) {
-	return ask(ctx, m, func(ch chan<- reply[Status]) any { return statusReq{id: id, reply: ch} })
+func (m *Manager) Status(ctx context.Context, id string) (sessions.Status, error) {
+	return ask(ctx, m, func(ch chan<- reply[sessions.Status]) any { return statusReq{id: id, reply: ch} })
 }
 
 // Fleet is every session's snapshot, sorted by senderId, with counts.
-func (m *Manager) Fleet(ctx context.Context) (Fleet, error) {
-	return ask(ctx, m, func(ch chan<- reply[Fleet]) any { return fleetReq{reply: ch} })
+func (m *Manager) Fleet(ctx context.Context) (sessions.Fleet, error) {
+	return ask(ctx, m, func(ch chan<- reply[sessions.Fleet]) any { return fleetReq{reply: ch} })
 }
 
 // Create creates (or starts) session id: a new one goes to pairing.
-func (m *Manager) Create(ctx context.Context, id string) (CreateResult, error) {
-	return ask(ctx, m, func(ch chan<- reply[CreateResult]) any { return createCmd{id: id, reply: ch} })
+func (m *Manager) Create(ctx context.Context, id string) (sessions.CreateResult, error) {
+	return ask(ctx, m, func(ch chan<- reply[sessions.CreateResult]) any { return createCmd{id: id, reply: ch} })
 }
 
 // Stop disconnects session id, keeps its credentials and remembers the
 // stop across restarts.
-func (m *Manager) Stop(ctx context.Context, id string) (Status, error) {
-	return ask(ctx, m, func(ch chan<- reply[Status]) any { return stopCmd{id: id, reply: ch} })
+func (m *Manager) Stop(ctx context.Context, id string) (sessions.Status, error) {
+	return ask(ctx, m, func(ch chan<- reply[sessions.Status]) any { return stopCmd{id: id, reply: ch} })
 }
 
 // Delete stops session id and removes its directory.
@@ -168,13 +172,13 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 }
 
 // Logout unlinks session id on WhatsApp and deletes its credentials.
-func (m *Manager) Logout(ctx context.Context, id string) (Status, error) {
-	return ask(ctx, m, func(ch chan<- reply[Status]) any { return forwardCmd{id: id, msg: logoutCmd{reply: ch}} })
+func (m *Manager) Logout(ctx context.Context, id string) (sessions.Status, error) {
+	return ask(ctx, m, func(ch chan<- reply[sessions.Status]) any { return forwardCmd{id: id, msg: logoutCmd{reply: ch}} })
 }
 
 // QR is the code session id shows now, while it is pairing.
-func (m *Manager) QR(ctx context.Context, id string) (QR, error) {
-	return ask(ctx, m, func(ch chan<- reply[QR]) any { return forwardCmd{id: id, msg: qrReq{reply: ch}} })
+func (m *Manager) QR(ctx context.Context, id string) (sessions.QR, error) {
+	return ask(ctx, m, func(ch chan<- reply[sessions.QR]) any { return forwardCmd{id: id, msg: qrReq{reply: ch}} })
 }
 
 // PairPhone asks for a pairing code for phone, while session id is pairing.
@@ -185,8 +189,8 @@ func (m *Manager) PairPhone(ctx context.Context, id, phone string) (string, erro
 }
 
 // Inspect returns what test mode needs to act as the phone for session id.
-func (m *Manager) Inspect(ctx context.Context, id string) (Inspection, error) {
-	return ask(ctx, m, func(ch chan<- reply[Inspection]) any { return forwardCmd{id: id, msg: inspectReq{reply: ch}} })
+func (m *Manager) Inspect(ctx context.Context, id string) (sessions.Inspection, error) {
+	return ask(ctx, m, func(ch chan<- reply[sessions.Inspection]) any { return forwardCmd{id: id, msg: inspectReq{reply: ch}} })
 }
 
 // Panic makes session id's actor panic once (test mode).
@@ -256,19 +260,19 @@ func (h minLevel) WithGroup(name string) slog.Handler {
 
 type noMetrics struct{}
 
-func (noMetrics) SetSessionState(string, string)            {}
-func (noMetrics) SetSessionConnected(string, bool)          {}
-func (noMetrics) SessionRestarted(string)                   {}
-func (noMetrics) SessionReconnected(string)                 {}
-func (noMetrics) SessionDisconnected(string, string)        {}
-func (noMetrics) SetSessionLastConnected(string, time.Time) {}
-func (noMetrics) SessionMessage(string, string)             {}
-func (noMetrics) SessionStoreWriteFailed(string)            {}
-func (noMetrics) RemoveSession(string)                      {}
-func (noMetrics) ObserveRestore(time.Duration)              {}
-func (noMetrics) RestoreResult(string)                      {}
+func (noMetrics) SetSessionState(string, sessions.State)      {}
+func (noMetrics) SetSessionConnected(string, bool)            {}
+func (noMetrics) SessionRestarted(string)                     {}
+func (noMetrics) SessionReconnected(string)                   {}
+func (noMetrics) SessionDisconnected(string, sessions.Reason) {}
+func (noMetrics) SetSessionLastConnected(string, time.Time)   {}
+func (noMetrics) SessionMessage(string, sessions.Direction)   {}
+func (noMetrics) SessionStoreWriteFailed(string)              {}
+func (noMetrics) RemoveSession(string)                        {}
+func (noMetrics) ObserveRestore(time.Duration)                {}
+func (noMetrics) RestoreResult(sessions.RestoreResult)        {}
 
 // sortStatuses orders statuses by senderId.
-func sortStatuses(s []Status) {
+func sortStatuses(s []sessions.Status) {
 	sort.Slice(s, func(i, j int) bool { return s[i].SenderID < s[j].SenderID })
 }

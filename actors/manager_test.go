@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 )
@@ -31,20 +32,20 @@ func TestRestoreBringsBackEverySessionAndIsolatesBrokenOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"alice", "bob", "carol"} {
-		st := h.waitState(id, actors.StateConnected)
-		if !st.Connected || !st.LoggedIn || st.JID == nil || st.Error != nil || st.UserAction != actors.ActionNone {
+		st := h.waitState(id, sessions.StateConnected)
+		if !st.Connected || !st.LoggedIn || st.JID == nil || st.Error != nil || st.UserAction != sessions.ActionNone {
 			t.Errorf("%s: %+v", id, st)
 		}
 	}
-	st := h.waitState("unpaired", actors.StateNeedsPairing)
-	if st.UserAction != actors.ActionScanQR || st.Error == nil || st.Error.Code != actors.CodeNotPaired {
+	st := h.waitState("unpaired", sessions.StateNeedsPairing)
+	if st.UserAction != sessions.ActionScanQR || st.Error == nil || st.Error.Code != sessions.CodeNotPaired {
 		t.Errorf("unpaired: %+v", st)
 	}
-	st = h.waitState("corrupt", actors.StateFailed)
-	if st.Error == nil || st.Error.Code != actors.CodeStoreCorrupt || st.UserAction != actors.ActionRestore {
+	st = h.waitState("corrupt", sessions.StateFailed)
+	if st.Error == nil || st.Error.Code != sessions.CodeStoreCorrupt || st.UserAction != sessions.ActionRestore {
 		t.Errorf("corrupt: %+v", st)
 	}
-	h.waitState("parked", actors.StateStopped)
+	h.waitState("parked", sessions.StateStopped)
 	if n := h.opener.live("parked"); n != 0 {
 		t.Errorf("a stopped session was opened: %d clients", n)
 	}
@@ -56,7 +57,7 @@ func TestRestoreBringsBackEverySessionAndIsolatesBrokenOnes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[actors.State]int{actors.StateConnected: 3, actors.StateNeedsPairing: 1, actors.StateFailed: 1, actors.StateStopped: 1}
+	want := map[sessions.State]int{sessions.StateConnected: 3, sessions.StateNeedsPairing: 1, sessions.StateFailed: 1, sessions.StateStopped: 1}
 	for s, n := range want {
 		if f.Counts[s] != n {
 			t.Errorf("count %s = %d, want %d (%v)", s, f.Counts[s], n, f.Counts)
@@ -82,9 +83,9 @@ func TestPanicRestartsOnlyThatSession(t *testing.T) {
 	if err := h.mgr.Restore(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	before := map[string]actors.Status{}
+	before := map[string]sessions.Status{}
 	for _, id := range ids {
-		before[id] = h.waitState(id, actors.StateConnected)
+		before[id] = h.waitState(id, sessions.StateConnected)
 	}
 	opensBefore := h.opener.opens.Load()
 
@@ -93,7 +94,7 @@ func TestPanicRestartsOnlyThatSession(t *testing.T) {
 	}
 	eventually(t, func() bool {
 		st := h.status("a")
-		return st.Restarts == 1 && st.State == actors.StateConnected
+		return st.Restarts == 1 && st.State == sessions.StateConnected
 	}, "a to restart and reconnect")
 	if n := h.opener.live("a"); n != 1 {
 		t.Errorf("a has %d live clients after its restart, want 1", n)
@@ -118,29 +119,29 @@ func TestSpentRestartBudgetIsVisibleAndRestoreRecovers(t *testing.T) {
 	if err := h.mgr.Restore(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	h.waitState("flaky", actors.StateConnected)
-	steady := h.waitState("steady", actors.StateConnected)
+	h.waitState("flaky", sessions.StateConnected)
+	steady := h.waitState("steady", sessions.StateConnected)
 
 	if err := h.mgr.Panic(context.Background(), "flaky"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() bool { st := h.status("flaky"); return st.Restarts == 1 && st.State == actors.StateConnected }, "first restart")
+	eventually(t, func() bool { st := h.status("flaky"); return st.Restarts == 1 && st.State == sessions.StateConnected }, "first restart")
 	if err := h.mgr.Panic(context.Background(), "flaky"); err != nil {
 		t.Fatal(err)
 	}
-	st := h.waitState("flaky", actors.StateFailed)
-	if st.Error == nil || st.Error.Code != actors.CodeRestartBudget || st.UserAction != actors.ActionRestore {
+	st := h.waitState("flaky", sessions.StateFailed)
+	if st.Error == nil || st.Error.Code != sessions.CodeRestartBudget || st.UserAction != sessions.ActionRestore {
 		t.Errorf("flaky: %+v", st)
 	}
 	eventually(t, func() bool { return h.opener.live("flaky") == 0 }, "flaky's client to be closed")
-	if got := h.status("steady"); !got.Since.Equal(steady.Since) || got.State != actors.StateConnected {
+	if got := h.status("steady"); !got.Since.Equal(steady.Since) || got.State != sessions.StateConnected {
 		t.Errorf("steady changed: %+v", got)
 	}
 
 	if err := h.mgr.Restore(context.Background(), []string{"flaky"}); err != nil {
 		t.Fatal(err)
 	}
-	h.waitState("flaky", actors.StateConnected)
+	h.waitState("flaky", sessions.StateConnected)
 	if n := h.opener.live("flaky"); n != 1 {
 		t.Errorf("flaky has %d live clients after restore", n)
 	}
@@ -166,7 +167,7 @@ func TestConcurrentRestoresLeaveOneActorAndOneClientPerSession(t *testing.T) {
 	}
 	wg.Wait()
 	for _, id := range ids {
-		h.waitState(id, actors.StateConnected)
+		h.waitState(id, sessions.StateConnected)
 	}
 	// More restores after everything is connected change nothing either.
 	for range 10 {
@@ -196,7 +197,7 @@ func TestStatusAnswersAtOnceWhileASessionIsRestarting(t *testing.T) {
 	if err := h.mgr.Restore(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	h.waitState("slow", actors.StateConnected)
+	h.waitState("slow", sessions.StateConnected)
 	// Closing the client (which a restart does) now hangs until released.
 	gate := make(chan struct{})
 	h.opener.last("slow").closeGate = gate
@@ -226,8 +227,8 @@ func TestUnreachableWhatsAppRetriesOnSchedule(t *testing.T) {
 	if err := h.mgr.Restore(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	st := h.waitState("offline", actors.StateReconnecting)
-	if st.Error == nil || st.Error.Code != actors.CodeDialFailed || st.NextRetryAt == nil || st.UserAction != actors.ActionWait {
+	st := h.waitState("offline", sessions.StateReconnecting)
+	if st.Error == nil || st.Error.Code != sessions.CodeDialFailed || st.NextRetryAt == nil || st.UserAction != sessions.ActionWait {
 		t.Fatalf("offline: %+v", st)
 	}
 	eventually(t, func() bool { return h.status("offline").Reconnects >= 3 }, "three retries")
@@ -240,7 +241,7 @@ func TestUnreachableWhatsAppRetriesOnSchedule(t *testing.T) {
 		t.Errorf("a retrying session should keep the restore pending: %+v", f.Restore)
 	}
 	h.opener.setDialErr(nil)
-	h.waitState("offline", actors.StateConnected)
+	h.waitState("offline", sessions.StateConnected)
 	if n := h.opener.live("offline"); n != 1 {
 		t.Errorf("%d live clients after recovering", n)
 	}
@@ -254,12 +255,12 @@ func TestReconnectingSessionKeepsItsJID(t *testing.T) {
 	if err := h.mgr.Restore(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	h.waitState("kept", actors.StateConnected)
+	h.waitState("kept", sessions.StateConnected)
 	h.opener.setDialErr(errors.New("dial tcp: connect: connection refused"))
 	h.opener.last("kept").emit(whatsapp.Disconnected{})
-	st := h.waitState("kept", actors.StateReconnecting)
+	st := h.waitState("kept", sessions.StateReconnecting)
 	eventually(t, func() bool { return h.status("kept").Reconnects >= 2 }, "two retries")
-	for _, st := range []actors.Status{st, h.status("kept")} {
+	for _, st := range []sessions.Status{st, h.status("kept")} {
 		if st.JID == nil || *st.JID != fakeJID {
 			t.Errorf("reconnecting: jid %v, want %s", st.JID, fakeJID)
 		}
@@ -272,7 +273,7 @@ func TestReconnectingSessionKeepsItsJID(t *testing.T) {
 		t.Errorf("after a restart: jid %v, want %s", st.JID, fakeJID)
 	}
 	h.opener.setDialErr(nil)
-	h.waitState("kept", actors.StateConnected)
+	h.waitState("kept", sessions.StateConnected)
 }
 
 // A new session whose first dial fails has not heard from WhatsApp: it
@@ -285,21 +286,21 @@ func TestNewSessionRetriesWhileWhatsAppIsUnreachable(t *testing.T) {
 	if _, err := h.mgr.Create(context.Background(), "fresh"); err != nil {
 		t.Fatal(err)
 	}
-	st := h.waitState("fresh", actors.StateReconnecting)
-	if st.Error == nil || st.Error.Code != actors.CodeDialFailed || !strings.Contains(st.Error.Message, dialErr) ||
-		st.UserAction != actors.ActionWait || st.NextRetryAt == nil {
+	st := h.waitState("fresh", sessions.StateReconnecting)
+	if st.Error == nil || st.Error.Code != sessions.CodeDialFailed || !strings.Contains(st.Error.Message, dialErr) ||
+		st.UserAction != sessions.ActionWait || st.NextRetryAt == nil {
 		t.Fatalf("fresh, WhatsApp unreachable: %+v", st)
 	}
 	eventually(t, func() bool { return h.status("fresh").Reconnects >= 3 }, "three retries")
-	if st := h.status("fresh"); st.State == actors.StateNeedsPairing || st.JID != nil {
+	if st := h.status("fresh"); st.State == sessions.StateNeedsPairing || st.JID != nil {
 		t.Errorf("fresh while retrying: %+v", st)
 	}
 	if n := h.opener.live("fresh"); n > 1 {
 		t.Errorf("%d clients open at once", n)
 	}
 	h.opener.setDialErr(nil)
-	st = h.waitState("fresh", actors.StatePairing)
-	if st.UserAction != actors.ActionScanQR || st.Error != nil {
+	st = h.waitState("fresh", sessions.StatePairing)
+	if st.UserAction != sessions.ActionScanQR || st.Error != nil {
 		t.Errorf("fresh once WhatsApp answers: %+v", st)
 	}
 	if qr, err := h.mgr.QR(context.Background(), "fresh"); err != nil || qr.Code == "" {
@@ -341,7 +342,7 @@ func TestShutdownClosesEveryClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		h.waitState(fmt.Sprint("s", i), actors.StateConnected)
+		h.waitState(fmt.Sprint("s", i), sessions.StateConnected)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -353,7 +354,7 @@ func TestShutdownClosesEveryClient(t *testing.T) {
 			t.Errorf("s%d still has %d open clients", i, n)
 		}
 	}
-	if _, err := h.mgr.Status(context.Background(), "s1"); !errors.Is(err, actors.ErrShuttingDown) {
+	if _, err := h.mgr.Status(context.Background(), "s1"); !errors.Is(err, sessions.ErrShuttingDown) {
 		t.Errorf("status after shutdown: %v", err)
 	}
 }

@@ -1,42 +1,11 @@
 package actors
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 )
-
-// Errors the API maps to statuses.
-var (
-	// ErrSessionNotFound: no such session.
-	ErrSessionNotFound = errors.New("session not found")
-	// ErrWrongState: the session's state does not allow the request.
-	ErrWrongState = errors.New("wrong state")
-	// ErrTimeout: an actor did not answer in time.
-	ErrTimeout = errors.New("timed out waiting for the session")
-	// ErrShuttingDown: the service is stopping.
-	ErrShuttingDown = errors.New("service is shutting down")
-	// ErrWhatsApp: WhatsApp refused or did not answer a request.
-	ErrWhatsApp = errors.New("WhatsApp did not accept the request")
-)
-
-// StateError is ErrWrongState with the state and a sentence for the user.
-type StateError struct {
-	State   State
-	Message string
-}
-
-func (e *StateError) Error() string { return e.Message }
-
-// Unwrap makes errors.Is(err, ErrWrongState) true.
-func (e *StateError) Unwrap() error { return ErrWrongState }
-
-func wrongState(s State, format string, args ...any) error {
-	return &StateError{State: s, Message: fmt.Sprintf(format, args...)}
-}
 
 // reply carries an answer back to an asker waiting on a buffered channel
 // of one: the first answer wins, the sender never blocks, and a late or
@@ -74,16 +43,16 @@ type (
 	}
 	statusReq struct {
 		id    string
-		reply chan<- reply[Status]
+		reply chan<- reply[sessions.Status]
 	}
-	fleetReq  struct{ reply chan<- reply[Fleet] }
+	fleetReq  struct{ reply chan<- reply[sessions.Fleet] }
 	createCmd struct {
 		id    string
-		reply chan<- reply[CreateResult]
+		reply chan<- reply[sessions.CreateResult]
 	}
 	stopCmd struct {
 		id    string
-		reply chan<- reply[Status]
+		reply chan<- reply[sessions.Status]
 	}
 	deleteCmd struct {
 		id    string
@@ -119,7 +88,7 @@ type (
 	// actor's snapshot from a late one of an actor already replaced.
 	statusUpdate struct {
 		pid    *actor.PID
-		status Status
+		status sessions.Status
 	}
 )
 
@@ -129,49 +98,35 @@ type sessionCmd interface{ fail(error) }
 
 // Commands to a session actor.
 type (
-	qrReq        struct{ reply chan<- reply[QR] }
+	qrReq        struct{ reply chan<- reply[sessions.QR] }
 	pairPhoneCmd struct {
 		phone string
 		reply chan<- reply[string]
 	}
-	logoutCmd  struct{ reply chan<- reply[Status] }
-	startCmd   struct{ reply chan<- reply[CreateResult] }
+	logoutCmd struct{ reply chan<- reply[sessions.Status] }
+	startCmd  struct {
+		reply chan<- reply[sessions.CreateResult]
+	}
 	restartCmd struct{}
 	panicCmd   struct{ reply chan<- reply[struct{}] }
-	inspectReq struct{ reply chan<- reply[Inspection] }
+	inspectReq struct {
+		reply chan<- reply[sessions.Inspection]
+	}
 )
 
-func (c qrReq) fail(err error)        { answer(c.reply, QR{}, err) }
+func (c qrReq) fail(err error)        { answer(c.reply, sessions.QR{}, err) }
 func (c pairPhoneCmd) fail(err error) { answer(c.reply, "", err) }
-func (c logoutCmd) fail(err error)    { answer(c.reply, Status{}, err) }
-func (c startCmd) fail(err error)     { answer(c.reply, CreateResult{}, err) }
+func (c logoutCmd) fail(err error)    { answer(c.reply, sessions.Status{}, err) }
+func (c startCmd) fail(err error)     { answer(c.reply, sessions.CreateResult{}, err) }
 func (restartCmd) fail(error)         {}
 func (c panicCmd) fail(err error)     { answer(c.reply, struct{}{}, err) }
-func (c inspectReq) fail(err error)   { answer(c.reply, Inspection{}, err) }
-
-// Inspection is what test mode needs to act as the phone: never served by
-// the API in production.
-type Inspection struct {
-	State     State
-	JID       string
-	QRCode    string
-	PairPhone string
-	PairCode  string
-}
-
-// CreateResult is the answer to a create: the status, and whether the call
-// changed anything.
-type CreateResult struct {
-	Status  Status
-	Created bool
-}
+func (c inspectReq) fail(err error)   { answer(c.reply, sessions.Inspection{}, err) }
 
 // Session-actor internal messages. Each carries the link it belongs to, so
 // a result from a link the actor has since closed is ignored.
 type (
 	dialed struct {
 		link   *link
-		opened bool // the store was opened by this dial
 		err    error
 		paired bool
 		jid    string // the stored device's, when paired
@@ -194,7 +149,7 @@ type (
 	logoutDone struct {
 		link  *link
 		err   error
-		reply chan<- reply[Status]
+		reply chan<- reply[sessions.Status]
 	}
 	// goroutinePanicked: a goroutine the actor started panicked; the actor
 	// panics in turn so its supervisor restarts it.

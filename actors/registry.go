@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
@@ -27,14 +28,14 @@ const (
 // entry is the manager's record of one session.
 type entry struct {
 	pid    *actor.PID // nil when no actor runs (stopped, failed for good)
-	status Status
+	status sessions.Status
 	// restarts and reconnectsCarry survive the actor's restarts, which
 	// start its own counters from zero.
 	restarts        int
 	reconnectsCarry int
 	intent          stopIntent
 	deleting        bool
-	stopReply       chan<- reply[Status]
+	stopReply       chan<- reply[sessions.Status]
 	deleteReply     chan<- reply[struct{}]
 	// inflight are commands forwarded to the actor that it may not have
 	// read yet: an actor that stops drops what is left in its mailbox, so
@@ -65,7 +66,7 @@ func (m *manager) forward(ctx actor.Context, e *entry, cmd sessionCmd) {
 // failInflight answers every command e's actor may have dropped.
 func (m *manager) failInflight(id string, e *entry) {
 	for _, c := range e.inflight {
-		c.cmd.fail(wrongState(e.status.State, "session %s stopped before it could answer", id))
+		c.cmd.fail(sessions.WrongState(e.status.State, "session %s stopped before it could answer", id))
 	}
 	e.inflight = nil
 }
@@ -109,7 +110,7 @@ func (m *manager) Receive(ctx actor.Context) {
 		if e := m.sessions[msg.id]; e != nil {
 			answer(msg.reply, e.status, nil)
 		} else {
-			answer(msg.reply, Status{}, ErrSessionNotFound)
+			answer(msg.reply, sessions.Status{}, sessions.ErrNotFound)
 		}
 	case fleetReq:
 		answer(msg.reply, m.fleet(), nil)
@@ -138,7 +139,7 @@ func (m *manager) Receive(ctx actor.Context) {
 
 func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
 	if m.shuttingDown {
-		answer(msg.reply, struct{}{}, ErrShuttingDown)
+		answer(msg.reply, struct{}{}, sessions.ErrShuttingDown)
 		return
 	}
 	if msg.ids == nil {
@@ -173,7 +174,7 @@ func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
 		}
 	}
 	if len(unknown) > 0 {
-		answer(msg.reply, struct{}{}, fmt.Errorf("%w: %s", ErrSessionNotFound, idList(unknown)))
+		answer(msg.reply, struct{}{}, fmt.Errorf("%w: %s", sessions.ErrNotFound, idList(unknown)))
 		return
 	}
 	// Naming a session restores it even if the operator had stopped it.
@@ -200,7 +201,7 @@ func (m *manager) onDiscovered(ctx actor.Context, msg discovered) {
 	// A session the operator stopped stays stopped, and listed as such.
 	for _, id := range msg.stopped {
 		if m.sessions[id] == nil {
-			e := &entry{status: Status{SenderID: id, State: StateStopped, Since: time.Now(), UserAction: ActionNone}}
+			e := &entry{status: sessions.Status{SenderID: id, State: sessions.StateStopped, Since: time.Now()}}
 			m.sessions[id] = e
 			m.publish(id, e)
 		}
@@ -224,7 +225,7 @@ func (m *manager) restoreAll(ctx actor.Context, ids []string, stopped int) {
 			}
 		case e.pid == nil:
 			todo = append(todo, id)
-		case e.status.State == StateFailed || e.status.State == StateConflict || e.status.State == StateNeedsPairing:
+		case e.status.State == sessions.StateFailed || e.status.State == sessions.StateConflict || e.status.State == sessions.StateNeedsPairing:
 			todo = append(todo, id)
 		}
 	}
@@ -276,15 +277,15 @@ func (m *manager) spawn(ctx actor.Context, id string, mode startMode, restore bo
 		prev = next
 		return next
 	})
-	e.status = Status{SenderID: id, State: StateRestoring, Since: time.Now(), UserAction: ActionWait,
+	e.status = sessions.Status{SenderID: id, State: sessions.StateRestoring, Since: time.Now(),
 		Restarts: e.restarts, Reconnects: e.status.Reconnects}
 	e.reconnectsCarry = e.status.Reconnects
 	pid, err := ctx.SpawnNamed(props, "session-"+id)
 	if err != nil {
-		e.status.State = StateFailed
-		e.status.Error = &ErrorInfo{Code: CodePanic, Message: "could not start the session's actor: " + err.Error()}
-		e.status.UserAction = ActionRestore
+		e.status.State = sessions.StateFailed
+		e.status.Error = &sessions.ErrorInfo{Code: sessions.CodePanic, Message: "could not start the session's actor: " + err.Error()}
 		m.log.Error("spawn session", "session_id", id, "err", err)
+		m.publish(id, e)
 		return e
 	}
 	e.pid = pid
@@ -307,9 +308,11 @@ func (m *manager) onStatus(msg statusUpdate) {
 	m.track(id, st)
 }
 
-// publish shows e's status in the metrics.
+// publish derives e's user action from its state and shows its status in
+// the metrics.
 func (m *manager) publish(id string, e *entry) {
-	m.metrics.SetSessionState(id, string(e.status.State))
+	e.status.UserAction = e.status.State.UserAction()
+	m.metrics.SetSessionState(id, e.status.State)
 	m.metrics.SetSessionConnected(id, e.status.Connected)
 	if e.status.LastConnectedAt != nil {
 		m.metrics.SetSessionLastConnected(id, *e.status.LastConnectedAt)
@@ -318,7 +321,7 @@ func (m *manager) publish(id string, e *entry) {
 
 // track counts a restoring session's outcome into the restore run and logs
 // the source document's lines.
-func (m *manager) track(id string, st Status) {
+func (m *manager) track(id string, st sessions.Status) {
 	r := m.run
 	if r == nil {
 		return
@@ -332,18 +335,18 @@ func (m *manager) track(id string, st Status) {
 		reason = st.Error.Message
 	}
 	switch st.State {
-	case StateConnected:
+	case sessions.StateConnected:
 		r.restored++
-		m.metrics.RestoreResult("restored")
+		m.metrics.RestoreResult(sessions.ResultRestored)
 		m.metrics.ObserveRestore(time.Since(startedAt))
 		m.log.Info(fmt.Sprintf("✅ WhatsApp session %s restored and ready!", id), "session_id", id, "took", time.Since(startedAt).Round(time.Millisecond))
-	case StateNeedsPairing:
+	case sessions.StateNeedsPairing:
 		r.needsPg++
-		m.metrics.RestoreResult("needs_pairing")
+		m.metrics.RestoreResult(sessions.ResultNeedsPairing)
 		m.log.Warn(fmt.Sprintf("❌ Session %s needs pairing: %s", id, reason), "session_id", id)
-	case StateFailed, StateConflict, StateBanned:
+	case sessions.StateFailed, sessions.StateConflict, sessions.StateBanned:
 		r.failed++
-		m.metrics.RestoreResult("failed")
+		m.metrics.RestoreResult(sessions.ResultFailed)
 		m.log.Error(fmt.Sprintf("❌ Failed to restore session %s: %s", id, reason), "session_id", id, "state", st.State)
 	default:
 		return
@@ -367,9 +370,9 @@ func (m *manager) onRestarted(msg sessionRestarted) {
 	e.status.Restarts = e.restarts
 	// The old incarnation's client is gone: do not show it connected
 	// while the new one opens its store.
-	e.status.State, e.status.Connected, e.status.LoggedIn = StateRestoring, false, false
-	e.status.Since, e.status.NextRetryAt, e.status.UserAction = time.Now(), nil, ActionWait
-	e.status.Error = &ErrorInfo{Code: CodePanic, Message: "the session's actor panicked and was restarted: " + msg.reason}
+	e.status.State, e.status.Connected, e.status.LoggedIn = sessions.StateRestoring, false, false
+	e.status.Since, e.status.NextRetryAt = time.Now(), nil
+	e.status.Error = &sessions.ErrorInfo{Code: sessions.CodePanic, Message: "the session's actor panicked and was restarted: " + msg.reason}
 	m.publish(msg.id, e)
 	m.metrics.SessionRestarted(msg.id)
 	m.log.Warn("session actor panicked; restarting it", "session_id", msg.id, "reason", msg.reason, "restarts", e.restarts)
@@ -405,12 +408,11 @@ func (m *manager) onTerminated(ctx actor.Context, msg *actor.Terminated) {
 	case intentShutdown:
 		m.metrics.SetSessionConnected(id, false)
 	default:
-		e.status.State = StateFailed
+		e.status.State = sessions.StateFailed
 		e.status.Connected, e.status.LoggedIn = false, false
 		e.status.Since = time.Now()
 		e.status.NextRetryAt = nil
-		e.status.UserAction = ActionRestore
-		e.status.Error = &ErrorInfo{Code: CodeRestartBudget,
+		e.status.Error = &sessions.ErrorInfo{Code: sessions.CodeRestartBudget,
 			Message: fmt.Sprintf("the session's actor kept failing (%d restarts) and was stopped: fix the cause, then restore it", e.restarts)}
 		m.log.Error(fmt.Sprintf("❌ Session %s failed: restart budget spent", id), "session_id", id, "restarts", e.restarts)
 		m.publish(id, e)
@@ -425,10 +427,10 @@ func (m *manager) onTerminated(ctx actor.Context, msg *actor.Terminated) {
 }
 
 func (m *manager) setStopped(id string, e *entry) {
-	e.status = Status{SenderID: id, State: StateStopped, Since: time.Now(), UserAction: ActionNone,
+	e.status = sessions.Status{SenderID: id, State: sessions.StateStopped, Since: time.Now(),
 		JID: e.status.JID, PushName: e.status.PushName, LastConnectedAt: e.status.LastConnectedAt,
 		Restarts: e.restarts, Reconnects: e.status.Reconnects}
-	m.metrics.SessionDisconnected(id, "stopped")
+	m.metrics.SessionDisconnected(id, sessions.ReasonStopped)
 	m.publish(id, e)
 	if m.run != nil {
 		delete(m.run.pending, id)
@@ -437,28 +439,28 @@ func (m *manager) setStopped(id string, e *entry) {
 
 func (m *manager) onCreate(ctx actor.Context, msg createCmd) {
 	if err := store.ValidateID(msg.id); err != nil {
-		answer(msg.reply, CreateResult{}, err)
+		answer(msg.reply, sessions.CreateResult{}, err)
 		return
 	}
 	if m.shuttingDown {
-		answer(msg.reply, CreateResult{}, ErrShuttingDown)
+		answer(msg.reply, sessions.CreateResult{}, sessions.ErrShuttingDown)
 		return
 	}
 	e := m.sessions[msg.id]
 	switch {
 	case e != nil && (e.deleting || e.intent != intentNone):
-		answer(msg.reply, CreateResult{}, wrongState(e.status.State, "session %s is being stopped or deleted: try again when it is done", msg.id))
+		answer(msg.reply, sessions.CreateResult{}, sessions.WrongState(e.status.State, "session %s is being stopped or deleted: try again when it is done", msg.id))
 	case e != nil && e.pid != nil:
 		m.forward(ctx, e, startCmd{reply: msg.reply})
 	default:
-		if e != nil && e.status.State == StateStopped {
+		if e != nil && e.status.State == sessions.StateStopped {
 			if err := m.dir.SetStopped(msg.id, false); err != nil {
-				answer(msg.reply, CreateResult{}, err)
+				answer(msg.reply, sessions.CreateResult{}, err)
 				return
 			}
 		}
 		e = m.spawn(ctx, msg.id, modePair, false)
-		answer(msg.reply, CreateResult{Status: e.status, Created: true}, nil)
+		answer(msg.reply, sessions.CreateResult{Status: e.status, Created: true}, nil)
 	}
 }
 
@@ -466,16 +468,16 @@ func (m *manager) onStop(ctx actor.Context, msg stopCmd) {
 	e := m.sessions[msg.id]
 	switch {
 	case e == nil:
-		answer(msg.reply, Status{}, ErrSessionNotFound)
+		answer(msg.reply, sessions.Status{}, sessions.ErrNotFound)
 	case e.deleting || e.intent != intentNone:
-		answer(msg.reply, Status{}, wrongState(e.status.State, "session %s is already being stopped or deleted", msg.id))
-	case e.status.State == StateStopped:
-		answer(msg.reply, Status{}, wrongState(e.status.State, "session %s is already stopped", msg.id))
+		answer(msg.reply, sessions.Status{}, sessions.WrongState(e.status.State, "session %s is already being stopped or deleted", msg.id))
+	case e.status.State == sessions.StateStopped:
+		answer(msg.reply, sessions.Status{}, sessions.WrongState(e.status.State, "session %s is already stopped", msg.id))
 	default:
 		// The marker is written first: a crash from here on still leaves
 		// the session stopped at the next start.
 		if err := m.dir.SetStopped(msg.id, true); err != nil {
-			answer(msg.reply, Status{}, err)
+			answer(msg.reply, sessions.Status{}, err)
 			return
 		}
 		if e.pid == nil {
@@ -493,15 +495,15 @@ func (m *manager) onDelete(ctx actor.Context, msg deleteCmd) {
 	switch {
 	case e == nil:
 		if ok, _ := m.dir.Exists(msg.id); !ok {
-			answer(msg.reply, struct{}{}, ErrSessionNotFound)
+			answer(msg.reply, struct{}{}, sessions.ErrNotFound)
 			return
 		}
-		m.sessions[msg.id] = &entry{status: Status{SenderID: msg.id, State: StateStopped, Since: time.Now()}, deleting: true}
+		m.sessions[msg.id] = &entry{status: sessions.Status{SenderID: msg.id, State: sessions.StateStopped, Since: time.Now()}, deleting: true}
 		m.remove(ctx, msg.id, msg.reply)
 	case e.deleting:
-		answer(msg.reply, struct{}{}, wrongState(e.status.State, "session %s is already being deleted", msg.id))
+		answer(msg.reply, struct{}{}, sessions.WrongState(e.status.State, "session %s is already being deleted", msg.id))
 	case m.shuttingDown:
-		answer(msg.reply, struct{}{}, ErrShuttingDown)
+		answer(msg.reply, struct{}{}, sessions.ErrShuttingDown)
 	case e.pid != nil:
 		e.deleting, e.intent, e.deleteReply = true, intentDelete, msg.reply
 		ctx.Stop(e.pid)
@@ -540,9 +542,9 @@ func (m *manager) onForward(ctx actor.Context, msg forwardCmd) {
 	e := m.sessions[msg.id]
 	switch {
 	case e == nil:
-		msg.msg.fail(ErrSessionNotFound)
+		msg.msg.fail(sessions.ErrNotFound)
 	case e.pid == nil || e.deleting || e.intent != intentNone:
-		msg.msg.fail(wrongState(e.status.State, "session %s is %s", msg.id, e.status.State))
+		msg.msg.fail(sessions.WrongState(e.status.State, "session %s is %s", msg.id, e.status.State))
 	default:
 		m.forward(ctx, e, msg.msg)
 	}
@@ -569,8 +571,8 @@ func (m *manager) onShutdown(ctx actor.Context, msg shutdownCmd) {
 	m.log.Info("stopping sessions", "count", m.shutdownLeft)
 }
 
-func (m *manager) fleet() Fleet {
-	f := Fleet{Sessions: make([]Status, 0, len(m.sessions)), Counts: map[State]int{}}
+func (m *manager) fleet() sessions.Fleet {
+	f := sessions.Fleet{Sessions: make([]sessions.Status, 0, len(m.sessions)), Counts: map[sessions.State]int{}}
 	for _, e := range m.sessions {
 		if e.deleting {
 			continue
@@ -581,7 +583,7 @@ func (m *manager) fleet() Fleet {
 	sortStatuses(f.Sessions)
 	if r := m.run; r != nil {
 		started := r.started
-		f.Restore = RestoreProgress{Started: &started, Finished: r.finished, Found: r.found, Restored: r.restored,
+		f.Restore = sessions.RestoreProgress{Started: &started, Finished: r.finished, Found: r.found, Restored: r.restored,
 			NeedsPairing: r.needsPg, Failed: r.failed, Pending: len(r.pending)}
 	}
 	return f

@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 )
@@ -46,20 +47,20 @@ type session struct {
 	restore bool // started by a restore: log the source document's lines
 	log     *slog.Logger
 
-	st          Status
+	st          sessions.Status
 	link        *link
 	timer       *time.Timer
 	seq         int // retry timer generation
 	attempts    int // consecutive failed attempts, for the backoff
 	connectedAt time.Time
-	qr          QR
+	qr          sessions.QR
 	pairPhone   string
 	pairCode    string
 	panicked    string
 	// storeFailing: the store refused a write and has not accepted one
 	// since. Its error stays in the status whatever else happens, until a
 	// write succeeds or the store is closed.
-	storeFailing *ErrorInfo
+	storeFailing *sessions.ErrorInfo
 }
 
 func newSession(id string, d *deps, mode startMode, restore bool) *session {
@@ -108,7 +109,7 @@ func (s *session) Receive(ctx actor.Context) {
 	case restartCmd:
 		s.onRestart(ctx)
 	case inspectReq:
-		answer(m.reply, Inspection{State: s.st.State, JID: deref(s.st.JID), QRCode: s.qr.Code, PairPhone: s.pairPhone, PairCode: s.pairCode}, nil)
+		answer(m.reply, sessions.Inspection{State: s.st.State, JID: deref(s.st.JID), QRCode: s.qr.Code, PairPhone: s.pairPhone, PairCode: s.pairCode}, nil)
 	case panicCmd:
 		answer(m.reply, struct{}{}, nil)
 		panic("injected panic (test mode)")
@@ -121,12 +122,12 @@ func (s *session) Receive(ctx actor.Context) {
 func (s *session) start(ctx actor.Context) {
 	// Counters and history carry over when a session starts again, and
 	// so does the account until the store says it has none.
-	s.st = Status{SenderID: s.id, UserAction: ActionWait, Reconnects: s.st.Reconnects, LastConnectedAt: s.st.LastConnectedAt,
+	s.st = sessions.Status{SenderID: s.id, Reconnects: s.st.Reconnects, LastConnectedAt: s.st.LastConnectedAt,
 		JID: s.st.JID, PushName: s.st.PushName}
 	if s.restore {
 		s.log.Info(fmt.Sprintf("🔄 Restoring session for %s from storage...", s.id))
 	}
-	s.set(ctx, StateRestoring, nil, ActionWait)
+	s.set(ctx, sessions.StateRestoring, nil)
 	s.dial(ctx)
 }
 
@@ -139,7 +140,7 @@ func (s *session) dial(ctx actor.Context) {
 		s.link = newLink()
 	}
 	l, pid, d, id := s.link, ctx.Self(), s.deps, s.id
-	create, pair := s.mode == modePair, s.mode == modePair
+	pair := s.mode == modePair // pair mode also creates the store
 	emit := func(ev whatsapp.Event) { d.send(pid, clientEvent{link: l, ev: ev}) }
 	s.goSafe(l, pid, func() {
 		release, err := d.pacer.Slot(l.ctx)
@@ -147,29 +148,28 @@ func (s *session) dial(ctx actor.Context) {
 			return // the link was closed while waiting
 		}
 		defer release()
-		c, opened := l.get(), false
+		c := l.get()
 		if c == nil {
-			c, err = d.opener.Open(l.ctx, id, create, emit)
+			c, err = d.opener.Open(l.ctx, id, pair, emit)
 			if err != nil {
-				d.send(pid, dialed{link: l, opened: true, err: err})
+				d.send(pid, dialed{link: l, err: err})
 				return
 			}
 			if !l.adopt(c) {
 				return
 			}
-			opened = true
 		}
 		if !c.Paired() && !pair {
-			d.send(pid, dialed{link: l, opened: opened})
+			d.send(pid, dialed{link: l})
 			return
 		}
 		if err := d.pacer.Dial(l.ctx); err != nil {
 			return // the link was closed while waiting
 		}
 		if c.Paired() {
-			d.send(pid, dialed{link: l, opened: opened, paired: true, jid: c.JID(), err: c.Connect(l.ctx)})
+			d.send(pid, dialed{link: l, paired: true, jid: c.JID(), err: c.Connect(l.ctx)})
 		} else {
-			d.send(pid, dialed{link: l, opened: opened, err: c.StartPairing(l.ctx)})
+			d.send(pid, dialed{link: l, err: c.StartPairing(l.ctx)})
 		}
 	})
 }
@@ -198,18 +198,18 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 		// The store could not be opened: not retried, never deleted.
 		s.closeLink()
 		if errors.Is(m.err, store.ErrNoStore) {
-			s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeStoreMissing,
-				Message: "the session's directory holds no store, so its credentials are gone: create the session again to pair it"}, ActionScanQR)
+			s.set(ctx, sessions.StateNeedsPairing, &sessions.ErrorInfo{Code: sessions.CodeStoreMissing,
+				Message: "the session's directory holds no store, so its credentials are gone: create the session again to pair it"})
 			return
 		}
-		code := CodeStoreUnavailable
+		code := sessions.CodeStoreUnavailable
 		switch {
 		case errors.Is(m.err, store.ErrCorrupt):
-			code = CodeStoreCorrupt
+			code = sessions.CodeStoreCorrupt
 		case errors.Is(m.err, store.ErrNotFound):
-			code = CodeStoreMissing
+			code = sessions.CodeStoreMissing
 		}
-		s.set(ctx, StateFailed, &ErrorInfo{Code: code, Message: m.err.Error()}, ActionRestore)
+		s.set(ctx, sessions.StateFailed, &sessions.ErrorInfo{Code: code, Message: m.err.Error()})
 		return
 	}
 	if m.paired && m.jid != "" {
@@ -221,13 +221,13 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 	}
 	// The client's events race this result: a login (or a QR code) may
 	// already have moved the state on, and must not be overwritten.
-	waiting := s.st.State == StateRestoring || s.st.State == StateConnecting
+	waiting := s.st.State == sessions.StateRestoring || s.st.State == sessions.StateConnecting
 	switch {
 	case m.paired && m.err != nil:
-		s.retry(ctx, CodeDialFailed, m.err.Error())
+		s.retry(ctx, sessions.CodeDialFailed, m.err.Error())
 	case m.paired:
 		if waiting {
-			s.set(ctx, StateConnecting, nil, ActionWait)
+			s.set(ctx, sessions.StateConnecting, nil)
 		}
 	case s.mode == modePair && m.err != nil:
 		// WhatsApp did not answer: a network failure, not a verdict on
@@ -235,17 +235,17 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 		// does; the session needs pairing only once WhatsApp has
 		// answered and the codes ran out.
 		s.closeLink()
-		s.retry(ctx, CodeDialFailed, m.err.Error())
+		s.retry(ctx, sessions.CodeDialFailed, m.err.Error())
 	case s.mode == modePair:
 		// WhatsApp answered; the session shows pairing once the first
 		// QR code is there (the QRCode event), so that a status saying
 		// pairing always has a code to fetch.
-		if s.st.State == StateRestoring {
-			s.set(ctx, StateConnecting, nil, ActionWait)
+		if s.st.State == sessions.StateRestoring {
+			s.set(ctx, sessions.StateConnecting, nil)
 		}
 	default:
 		s.closeLink()
-		s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeNotPaired, Message: "the store holds no paired device: create the session to pair it"}, ActionScanQR)
+		s.set(ctx, sessions.StateNeedsPairing, &sessions.ErrorInfo{Code: sessions.CodeNotPaired, Message: "the store holds no paired device: create the session to pair it"})
 	}
 }
 
@@ -260,85 +260,85 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 		if e.PushName != "" {
 			s.st.PushName = ptr(e.PushName)
 		}
-		s.qr = QR{}
-		s.set(ctx, StateConnected, nil, ActionNone)
+		s.qr = sessions.QR{}
+		s.set(ctx, sessions.StateConnected, nil)
 	case whatsapp.Disconnected:
 		switch s.st.State {
-		case StateConnected, StateConnecting, StateRestoring:
-			s.deps.metrics.SessionDisconnected(s.id, "network")
-			s.retry(ctx, CodeDisconnected, "connection to WhatsApp lost")
+		case sessions.StateConnected, sessions.StateConnecting, sessions.StateRestoring:
+			s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonNetwork)
+			s.retry(ctx, sessions.CodeDisconnected, "connection to WhatsApp lost")
 		}
 	case whatsapp.LoggedOut:
-		s.deps.metrics.SessionDisconnected(s.id, "logged_out")
+		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonLoggedOut)
 		s.closeLink()
 		s.st.JID, s.st.PushName = nil, nil
-		info := &ErrorInfo{Code: CodeLoggedOut,
+		info := &sessions.ErrorInfo{Code: sessions.CodeLoggedOut,
 			Message: fmt.Sprintf("WhatsApp ended this login (%s): create the session again to pair it", e.Reason)}
 		if e.DeleteFailed != "" {
 			// WhatsApp refuses these keys now, so the next login fails
 			// again and deletes them then; say what is left on the disk.
 			s.log.Error("logged out: credentials not deleted", "err", e.DeleteFailed)
-			info = &ErrorInfo{Code: CodeStoreWriteFailed, Message: fmt.Sprintf(
+			info = &sessions.ErrorInfo{Code: sessions.CodeStoreWriteFailed, Message: fmt.Sprintf(
 				"WhatsApp ended this login (%s), but its credentials could not be deleted (%s): free disk space, then pair or delete the session", e.Reason, e.DeleteFailed)}
 		}
-		s.set(ctx, StateNeedsPairing, info, ActionScanQR)
+		s.set(ctx, sessions.StateNeedsPairing, info)
 	case whatsapp.StreamReplaced:
-		s.deps.metrics.SessionDisconnected(s.id, "replaced")
+		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonReplaced)
 		s.closeLink()
-		s.set(ctx, StateConflict, &ErrorInfo{Code: CodeStreamReplaced,
-			Message: "another client logged in with this session's keys: stop it, then restore this session"}, ActionRestore)
+		s.set(ctx, sessions.StateConflict, &sessions.ErrorInfo{Code: sessions.CodeStreamReplaced,
+			Message: "another client logged in with this session's keys: stop it, then restore this session"})
 	case whatsapp.TemporaryBan:
-		s.deps.metrics.SessionDisconnected(s.id, "banned")
+		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonBanned)
 		s.stopTimer()
 		s.schedule(ctx, max(e.Expire, s.deps.backoff.Min))
-		s.set(ctx, StateBanned, &ErrorInfo{Code: CodeTemporaryBan,
-			Message: fmt.Sprintf("temporarily banned by WhatsApp (%s); retrying when the ban expires", e.Reason)}, ActionWait)
+		s.set(ctx, sessions.StateBanned, &sessions.ErrorInfo{Code: sessions.CodeTemporaryBan,
+			Message: fmt.Sprintf("temporarily banned by WhatsApp (%s); retrying when the ban expires", e.Reason)})
 	case whatsapp.ClientOutdated:
-		s.deps.metrics.SessionDisconnected(s.id, "outdated")
+		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonOutdated)
 		s.closeLink()
-		s.set(ctx, StateFailed, &ErrorInfo{Code: CodeClientOutdated,
-			Message: "WhatsApp refuses this client version: upgrade the service, then restore"}, ActionRestore)
+		s.set(ctx, sessions.StateFailed, &sessions.ErrorInfo{Code: sessions.CodeClientOutdated,
+			Message: "WhatsApp refuses this client version: upgrade the service, then restore"})
 	case whatsapp.ConnectFailure:
-		s.deps.metrics.SessionDisconnected(s.id, "server_error")
-		s.retry(ctx, CodeConnectFailure, fmt.Sprintf("login failed with reason %d", e.Reason))
+		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonServerError)
+		s.retry(ctx, sessions.CodeConnectFailure, fmt.Sprintf("login failed with reason %d", e.Reason))
 	case whatsapp.StreamError:
-		s.st.Error = &ErrorInfo{Code: CodeStreamError, Message: "stream error " + e.Code}
+		s.st.Error = &sessions.ErrorInfo{Code: sessions.CodeStreamError, Message: "stream error " + e.Code}
 		s.publish(ctx)
 	case whatsapp.QRCode:
-		s.qr = QR{Code: e.Code, ExpiresAt: now.Add(e.Timeout)}
-		if s.st.State != StatePairing {
-			s.set(ctx, StatePairing, nil, ActionScanQR)
+		s.qr = sessions.QR{Code: e.Code, ExpiresAt: now.Add(e.Timeout)}
+		if s.st.State != sessions.StatePairing {
+			s.set(ctx, sessions.StatePairing, nil)
 		}
 	case whatsapp.PairSuccess:
-		s.qr = QR{}
+		s.qr = sessions.QR{}
 		s.st.JID = ptr(e.JID)
-		s.set(ctx, StateConnecting, nil, ActionWait)
+		s.set(ctx, sessions.StateConnecting, nil)
 	case whatsapp.PairingEnded:
 		switch e.Result {
 		case "success":
 		case "timeout":
 			s.closeLink()
-			s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodeQRTimeout,
-				Message: "no QR code was scanned in time: create the session again for new codes"}, ActionScanQR)
+			s.set(ctx, sessions.StateNeedsPairing, &sessions.ErrorInfo{Code: sessions.CodeQRTimeout,
+				Message: "no QR code was scanned in time: create the session again for new codes"})
 		default:
 			s.closeLink()
 			msg := "pairing failed"
 			if e.Err != nil {
 				msg += ": " + e.Err.Error()
 			}
-			s.set(ctx, StateNeedsPairing, &ErrorInfo{Code: CodePairingFailed, Message: msg}, ActionScanQR)
+			s.set(ctx, sessions.StateNeedsPairing, &sessions.ErrorInfo{Code: sessions.CodePairingFailed, Message: msg})
 		}
 	case whatsapp.StoreWriteFailed:
 		// The session keeps running (whatsmeow carries on), but what it
 		// could not save is lost: say so until writes succeed again.
 		s.deps.metrics.SessionStoreWriteFailed(s.id)
-		s.storeFailing = &ErrorInfo{Code: CodeStoreWriteFailed, Message: "the session's store refused a write (" + e.Err + "): free disk space or fix permissions"}
+		s.storeFailing = &sessions.ErrorInfo{Code: sessions.CodeStoreWriteFailed, Message: "the session's store refused a write (" + e.Err + "): free disk space or fix permissions"}
 		s.st.Error = s.storeFailing
 		s.log.Error("store write failed", "err", e.Err)
 		s.publish(ctx)
 	case whatsapp.StoreWriteRecovered:
 		s.storeFailing = nil
-		if s.st.Error != nil && s.st.Error.Code == CodeStoreWriteFailed {
+		if s.st.Error != nil && s.st.Error.Code == sessions.CodeStoreWriteFailed {
 			s.st.Error = nil
 		}
 		s.log.Info("store writes succeed again")
@@ -349,7 +349,7 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 			s.publish(ctx)
 		}
 	case whatsapp.MessageReceived:
-		s.deps.metrics.SessionMessage(s.id, "in")
+		s.deps.metrics.SessionMessage(s.id, sessions.DirectionIn)
 	case whatsapp.KeepAliveTimeout:
 		s.log.Warn("keepalive pings unanswered")
 	case whatsapp.KeepAliveRestored:
@@ -359,14 +359,14 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 
 // retry schedules the next attempt after a transient failure, by the
 // backoff, and shows when it will be.
-func (s *session) retry(ctx actor.Context, code, msg string) {
+func (s *session) retry(ctx actor.Context, code sessions.Code, msg string) {
 	if !s.connectedAt.IsZero() && time.Since(s.connectedAt) >= s.deps.backoff.Reset {
 		s.attempts = 0 // it was healthy long enough: start the backoff over
 	}
 	s.connectedAt = time.Time{}
 	s.attempts++
 	s.schedule(ctx, s.deps.backoff.Delay(s.attempts, nil))
-	s.set(ctx, StateReconnecting, &ErrorInfo{Code: code, Message: msg}, ActionWait)
+	s.set(ctx, sessions.StateReconnecting, &sessions.ErrorInfo{Code: code, Message: msg})
 }
 
 // schedule arms the retry timer; the state set next shows nextRetryAt.
@@ -383,28 +383,28 @@ func (s *session) onRetryDue(ctx actor.Context, m retryDue) {
 	if m.link != s.link || m.seq != s.seq {
 		return
 	}
-	if s.st.State != StateReconnecting && s.st.State != StateBanned {
+	if s.st.State != sessions.StateReconnecting && s.st.State != sessions.StateBanned {
 		return
 	}
 	s.timer = nil
 	s.st.Reconnects++
 	s.deps.metrics.SessionReconnected(s.id)
-	s.set(ctx, StateConnecting, s.st.Error, ActionWait)
+	s.set(ctx, sessions.StateConnecting, s.st.Error)
 	s.dial(ctx)
 }
 
 func (s *session) onQR(m qrReq) {
-	if s.st.State != StatePairing || s.qr.Code == "" {
-		m.fail(wrongState(s.st.State, "session %s is %s, not pairing: no QR code to show", s.id, s.st.State))
+	if s.st.State != sessions.StatePairing || s.qr.Code == "" {
+		m.fail(sessions.WrongState(s.st.State, "session %s is %s, not pairing: no QR code to show", s.id, s.st.State))
 		return
 	}
 	answer(m.reply, s.qr, nil)
 }
 
 func (s *session) onPairPhone(ctx actor.Context, m pairPhoneCmd) {
-	c := s.clientIf(StatePairing)
+	c := s.clientIf(sessions.StatePairing)
 	if c == nil || s.qr.Code == "" {
-		m.fail(wrongState(s.st.State, "session %s is %s: a pairing code needs a session that is pairing (create it first)", s.id, s.st.State))
+		m.fail(sessions.WrongState(s.st.State, "session %s is %s: a pairing code needs a session that is pairing (create it first)", s.id, s.st.State))
 		return
 	}
 	l, pid, send := s.link, ctx.Self(), s.deps.send
@@ -416,7 +416,7 @@ func (s *session) onPairPhone(ctx actor.Context, m pairPhoneCmd) {
 
 func (s *session) onPairPhoneDone(m pairPhoneDone) {
 	if m.err != nil {
-		answer(m.reply, "", fmt.Errorf("%w: request pairing code: %v", ErrWhatsApp, m.err))
+		answer(m.reply, "", fmt.Errorf("%w: request pairing code: %v", sessions.ErrWhatsApp, m.err))
 		return
 	}
 	if m.link == s.link {
@@ -426,9 +426,9 @@ func (s *session) onPairPhoneDone(m pairPhoneDone) {
 }
 
 func (s *session) onLogout(ctx actor.Context, m logoutCmd) {
-	c := s.clientIf(StateConnected)
+	c := s.clientIf(sessions.StateConnected)
 	if c == nil {
-		m.fail(wrongState(s.st.State, "session %s is %s: logout needs a connected session, since WhatsApp must unlink the device (DELETE removes a session in any state)", s.id, s.st.State))
+		m.fail(sessions.WrongState(s.st.State, "session %s is %s: logout needs a connected session, since WhatsApp must unlink the device (DELETE removes a session in any state)", s.id, s.st.State))
 		return
 	}
 	l, pid, send := s.link, ctx.Self(), s.deps.send
@@ -438,28 +438,28 @@ func (s *session) onLogout(ctx actor.Context, m logoutCmd) {
 }
 
 func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
-	info := &ErrorInfo{Code: CodeLoggedOut, Message: "logged out by the operator: create the session again to pair it"}
+	info := &sessions.ErrorInfo{Code: sessions.CodeLoggedOut, Message: "logged out by the operator: create the session again to pair it"}
 	var err error
 	switch {
 	case errors.Is(m.err, whatsapp.ErrUnlinkedNotDeleted):
 		// The device is gone on WhatsApp, so the session is logged out,
 		// but its (now useless) credentials are still in the store: say
 		// so, to the caller and in the status.
-		info = &ErrorInfo{Code: CodeStoreWriteFailed, Message: m.err.Error() + ": free disk space, then pair or delete the session"}
+		info = &sessions.ErrorInfo{Code: sessions.CodeStoreWriteFailed, Message: m.err.Error() + ": free disk space, then pair or delete the session"}
 		err = fmt.Errorf("%w: logout: %v", store.ErrUnavailable, m.err)
 		s.log.Error("logout: credentials not deleted", "err", m.err)
 	case errors.Is(m.err, whatsapp.ErrNotConnected):
-		answer(m.reply, Status{}, wrongState(s.st.State, "session %s lost its connection: logout needs WhatsApp to unlink the device", s.id))
+		answer(m.reply, sessions.Status{}, sessions.WrongState(s.st.State, "session %s lost its connection: logout needs WhatsApp to unlink the device", s.id))
 		return
 	case m.err != nil:
-		answer(m.reply, Status{}, fmt.Errorf("%w: logout: %v", ErrWhatsApp, m.err))
+		answer(m.reply, sessions.Status{}, fmt.Errorf("%w: logout: %v", sessions.ErrWhatsApp, m.err))
 		return
 	}
 	if m.link == s.link {
-		s.deps.metrics.SessionDisconnected(s.id, "logged_out")
+		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonLoggedOut)
 		s.closeLink()
 		s.st.JID, s.st.PushName = nil, nil
-		s.set(ctx, StateNeedsPairing, info, ActionScanQR)
+		s.set(ctx, sessions.StateNeedsPairing, info)
 	}
 	answer(m.reply, s.st, err)
 }
@@ -469,20 +469,20 @@ func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
 // left alone.
 func (s *session) onStart(ctx actor.Context, m startCmd) {
 	switch s.st.State {
-	case StateNeedsPairing, StateFailed, StateConflict:
+	case sessions.StateNeedsPairing, sessions.StateFailed, sessions.StateConflict:
 		s.mode, s.restore = modePair, false
 		s.closeLink()
 		s.start(ctx)
-		answer(m.reply, CreateResult{Status: s.st, Created: true}, nil)
+		answer(m.reply, sessions.CreateResult{Status: s.st, Created: true}, nil)
 		return
 	}
-	answer(m.reply, CreateResult{Status: s.st}, nil)
+	answer(m.reply, sessions.CreateResult{Status: s.st}, nil)
 }
 
 // onRestart handles a restore for a session that already has an actor.
 func (s *session) onRestart(ctx actor.Context) {
 	switch s.st.State {
-	case StateNeedsPairing, StateFailed, StateConflict:
+	case sessions.StateNeedsPairing, sessions.StateFailed, sessions.StateConflict:
 		s.mode, s.restore = modeRestore, true
 		s.closeLink()
 		s.start(ctx)
@@ -490,7 +490,7 @@ func (s *session) onRestart(ctx actor.Context) {
 }
 
 // clientIf returns the client when the session is in state and has one.
-func (s *session) clientIf(state State) whatsapp.Client {
+func (s *session) clientIf(state sessions.State) whatsapp.Client {
 	if s.st.State != state || s.link == nil {
 		return nil
 	}
@@ -498,7 +498,7 @@ func (s *session) clientIf(state State) whatsapp.Client {
 }
 
 // set moves to state and reports the new snapshot to the manager.
-func (s *session) set(ctx actor.Context, state State, e *ErrorInfo, action UserAction) {
+func (s *session) set(ctx actor.Context, state sessions.State, e *sessions.ErrorInfo) {
 	prev := s.st.State
 	if prev != state {
 		s.st.Since = time.Now()
@@ -508,14 +508,14 @@ func (s *session) set(ctx actor.Context, state State, e *ErrorInfo, action UserA
 		e = s.storeFailing // a state change does not fix the disk
 	}
 	s.st.Error = e
-	s.st.UserAction = action
-	s.st.Connected = state == StateConnected
-	s.st.LoggedIn = state == StateConnected
-	if state != StateReconnecting && state != StateBanned {
+	s.st.UserAction = state.UserAction()
+	s.st.Connected = state == sessions.StateConnected
+	s.st.LoggedIn = state == sessions.StateConnected
+	if state != sessions.StateReconnecting && state != sessions.StateBanned {
 		s.st.NextRetryAt = nil
 	}
-	if state != StatePairing {
-		s.qr = QR{}
+	if state != sessions.StatePairing {
+		s.qr = sessions.QR{}
 	}
 	if prev != state {
 		attrs := []any{"from", prev, "to", state}

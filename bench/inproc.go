@@ -15,6 +15,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
@@ -128,7 +129,7 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 	for {
 		f, err := mgr.Fleet(ctx)
 		if err == nil && f.Restore.Finished != nil {
-			res.Took, res.Connected = dur(f.Restore.Finished.Sub(began)), f.Counts[actors.StateConnected]
+			res.Took, res.Connected = dur(f.Restore.Finished.Sub(began)), f.Counts[sessions.StateConnected]
 			break
 		}
 		if time.Since(began) > b.restoreTimeout {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 )
@@ -132,7 +133,7 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return fl.Counts[actors.StateConnected] == n, fmt.Sprint(fl.Counts)
+		return fl.Counts[sessions.StateConnected] == n, fmt.Sprint(fl.Counts)
 	})
 	worst, k, dt := burstiest(sortTimes(opener.dials()), rate)
 	t.Logf("at worst %d dials within %v (%.1f above the rate)", k, dt, worst)

@@ -1,12 +1,13 @@
 package http
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 
-	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
@@ -31,32 +32,55 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-// mapError is the one place errors become statuses.
+// errorStatuses is the one table from an error to its status and code,
+// tried in order: the first row whose error the error wraps wins. msg, when
+// set, replaces the error's words.
+var errorStatuses = []struct {
+	err    error
+	status int
+	code   string
+	msg    string
+}{
+	{err: store.ErrInvalidID, status: http.StatusBadRequest, code: "invalid_id"},
+	{err: sessions.ErrInvalid, status: http.StatusBadRequest, code: "bad_request"},
+	{err: sessions.ErrNotFound, status: http.StatusNotFound, code: "not_found"},
+	{err: store.ErrNotFound, status: http.StatusNotFound, code: "not_found"},
+	{err: sessions.ErrWrongState, status: http.StatusConflict, code: "wrong_state"},
+	{err: sessions.ErrTimeout, status: http.StatusGatewayTimeout, code: "timeout", msg: "the session did not answer in time; try again"},
+	{err: sessions.ErrWhatsApp, status: http.StatusBadGateway, code: "whatsapp_error"},
+	{err: sessions.ErrShuttingDown, status: http.StatusServiceUnavailable, code: "shutting_down"},
+	{err: store.ErrUnavailable, status: http.StatusInternalServerError, code: "store_error"},
+	{err: store.ErrCorrupt, status: http.StatusInternalServerError, code: "store_error"},
+}
+
+// mapError is the one place errors become statuses: an *Error carries its
+// own, any other error goes through errorStatuses, and one it does not list
+// is an internal error whose words stay in the log.
 func mapError(err error) (status int, code, msg string) {
 	var e *Error
-	var se *actors.StateError
-	switch {
-	case errors.As(err, &e):
+	if errors.As(err, &e) {
 		return e.Status, e.Code, e.Message
-	case errors.Is(err, store.ErrInvalidID):
-		return http.StatusBadRequest, "invalid_id", err.Error()
-	case errors.Is(err, actors.ErrSessionNotFound), errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, "not_found", err.Error()
-	case errors.As(err, &se):
-		return http.StatusConflict, "wrong_state", se.Message
-	case errors.Is(err, actors.ErrWrongState):
-		return http.StatusConflict, "wrong_state", err.Error()
-	case errors.Is(err, actors.ErrTimeout):
-		return http.StatusGatewayTimeout, "timeout", "the session did not answer in time; try again"
-	case errors.Is(err, actors.ErrWhatsApp):
-		return http.StatusBadGateway, "whatsapp_error", err.Error()
-	case errors.Is(err, actors.ErrShuttingDown):
-		return http.StatusServiceUnavailable, "shutting_down", err.Error()
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrCorrupt):
-		return http.StatusInternalServerError, "store_error", err.Error()
-	default:
-		return http.StatusInternalServerError, "internal", "internal error"
 	}
+	for _, row := range errorStatuses {
+		if errors.Is(err, row.err) {
+			return row.status, row.code, cmp.Or(row.msg, userMessage(err))
+		}
+	}
+	return http.StatusInternalServerError, "internal", "internal error"
+}
+
+// userMessage is the sentence a domain error carries for the user, or else
+// the error's own words.
+func userMessage(err error) string {
+	var se *sessions.StateError
+	var de *sessions.Error
+	switch {
+	case errors.As(err, &se):
+		return se.Message
+	case errors.As(err, &de):
+		return de.Message
+	}
+	return err.Error()
 }
 
 // writeError writes err as JSON; only server errors are logged, since a

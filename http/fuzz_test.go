@@ -14,8 +14,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	api "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
 // The fuzz targets drive the real router and handlers over a recording
@@ -35,7 +35,7 @@ type recordingSessions struct {
 	restores [][]string
 }
 
-var _ api.Sessions = (*recordingSessions)(nil)
+var _ sessions.Service = (*recordingSessions)(nil)
 
 func (s *recordingSessions) saw(id string) {
 	s.mu.Lock()
@@ -52,12 +52,12 @@ func (s *recordingSessions) take() (ids []string, restores [][]string) {
 	return ids, restores
 }
 
-func (s *recordingSessions) lookup(id string) (actors.Status, error) {
+func (s *recordingSessions) lookup(id string) (sessions.Status, error) {
 	s.saw(id)
 	if len(id)%2 == 0 {
-		return actors.Status{}, actors.ErrSessionNotFound
+		return sessions.Status{}, sessions.ErrNotFound
 	}
-	return actors.Status{SenderID: id, State: actors.StateConnected, Connected: true, UserAction: actors.ActionNone}, nil
+	return sessions.Status{SenderID: id, State: sessions.StateConnected, Connected: true, UserAction: sessions.ActionNone}, nil
 }
 
 func (s *recordingSessions) Restore(_ context.Context, ids []string) error {
@@ -68,20 +68,20 @@ func (s *recordingSessions) Restore(_ context.Context, ids []string) error {
 	return nil
 }
 
-func (s *recordingSessions) Status(_ context.Context, id string) (actors.Status, error) {
+func (s *recordingSessions) Status(_ context.Context, id string) (sessions.Status, error) {
 	return s.lookup(id)
 }
 
-func (s *recordingSessions) Fleet(context.Context) (actors.Fleet, error) {
-	return actors.Fleet{Sessions: []actors.Status{}, Counts: map[actors.State]int{}}, nil
+func (s *recordingSessions) Fleet(context.Context) (sessions.Fleet, error) {
+	return sessions.Fleet{Sessions: []sessions.Status{}, Counts: map[sessions.State]int{}}, nil
 }
 
-func (s *recordingSessions) Create(_ context.Context, id string) (actors.CreateResult, error) {
+func (s *recordingSessions) Create(_ context.Context, id string) (sessions.CreateResult, error) {
 	st, err := s.lookup(id)
-	return actors.CreateResult{Status: st}, err
+	return sessions.CreateResult{Status: st}, err
 }
 
-func (s *recordingSessions) Stop(_ context.Context, id string) (actors.Status, error) {
+func (s *recordingSessions) Stop(_ context.Context, id string) (sessions.Status, error) {
 	return s.lookup(id)
 }
 
@@ -90,13 +90,13 @@ func (s *recordingSessions) Delete(_ context.Context, id string) error {
 	return err
 }
 
-func (s *recordingSessions) Logout(_ context.Context, id string) (actors.Status, error) {
+func (s *recordingSessions) Logout(_ context.Context, id string) (sessions.Status, error) {
 	return s.lookup(id)
 }
 
-func (s *recordingSessions) QR(_ context.Context, id string) (actors.QR, error) {
+func (s *recordingSessions) QR(_ context.Context, id string) (sessions.QR, error) {
 	_, err := s.lookup(id)
-	return actors.QR{Code: "2@fuzz"}, err
+	return sessions.QR{Code: "2@fuzz"}, err
 }
 
 func (s *recordingSessions) PairPhone(_ context.Context, id, _ string) (string, error) {
@@ -223,7 +223,7 @@ func FuzzSenderIDRoute(f *testing.F) {
 				}
 				continue
 			}
-			var st actors.Status
+			var st sessions.Status
 			if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || len(ids) != 1 || st.SenderID != ids[0] {
 				t.Fatalf("GET %q: 200 %s, manager saw %q", path, rec.Body, ids)
 			}

@@ -20,7 +20,7 @@ import (
 	"github.com/gorilla/mux"
 	qrcode "github.com/skip2/go-qrcode"
 
-	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
@@ -31,9 +31,9 @@ const (
 )
 
 type handlers struct {
-	sessions Sessions
+	sessions sessions.Service
 	log      *slog.Logger
-	test     TestDriver
+	test     sessions.TestDriver
 	ready    func() bool
 }
 
@@ -230,7 +230,7 @@ func dedupe(ids []string) []string {
 // forSession names id in a not-found error, so that the 404 says which
 // session is unknown.
 func forSession(id string, err error) error {
-	if errors.Is(err, actors.ErrSessionNotFound) || errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, sessions.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "session not found: " + id}
 	}
 	return err
@@ -378,7 +378,7 @@ func (h *handlers) testAction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var p TestParams
+	var p sessions.TestParams
 	if err := decode(w, r, &p); err != nil {
 		return err
 	}

@@ -16,8 +16,8 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	api "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
 // These tests keep openapi.json honest: every route the router serves is
@@ -38,16 +38,16 @@ func needsKey(path string) bool { return strings.HasPrefix(path, "/api/") || pat
 // never reach it with a key.
 type stubDriver struct{}
 
-func (stubDriver) Act(context.Context, string, string, api.TestParams) (any, error) {
+func (stubDriver) Act(context.Context, string, string, sessions.TestParams) (any, error) {
 	return map[string]string{"action": "stub", "done": "nothing"}, nil
 }
 
-var _ api.TestDriver = stubDriver{}
+var _ sessions.TestDriver = stubDriver{}
 
 // fakeSessions answers the calls these tests make. Any other call hits the
 // nil embedded interface and panics, which would mean a request got further
 // than the test meant it to.
-type fakeSessions struct{ api.Sessions }
+type fakeSessions struct{ sessions.Service }
 
 func (fakeSessions) Restore(context.Context, []string) error { return nil }
 func (fakeSessions) Ping(context.Context) error              { return nil }
@@ -454,12 +454,12 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		schema string
 		typ    reflect.Type
 	}{
-		{"Status", reflect.TypeFor[actors.Status]()},
-		{"SessionError", reflect.TypeFor[actors.ErrorInfo]()},
-		{"Fleet", reflect.TypeFor[actors.Fleet]()},
-		{"RestoreProgress", reflect.TypeFor[actors.RestoreProgress]()},
-		{"QR", reflect.TypeFor[actors.QR]()},
-		{"TestParams", reflect.TypeFor[api.TestParams]()},
+		{"Status", reflect.TypeFor[sessions.Status]()},
+		{"SessionError", reflect.TypeFor[sessions.ErrorInfo]()},
+		{"Fleet", reflect.TypeFor[sessions.Fleet]()},
+		{"RestoreProgress", reflect.TypeFor[sessions.RestoreProgress]()},
+		{"QR", reflect.TypeFor[sessions.QR]()},
+		{"TestParams", reflect.TypeFor[sessions.TestParams]()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {
@@ -488,15 +488,15 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 	}
 	t.Run("state enum", func(t *testing.T) {
 		var want []string
-		for _, s := range actors.States {
+		for _, s := range sessions.States {
 			want = append(want, string(s))
 		}
 		if got := enum(t, "state"); !slices.Equal(got, want) {
-			t.Errorf("Status.state enum %v, want actors.States %v", got, want)
+			t.Errorf("Status.state enum %v, want sessions.States %v", got, want)
 		}
 	})
 	t.Run("userAction enum", func(t *testing.T) {
-		want := []string{string(actors.ActionNone), string(actors.ActionScanQR), string(actors.ActionRestore), string(actors.ActionWait)}
+		want := []string{string(sessions.ActionNone), string(sessions.ActionScanQR), string(sessions.ActionRestore), string(sessions.ActionWait)}
 		if got := enum(t, "userAction"); !slices.Equal(got, want) {
 			t.Errorf("Status.userAction enum %v, want %v", got, want)
 		}

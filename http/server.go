@@ -1,11 +1,10 @@
 // Package http is the REST API: a gorilla/mux router whose handlers turn
-// requests into calls on the session manager (and so into actor messages),
+// requests into calls on a sessions.Service (package actors implements it),
 // bearer-key auth on every /api route, JSON errors mapped from the
 // packages' sentinels in one place, health, readiness and metrics.
 package http
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -16,36 +15,8 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
-
-// Sessions is what the API needs of the session manager.
-type Sessions interface {
-	Restore(ctx context.Context, ids []string) error
-	Status(ctx context.Context, id string) (actors.Status, error)
-	Fleet(ctx context.Context) (actors.Fleet, error)
-	Create(ctx context.Context, id string) (actors.CreateResult, error)
-	Stop(ctx context.Context, id string) (actors.Status, error)
-	Delete(ctx context.Context, id string) error
-	Logout(ctx context.Context, id string) (actors.Status, error)
-	QR(ctx context.Context, id string) (actors.QR, error)
-	PairPhone(ctx context.Context, id, phone string) (string, error)
-	Ping(ctx context.Context) error
-}
-
-var _ Sessions = (*actors.Manager)(nil)
-
-// TestDriver acts as the phone or the network for a session (test mode
-// only): action is scan, enter-code, unlink, ban, drop, replace, outdated
-// or panic.
-type TestDriver interface {
-	Act(ctx context.Context, id, action string, params TestParams) (any, error)
-}
-
-// TestParams are a test action's optional parameters.
-type TestParams struct {
-	Seconds int `json:"seconds"`
-}
 
 // RequestObserver records each request by route template; the metrics
 // package implements it.
@@ -55,7 +26,7 @@ type RequestObserver interface {
 
 // Options are what NewHandler needs.
 type Options struct {
-	Sessions Sessions
+	Sessions sessions.Service
 	// APIKey guards /api; it must not be empty.
 	APIKey string
 	Log    *slog.Logger
@@ -69,7 +40,7 @@ type Options struct {
 	// Ready reports whether the start-up restore has been dispatched.
 	Ready func() bool
 	// Test, when set (test mode), serves the test routes.
-	Test TestDriver
+	Test sessions.TestDriver
 }
 
 // maxBody caps every request body.

@@ -9,63 +9,21 @@
 package metrics
 
 import (
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-)
 
-// Session states, as reported by the session actors. SetSessionState keeps a
-// series for each of them per session, so a dashboard can tell "0 sessions in
-// this state" from "no data".
-const (
-	StateRestoring    = "restoring"
-	StateConnecting   = "connecting"
-	StatePairing      = "pairing"
-	StateConnected    = "connected"
-	StateReconnecting = "reconnecting"
-	StateNeedsPairing = "needs_pairing"
-	StateBanned       = "banned"
-	StateConflict     = "conflict"
-	StateFailed       = "failed"
-	StateStopped      = "stopped"
-)
-
-// Disconnect reasons accepted by SessionDisconnected. Any other value is
-// counted as ReasonOther, which keeps the number of series bounded whatever
-// a caller passes.
-const (
-	ReasonNetwork     = "network"
-	ReasonLoggedOut   = "logged_out"
-	ReasonReplaced    = "replaced"
-	ReasonBanned      = "banned"
-	ReasonOutdated    = "outdated"
-	ReasonServerError = "server_error"
-	ReasonStopped     = "stopped"
-	ReasonOther       = "other"
-)
-
-// Message directions accepted by SessionMessage.
-const (
-	DirectionIn  = "in"
-	DirectionOut = "out"
-)
-
-// Restore results, as the session manager reports them to RestoreResult.
-// Each has a series from the start.
-const (
-	ResultRestored     = "restored"
-	ResultNeedsPairing = "needs_pairing"
-	ResultFailed       = "failed"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
 // Metrics holds every collector of the service. Create it with New; all
 // methods are safe for concurrent use.
 type Metrics struct {
-	states  []string // the known session states, in a stable order
-	reasons map[string]bool
+	reasons map[sessions.Reason]bool
 
 	sessionState         *prometheus.GaugeVec
 	sessions             *prometheus.GaugeVec
@@ -87,7 +45,7 @@ type Metrics struct {
 	// per-session gauges. The other per-session series are single updates
 	// that client_golang already makes safe.
 	mu      sync.Mutex
-	current map[string]string // session -> current state
+	current map[string]sessions.State // session -> current state
 }
 
 // New creates the collectors, registers them on reg together with the Go
@@ -97,17 +55,8 @@ type Metrics struct {
 func New(reg prometheus.Registerer) *Metrics {
 	sessionLabels := []string{"session"}
 	m := &Metrics{
-		states: []string{
-			StateRestoring, StateConnecting, StatePairing, StateConnected,
-			StateReconnecting, StateNeedsPairing, StateBanned, StateConflict,
-			StateFailed, StateStopped,
-		},
-		reasons: map[string]bool{
-			ReasonNetwork: true, ReasonLoggedOut: true, ReasonReplaced: true,
-			ReasonBanned: true, ReasonOutdated: true, ReasonServerError: true,
-			ReasonStopped: true, ReasonOther: true,
-		},
-		current: make(map[string]string),
+		reasons: make(map[sessions.Reason]bool),
+		current: make(map[string]sessions.State),
 
 		sessionState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "whatsapp_session_state",
@@ -165,15 +114,18 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"route", "method"}),
 	}
 
+	for _, r := range sessions.Reasons {
+		m.reasons[r] = true
+	}
 	// Every state exists from the start with 0, so that "no session is
 	// connected" is a value and not an absent series.
-	for _, s := range m.states {
-		m.sessions.WithLabelValues(s).Set(0)
+	for _, s := range sessions.States {
+		m.sessions.WithLabelValues(string(s)).Set(0)
 	}
 	// Likewise every restore result starts at 0, so that increase() sees
 	// the first failure rather than the appearance of its series.
-	for _, r := range []string{ResultRestored, ResultNeedsPairing, ResultFailed} {
-		m.restoreResults.WithLabelValues(r)
+	for _, r := range sessions.RestoreResults {
+		m.restoreResults.WithLabelValues(string(r))
 	}
 
 	reg.MustRegister(
@@ -202,7 +154,7 @@ func New(reg prometheus.Registerer) *Metrics {
 // The first call for a session creates its counters at 0.
 // A state outside the known set is recorded as given, and its series is
 // dropped again when the session leaves it.
-func (m *Metrics) SetSessionState(session, state string) {
+func (m *Metrics) SetSessionState(session string, state sessions.State) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
@@ -211,20 +163,20 @@ func (m *Metrics) SetSessionState(session, state string) {
 		return
 	}
 	if known {
-		m.sessions.WithLabelValues(old).Dec()
-		if !m.isKnownState(old) {
-			m.sessionState.DeleteLabelValues(session, old)
+		m.sessions.WithLabelValues(string(old)).Dec()
+		if !slices.Contains(sessions.States, old) {
+			m.sessionState.DeleteLabelValues(session, string(old))
 		}
 	} else {
 		m.addSessionCounters(session)
 	}
 	m.current[session] = state
-	m.sessions.WithLabelValues(state).Inc()
+	m.sessions.WithLabelValues(string(state)).Inc()
 
-	for _, s := range m.states {
-		m.sessionState.WithLabelValues(session, s).Set(0)
+	for _, s := range sessions.States {
+		m.sessionState.WithLabelValues(session, string(s)).Set(0)
 	}
-	m.sessionState.WithLabelValues(session, state).Set(1)
+	m.sessionState.WithLabelValues(session, string(state)).Set(1)
 }
 
 // addSessionCounters creates a new session's counter series at 0: every
@@ -236,21 +188,12 @@ func (m *Metrics) SetSessionState(session, state string) {
 func (m *Metrics) addSessionCounters(session string) {
 	m.sessionRestarts.WithLabelValues(session)
 	m.sessionReconnects.WithLabelValues(session)
-	for r := range m.reasons {
-		m.sessionDisconnects.WithLabelValues(session, r)
+	for _, r := range sessions.Reasons {
+		m.sessionDisconnects.WithLabelValues(session, string(r))
 	}
-	m.sessionMessages.WithLabelValues(session, DirectionIn)
-	m.sessionMessages.WithLabelValues(session, DirectionOut)
+	m.sessionMessages.WithLabelValues(session, string(sessions.DirectionIn))
+	m.sessionMessages.WithLabelValues(session, string(sessions.DirectionOut))
 	m.sessionStoreErrors.WithLabelValues(session)
-}
-
-func (m *Metrics) isKnownState(state string) bool {
-	for _, s := range m.states {
-		if s == state {
-			return true
-		}
-	}
-	return false
 }
 
 // SetSessionConnected records whether session is connected to WhatsApp.
@@ -272,13 +215,13 @@ func (m *Metrics) SessionReconnected(session string) {
 	m.sessionReconnects.WithLabelValues(session).Inc()
 }
 
-// SessionDisconnected counts a disconnect of session for reason, one of the
-// Reason constants; any other reason is counted as ReasonOther.
-func (m *Metrics) SessionDisconnected(session, reason string) {
+// SessionDisconnected counts a disconnect of session for reason, one of
+// sessions.Reasons; any other reason is counted as sessions.ReasonOther.
+func (m *Metrics) SessionDisconnected(session string, reason sessions.Reason) {
 	if !m.reasons[reason] {
-		reason = ReasonOther
+		reason = sessions.ReasonOther
 	}
-	m.sessionDisconnects.WithLabelValues(session, reason).Inc()
+	m.sessionDisconnects.WithLabelValues(session, string(reason)).Inc()
 }
 
 // SetSessionLastConnected records t as the time session last became connected.
@@ -287,10 +230,9 @@ func (m *Metrics) SetSessionLastConnected(session string, t time.Time) {
 	m.sessionLastConnected.WithLabelValues(session).Set(v)
 }
 
-// SessionMessage counts one message of session in direction, DirectionIn or
-// DirectionOut.
-func (m *Metrics) SessionMessage(session, direction string) {
-	m.sessionMessages.WithLabelValues(session, direction).Inc()
+// SessionMessage counts one message of session in direction.
+func (m *Metrics) SessionMessage(session string, direction sessions.Direction) {
+	m.sessionMessages.WithLabelValues(session, string(direction)).Inc()
 }
 
 // RemoveSession deletes every series labelled with session and takes the
@@ -301,7 +243,7 @@ func (m *Metrics) RemoveSession(session string) {
 	defer m.mu.Unlock()
 
 	if state, ok := m.current[session]; ok {
-		m.sessions.WithLabelValues(state).Dec()
+		m.sessions.WithLabelValues(string(state)).Dec()
 		delete(m.current, session)
 	}
 	l := prometheus.Labels{"session": session}
@@ -327,10 +269,9 @@ func (m *Metrics) ObserveRestore(d time.Duration) {
 	m.restoreDuration.Observe(d.Seconds())
 }
 
-// RestoreResult counts one restore result, such as "restored", "failed" or
-// "needs_pairing".
-func (m *Metrics) RestoreResult(result string) {
-	m.restoreResults.WithLabelValues(result).Inc()
+// RestoreResult counts one restore result.
+func (m *Metrics) RestoreResult(result sessions.RestoreResult) {
+	m.restoreResults.WithLabelValues(string(result)).Inc()
 }
 
 // ObserveHTTP records one HTTP request. route must be the route template

@@ -14,13 +14,17 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
-var allStates = []string{
-	metrics.StateRestoring, metrics.StateConnecting, metrics.StatePairing,
-	metrics.StateConnected, metrics.StateReconnecting, metrics.StateNeedsPairing,
-	metrics.StateBanned, metrics.StateConflict, metrics.StateFailed, metrics.StateStopped,
-}
+// allStates are the states the metrics must know: the domain's one list.
+var allStates = func() []string {
+	var out []string
+	for _, s := range sessions.States {
+		out = append(out, string(s))
+	}
+	return out
+}()
 
 // newMetrics returns Metrics on a fresh registry and that registry.
 func newMetrics(t *testing.T) (*metrics.Metrics, *prometheus.Registry) {
@@ -32,17 +36,17 @@ func newMetrics(t *testing.T) (*metrics.Metrics, *prometheus.Registry) {
 // touchAll calls every method of m once, so that every metric family has at
 // least one series.
 func touchAll(m *metrics.Metrics, session string) {
-	m.SetSessionState(session, metrics.StateConnected)
+	m.SetSessionState(session, sessions.StateConnected)
 	m.SetSessionConnected(session, true)
 	m.SessionRestarted(session)
 	m.SessionReconnected(session)
-	m.SessionDisconnected(session, metrics.ReasonNetwork)
+	m.SessionDisconnected(session, sessions.ReasonNetwork)
 	m.SetSessionLastConnected(session, time.Unix(1700000000, 0))
-	m.SessionMessage(session, metrics.DirectionIn)
-	m.SessionMessage(session, metrics.DirectionOut)
+	m.SessionMessage(session, sessions.DirectionIn)
+	m.SessionMessage(session, sessions.DirectionOut)
 	m.SessionStoreWriteFailed(session)
 	m.ObserveRestore(1500 * time.Millisecond)
-	m.RestoreResult("restored")
+	m.RestoreResult(sessions.ResultRestored)
 	m.ObserveHTTP("/api/whatsapp/session/{senderId}/status", "GET", 200, 20*time.Millisecond)
 }
 
@@ -180,12 +184,12 @@ func TestSessionMetrics(t *testing.T) {
 	m.SessionRestarted(s)
 	m.SessionRestarted(s)
 	m.SessionReconnected(s)
-	m.SessionMessage(s, metrics.DirectionIn)
-	m.SessionMessage(s, metrics.DirectionIn)
-	m.SessionMessage(s, metrics.DirectionOut)
-	m.SessionDisconnected(s, metrics.ReasonNetwork)
-	m.SessionDisconnected(s, metrics.ReasonLoggedOut)
-	m.SessionDisconnected(s, metrics.ReasonNetwork)
+	m.SessionMessage(s, sessions.DirectionIn)
+	m.SessionMessage(s, sessions.DirectionIn)
+	m.SessionMessage(s, sessions.DirectionOut)
+	m.SessionDisconnected(s, sessions.ReasonNetwork)
+	m.SessionDisconnected(s, sessions.ReasonLoggedOut)
+	m.SessionDisconnected(s, sessions.ReasonNetwork)
 	m.SessionDisconnected(s, "something we never heard of")
 	last := time.Date(2025, 1, 2, 3, 4, 5, 500_000_000, time.UTC)
 	m.SetSessionLastConnected(s, last)
@@ -225,8 +229,8 @@ func TestRestoreMetrics(t *testing.T) {
 	m.ObserveRestore(50 * time.Millisecond)
 	m.ObserveRestore(3 * time.Second)
 	m.ObserveRestore(20 * time.Minute)
-	m.RestoreResult("restored")
-	m.RestoreResult("restored")
+	m.RestoreResult(sessions.ResultRestored)
+	m.RestoreResult(sessions.ResultRestored)
 	m.RestoreResult("needs_pairing")
 	m.RestoreResult("failed")
 
@@ -288,7 +292,7 @@ func TestObserveHTTP(t *testing.T) {
 // checkStates checks whatsapp_session_state and whatsapp_sessions against
 // want (session -> state): every session has one series per known state,
 // exactly one of them 1, and the fleet gauge counts sessions per state.
-func checkStates(t *testing.T, reg prometheus.Gatherer, want map[string]string) {
+func checkStates(t *testing.T, reg prometheus.Gatherer, want map[string]sessions.State) {
 	t.Helper()
 	families := gather(t, reg)
 
@@ -310,7 +314,7 @@ func checkStates(t *testing.T, reg prometheus.Gatherer, want map[string]string) 
 		}
 		for _, s := range allStates {
 			wantV := 0.0
-			if s == state {
+			if s == string(state) {
 				wantV = 1
 			}
 			if v, ok := series[s]; !ok || v != wantV {
@@ -321,7 +325,7 @@ func checkStates(t *testing.T, reg prometheus.Gatherer, want map[string]string) 
 
 	counts := map[string]float64{}
 	for _, s := range want {
-		counts[s]++
+		counts[string(s)]++
 	}
 	got := map[string]float64{}
 	for _, m := range families["whatsapp_sessions"].GetMetric() {
@@ -337,30 +341,31 @@ func checkStates(t *testing.T, reg prometheus.Gatherer, want map[string]string) 
 func TestSessionStateTransitions(t *testing.T) {
 	m, reg := newMetrics(t)
 	// Every state is a series from the start, so "0 connected" is a value.
-	checkStates(t, reg, map[string]string{})
+	checkStates(t, reg, map[string]sessions.State{})
 
 	steps := []struct {
-		session, state string
+		session string
+		state   sessions.State
 	}{
-		{"a", metrics.StateRestoring},
-		{"b", metrics.StateRestoring},
-		{"c", metrics.StateNeedsPairing},
-		{"a", metrics.StateConnecting},
-		{"a", metrics.StateConnected},
-		{"b", metrics.StateConnecting},
-		{"b", metrics.StateConnected},
-		{"b", metrics.StateConnected}, // repeated: no double count
-		{"c", metrics.StatePairing},
-		{"a", metrics.StateReconnecting},
-		{"a", metrics.StateConnecting},
-		{"a", metrics.StateBanned},
-		{"b", metrics.StateConflict},
-		{"c", metrics.StateConnecting},
-		{"c", metrics.StateFailed},
-		{"a", metrics.StateStopped},
-		{"b", metrics.StateConnected},
+		{"a", sessions.StateRestoring},
+		{"b", sessions.StateRestoring},
+		{"c", sessions.StateNeedsPairing},
+		{"a", sessions.StateConnecting},
+		{"a", sessions.StateConnected},
+		{"b", sessions.StateConnecting},
+		{"b", sessions.StateConnected},
+		{"b", sessions.StateConnected}, // repeated: no double count
+		{"c", sessions.StatePairing},
+		{"a", sessions.StateReconnecting},
+		{"a", sessions.StateConnecting},
+		{"a", sessions.StateBanned},
+		{"b", sessions.StateConflict},
+		{"c", sessions.StateConnecting},
+		{"c", sessions.StateFailed},
+		{"a", sessions.StateStopped},
+		{"b", sessions.StateConnected},
 	}
-	want := map[string]string{}
+	want := map[string]sessions.State{}
 	for i, step := range steps {
 		m.SetSessionState(step.session, step.state)
 		want[step.session] = step.state
@@ -380,7 +385,7 @@ func TestSessionStateUnknownValue(t *testing.T) {
 		t.Errorf("sessions{weird} = %v, want 1", got)
 	}
 
-	m.SetSessionState("a", metrics.StateConnected)
+	m.SetSessionState("a", sessions.StateConnected)
 	if _, ok := value(t, reg, "whatsapp_session_state", map[string]string{"session": "a", "state": "weird"}); ok {
 		t.Error("series for the unknown state left behind after leaving it")
 	}
@@ -410,9 +415,9 @@ func TestRemoveSession(t *testing.T) {
 	// "a" is a prefix of "a_b" and "a-1": removal must match the label exactly.
 	for _, s := range []string{"a", "a_b", "a-1"} {
 		touchAll(m, s)
-		m.SessionDisconnected(s, metrics.ReasonReplaced)
+		m.SessionDisconnected(s, sessions.ReasonReplaced)
 	}
-	m.SetSessionState("a-1", metrics.StateFailed)
+	m.SetSessionState("a-1", sessions.StateFailed)
 
 	before := map[string][]string{"a_b": seriesOf(t, reg, "a_b"), "a-1": seriesOf(t, reg, "a-1")}
 	// 10 states + connected + restarts + reconnects + 8 disconnect
@@ -436,16 +441,16 @@ func TestRemoveSession(t *testing.T) {
 	if n := testutil.CollectAndCount(reg, "whatsapp_http_requests_total", "whatsapp_restore_results_total"); n != httpBefore {
 		t.Errorf("fleet series changed: %d, want %d", n, httpBefore)
 	}
-	checkStates(t, reg, map[string]string{"a_b": metrics.StateConnected, "a-1": metrics.StateFailed})
+	checkStates(t, reg, map[string]sessions.State{"a_b": sessions.StateConnected, "a-1": sessions.StateFailed})
 
 	// Removing twice, or a session never seen, changes nothing.
 	m.RemoveSession("a")
 	m.RemoveSession("nobody")
-	checkStates(t, reg, map[string]string{"a_b": metrics.StateConnected, "a-1": metrics.StateFailed})
+	checkStates(t, reg, map[string]sessions.State{"a_b": sessions.StateConnected, "a-1": sessions.StateFailed})
 
 	// A session that comes back starts from scratch.
-	m.SetSessionState("a", metrics.StateRestoring)
-	checkStates(t, reg, map[string]string{"a": metrics.StateRestoring, "a_b": metrics.StateConnected, "a-1": metrics.StateFailed})
+	m.SetSessionState("a", sessions.StateRestoring)
+	checkStates(t, reg, map[string]sessions.State{"a": sessions.StateRestoring, "a_b": sessions.StateConnected, "a-1": sessions.StateFailed})
 	if v, ok := value(t, reg, "whatsapp_session_restarts_total", map[string]string{"session": "a"}); !ok || v != 0 {
 		t.Errorf("restarts of the session that came back: %v, %v; want a series at 0", v, ok)
 	}
@@ -463,10 +468,10 @@ func TestConcurrentUse(t *testing.T) {
 				// Workers share sessions so that updates and removals of one
 				// session race with each other.
 				s := fmt.Sprintf("s%d", (w+i)%5)
-				m.SetSessionState(s, allStates[(w*7+i)%len(allStates)])
+				m.SetSessionState(s, sessions.States[(w*7+i)%len(sessions.States)])
 				m.SetSessionConnected(s, i%2 == 0)
-				m.SessionMessage(s, metrics.DirectionIn)
-				m.SessionDisconnected(s, metrics.ReasonNetwork)
+				m.SessionMessage(s, sessions.DirectionIn)
+				m.SessionDisconnected(s, sessions.ReasonNetwork)
 				m.ObserveHTTP("/healthz", "GET", 200, time.Millisecond)
 				if i%17 == 0 {
 					m.RemoveSession(s)
@@ -478,14 +483,14 @@ func TestConcurrentUse(t *testing.T) {
 
 	// Whatever the interleaving, the fleet counts must match the per-session
 	// one-hot gauges.
-	want := map[string]string{}
+	want := map[string]sessions.State{}
 	for _, mt := range gather(t, reg)["whatsapp_session_state"].GetMetric() {
 		if mt.GetGauge().GetValue() == 1 {
 			l := labelsOf(mt)
 			if prev, dup := want[l["session"]]; dup {
 				t.Fatalf("session %s is in two states: %s and %s", l["session"], prev, l["state"])
 			}
-			want[l["session"]] = l["state"]
+			want[l["session"]] = sessions.State(l["state"])
 		}
 	}
 	checkStates(t, reg, want)
@@ -499,21 +504,20 @@ func TestConcurrentUse(t *testing.T) {
 // count its first event; so do the restore results from the start.
 func TestCountersStartAtZero(t *testing.T) {
 	m, reg := newMetrics(t)
-	for _, r := range []string{metrics.ResultRestored, metrics.ResultNeedsPairing, metrics.ResultFailed} {
+	for _, r := range []string{"restored", "needs_pairing", "failed"} {
 		if v, ok := value(t, reg, "whatsapp_restore_results_total", map[string]string{"result": r}); !ok || v != 0 {
 			t.Errorf("restore result %s: %v, %v; want a series at 0", r, v, ok)
 		}
 	}
-	m.SetSessionState("s1", metrics.StateRestoring)
+	m.SetSessionState("s1", sessions.StateRestoring)
 	want := []map[string]string{
 		{"__name__": "whatsapp_session_restarts_total"},
 		{"__name__": "whatsapp_session_reconnects_total"},
 		{"__name__": "whatsapp_session_store_write_failures_total"},
-		{"__name__": "whatsapp_session_messages_total", "direction": metrics.DirectionIn},
-		{"__name__": "whatsapp_session_messages_total", "direction": metrics.DirectionOut},
+		{"__name__": "whatsapp_session_messages_total", "direction": "in"},
+		{"__name__": "whatsapp_session_messages_total", "direction": "out"},
 	}
-	for _, r := range []string{metrics.ReasonNetwork, metrics.ReasonLoggedOut, metrics.ReasonReplaced, metrics.ReasonBanned,
-		metrics.ReasonOutdated, metrics.ReasonServerError, metrics.ReasonStopped, metrics.ReasonOther} {
+	for _, r := range []string{"network", "logged_out", "replaced", "banned", "outdated", "server_error", "stopped", "other"} {
 		want = append(want, map[string]string{"__name__": "whatsapp_session_disconnects_total", "reason": r})
 	}
 	for _, w := range want {
@@ -529,7 +533,7 @@ func TestCountersStartAtZero(t *testing.T) {
 	}
 	// A later state change does not reset them.
 	m.SessionReconnected("s1")
-	m.SetSessionState("s1", metrics.StateConnected)
+	m.SetSessionState("s1", sessions.StateConnected)
 	if v := mustValue(t, reg, "whatsapp_session_reconnects_total", map[string]string{"session": "s1"}); v != 1 {
 		t.Errorf("reconnects after a state change: %v, want 1", v)
 	}

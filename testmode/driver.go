@@ -8,21 +8,19 @@ package testmode
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
-	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
 // Sessions is what the driver needs of the session manager.
 type Sessions interface {
-	Inspect(ctx context.Context, id string) (actors.Inspection, error)
-	Status(ctx context.Context, id string) (actors.Status, error)
+	Inspect(ctx context.Context, id string) (sessions.Inspection, error)
+	Status(ctx context.Context, id string) (sessions.Status, error)
 	Panic(ctx context.Context, id string) error
 }
 
@@ -37,7 +35,7 @@ type Driver struct {
 	wg     sync.WaitGroup
 }
 
-var _ apihttp.TestDriver = (*Driver)(nil)
+var _ sessions.TestDriver = (*Driver)(nil)
 
 // New returns a Driver acting through control.
 func New(sessions Sessions, control fakeserver.Control) *Driver {
@@ -61,7 +59,7 @@ type Result struct {
 }
 
 // Act performs action on session id.
-func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParams) (any, error) {
+func (d *Driver) Act(ctx context.Context, id, action string, p sessions.TestParams) (any, error) {
 	if action == "panic" {
 		if err := d.sessions.Panic(ctx, id); err != nil {
 			return nil, err
@@ -80,7 +78,7 @@ func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParam
 	}
 	user := jidUser(insp.JID)
 	if user == "" {
-		return nil, &actors.StateError{State: insp.State, Message: fmt.Sprintf("session %s has no paired device to act on (it is %s)", id, insp.State)}
+		return nil, &sessions.StateError{State: insp.State, Message: fmt.Sprintf("session %s has no paired device to act on (it is %s)", id, insp.State)}
 	}
 	switch action {
 	case "unlink":
@@ -95,7 +93,7 @@ func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParam
 	case "ban":
 		secs := p.Seconds
 		if secs <= 0 || secs > 24*3600 {
-			return nil, &apihttp.Error{Status: http.StatusBadRequest, Code: "bad_request", Message: `ban needs {"seconds": N} with N from 1 to 86400`}
+			return nil, sessions.Errorf(sessions.ErrInvalid, `ban needs {"seconds": N} with N from 1 to 86400`)
 		}
 		expire := time.Duration(secs) * time.Second
 		if err := d.control.SetLoginFailure(ctx, user, fakeserver.LoginFailure{Reason: 402, BanCode: 101, Expire: expire}); err != nil {
@@ -114,18 +112,17 @@ func (d *Driver) Act(ctx context.Context, id, action string, p apihttp.TestParam
 		if _, err := d.control.Drop(ctx, user); err != nil {
 			return nil, err
 		}
-		err := d.waitState(ctx, id, actors.StateFailed)
+		err := d.waitState(ctx, id, sessions.StateFailed)
 		return d.done(action, "a login was refused as outdated", err)
 	}
-	return nil, &apihttp.Error{Status: http.StatusNotFound, Code: "not_found",
-		Message: "unknown test action: use " + strings.Join(Actions[:len(Actions)-1], ", ") + " or " + Actions[len(Actions)-1]}
+	return nil, sessions.Errorf(sessions.ErrNotFound, "unknown test action: use %s or %s", strings.Join(Actions[:len(Actions)-1], ", "), Actions[len(Actions)-1])
 }
 
 // enterCode types the pairing code the session asked for into the phone,
 // as its user would after POST .../pair-phone.
-func (d *Driver) enterCode(ctx context.Context, id string, insp actors.Inspection) (any, error) {
+func (d *Driver) enterCode(ctx context.Context, id string, insp sessions.Inspection) (any, error) {
 	if insp.PairCode == "" {
-		return nil, &actors.StateError{State: insp.State, Message: fmt.Sprintf(
+		return nil, &sessions.StateError{State: insp.State, Message: fmt.Sprintf(
 			"session %s is %s with no pairing code to enter: ask for one with POST /api/whatsapp/session/%s/pair-phone first", id, insp.State, id)}
 	}
 	_, err := d.control.EnterPairingCode(ctx, insp.PairPhone, insp.PairCode)
@@ -134,7 +131,7 @@ func (d *Driver) enterCode(ctx context.Context, id string, insp actors.Inspectio
 
 // scan completes the session's pending pairing as the phone would: the QR
 // code it shows, or the pairing code it asked for.
-func (d *Driver) scan(ctx context.Context, id string, insp actors.Inspection) (any, error) {
+func (d *Driver) scan(ctx context.Context, id string, insp sessions.Inspection) (any, error) {
 	var err error
 	switch {
 	case insp.PairCode != "":
@@ -142,14 +139,14 @@ func (d *Driver) scan(ctx context.Context, id string, insp actors.Inspection) (a
 	case insp.QRCode != "":
 		_, err = d.control.ScanQR(ctx, insp.QRCode)
 	default:
-		return nil, &actors.StateError{State: insp.State, Message: fmt.Sprintf("session %s is %s: nothing to scan (create it first)", id, insp.State)}
+		return nil, &sessions.StateError{State: insp.State, Message: fmt.Sprintf("session %s is %s: nothing to scan (create it first)", id, insp.State)}
 	}
 	return d.done("scan", "the phone completed the pairing", err)
 }
 
 func (d *Driver) done(action, what string, err error) (any, error) {
 	if err != nil {
-		return nil, fmt.Errorf("%w: fake server: %s: %v", actors.ErrWhatsApp, action, err)
+		return nil, fmt.Errorf("%w: fake server: %s: %v", sessions.ErrWhatsApp, action, err)
 	}
 	return Result{Action: action, Done: what}, nil
 }
@@ -170,7 +167,7 @@ func (d *Driver) clearAfter(user string, after time.Duration) {
 }
 
 // waitState polls session id until it is in state or ctx ends.
-func (d *Driver) waitState(ctx context.Context, id string, state actors.State) error {
+func (d *Driver) waitState(ctx context.Context, id string, state sessions.State) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -1,4 +1,9 @@
-package actors
+// Package sessions is the domain of whatsapp-sessions: what a session is
+// (its states, status and errors), what it needs from an operator, and the
+// Service the API consumes. It holds no implementation: package actors runs
+// the sessions, http serves the API, metrics measures them, and each of
+// them imports this package rather than one another.
+package sessions
 
 import "time"
 
@@ -20,7 +25,8 @@ const (
 	StateStopped      State = "stopped"
 )
 
-// States lists every state, in DESIGN.md's order.
+// States lists every state, in DESIGN.md's order. It is the one list: the
+// metrics and the OpenAPI document follow it.
 var States = []State{
 	StateRestoring, StateConnecting, StatePairing, StateConnected, StateReconnecting,
 	StateNeedsPairing, StateBanned, StateConflict, StateFailed, StateStopped,
@@ -37,31 +43,27 @@ const (
 	ActionWait    UserAction = "wait"
 )
 
-// Error codes a status can carry.
-const (
-	CodeStoreCorrupt     = "store_corrupt"
-	CodeStoreUnavailable = "store_unavailable"
-	CodeStoreMissing     = "store_missing"
-	CodeStoreWriteFailed = "store_write_failed"
-	CodeNotPaired        = "not_paired"
-	CodeDialFailed       = "dial_failed"
-	CodeDisconnected     = "disconnected"
-	CodeLoggedOut        = "logged_out"
-	CodeStreamReplaced   = "stream_replaced"
-	CodeTemporaryBan     = "temporary_ban"
-	CodeClientOutdated   = "client_outdated"
-	CodeConnectFailure   = "connect_failure"
-	CodeStreamError      = "stream_error"
-	CodeKeepAlive        = "keepalive_timeout"
-	CodeQRTimeout        = "qr_timeout"
-	CodePairingFailed    = "pairing_failed"
-	CodePanic            = "panic"
-	CodeRestartBudget    = "restart_budget_spent"
-)
+// UserActions lists every user action.
+var UserActions = []UserAction{ActionNone, ActionScanQR, ActionRestore, ActionWait}
+
+// UserAction is what a session in state s needs from its operator: it
+// follows from the state alone.
+func (s State) UserAction() UserAction {
+	switch s {
+	case StatePairing, StateNeedsPairing:
+		return ActionScanQR
+	case StateConflict, StateFailed:
+		return ActionRestore
+	case StateConnected, StateStopped:
+		return ActionNone
+	default: // restoring, connecting, reconnecting, banned
+		return ActionWait
+	}
+}
 
 // ErrorInfo is why a session is not connected.
 type ErrorInfo struct {
-	Code    string `json:"code"`
+	Code    Code   `json:"code"`
 	Message string `json:"message"`
 }
 
@@ -107,4 +109,11 @@ type RestoreProgress struct {
 type QR struct {
 	Code      string    `json:"code"`
 	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// CreateResult is the answer to a create: the status, and whether the call
+// changed anything.
+type CreateResult struct {
+	Status  Status
+	Created bool
 }

@@ -1,0 +1,51 @@
+package sessions
+
+import "context"
+
+// Service is what the API needs of the sessions; package actors implements
+// it. Every method is bounded by ctx and returns this package's errors.
+type Service interface {
+	// Restore starts every stored session that is not running, or only
+	// ids when given, in the background.
+	Restore(ctx context.Context, ids []string) error
+	// Status is one session's latest snapshot.
+	Status(ctx context.Context, id string) (Status, error)
+	// Fleet is every session's snapshot, with counts.
+	Fleet(ctx context.Context) (Fleet, error)
+	// Create creates (or starts) a session: a new one goes to pairing.
+	Create(ctx context.Context, id string) (CreateResult, error)
+	// Stop disconnects a session and keeps its credentials.
+	Stop(ctx context.Context, id string) (Status, error)
+	// Delete stops a session and removes its data.
+	Delete(ctx context.Context, id string) error
+	// Logout unlinks a session on WhatsApp and deletes its credentials.
+	Logout(ctx context.Context, id string) (Status, error)
+	// QR is the code a pairing session shows now.
+	QR(ctx context.Context, id string) (QR, error)
+	// PairPhone asks WhatsApp for a pairing code for phone.
+	PairPhone(ctx context.Context, id, phone string) (string, error)
+	// Ping checks that the service answers.
+	Ping(ctx context.Context) error
+}
+
+// Inspection is what test mode needs to act as the phone: never served by
+// the API in production.
+type Inspection struct {
+	State     State
+	JID       string
+	QRCode    string
+	PairPhone string
+	PairCode  string
+}
+
+// TestDriver acts as the phone or the network for a session (test mode
+// only): action is scan, enter-code, unlink, ban, drop, replace, outdated
+// or panic. It returns this package's errors.
+type TestDriver interface {
+	Act(ctx context.Context, id, action string, params TestParams) (any, error)
+}
+
+// TestParams are a test action's optional parameters.
+type TestParams struct {
+	Seconds int `json:"seconds"`
+}
