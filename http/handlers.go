@@ -228,10 +228,14 @@ func dedupe(ids []string) []string {
 }
 
 // forSession names id in a not-found error, so that the 404 says which
-// session is unknown.
+// session is unknown; an error with its own sentence keeps it.
 func forSession(id string, err error) error {
+	var own *sessions.Error
+	if errors.As(err, &own) {
+		return err
+	}
 	if errors.Is(err, sessions.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
-		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "session not found: " + id}
+		return sessions.Errorf(sessions.ErrNotFound, "session not found: %s", id)
 	}
 	return err
 }
