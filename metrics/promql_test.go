@@ -2,9 +2,10 @@ package metrics_test
 
 // The deploy tests read the queries in deploy/ with Prometheus's own PromQL
 // parser, to find the metric names, label matchers and grouping labels they
-// refer to. The module requires prometheus v0.48.1 for it: the newest
-// release whose requirements leave the service's own build list as it is
-// (later ones raise OpenTelemetry, x/crypto and x/net under the binary).
+// refer to. The module requires prometheus v0.49.1 for it, in tests only:
+// the newest release whose requirements leave the modules built into the
+// binary as they are (v0.50 raises OpenTelemetry; v0.316 also x/crypto,
+// x/net and x/exp).
 
 import (
 	"errors"
