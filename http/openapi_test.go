@@ -496,9 +496,26 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		}
 	})
 	t.Run("userAction enum", func(t *testing.T) {
-		want := []string{string(sessions.ActionNone), string(sessions.ActionScanQR), string(sessions.ActionRestore), string(sessions.ActionWait)}
+		var want []string
+		for _, a := range sessions.UserActions {
+			want = append(want, string(a))
+		}
 		if got := enum(t, "userAction"); !slices.Equal(got, want) {
-			t.Errorf("Status.userAction enum %v, want %v", got, want)
+			t.Errorf("Status.userAction enum %v, want sessions.UserActions %v", got, want)
+		}
+	})
+	t.Run("error codes", func(t *testing.T) {
+		// The description lists sessions.Codes, in order: "a, b or c."
+		code := schema(t, doc, "SessionError")["properties"].(map[string]any)["code"].(map[string]any)
+		desc, _ := code["description"].(string)
+		_, list, _ := strings.Cut(desc, ": ")
+		got := strings.Split(strings.NewReplacer(" or ", ", ", ".", "").Replace(list), ", ")
+		var want []string
+		for _, c := range sessions.Codes {
+			want = append(want, string(c))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("SessionError.code lists %v, want sessions.Codes %v", got, want)
 		}
 	})
 }
