@@ -249,17 +249,21 @@ func (h *handlers) fleet(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *handlers) status(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
+// statusOf is a route that calls call on the session it names and answers
+// with the session's status: status, stop and logout.
+func (h *handlers) statusOf(call func(sessions.Service, context.Context, string) (sessions.Status, error)) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id, err := senderID(r)
+		if err != nil {
+			return err
+		}
+		st, err := call(h.sessions, r.Context(), id)
+		if err != nil {
+			return forSession(id, err)
+		}
+		writeJSON(w, http.StatusOK, st)
+		return nil
 	}
-	st, err := h.sessions.Status(r.Context(), id)
-	if err != nil {
-		return forSession(id, err)
-	}
-	writeJSON(w, http.StatusOK, st)
-	return nil
 }
 
 // create answers 202 when it started the session, 200 when the session
@@ -278,32 +282,6 @@ func (h *handlers) create(w http.ResponseWriter, r *http.Request) error {
 		code = http.StatusOK
 	}
 	writeJSON(w, code, res.Status)
-	return nil
-}
-
-func (h *handlers) stop(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
-	st, err := h.sessions.Stop(r.Context(), id)
-	if err != nil {
-		return forSession(id, err)
-	}
-	writeJSON(w, http.StatusOK, st)
-	return nil
-}
-
-func (h *handlers) logout(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
-	st, err := h.sessions.Logout(r.Context(), id)
-	if err != nil {
-		return forSession(id, err)
-	}
-	writeJSON(w, http.StatusOK, st)
 	return nil
 }
 
