@@ -162,8 +162,6 @@ func (c *fakeClient) Logout(context.Context) error {
 	return nil
 }
 
-func (c *fakeClient) Disconnect() { c.connected.Store(false) }
-
 func (c *fakeClient) Close() error {
 	if c.closeGate != nil {
 		<-c.closeGate

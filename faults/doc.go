@@ -1,4 +1,4 @@
-// Package faults holds the fault-injection suite of issue 6: tests that run
+// Package faults holds the fault-injection suite: tests that run
 // the service as a real process (built once by TestMain) against a fake
 // WhatsApp server in the test process, and break it from outside: kill -9
 // during a restore, corrupt, missing, read-only and symlinked stores, a full

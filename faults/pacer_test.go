@@ -191,5 +191,4 @@ func (c *instantClient) PairPhone(context.Context, string) (string, error) {
 	return "", errors.New("paired")
 }
 func (c *instantClient) Logout(context.Context) error { return nil }
-func (c *instantClient) Disconnect()                  {}
 func (c *instantClient) Close() error                 { return nil }

@@ -72,12 +72,7 @@ func mapError(err error) (status int, code, msg string) {
 // userMessage is the sentence a domain error carries for the user, or else
 // the error's own words.
 func userMessage(err error) string {
-	var se *sessions.StateError
-	var de *sessions.Error
-	switch {
-	case errors.As(err, &se):
-		return se.Message
-	case errors.As(err, &de):
+	if de, ok := errors.AsType[*sessions.Error](err); ok {
 		return de.Message
 	}
 	return err.Error()

@@ -309,7 +309,7 @@ func short(body []byte) string {
 // FuzzRestoreBody posts fuzzed bodies to POST /api/whatsapp/sessions/restore.
 // Only the seeds run under plain go test, so they hold the interesting
 // cases: every accepted shape, each way to be refused, the size cap, and
-// the bugs found so far (skipped, see the report).
+// the inputs that broke it before.
 func FuzzRestoreBody(f *testing.F) {
 	for _, seed := range []string{
 		"", " ", "\n\t ", "{}", " {} ", "{}\n",

@@ -228,10 +228,14 @@ func dedupe(ids []string) []string {
 }
 
 // forSession names id in a not-found error, so that the 404 says which
-// session is unknown.
+// session is unknown; an error with its own sentence keeps it.
 func forSession(id string, err error) error {
+	var own *sessions.Error
+	if errors.As(err, &own) {
+		return err
+	}
 	if errors.Is(err, sessions.ErrNotFound) || errors.Is(err, store.ErrNotFound) {
-		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "session not found: " + id}
+		return sessions.Errorf(sessions.ErrNotFound, "session not found: %s", id)
 	}
 	return err
 }
@@ -245,17 +249,21 @@ func (h *handlers) fleet(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *handlers) status(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
+// statusOf is a route that calls call on the session it names and answers
+// with the session's status: status, stop and logout.
+func (h *handlers) statusOf(call func(sessions.Service, context.Context, string) (sessions.Status, error)) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id, err := senderID(r)
+		if err != nil {
+			return err
+		}
+		st, err := call(h.sessions, r.Context(), id)
+		if err != nil {
+			return forSession(id, err)
+		}
+		writeJSON(w, http.StatusOK, st)
+		return nil
 	}
-	st, err := h.sessions.Status(r.Context(), id)
-	if err != nil {
-		return forSession(id, err)
-	}
-	writeJSON(w, http.StatusOK, st)
-	return nil
 }
 
 // create answers 202 when it started the session, 200 when the session
@@ -274,32 +282,6 @@ func (h *handlers) create(w http.ResponseWriter, r *http.Request) error {
 		code = http.StatusOK
 	}
 	writeJSON(w, code, res.Status)
-	return nil
-}
-
-func (h *handlers) stop(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
-	st, err := h.sessions.Stop(r.Context(), id)
-	if err != nil {
-		return forSession(id, err)
-	}
-	writeJSON(w, http.StatusOK, st)
-	return nil
-}
-
-func (h *handlers) logout(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
-	st, err := h.sessions.Logout(r.Context(), id)
-	if err != nil {
-		return forSession(id, err)
-	}
-	writeJSON(w, http.StatusOK, st)
 	return nil
 }
 

@@ -487,20 +487,34 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		return out
 	}
 	t.Run("state enum", func(t *testing.T) {
-		var want []string
-		for _, s := range sessions.States {
-			want = append(want, string(s))
-		}
-		if got := enum(t, "state"); !slices.Equal(got, want) {
+		if got, want := enum(t, "state"), strs(sessions.States); !slices.Equal(got, want) {
 			t.Errorf("Status.state enum %v, want sessions.States %v", got, want)
 		}
 	})
 	t.Run("userAction enum", func(t *testing.T) {
-		want := []string{string(sessions.ActionNone), string(sessions.ActionScanQR), string(sessions.ActionRestore), string(sessions.ActionWait)}
-		if got := enum(t, "userAction"); !slices.Equal(got, want) {
-			t.Errorf("Status.userAction enum %v, want %v", got, want)
+		if got, want := enum(t, "userAction"), strs(sessions.UserActions); !slices.Equal(got, want) {
+			t.Errorf("Status.userAction enum %v, want sessions.UserActions %v", got, want)
 		}
 	})
+	t.Run("error codes", func(t *testing.T) {
+		// The description lists sessions.Codes, in order: "a, b or c."
+		code := schema(t, doc, "SessionError")["properties"].(map[string]any)["code"].(map[string]any)
+		desc, _ := code["description"].(string)
+		_, list, _ := strings.Cut(desc, ": ")
+		got := strings.Split(strings.NewReplacer(" or ", ", ", ".", "").Replace(list), ", ")
+		if want := strs(sessions.Codes); !slices.Equal(got, want) {
+			t.Errorf("SessionError.code lists %v, want sessions.Codes %v", got, want)
+		}
+	})
+}
+
+// strs is a list of string values as plain strings.
+func strs[T ~string](values []T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // TestOpenAPIRestoreTexts checks that the source document's texts, as the

@@ -15,24 +15,11 @@ type Conns struct {
 // NewConns creates the collectors with a series at 0 for each listener,
 // registers them on reg and returns them.
 func NewConns(reg prometheus.Registerer, listeners ...string) *Conns {
-	labels := []string{"listener"}
 	c := &Conns{
-		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "whatsapp_http_connections",
-			Help: "Open HTTP connections.",
-		}, labels),
-		max: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "whatsapp_http_connections_max",
-			Help: "The cap on open HTTP connections (HTTP_MAX_CONNS, or sized from the file descriptor limit).",
-		}, labels),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_http_connections_refused_total",
-			Help: "New HTTP connections closed at once because every connection under the cap was serving a request.",
-		}, labels),
-		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_http_connections_evicted_total",
-			Help: "HTTP connections closed at the cap to make room for a new one, because they waited longest without a request in progress.",
-		}, labels),
+		open:    gauge("whatsapp_http_connections", "Open HTTP connections.", "listener"),
+		max:     gauge("whatsapp_http_connections_max", "The cap on open HTTP connections (HTTP_MAX_CONNS, or sized from the file descriptor limit).", "listener"),
+		refused: counter("whatsapp_http_connections_refused_total", "New HTTP connections closed at once because every connection under the cap was serving a request.", "listener"),
+		evicted: counter("whatsapp_http_connections_evicted_total", "HTTP connections closed at the cap to make room for a new one, because they waited longest without a request in progress.", "listener"),
 	}
 	for _, l := range listeners {
 		c.open.WithLabelValues(l).Set(0)

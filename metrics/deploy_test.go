@@ -7,6 +7,7 @@ package metrics_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -503,12 +504,12 @@ func parseLabelValues(q string) (selector, label string, err error) {
 	q = strings.TrimSpace(q)
 	inner, ok := strings.CutPrefix(q, "label_values(")
 	if !ok || !strings.HasSuffix(inner, ")") {
-		return "", "", errorf("query %q is not label_values(selector, label)", q)
+		return "", "", fmt.Errorf("query %q is not label_values(selector, label)", q)
 	}
 	inner = strings.TrimSuffix(inner, ")")
 	i := strings.LastIndex(inner, ",")
 	if i < 0 {
-		return "", "", errorf("query %q names no metric: label_values(label) queries every series", q)
+		return "", "", fmt.Errorf("query %q names no metric: label_values(label) queries every series", q)
 	}
 	return strings.TrimSpace(inner[:i]), strings.TrimSpace(inner[i+1:]), nil
 }

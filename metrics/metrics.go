@@ -53,60 +53,26 @@ type Metrics struct {
 // prometheus.MustRegister it panics if reg already holds any of them, for
 // example when New is called twice with one registry.
 func New(reg prometheus.Registerer) *Metrics {
-	sessionLabels := []string{"session"}
 	m := &Metrics{
 		reasons: make(map[sessions.Reason]bool),
 		current: make(map[string]sessions.State),
 
-		sessionState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "whatsapp_session_state",
-			Help: "Current state of a session: 1 for the state it is in, 0 for every other state.",
-		}, []string{"session", "state"}),
-		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "whatsapp_sessions",
-			Help: "Number of sessions in each state.",
-		}, []string{"state"}),
-		sessionConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "whatsapp_session_connected",
-			Help: "Whether a session is connected and logged in to WhatsApp (1) or not (0).",
-		}, sessionLabels),
-		sessionRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_session_restarts_total",
-			Help: "Restarts of a session actor after a panic.",
-		}, sessionLabels),
-		sessionReconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_session_reconnects_total",
-			Help: "Reconnection attempts of a session after a transient failure.",
-		}, sessionLabels),
-		sessionDisconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_session_disconnects_total",
-			Help: "Disconnects of a session from WhatsApp, by reason.",
-		}, []string{"session", "reason"}),
-		sessionLastConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "whatsapp_session_last_connected_timestamp_seconds",
-			Help: "Unix time at which a session last became connected.",
-		}, sessionLabels),
-		sessionMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_session_messages_total",
-			Help: "Messages received (in) and sent (out) by a session.",
-		}, []string{"session", "direction"}),
-		sessionStoreErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_session_store_write_failures_total",
-			Help: "Times a session's store started refusing writes (disk full, I/O error, read-only file).",
-		}, sessionLabels),
+		sessionState:         gauge("whatsapp_session_state", "Current state of a session: 1 for the state it is in, 0 for every other state.", "session", "state"),
+		sessions:             gauge("whatsapp_sessions", "Number of sessions in each state.", "state"),
+		sessionConnected:     gauge("whatsapp_session_connected", "Whether a session is connected and logged in to WhatsApp (1) or not (0).", "session"),
+		sessionRestarts:      counter("whatsapp_session_restarts_total", "Restarts of a session actor after a panic.", "session"),
+		sessionReconnects:    counter("whatsapp_session_reconnects_total", "Reconnection attempts of a session after a transient failure.", "session"),
+		sessionDisconnects:   counter("whatsapp_session_disconnects_total", "Disconnects of a session from WhatsApp, by reason.", "session", "reason"),
+		sessionLastConnected: gauge("whatsapp_session_last_connected_timestamp_seconds", "Unix time at which a session last became connected.", "session"),
+		sessionMessages:      counter("whatsapp_session_messages_total", "Messages received (in) and sent (out) by a session.", "session", "direction"),
+		sessionStoreErrors:   counter("whatsapp_session_store_write_failures_total", "Times a session's store started refusing writes (disk full, I/O error, read-only file).", "session"),
 		restoreDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "whatsapp_restore_duration_seconds",
 			Help:    "Time a session took to come back from storage, from the start of its restore until it was connected.",
 			Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
 		}),
-		restoreResults: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_restore_results_total",
-			Help: "Results of session restores from storage, by result.",
-		}, []string{"result"}),
-		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "whatsapp_http_requests_total",
-			Help: "HTTP requests served, by route template, method and status code.",
-		}, []string{"route", "method", "code"}),
+		restoreResults: counter("whatsapp_restore_results_total", "Results of session restores from storage, by result.", "result"),
+		httpRequests:   counter("whatsapp_http_requests_total", "HTTP requests served, by route template, method and status code.", "route", "method", "code"),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "whatsapp_http_request_duration_seconds",
 			Help:    "Time taken to serve HTTP requests, by route template and method.",
@@ -280,4 +246,14 @@ func (m *Metrics) RestoreResult(result sessions.RestoreResult) {
 func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
 	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
 	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// gauge is a gauge vector named name with help and labels.
+func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+// counter is a counter vector named name with help and labels.
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }

@@ -46,9 +46,11 @@ var (
 )
 
 // Error is one of the sentinels above with a sentence for the user, shown
-// instead of the sentinel's own words.
+// instead of the sentinel's own words; State is set when the session's
+// state was the reason (Kind ErrWrongState).
 type Error struct {
 	Kind    error
+	State   State
 	Message string
 }
 
@@ -57,26 +59,15 @@ func Errorf(kind error, format string, args ...any) error {
 	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }
 
+// WrongState is an *Error of kind ErrWrongState for a session in state s.
+func WrongState(s State, format string, args ...any) error {
+	return &Error{Kind: ErrWrongState, State: s, Message: fmt.Sprintf(format, args...)}
+}
+
 func (e *Error) Error() string { return e.Message }
 
 // Unwrap makes errors.Is(err, e.Kind) true.
 func (e *Error) Unwrap() error { return e.Kind }
-
-// StateError is ErrWrongState with the state and a sentence for the user.
-type StateError struct {
-	State   State
-	Message string
-}
-
-// WrongState is a *StateError for a session in state s.
-func WrongState(s State, format string, args ...any) error {
-	return &StateError{State: s, Message: fmt.Sprintf(format, args...)}
-}
-
-func (e *StateError) Error() string { return e.Message }
-
-// Unwrap makes errors.Is(err, ErrWrongState) true.
-func (e *StateError) Unwrap() error { return ErrWrongState }
 
 // Codes lists every code.
 var Codes = []Code{

@@ -78,7 +78,7 @@ func (d *Driver) Act(ctx context.Context, id, action string, p sessions.TestPara
 	}
 	user := jidUser(insp.JID)
 	if user == "" {
-		return nil, &sessions.StateError{State: insp.State, Message: fmt.Sprintf("session %s has no paired device to act on (it is %s)", id, insp.State)}
+		return nil, sessions.WrongState(insp.State, "session %s has no paired device to act on (it is %s)", id, insp.State)
 	}
 	switch action {
 	case "unlink":
@@ -122,8 +122,8 @@ func (d *Driver) Act(ctx context.Context, id, action string, p sessions.TestPara
 // as its user would after POST .../pair-phone.
 func (d *Driver) enterCode(ctx context.Context, id string, insp sessions.Inspection) (any, error) {
 	if insp.PairCode == "" {
-		return nil, &sessions.StateError{State: insp.State, Message: fmt.Sprintf(
-			"session %s is %s with no pairing code to enter: ask for one with POST /api/whatsapp/session/%s/pair-phone first", id, insp.State, id)}
+		return nil, sessions.WrongState(insp.State,
+			"session %s is %s with no pairing code to enter: ask for one with POST /api/whatsapp/session/%s/pair-phone first", id, insp.State, id)
 	}
 	_, err := d.control.EnterPairingCode(ctx, insp.PairPhone, insp.PairCode)
 	return d.done("enter-code", "the phone entered the pairing code and completed the pairing", err)
@@ -139,7 +139,7 @@ func (d *Driver) scan(ctx context.Context, id string, insp sessions.Inspection) 
 	case insp.QRCode != "":
 		_, err = d.control.ScanQR(ctx, insp.QRCode)
 	default:
-		return nil, &sessions.StateError{State: insp.State, Message: fmt.Sprintf("session %s is %s: nothing to scan (create it first)", id, insp.State)}
+		return nil, sessions.WrongState(insp.State, "session %s is %s: nothing to scan (create it first)", id, insp.State)
 	}
 	return d.done("scan", "the phone completed the pairing", err)
 }

@@ -50,8 +50,6 @@ type Client interface {
 	PairPhone(ctx context.Context, phone string) (string, error)
 	// Logout unlinks the device on WhatsApp and deletes its credentials.
 	Logout(ctx context.Context) error
-	// Disconnect closes the socket and emits no event.
-	Disconnect()
 	// Close disconnects and closes the store. It is safe to call twice.
 	Close() error
 }
@@ -279,8 +277,6 @@ func (c *client) Logout(ctx context.Context) error {
 	return err
 }
 
-func (c *client) Disconnect() { c.cli.Disconnect() }
-
 func (c *client) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
@@ -307,7 +303,7 @@ func (c *client) handle(raw any) {
 	case *events.LoggedOut:
 		// The session hears of the logout only once the credentials are
 		// gone from the disk (or could not be deleted).
-		ev := LoggedOut{Reason: e.Reason.String(), OnConnect: e.OnConnect}
+		ev := LoggedOut{Reason: e.Reason.String()}
 		if err := c.forget(); err != nil {
 			ev.DeleteFailed = err.Error()
 		}
@@ -319,7 +315,7 @@ func (c *client) handle(raw any) {
 	case *events.ClientOutdated:
 		c.emit(ClientOutdated{})
 	case *events.ConnectFailure:
-		c.emit(ConnectFailure{Reason: int(e.Reason), Message: e.Message})
+		c.emit(ConnectFailure{Reason: int(e.Reason)})
 	case *events.StreamError:
 		c.emit(StreamError{Code: e.Code})
 	case *events.PairSuccess:

@@ -27,7 +27,6 @@ type Disconnected struct{}
 // again.
 type LoggedOut struct {
 	Reason       string
-	OnConnect    bool
 	DeleteFailed string
 }
 
@@ -44,10 +43,7 @@ type TemporaryBan struct {
 type ClientOutdated struct{}
 
 // ConnectFailure: a login failure whatsmeow does not classify.
-type ConnectFailure struct {
-	Reason  int
-	Message string
-}
+type ConnectFailure struct{ Reason int }
 
 // StreamError: a stream error whatsmeow does not classify.
 type StreamError struct{ Code string }

@@ -25,6 +25,9 @@
 // and any app state but the push name. Queries the server does not know
 // get an empty result, so clients do not hang on them.
 //
-// Production code never uses this package: only UseTestRootKey makes a
-// whatsmeow client trust it.
+// The service's binary links this package in for test mode
+// (WHATSAPP_TEST_MODE): only then does main start a server, or reach one
+// with Remote, and call UseTestRootKey, which replaces whatsmeow's WhatsApp
+// root key for the whole process so that its clients trust this server and
+// no longer the real one. Outside test mode none of it runs.
 package fakeserver
