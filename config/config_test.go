@@ -8,6 +8,16 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 )
 
+// loadWith sets the variables in env for the test and loads the
+// configuration.
+func loadWith(t *testing.T, env map[string]string) (config.Config, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return config.Load()
+}
+
 func TestDefaults(t *testing.T) {
 	c, err := config.Load()
 	if err != nil {
@@ -20,20 +30,20 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestNodeEnvTestTurnsOnTestMode(t *testing.T) {
-	t.Setenv("NODE_ENV", "test")
-	c, err := config.Load()
+	c, err := loadWith(t, map[string]string{"NODE_ENV": "test"})
 	if err != nil || !c.TestMode {
 		t.Fatalf("NODE_ENV=test: test mode %v, %v", c.TestMode, err)
 	}
 }
 
 func TestBadValuesAreAllReported(t *testing.T) {
-	t.Setenv("API_KEY", "short")
-	t.Setenv("BACKOFF_MIN", "10m")
-	t.Setenv("BACKOFF_MAX", "1m")
-	t.Setenv("LOG_LEVEL", "loud")
-	t.Setenv("RESTORE_CONCURRENCY", "0")
-	_, err := config.Load()
+	_, err := loadWith(t, map[string]string{
+		"API_KEY":             "short",
+		"BACKOFF_MIN":         "10m",
+		"BACKOFF_MAX":         "1m",
+		"LOG_LEVEL":           "loud",
+		"RESTORE_CONCURRENCY": "0",
+	})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
@@ -64,8 +74,7 @@ func TestUnparsableValues(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.key, func(t *testing.T) {
-			t.Setenv(tc.key, tc.value)
-			_, err := config.Load()
+			_, err := loadWith(t, map[string]string{tc.key: tc.value})
 			if err == nil {
 				t.Fatalf("%s=%q accepted", tc.key, tc.value)
 			}
@@ -84,9 +93,7 @@ func TestUnparsableValues(t *testing.T) {
 
 // Every bad value is reported in the same error.
 func TestUnparsableValuesAreAllReported(t *testing.T) {
-	t.Setenv("RESTORE_CONCURRENCY", "x")
-	t.Setenv("BACKOFF_MAX", "y")
-	_, err := config.Load()
+	_, err := loadWith(t, map[string]string{"RESTORE_CONCURRENCY": "x", "BACKOFF_MAX": "y"})
 	if err == nil || !strings.Contains(err.Error(), "RESTORE_CONCURRENCY") || !strings.Contains(err.Error(), "BACKOFF_MAX") {
 		t.Fatalf("two bad values: %v", err)
 	}
@@ -125,12 +132,13 @@ func TestEmptyMeansDefault(t *testing.T) {
 
 // Values are read with their types.
 func TestValuesAreRead(t *testing.T) {
-	t.Setenv("RESTORE_CONCURRENCY", "8")
-	t.Setenv("CONNECT_RATE", "2.5")
-	t.Setenv("BACKOFF_MAX", "90s")
-	t.Setenv("WHATSAPP_TEST_MODE", "true")
-	t.Setenv("DEVICE_NAME", "ops desk")
-	c, err := config.Load()
+	c, err := loadWith(t, map[string]string{
+		"RESTORE_CONCURRENCY": "8",
+		"CONNECT_RATE":        "2.5",
+		"BACKOFF_MAX":         "90s",
+		"WHATSAPP_TEST_MODE":  "true",
+		"DEVICE_NAME":         "ops desk",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

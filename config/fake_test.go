@@ -1,10 +1,9 @@
 package config_test
 
 import (
+	"maps"
 	"strings"
 	"testing"
-
-	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 )
 
 // An external fake server needs its address, its control API and the CA
@@ -18,13 +17,11 @@ func TestExternalFakeServerSettingsGoTogether(t *testing.T) {
 	}
 	for _, missing := range []string{"", "FAKE_WA_ADDR", "FAKE_WA_CONTROL_URL", "FAKE_WA_CA_FILE"} {
 		t.Run("without "+missing, func(t *testing.T) {
-			for k, v := range all {
-				if k == missing {
-					v = ""
-				}
-				t.Setenv(k, v)
+			env := maps.Clone(all)
+			if missing != "" {
+				env[missing] = ""
 			}
-			c, err := config.Load()
+			c, err := loadWith(t, env)
 			if missing == "" {
 				if err != nil || c.FakeCAFile != all["FAKE_WA_CA_FILE"] {
 					t.Fatalf("Load = %+v, %v", c, err)

@@ -28,10 +28,7 @@ func markerExists(t *testing.T, d *store.Dir, id string) bool {
 func TestCleanMarkerFollowsTheConnection(t *testing.T) {
 	d := openDir(t)
 	ctx := context.Background()
-	s, err := d.Open(ctx, "alice", store.OpenOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := create(t, d, "alice")
 	if !s.Checked {
 		t.Error("a new store was not checked")
 	}
@@ -57,7 +54,7 @@ func TestCleanMarkerFollowsTheConnection(t *testing.T) {
 		t.Fatal("no marker after a clean close")
 	}
 
-	s, err = d.Open(ctx, "alice", store.OpenOptions{})
+	s, err := d.Open(ctx, "alice", store.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,14 +89,7 @@ func TestCleanMarkerFollowsTheConnection(t *testing.T) {
 func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 	ctx := context.Background()
 	d := openDir(t)
-	s, err := d.Open(ctx, "victim", store.OpenOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fakeserver.SeedDevice(ctx, s.Container, "15550004444"); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	createPaired(t, d, "victim", "15550004444")
 	header := copyStore(t, d, "victim", "header")
 	path := func(id string) string { return filepath.Join(d.Root(), "session-"+id, "whatsapp.db") }
 
@@ -120,7 +110,7 @@ func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 	if !markerExists(t, d, "victim") {
 		t.Fatal("no marker after a clean close")
 	}
-	s, err = d.Open(ctx, "victim", store.OpenOptions{})
+	s, err := d.Open(ctx, "victim", store.OpenOptions{})
 	if err == nil {
 		t.Logf("damaged store opened on its clean marker (expected: the check is skipped)")
 		if s.Checked {
@@ -168,11 +158,7 @@ func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 func TestSymlinkedMarkerIsNotTrusted(t *testing.T) {
 	ctx := context.Background()
 	d := openDir(t)
-	s, err := d.Open(ctx, "alice", store.OpenOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	create(t, d, "alice").Close()
 	marker := filepath.Join(d.Root(), "session-alice", cleanMarker)
 	target := filepath.Join(t.TempDir(), "target")
 	if err := os.WriteFile(target, []byte("keep"), 0o600); err != nil {
@@ -184,7 +170,7 @@ func TestSymlinkedMarkerIsNotTrusted(t *testing.T) {
 	if err := os.Symlink(target, marker); err != nil {
 		t.Fatal(err)
 	}
-	s, err = d.Open(ctx, "alice", store.OpenOptions{})
+	s, err := d.Open(ctx, "alice", store.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,29 @@ func openDir(t *testing.T) *store.Dir {
 	return d
 }
 
+// create creates session id's store and returns it open.
+func create(t *testing.T, d *store.Dir, id string) *store.Session {
+	t.Helper()
+	s, err := d.Open(context.Background(), id, store.OpenOptions{Create: true})
+	if err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
+	return s
+}
+
+// createPaired creates session id's store holding a device seeded for
+// phone, and closes it cleanly.
+func createPaired(t *testing.T, d *store.Dir, id, phone string) {
+	t.Helper()
+	s := create(t, d, id)
+	if _, err := fakeserver.SeedDevice(context.Background(), s.Container, phone); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestValidateID(t *testing.T) {
 	for _, id := range []string{"a", "user123", "A-b_c", strings.Repeat("x", 64)} {
 		if err := store.ValidateID(id); err != nil {
@@ -64,10 +87,7 @@ func TestOpenCreatesAPrivateStoreWithNoDevice(t *testing.T) {
 	if _, err := d.Open(ctx, "fresh", store.OpenOptions{}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("open without create: %v, want ErrNotFound", err)
 	}
-	s, err := d.Open(ctx, "fresh", store.OpenOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := create(t, d, "fresh")
 	if s.Paired() {
 		t.Error("a new store says it is paired")
 	}
@@ -95,10 +115,7 @@ func TestOpenCreatesAPrivateStoreWithNoDevice(t *testing.T) {
 func TestPairedDeviceSurvivesReopen(t *testing.T) {
 	d := openDir(t)
 	ctx := context.Background()
-	s, err := d.Open(ctx, "alice", store.OpenOptions{Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := create(t, d, "alice")
 	dev, err := fakeserver.SeedDevice(ctx, s.Container, "15550001111")
 	if err != nil {
 		t.Fatal(err)
@@ -152,19 +169,12 @@ func TestBrokenStoresFailAloneAndStayOnDisk(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := openDir(t)
-			s, err := d.Open(ctx, "victim", store.OpenOptions{Create: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := fakeserver.SeedDevice(ctx, s.Container, "15550002222"); err != nil {
-				t.Fatal(err)
-			}
-			s.Close()
+			createPaired(t, d, "victim", "15550002222")
 			path := filepath.Join(d.Root(), "session-victim", "whatsapp.db")
 			breakIt(t, path)
 			before, _ := os.ReadFile(path)
 
-			_, err = d.Open(ctx, "victim", store.OpenOptions{})
+			_, err := d.Open(ctx, "victim", store.OpenOptions{})
 			if !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrUnavailable) {
 				t.Fatalf("open of a broken store = %v, want ErrCorrupt or ErrUnavailable", err)
 			}
@@ -173,11 +183,7 @@ func TestBrokenStoresFailAloneAndStayOnDisk(t *testing.T) {
 				t.Errorf("the broken store was changed or removed (err %v)", err)
 			}
 			// A sibling is unaffected.
-			s2, err := d.Open(ctx, "sibling", store.OpenOptions{Create: true})
-			if err != nil {
-				t.Fatalf("sibling: %v", err)
-			}
-			s2.Close()
+			create(t, d, "sibling").Close()
 		})
 	}
 }

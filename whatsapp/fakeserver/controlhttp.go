@@ -92,91 +92,45 @@ func (s *Server) ControlHandler() http.Handler {
 			}
 		})
 	}
-	handle("POST /scan", func(w http.ResponseWriter, r *http.Request) error {
-		var req qrRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			return err
-		}
+	handle("POST /scan", withBody(func(w http.ResponseWriter, r *http.Request, req qrRequest) error {
 		jid, err := s.ScanQR(r.Context(), req.QR)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, jidResponse{JID: jid})
-	})
-	handle("POST /pair-code", func(w http.ResponseWriter, r *http.Request) error {
-		var req pairCodeRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			return err
-		}
+		return answer(w, jidResponse{JID: jid}, err)
+	}))
+	handle("POST /pair-code", withBody(func(w http.ResponseWriter, r *http.Request, req pairCodeRequest) error {
 		jid, err := s.EnterPairingCode(r.Context(), req.Phone, req.Code)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, jidResponse{JID: jid})
-	})
-	handle("POST /expire-qr", func(w http.ResponseWriter, r *http.Request) error {
-		var req qrRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			return err
-		}
+		return answer(w, jidResponse{JID: jid}, err)
+	}))
+	handle("POST /expire-qr", withBody(func(w http.ResponseWriter, r *http.Request, req qrRequest) error {
 		return noContent(w, s.ExpireQR(r.Context(), req.QR))
-	})
-	handle("PUT /devices/{user}/login-failure", func(w http.ResponseWriter, r *http.Request) error {
-		var req loginFailureRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			return err
-		}
+	}))
+	handle("PUT /devices/{user}/login-failure", withBody(func(w http.ResponseWriter, r *http.Request, req loginFailureRequest) error {
 		f := LoginFailure{Reason: req.Reason, BanCode: req.BanCode, Expire: time.Duration(req.ExpireSeconds) * time.Second}
 		return noContent(w, s.SetLoginFailure(r.Context(), r.PathValue("user"), f))
-	})
-	handle("POST /devices/{user}/stream-error", func(w http.ResponseWriter, r *http.Request) error {
-		var req streamErrorRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			return err
-		}
+	}))
+	handle("POST /devices/{user}/stream-error", withBody(func(w http.ResponseWriter, r *http.Request, req streamErrorRequest) error {
 		return noContent(w, s.SendStreamError(r.Context(), r.PathValue("user"), req.Kind))
-	})
-	handle("POST /devices/{user}/unlink", func(w http.ResponseWriter, r *http.Request) error {
-		var req unlinkRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			return err
-		}
+	}))
+	handle("POST /devices/{user}/unlink", withBody(func(w http.ResponseWriter, r *http.Request, req unlinkRequest) error {
 		return noContent(w, s.Unlink(r.Context(), r.PathValue("user"), req.Device))
-	})
+	}))
 	handle("POST /devices/{user}/drop", func(w http.ResponseWriter, r *http.Request) error {
 		n, err := s.Drop(r.Context(), r.PathValue("user"))
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, countResponse{Count: n})
+		return answer(w, countResponse{Count: n}, err)
 	})
 	handle("POST /drop-all", func(w http.ResponseWriter, r *http.Request) error {
 		n, err := s.DropAll(r.Context())
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, countResponse{Count: n})
+		return answer(w, countResponse{Count: n}, err)
 	})
-	handle("PUT /devices/{user}/keepalives", func(w http.ResponseWriter, r *http.Request) error {
-		var req keepalivesRequest
-		if err := decodeBody(w, r, &req); err != nil {
-			return err
-		}
+	handle("PUT /devices/{user}/keepalives", withBody(func(w http.ResponseWriter, r *http.Request, req keepalivesRequest) error {
 		return noContent(w, s.SetIgnoreKeepalives(r.Context(), r.PathValue("user"), req.Ignore))
-	})
+	}))
 	handle("GET /devices/{user}/connections", func(w http.ResponseWriter, r *http.Request) error {
 		n, err := s.Connections(r.Context(), r.PathValue("user"))
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, countResponse{Count: n})
+		return answer(w, countResponse{Count: n}, err)
 	})
 	handle("GET /stats", func(w http.ResponseWriter, r *http.Request) error {
 		st, err := s.Stats(r.Context())
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, st)
+		return answer(w, st, err)
 	})
 	handle("/", func(http.ResponseWriter, *http.Request) error {
 		return errNotFound
@@ -187,20 +141,33 @@ func (s *Server) ControlHandler() http.Handler {
 // errNotFound is an unknown control route.
 var errNotFound = errors.New("no such control route")
 
-func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
-	if err := json.NewDecoder(r.Body).Decode(dst); err != nil {
-		return fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err)
+// withBody adapts a handler of a request whose JSON body decodes into a T.
+func withBody[T any](h func(w http.ResponseWriter, r *http.Request, req T) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var req T
+		r.Body = http.MaxBytesReader(w, r.Body, maxControlBody)
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			return fmt.Errorf("%w: request body: %w", ErrInvalidArgument, err)
+		}
+		return h(w, r, req)
 	}
-	return nil
 }
 
+// noContent answers 204, or returns the call's error.
 func noContent(w http.ResponseWriter, err error) error {
 	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// answer writes v as a 200 JSON answer, or returns the call's error.
+func answer(w http.ResponseWriter, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -246,6 +246,38 @@ func waitConnections(t testing.TB, ctl fakeserver.Control, user string, want int
 	})
 }
 
+// pairingClient connects a client on a new, empty store file at path and
+// returns its QR channel with the first code it shows.
+func pairingClient(t testing.TB, srv *fakeserver.Server, path string) (*testClient, <-chan whatsmeow.QRChannelItem, whatsmeow.QRChannelItem) {
+	t.Helper()
+	tc := newClient(t, srv, firstDevice(t, openStore(t, path)))
+	qrs, err := tc.GetQRChannel(ctxTimeout(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect(t, tc)
+	first := <-qrs
+	if first.Event != whatsmeow.QRChannelEventCode {
+		t.Fatalf("first QR channel item %+v, want a code", first)
+	}
+	return tc, qrs, first
+}
+
+// checkQREnd reads the rest of a QR channel's codes and checks that it
+// ends with want.
+func checkQREnd(t testing.TB, qrs <-chan whatsmeow.QRChannelItem, want whatsmeow.QRChannelItem) {
+	t.Helper()
+	for item := range qrs {
+		if item.Event != whatsmeow.QRChannelEventCode {
+			if item != want {
+				t.Errorf("QR channel ended with %+v, want %+v", item, want)
+			}
+			return
+		}
+	}
+	t.Errorf("QR channel closed without an end, want %+v", want)
+}
+
 func connect(t testing.TB, tc *testClient) {
 	t.Helper()
 	if err := tc.Connect(); err != nil {

@@ -63,6 +63,14 @@ func TestLoginOnFreshServerInstance(t *testing.T) {
 	}
 }
 
+// loggedOutOnConnect waits for the client to report a logout for reason
+// when it connects.
+func loggedOutOnConnect(reason events.ConnectFailureReason) func(*testing.T, *testClient) {
+	return func(t *testing.T, tc *testClient) {
+		waitEvent(t, tc, func(e *events.LoggedOut) bool { return e.OnConnect && e.Reason == reason })
+	}
+}
+
 func TestLoginFailures(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -73,21 +81,13 @@ func TestLoginFailures(t *testing.T) {
 		{
 			name:    "401 logged out",
 			failure: fakeserver.LoginFailure{Reason: 401},
-			check: func(t *testing.T, tc *testClient) {
-				waitEvent(t, tc, func(e *events.LoggedOut) bool {
-					return e.OnConnect && e.Reason == events.ConnectFailureLoggedOut
-				})
-			},
+			check:   loggedOutOnConnect(events.ConnectFailureLoggedOut),
 			deleted: true,
 		},
 		{
 			name:    "403 main device gone",
 			failure: fakeserver.LoginFailure{Reason: 403},
-			check: func(t *testing.T, tc *testClient) {
-				waitEvent(t, tc, func(e *events.LoggedOut) bool {
-					return e.OnConnect && e.Reason == events.ConnectFailureMainDeviceGone
-				})
-			},
+			check:   loggedOutOnConnect(events.ConnectFailureMainDeviceGone),
 			deleted: true,
 		},
 		{

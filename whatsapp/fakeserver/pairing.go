@@ -92,7 +92,13 @@ func (c *conn) startPairing(noisePub *[32]byte, data *waWa6.ClientPayload_Device
 
 	// whatsmeow only handles an iq from the server JID with exactly one
 	// child as a pairing request.
-	return c.send(waBinary.Node{
+	return c.send(s.mdIQ(waBinary.Node{Tag: "pair-device", Content: children}))
+}
+
+// mdIQ is a set iq in the multi-device namespace from the server JID,
+// carrying child: pair-device and pair-success are sent in one.
+func (s *Server) mdIQ(child waBinary.Node) waBinary.Node {
+	return waBinary.Node{
 		Tag: "iq",
 		Attrs: waBinary.Attrs{
 			"from":  types.ServerJID,
@@ -100,8 +106,8 @@ func (c *conn) startPairing(noisePub *[32]byte, data *waWa6.ClientPayload_Device
 			"id":    s.newIQID(),
 			"xmlns": "md",
 		},
-		Content: []waBinary.Node{{Tag: "pair-device", Content: children}},
-	})
+		Content: []waBinary.Node{child},
+	}
 }
 
 // qrCode is what the phone reads from a QR code.
@@ -242,21 +248,13 @@ func (c *conn) completePairing(ctx context.Context, phone string, advSecret []by
 	if err != nil {
 		return "", err
 	}
-	resp, err := c.request(ctx, waBinary.Node{
-		Tag: "iq",
-		Attrs: waBinary.Attrs{
-			"from":  types.ServerJID,
-			"type":  "set",
-			"id":    s.newIQID(),
-			"xmlns": "md",
-			"t":     time.Now().Unix(),
-		},
-		Content: []waBinary.Node{{Tag: "pair-success", Content: []waBinary.Node{
-			{Tag: "device-identity", Attrs: waBinary.Attrs{"key-index": details.GetKeyIndex()}, Content: container},
-			{Tag: "platform", Attrs: waBinary.Attrs{"name": phonePlatform}},
-			{Tag: "device", Attrs: waBinary.Attrs{"jid": jid, "lid": lid}},
-		}}},
-	})
+	iq := s.mdIQ(waBinary.Node{Tag: "pair-success", Content: []waBinary.Node{
+		{Tag: "device-identity", Attrs: waBinary.Attrs{"key-index": details.GetKeyIndex()}, Content: container},
+		{Tag: "platform", Attrs: waBinary.Attrs{"name": phonePlatform}},
+		{Tag: "device", Attrs: waBinary.Attrs{"jid": jid, "lid": lid}},
+	}})
+	iq.Attrs["t"] = time.Now().Unix()
+	resp, err := c.request(ctx, iq)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrPairingFailed, err)
 	}

@@ -77,16 +77,7 @@ func TestQRPairing(t *testing.T) {
 	srv := startServer(t)
 	ctx := ctxTimeout(t)
 	path := storePath(t, "qr")
-	tc := newClient(t, srv, firstDevice(t, openStore(t, path)))
-	qrs, err := tc.GetQRChannel(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	connect(t, tc)
-	item := <-qrs
-	if item.Event != whatsmeow.QRChannelEventCode {
-		t.Fatalf("first QR channel item %+v, want a code", item)
-	}
+	tc, qrs, item := pairingClient(t, srv, path)
 	if st, _ := srv.Stats(ctx); st.PendingPairings != 1 {
 		t.Errorf("PendingPairings = %d, want 1", st.PendingPairings)
 	}
@@ -99,14 +90,7 @@ func TestQRPairing(t *testing.T) {
 	if err != nil || !assignedPhone.MatchString(parsed.User) || parsed.Device == 0 {
 		t.Fatalf("ScanQR JID %q (%v): want 1555xxxxxxx:D@s.whatsapp.net", jid, err)
 	}
-	for item := range qrs {
-		if item.Event != whatsmeow.QRChannelEventCode {
-			if item != whatsmeow.QRChannelSuccess {
-				t.Errorf("QR channel ended with %+v, want success", item)
-			}
-			break
-		}
-	}
+	checkQREnd(t, qrs, whatsmeow.QRChannelSuccess)
 	checkPaired(t, srv, path, tc, jid)
 
 	// The QR code is used up.
@@ -130,24 +114,11 @@ func TestScanQRRejectsUnknownCodes(t *testing.T) {
 func TestExpireQR(t *testing.T) {
 	srv := startServer(t)
 	ctx := ctxTimeout(t)
-	tc := newClient(t, srv, firstDevice(t, openStore(t, storePath(t, "expire"))))
-	qrs, err := tc.GetQRChannel(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	connect(t, tc)
-	item := <-qrs
+	_, qrs, item := pairingClient(t, srv, storePath(t, "expire"))
 	if err := srv.ExpireQR(ctx, item.Code); err != nil {
 		t.Fatalf("ExpireQR: %v", err)
 	}
-	for item := range qrs {
-		if item.Event != whatsmeow.QRChannelEventCode {
-			if item != whatsmeow.QRChannelTimeout {
-				t.Errorf("QR channel ended with %+v, want timeout", item)
-			}
-			break
-		}
-	}
+	checkQREnd(t, qrs, whatsmeow.QRChannelTimeout)
 	eventually(t, "no pending pairing", func() bool {
 		st, _ := srv.Stats(ctx)
 		return st.PendingPairings == 0

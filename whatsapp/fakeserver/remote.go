@@ -31,16 +31,12 @@ func NewRemote(controlURL string, hc *http.Client) *Remote {
 
 // ScanQR implements Control.
 func (r *Remote) ScanQR(ctx context.Context, qr string) (string, error) {
-	var resp jidResponse
-	err := r.do(ctx, http.MethodPost, "/scan", qrRequest{QR: qr}, &resp)
-	return resp.JID, err
+	return r.jid(ctx, "/scan", qrRequest{QR: qr})
 }
 
 // EnterPairingCode implements Control.
 func (r *Remote) EnterPairingCode(ctx context.Context, phone, code string) (string, error) {
-	var resp jidResponse
-	err := r.do(ctx, http.MethodPost, "/pair-code", pairCodeRequest{Phone: phone, Code: code}, &resp)
-	return resp.JID, err
+	return r.jid(ctx, "/pair-code", pairCodeRequest{Phone: phone, Code: code})
 }
 
 // ExpireQR implements Control.
@@ -66,16 +62,12 @@ func (r *Remote) Unlink(ctx context.Context, user string, device uint16) error {
 
 // Drop implements Control.
 func (r *Remote) Drop(ctx context.Context, user string) (int, error) {
-	var resp countResponse
-	err := r.do(ctx, http.MethodPost, devicePath(user, "drop"), nil, &resp)
-	return resp.Count, err
+	return r.count(ctx, http.MethodPost, devicePath(user, "drop"))
 }
 
 // DropAll implements Control.
 func (r *Remote) DropAll(ctx context.Context) (int, error) {
-	var resp countResponse
-	err := r.do(ctx, http.MethodPost, "/drop-all", nil, &resp)
-	return resp.Count, err
+	return r.count(ctx, http.MethodPost, "/drop-all")
 }
 
 // SetIgnoreKeepalives implements Control.
@@ -85,9 +77,7 @@ func (r *Remote) SetIgnoreKeepalives(ctx context.Context, user string, ignore bo
 
 // Connections implements Control.
 func (r *Remote) Connections(ctx context.Context, user string) (int, error) {
-	var resp countResponse
-	err := r.do(ctx, http.MethodGet, devicePath(user, "connections"), nil, &resp)
-	return resp.Count, err
+	return r.count(ctx, http.MethodGet, devicePath(user, "connections"))
 }
 
 // Stats implements Control.
@@ -95,6 +85,20 @@ func (r *Remote) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	err := r.do(ctx, http.MethodGet, "/stats", nil, &st)
 	return st, err
+}
+
+// jid posts body to a route that answers with a JID.
+func (r *Remote) jid(ctx context.Context, path string, body any) (string, error) {
+	var resp jidResponse
+	err := r.do(ctx, http.MethodPost, path, body, &resp)
+	return resp.JID, err
+}
+
+// count calls a route that answers with a count.
+func (r *Remote) count(ctx context.Context, method, path string) (int, error) {
+	var resp countResponse
+	err := r.do(ctx, method, path, nil, &resp)
+	return resp.Count, err
 }
 
 func devicePath(user, action string) string {

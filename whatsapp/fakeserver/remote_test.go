@@ -24,14 +24,7 @@ func TestRemote(t *testing.T) {
 	ctx := ctxTimeout(t)
 
 	t.Run("scan", func(t *testing.T) {
-		path := storePath(t, "remote")
-		tc := newClient(t, srv, firstDevice(t, openStore(t, path)))
-		qrs, err := tc.GetQRChannel(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		connect(t, tc)
-		item := <-qrs
+		tc, _, item := pairingClient(t, srv, storePath(t, "remote"))
 		jid, err := remote.ScanQR(ctx, item.Code)
 		if err != nil {
 			t.Fatalf("ScanQR: %v", err)
@@ -88,24 +81,11 @@ func TestRemote(t *testing.T) {
 	})
 
 	t.Run("expire", func(t *testing.T) {
-		tc := newClient(t, srv, firstDevice(t, openStore(t, storePath(t, "remote-expire"))))
-		qrs, err := tc.GetQRChannel(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		connect(t, tc)
-		item := <-qrs
+		_, qrs, item := pairingClient(t, srv, storePath(t, "remote-expire"))
 		if err := remote.ExpireQR(ctx, item.Code); err != nil {
 			t.Fatal(err)
 		}
-		for item := range qrs {
-			if item.Event != whatsmeow.QRChannelEventCode {
-				if item != whatsmeow.QRChannelTimeout {
-					t.Errorf("QR channel ended with %+v, want timeout", item)
-				}
-				break
-			}
-		}
+		checkQREnd(t, qrs, whatsmeow.QRChannelTimeout)
 	})
 
 	t.Run("errors", func(t *testing.T) {
