@@ -162,7 +162,7 @@ func writeRestores(w io.Writer, rows []restoreResult) {
 			if x.Sessions > 0 {
 				perSes, overN, gPer = kib(s.RSSPerSession), kib(s.RSSOverN), fmt.Sprintf("%.2f", s.GoroutinesPerSes)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t%d\t\n",
+			fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%d\t\n",
 				x.Sessions, storesLabel(x), s.After, kib(s.Mem.RSS), perSes, overN, kib(s.Mem.Anon), kib(s.Mem.File),
 				kib(int64(s.GoHeapInuse)), kib(int64(s.GoStackInuse)), kib(int64(s.GoSys)), s.FDs, s.Goroutines, gPer, s.Mem.Threads)
 		}

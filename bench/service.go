@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 )
 
 // fakeWA is a running cmd/fakewa.
@@ -57,7 +59,7 @@ type serviceOpts struct {
 type service struct {
 	*proc
 	addr string
-	api  *apiClient
+	api  *client.Client
 
 	mu       sync.Mutex
 	finished *restoreLine // the "restore finished" log line, once seen
@@ -112,7 +114,8 @@ func startService(o serviceOpts) (*service, error) {
 	}
 	env = append(env, o.env...)
 	s := &service{addr: addr, gotDone: make(chan struct{}), levels: map[string]int{}}
-	s.api = newAPIClient("http://"+addr, o.apiKey, 64)
+	s.api = client.New("http://"+addr, o.apiKey).WithHTTPClient(&http.Client{Timeout: time.Minute,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}})
 	p, err := startProc("service", o.bin, nil, env, o.logPath)
 	if err != nil {
 		return nil, err

@@ -13,8 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,22 +54,16 @@ func NewFake(t testing.TB, opts fakeserver.Options) *Fake {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl := &http.Server{Handler: s.ControlHandler()}
-	ln, err := listenLoopback()
-	if err != nil {
-		s.Close()
-		t.Fatal(err)
-	}
-	go func() { _ = ctl.Serve(ln) }()
+	ctl := httptest.NewServer(s.ControlHandler())
 	t.Cleanup(func() {
-		_ = ctl.Close()
+		ctl.Close()
 		_ = s.Close()
 	})
 	caFile := filepath.Join(t.TempDir(), "fakewa-ca.pem")
 	if err := os.WriteFile(caFile, s.CACertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &Fake{Server: s, ControlURL: "http://" + ln.Addr().String(), CAFile: caFile}
+	return &Fake{Server: s, ControlURL: ctl.URL, CAFile: caFile}
 }
 
 // Config is the service's configuration for a test on dir: test mode
@@ -446,10 +440,7 @@ func ErrCode(st sessions.Status) sessions.Code {
 // User is the phone-number part of st's JID, as the fake server names a
 // device's account ("" when not paired).
 func User(st sessions.Status) string {
-	if st.JID == nil {
-		return ""
-	}
-	user, _, _ := strings.Cut(*st.JID, "@")
+	user, _, _ := strings.Cut(JID(st), "@")
 	user, _, _ = strings.Cut(user, ":")
 	return user
 }
@@ -498,4 +489,10 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(strings.TrimSpace(string(b))), nil
 }
 
-func listenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+// JID is st's JID, or "" when not paired.
+func JID(st sessions.Status) string {
+	if st.JID == nil {
+		return ""
+	}
+	return *st.JID
+}
