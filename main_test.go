@@ -20,15 +20,10 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
+// eventuallyOK polls cond for up to 10 s.
 func eventuallyOK(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e2e.WaitFor(t, 10*time.Second, "a condition", func() (bool, string) { return cond(), "" })
 }
 
 // connections is the fake server's live connection count for the
@@ -52,13 +47,8 @@ func TestPairRestartAndComeBackWithoutPairing(t *testing.T) {
 		t.Fatalf("create: %d %v", code, st)
 	}
 	svc.WaitState("alice", "pairing", e2e.Wait)
-	var qr map[string]any
-	eventuallyOK(t, func() bool {
-		var c int
-		c, qr = svc.Call("GET", "/api/whatsapp/session/alice/qr", "")
-		return c == 200
-	})
-	if c, _ := qr["code"].(string); !strings.HasPrefix(c, "") || c == "" || qr["expiresAt"] == nil {
+	qr := svc.WaitQR("alice")
+	if qr.Code == "" || qr.ExpiresAt.IsZero() {
 		t.Fatalf("qr: %v", qr)
 	}
 	code, body, hdr := svc.Raw("GET", "/api/whatsapp/session/alice/qr?format=png", "", nil)
@@ -90,7 +80,7 @@ func TestPairRestartAndComeBackWithoutPairing(t *testing.T) {
 		t.Errorf("the phone lists the device as %q, want DEVICE_NAME %q", name, "e2e")
 	}
 	// The QR code never reaches the logs.
-	if strings.Contains(svc.Logs.String(), qr["code"].(string)) {
+	if strings.Contains(svc.Logs.String(), qr.Code) {
 		t.Error("the QR code was logged")
 	}
 	svc.Stop()
@@ -338,15 +328,10 @@ func TestQRCodesRunningOutLeaveNeedsPairingAndCreateStartsOver(t *testing.T) {
 	svc := e2e.Start(t, e2e.Config(t.TempDir(), f))
 	svc.Call("POST", "/api/whatsapp/session/dora", "")
 	svc.WaitState("dora", "pairing", e2e.Wait)
-	var qr map[string]any
-	eventuallyOK(t, func() bool {
-		var code int
-		code, qr = svc.Call("GET", "/api/whatsapp/session/dora/qr", "")
-		return code == 200
-	})
+	qr := svc.WaitQR("dora")
 	// The phone never scans: the server closes the pairing socket, as
 	// WhatsApp does once the codes have run out.
-	if err := f.ExpireQR(context.Background(), qr["code"].(string)); err != nil {
+	if err := f.ExpireQR(context.Background(), qr.Code); err != nil {
 		t.Fatal(err)
 	}
 	st := svc.WaitState("dora", "needs_pairing", e2e.Wait)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
@@ -15,29 +16,11 @@ import (
 // value is the value of the series of name whose labels include want, and
 // whether there is one.
 func value(families map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	mf := families[name]
-	if mf == nil {
-		return 0, false
+	var labels []string
+	for k, v := range want {
+		labels = append(labels, k, v)
 	}
-next:
-	for _, m := range mf.GetMetric() {
-		labels := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			labels[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range want {
-			if labels[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.GetGauge() != nil:
-			return m.GetGauge().GetValue(), true
-		case m.GetCounter() != nil:
-			return m.GetCounter().GetValue(), true
-		}
-	}
-	return 0, false
+	return client.Sample(families, name, labels...)
 }
 
 func TestMetricsFollowEachSession(t *testing.T) {

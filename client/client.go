@@ -240,9 +240,7 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 
 // Status is GET /api/whatsapp/session/{id}/status.
 func (c *Client) Status(ctx context.Context, id string) (sessions.Status, error) {
-	var st sessions.Status
-	_, err := c.call(ctx, http.MethodGet, sessionPath(id, "status"), nil, &st)
-	return st, err
+	return c.status(ctx, http.MethodGet, sessionPath(id, "status"))
 }
 
 // QR is GET /api/whatsapp/session/{id}/qr: the code a pairing session
@@ -266,16 +264,19 @@ func (c *Client) PairPhone(ctx context.Context, id, phone string) (string, error
 // Stop is POST /api/whatsapp/session/{id}/stop: it disconnects the session
 // and keeps its credentials.
 func (c *Client) Stop(ctx context.Context, id string) (sessions.Status, error) {
-	var st sessions.Status
-	_, err := c.call(ctx, http.MethodPost, sessionPath(id, "stop"), nil, &st)
-	return st, err
+	return c.status(ctx, http.MethodPost, sessionPath(id, "stop"))
 }
 
 // Logout is POST /api/whatsapp/session/{id}/logout: it unlinks the device
 // on WhatsApp and deletes its credentials.
 func (c *Client) Logout(ctx context.Context, id string) (sessions.Status, error) {
+	return c.status(ctx, http.MethodPost, sessionPath(id, "logout"))
+}
+
+// status is a call whose answer is a session's status.
+func (c *Client) status(ctx context.Context, method, path string) (sessions.Status, error) {
 	var st sessions.Status
-	_, err := c.call(ctx, http.MethodPost, sessionPath(id, "logout"), nil, &st)
+	_, err := c.call(ctx, method, path, nil, &st)
 	return st, err
 }
 
@@ -329,5 +330,3 @@ next:
 	}
 	return 0, false
 }
-
-var _ error = (*Error)(nil)

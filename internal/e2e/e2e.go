@@ -391,14 +391,22 @@ func (s *Service) WaitConnected(n int, timeout time.Duration) sessions.Fleet {
 // StartPairing creates session id and waits until it shows a QR code.
 func (s *Service) StartPairing(id string) {
 	s.T.Helper()
-	ctx := context.Background()
-	if _, created, err := s.Client.Create(ctx, id); err != nil || !created {
+	if _, created, err := s.Client.Create(context.Background(), id); err != nil || !created {
 		s.T.Fatalf("create %s: created %v, %v", id, created, err)
 	}
+	s.WaitQR(id)
+}
+
+// WaitQR polls session id until it shows a QR code, and returns it.
+func (s *Service) WaitQR(id string) sessions.QR {
+	s.T.Helper()
+	var qr sessions.QR
 	WaitFor(s.T, Wait, "a QR code for "+id, func() (bool, string) {
-		_, err := s.Client.QR(ctx, id)
+		var err error
+		qr, err = s.Client.QR(context.Background(), id)
 		return err == nil, fmt.Sprint(err)
 	}, s.Logs)
+	return qr
 }
 
 // Pair creates session id and completes its pairing as the phone would.
