@@ -191,7 +191,7 @@ wait:
 	scancel()
 	if r := svc.restoreFinished(); r != nil {
 		fr.res.AllConnected = dur(r.Time.Sub(svc.started))
-		fr.res.RestoreTook = dur(r.took())
+		fr.res.RestoreTook = dur(r.Took)
 	}
 	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()

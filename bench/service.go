@@ -68,28 +68,11 @@ type service struct {
 	problems []string       // the first WARN and ERROR lines
 }
 
-// restoreLine is the service's "restore finished" log line.
+// restoreLine is the service's "restore finished" log line (JSON logs:
+// durations in nanoseconds).
 type restoreLine struct {
-	Time     time.Time       `json:"time"`
-	Found    int             `json:"found"`
-	Restored int             `json:"restored"`
-	NeedsPg  int             `json:"needs_pairing"`
-	Failed   int             `json:"failed"`
-	Took     json.RawMessage `json:"took"` // nanoseconds (JSON handler) or a string
-}
-
-// took is the restore's own duration, as the service measured it.
-func (r *restoreLine) took() time.Duration {
-	var ns int64
-	if json.Unmarshal(r.Took, &ns) == nil {
-		return time.Duration(ns)
-	}
-	var s string
-	if json.Unmarshal(r.Took, &s) == nil {
-		d, _ := time.ParseDuration(s)
-		return d
-	}
-	return 0
+	Time time.Time     `json:"time"`
+	Took time.Duration `json:"took"`
 }
 
 // maxProblems is how many WARN/ERROR lines a service run keeps.
