@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
@@ -29,29 +28,16 @@ import (
 // no goroutine left behind once run returns. Every wait polls with a
 // deadline; nothing sleeps to synchronise.
 
-// raceClient makes the storms' requests. Its timeout bounds every call, so
-// a request the service never answers fails the test instead of hanging it.
-var raceClient = &http.Client{Timeout: 30 * time.Second}
-
-// apiCall is service.call for goroutines other than the test's: it reports
+// apiCall is Service.Raw for goroutines other than the test's: it reports
 // failures as an error, since t.Fatal may only be called from the test's
-// own goroutine.
-func apiCall(base, method, path, body string) (int, []byte, error) {
-	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+// own goroutine. The client's timeout bounds every call, so a request the
+// service never answers fails the test instead of hanging it.
+func apiCall(svc *e2e.Service, method, path, body string) (int, []byte, error) {
+	resp, err := svc.Client.Do(context.Background(), method, path, []byte(body), nil)
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+e2e.APIKey)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := raceClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return resp.Status, resp.Body, nil
 }
 
 // checkErrorBody checks that a non-2xx answer carries the API's JSON error.
@@ -174,7 +160,7 @@ func restoreStorm(t *testing.T, svc *e2e.Service, ids []string, rng *rand.Rand) 
 	for _, body := range bodies {
 		wg.Go(func() {
 			<-gate
-			code, out, err := apiCall(svc.Base, "POST", "/api/whatsapp/sessions/restore", body)
+			code, out, err := apiCall(svc, "POST", "/api/whatsapp/sessions/restore", body)
 			switch {
 			case err != nil:
 				errs <- fmt.Errorf("restore %s: %w", body, err)
@@ -319,7 +305,7 @@ func lifecycleStorm(t *testing.T, svc *e2e.Service, f *e2e.Fake, root, id, user 
 				if strings.Contains(body, "%s") {
 					body = fmt.Sprintf(body, id)
 				}
-				code, out, err := apiCall(svc.Base, op.method, path, body)
+				code, out, err := apiCall(svc, op.method, path, body)
 				if err == nil && code == 202 && strings.HasPrefix(op.name, "restore") {
 					restores.Add(1)
 				}
@@ -550,7 +536,6 @@ func TestNoGoroutineLeftAfterRun(t *testing.T) {
 		return err == nil && st.Live == 0 && st.PendingPairings == 0
 	})
 	// The test's own keep-alive connections to the stopped service.
-	raceClient.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
 	// VerifyNone retries for a while, which lets goroutines that are
 	// already ending (a client connection's read loop seeing the server's
@@ -585,7 +570,7 @@ func fireTogether(t *testing.T, svc *e2e.Service, reqs ...[3]string) ([]int, []s
 		wg.Go(func() {
 			<-gate
 			var b []byte
-			codes[i], b, errs[i] = apiCall(svc.Base, r[0], r[1], r[2])
+			codes[i], b, errs[i] = apiCall(svc, r[0], r[1], r[2])
 			bodies[i] = string(b)
 		})
 	}
