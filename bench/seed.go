@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,11 +10,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+	"golang.org/x/sync/errgroup"
 )
 
 // The template is one SESSIONS_DIR holding the most sessions any run asked
@@ -76,31 +74,13 @@ func copySessions(src, dst string, n int, dbOnly bool) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
 	}
-	var (
-		next atomic.Int64
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for range max(2, runtime.NumCPU()) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				name := "session-" + sessionID(i)
-				if err := copyDir(filepath.Join(src, name), filepath.Join(dst, name), dbOnly); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
-				}
-			}
-		})
+	var g errgroup.Group
+	g.SetLimit(max(2, runtime.NumCPU()))
+	for i := range n {
+		name := "session-" + sessionID(i)
+		g.Go(func() error { return copyDir(filepath.Join(src, name), filepath.Join(dst, name), dbOnly) })
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return g.Wait()
 }
 
 // copyDir copies the regular files of one session directory (whatsapp.db

@@ -3,14 +3,13 @@ package fakeserver
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"go.mau.fi/whatsmeow/store/sqlstore"
+	"golang.org/x/sync/errgroup"
 
 	sessionstore "github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
@@ -53,28 +52,17 @@ func SeedStores(ctx context.Context, root string, seeds []Seed, o SeedOptions) e
 		return err
 	}
 	defer dir.Close()
-	errs := make([]error, len(seeds))
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range max(o.Workers, 1) {
-		wg.Go(func() {
-			for i := range work {
-				errs[i] = seedStore(ctx, dir, empty, seeds[i])
-				if errs[i] == nil && o.CleanClose {
-					errs[i] = reopen(ctx, dir, seeds[i].ID)
-				}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(o.Workers, 1))
+	for _, s := range seeds {
+		g.Go(func() error {
+			if err := seedStore(ctx, dir, empty, s); err != nil || !o.CleanClose {
+				return err
 			}
+			return reopen(ctx, dir, s.ID)
 		})
 	}
-	for i := range seeds {
-		if ctx.Err() != nil {
-			break
-		}
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	return errors.Join(append(errs, ctx.Err())...)
+	return g.Wait()
 }
 
 // emptyStore is the bytes of a store with whatsmeow's schema and no
