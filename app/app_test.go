@@ -41,3 +41,25 @@ func TestNewTearsDownWhatItMadeOnAnError(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 }
+
+// -healthcheck answers for a running service and fails for a port nobody
+// serves or a malformed HTTP_ADDR.
+func TestCheckHealth(t *testing.T) {
+	svc := e2e.Start(t, e2e.Config(t.TempDir(), nil))
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(svc.Base, "http://"))
+	if err := app.CheckHealth(":" + port); err != nil {
+		t.Errorf("CheckHealth of a running service: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	if err := app.CheckHealth(closed); err == nil {
+		t.Error("CheckHealth of a closed port succeeded")
+	}
+	if err := app.CheckHealth("no-port"); err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") {
+		t.Errorf("CheckHealth of a malformed address: %v", err)
+	}
+}
