@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 	"go.uber.org/goleak"
 )
 
@@ -56,20 +58,20 @@ func TestCreateThenDeleteOrStopAtOnceLeavesNoGoroutine(t *testing.T) {
 	} {
 		t.Run(end.name, func(t *testing.T) {
 			ignore := goleak.IgnoreCurrent()
-			f := newFake(t)
-			svc := start(t, testConfig(t.TempDir(), f))
+			f := e2e.NewFake(t, fakeserver.Options{})
+			svc := e2e.Start(t, e2e.Config(t.TempDir(), f))
 			const rounds = 100
 			for i := range rounds {
 				id := fmt.Sprintf("%s%03d", end.name, i)
-				if code, out := svc.call("POST", "/api/whatsapp/session/"+id, ""); code != 202 {
+				if code, out := svc.Call("POST", "/api/whatsapp/session/"+id, ""); code != 202 {
 					t.Fatalf("round %d: create: %d %v", i, code, out)
 				}
 				if i%2 == 1 {
 					// Half the rounds end the session once it is pairing, when
 					// whatsmeow's QR channel is surely set up.
-					svc.waitState(id, "pairing")
+					svc.WaitState(id, "pairing", e2e.Wait)
 				}
-				code, out := svc.call(end.method, "/api/whatsapp/session/"+id+end.suffix, "")
+				code, out := svc.Call(end.method, "/api/whatsapp/session/"+id+end.suffix, "")
 				if code == http.StatusGatewayTimeout || !containsInt(end.codes, code) {
 					t.Fatalf("round %d: %s %s: %d %v, want %v", i, end.method, end.suffix, code, out, end.codes)
 				}
@@ -83,7 +85,7 @@ func TestCreateThenDeleteOrStopAtOnceLeavesNoGoroutine(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			svc.stop()
+			svc.Stop()
 			eventuallyOK(t, func() bool {
 				st, err := f.Stats(context.Background())
 				return err == nil && st.Live == 0

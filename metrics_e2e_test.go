@@ -2,67 +2,36 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"regexp"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
-
-// scrape parses /metrics into families by name.
-func (s *service) scrape() map[string]*dto.MetricFamily {
-	s.t.Helper()
-	code, body, _ := s.raw("GET", "/metrics", "", nil)
-	if code != 200 {
-		s.t.Fatalf("/metrics: %d", code)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		s.t.Fatalf("parse /metrics: %v", err)
-	}
-	return families
-}
 
 // value is the value of the series of name whose labels include want, and
 // whether there is one.
 func value(families map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	mf := families[name]
-	if mf == nil {
-		return 0, false
+	var labels []string
+	for k, v := range want {
+		labels = append(labels, k, v)
 	}
-next:
-	for _, m := range mf.GetMetric() {
-		labels := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			labels[lp.GetName()] = lp.GetValue()
-		}
-		for k, v := range want {
-			if labels[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.GetGauge() != nil:
-			return m.GetGauge().GetValue(), true
-		case m.GetCounter() != nil:
-			return m.GetCounter().GetValue(), true
-		}
-	}
-	return 0, false
+	return client.Sample(families, name, labels...)
 }
 
 func TestMetricsFollowEachSession(t *testing.T) {
-	f := newFake(t)
+	f := e2e.NewFake(t, fakeserver.Options{})
 	root := t.TempDir()
 	ids, _ := seed(t, root, 3) // user0000, user0001, user0002
-	svc := start(t, testConfig(root, f))
+	svc := e2e.Start(t, e2e.Config(root, f))
 	for _, id := range ids {
-		svc.waitState(id, "connected")
+		svc.WaitState(id, "connected", e2e.Wait)
 	}
-	m := svc.scrape()
+	m := scrape(t, svc)
 	for _, id := range ids {
 		s := map[string]string{"session": id}
 		if v, _ := value(m, "whatsapp_session_state", map[string]string{"session": id, "state": "connected"}); v != 1 {
@@ -89,14 +58,14 @@ func TestMetricsFollowEachSession(t *testing.T) {
 	}
 
 	// A restart and a reconnect of one session move only its counters.
-	svc.call("POST", "/api/whatsapp/test/session/user0001/panic", "")
-	eventuallyOK(t, func() bool { st := svc.status("user0001"); return st["restarts"] == 1.0 && st["state"] == "connected" })
-	svc.call("POST", "/api/whatsapp/test/session/user0002/drop", "")
+	svc.Call("POST", "/api/whatsapp/test/session/user0001/panic", "")
+	eventuallyOK(t, func() bool { st := svc.Status("user0001"); return st.Restarts == 1 && st.State == "connected" })
+	svc.Call("POST", "/api/whatsapp/test/session/user0002/drop", "")
 	eventuallyOK(t, func() bool {
-		st := svc.status("user0002")
-		return st["reconnects"] == 1.0 && st["state"] == "connected"
+		st := svc.Status("user0002")
+		return st.Reconnects == 1 && st.State == "connected"
 	})
-	m = svc.scrape()
+	m = scrape(t, svc)
 	for _, tc := range []struct {
 		metric, id string
 		want       float64
@@ -117,20 +86,20 @@ func TestMetricsFollowEachSession(t *testing.T) {
 	}
 
 	// Deleting a session removes every series of it.
-	if code, _ := svc.call("DELETE", "/api/whatsapp/session/user0000", ""); code != 200 {
+	if code, _ := svc.Call("DELETE", "/api/whatsapp/session/user0000", ""); code != 200 {
 		t.Fatalf("delete: %d", code)
 	}
-	_, body, _ := svc.raw("GET", "/metrics", "", nil)
+	_, body, _ := svc.Raw("GET", "/metrics", "", nil)
 	if bytes.Contains(body, []byte(`session="user0000"`)) {
 		t.Error("the deleted session still has series")
 	}
-	if v, _ := value(svc.scrape(), "whatsapp_sessions", map[string]string{"state": "connected"}); v != 2 {
+	if v, _ := value(scrape(t, svc), "whatsapp_sessions", map[string]string{"state": "connected"}); v != 2 {
 		t.Errorf("sessions connected after delete = %v", v)
 	}
 
 	// No label value is a phone number or a JID.
 	personal := regexp.MustCompile(`\d{7,}|@`)
-	for name, mf := range svc.scrape() {
+	for name, mf := range scrape(t, svc) {
 		if !strings.HasPrefix(name, "whatsapp_") {
 			continue
 		}
@@ -142,4 +111,14 @@ func TestMetricsFollowEachSession(t *testing.T) {
 			}
 		}
 	}
+}
+
+// scrape parses svc's /metrics into families by name.
+func scrape(t *testing.T, svc *e2e.Service) map[string]*dto.MetricFamily {
+	t.Helper()
+	families, err := svc.Client.Metrics(context.Background())
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	return families
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 	"gopkg.in/yaml.v3"
 )
 
@@ -105,14 +107,14 @@ func queriedMetrics(t *testing.T) []string {
 // message direction), so that increase() and rate() count each session's
 // first event.
 func TestEveryQueriedSeriesExistsForEverySession(t *testing.T) {
-	f := newFake(t)
+	f := e2e.NewFake(t, fakeserver.Options{})
 	root := t.TempDir()
 	ids, _ := seed(t, root, 3)
-	svc := start(t, testConfig(root, f))
+	svc := e2e.Start(t, e2e.Config(root, f))
 	for _, id := range ids {
-		svc.waitState(id, "connected")
+		svc.WaitState(id, "connected", e2e.Wait)
 	}
-	families := svc.scrape()
+	families := scrape(t, svc)
 	// Children beyond the session label, per family: every value known in
 	// advance.
 	extra := map[string]int{

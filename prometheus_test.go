@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 )
 
 // The real Prometheus scrapes the service (test mode, sessions connected,
@@ -50,20 +52,20 @@ func TestRealPrometheusEvaluatesTheDashboardAndAlerts(t *testing.T) {
 	}
 	root := t.TempDir()
 	ids, _ := seed(t, root, 3)
-	svc := start(t, testConfig(root, nil))
+	svc := e2e.Start(t, e2e.Config(root, nil))
 	for _, id := range ids {
-		svc.waitState(id, "connected")
+		svc.WaitState(id, "connected", e2e.Wait)
 	}
-	prom := startPrometheus(t, bin, strings.TrimPrefix(svc.base, "http://"))
+	prom := startPrometheus(t, bin, strings.TrimPrefix(svc.Base, "http://"))
 	prom.waitScrapes(t, 2)
 
 	// Events between scrapes, so that increase() and rate() see them.
-	svc.call("POST", "/api/whatsapp/test/session/"+ids[1]+"/panic", "")
-	svc.call("POST", "/api/whatsapp/test/session/"+ids[2]+"/drop", "")
-	svc.call("GET", "/api/whatsapp/session/nobody/status", "") // a 404
+	svc.Call("POST", "/api/whatsapp/test/session/"+ids[1]+"/panic", "")
+	svc.Call("POST", "/api/whatsapp/test/session/"+ids[2]+"/drop", "")
+	svc.Call("GET", "/api/whatsapp/session/nobody/status", "") // a 404
 	eventuallyOK(t, func() bool {
-		a, b := svc.status(ids[1]), svc.status(ids[2])
-		return a["restarts"] == 1.0 && a["state"] == "connected" && b["reconnects"] == 1.0 && b["state"] == "connected"
+		a, b := svc.Status(ids[1]), svc.Status(ids[2])
+		return a.Restarts == 1 && a.State == "connected" && b.Reconnects == 1 && b.State == "connected"
 	})
 	prom.waitScrapes(t, 2)
 
@@ -219,7 +221,7 @@ func TestBaseOperands(t *testing.T) {
 // promServer is a real Prometheus process scraping the service.
 type promServer struct {
 	base string
-	log  *logBuffer
+	log  *e2e.Logs
 }
 
 // startPrometheus runs bin on loopback with a temporary data directory,
@@ -229,7 +231,7 @@ func startPrometheus(t *testing.T, bin, target string) *promServer {
 	t.Helper()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "api-key")
-	if err := os.WriteFile(keyFile, []byte(testKey), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, []byte(e2e.APIKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	rulesFile, err := filepath.Abs(filepath.Join("deploy", "alerts.yml"))
@@ -253,7 +255,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	p := &promServer{base: "http://" + addr, log: &logBuffer{}}
+	p := &promServer{base: "http://" + addr, log: &e2e.Logs{}}
 	cmd := exec.Command(bin,
 		"--config.file="+cfgFile,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),

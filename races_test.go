@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
@@ -18,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 	"go.uber.org/goleak"
 )
 
@@ -26,29 +28,16 @@ import (
 // no goroutine left behind once run returns. Every wait polls with a
 // deadline; nothing sleeps to synchronise.
 
-// raceClient makes the storms' requests. Its timeout bounds every call, so
-// a request the service never answers fails the test instead of hanging it.
-var raceClient = &http.Client{Timeout: 30 * time.Second}
-
-// apiCall is service.call for goroutines other than the test's: it reports
+// apiCall is Service.Raw for goroutines other than the test's: it reports
 // failures as an error, since t.Fatal may only be called from the test's
-// own goroutine.
-func apiCall(base, method, path, body string) (int, []byte, error) {
-	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+// own goroutine. The client's timeout bounds every call, so a request the
+// service never answers fails the test instead of hanging it.
+func apiCall(svc *e2e.Service, method, path, body string) (int, []byte, error) {
+	resp, err := svc.Client.Do(context.Background(), method, path, []byte(body), nil)
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+testKey)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := raceClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return resp.Status, resp.Body, nil
 }
 
 // checkErrorBody checks that a non-2xx answer carries the API's JSON error.
@@ -66,9 +55,9 @@ func checkErrorBody(code int, body []byte) error {
 }
 
 // fleetStatuses is GET /sessions/status's list of sessions, in order.
-func fleetStatuses(t *testing.T, svc *service) []map[string]any {
+func fleetStatuses(t *testing.T, svc *e2e.Service) []map[string]any {
 	t.Helper()
-	code, fleet := svc.call("GET", "/api/whatsapp/sessions/status", "")
+	code, fleet := svc.Call("GET", "/api/whatsapp/sessions/status", "")
 	if code != 200 {
 		t.Fatalf("fleet: %d %v", code, fleet)
 	}
@@ -83,7 +72,7 @@ func fleetStatuses(t *testing.T, svc *service) []map[string]any {
 
 // listedTimes counts how often each session appears in the fleet, and
 // checks the fleet is sorted by senderId.
-func listedTimes(t *testing.T, svc *service) map[string]int {
+func listedTimes(t *testing.T, svc *e2e.Service) map[string]int {
 	t.Helper()
 	n := map[string]int{}
 	var order []string
@@ -98,7 +87,7 @@ func listedTimes(t *testing.T, svc *service) map[string]int {
 	return n
 }
 
-func liveConnections(t *testing.T, f *fake, user string) int {
+func liveConnections(t *testing.T, f *e2e.Fake, user string) int {
 	t.Helper()
 	n, err := f.Connections(context.Background(), user)
 	if err != nil {
@@ -111,26 +100,26 @@ func liveConnections(t *testing.T, f *fake, user string) int {
 // accepted restore logs exactly one once it has been worked through (a
 // restore of every session lists the directory off the mailbox first), so
 // the count tells when the restores sent so far have all taken effect.
-func restoreLines(svc *service) int {
-	return strings.Count(svc.logs.String(), "🔄 Found ")
+func restoreLines(svc *e2e.Service) int {
+	return strings.Count(svc.Logs.String(), "🔄 Found ")
 }
 
 // idleRestoreLines counts the restores that found nothing to start.
-func idleRestoreLines(svc *service) int {
-	return strings.Count(svc.logs.String(), "🔄 Found 0 stored session(s)")
+func idleRestoreLines(svc *e2e.Service) int {
+	return strings.Count(svc.Logs.String(), "🔄 Found 0 stored session(s)")
 }
 
 // waitRestoreLines waits until at least want restores have taken effect.
-func waitRestoreLines(t *testing.T, svc *service, want int) {
+func waitRestoreLines(t *testing.T, svc *e2e.Service, want int) {
 	t.Helper()
 	eventuallyOK(t, func() bool { return restoreLines(svc) >= want })
 }
 
 // quietLogs is the service's log without the (many) lines of restores
 // that found nothing to do.
-func quietLogs(svc *service) string {
+func quietLogs(svc *e2e.Service) string {
 	var b strings.Builder
-	for line := range strings.Lines(svc.logs.String()) {
+	for line := range strings.Lines(svc.Logs.String()) {
 		if !strings.Contains(line, "🔄 Found 0 stored session(s)") {
 			b.WriteString(line)
 		}
@@ -140,7 +129,7 @@ func quietLogs(svc *service) string {
 
 // restoreStorm fires 100 concurrent restores, a mix of no body, `{}` and
 // bodies naming some of ids, and checks that every one is accepted.
-func restoreStorm(t *testing.T, svc *service, ids []string, rng *rand.Rand) {
+func restoreStorm(t *testing.T, svc *e2e.Service, ids []string, rng *rand.Rand) {
 	t.Helper()
 	const calls = 100
 	bodies := make([]string, calls)
@@ -171,7 +160,7 @@ func restoreStorm(t *testing.T, svc *service, ids []string, rng *rand.Rand) {
 	for _, body := range bodies {
 		wg.Go(func() {
 			<-gate
-			code, out, err := apiCall(svc.base, "POST", "/api/whatsapp/sessions/restore", body)
+			code, out, err := apiCall(svc, "POST", "/api/whatsapp/sessions/restore", body)
 			switch {
 			case err != nil:
 				errs <- fmt.Errorf("restore %s: %w", body, err)
@@ -193,7 +182,7 @@ func restoreStorm(t *testing.T, svc *service, ids []string, rng *rand.Rand) {
 
 // checkAllConnectedOnce waits until every one of ids is connected with
 // exactly one live connection on the fake server, and listed once.
-func checkAllConnectedOnce(t *testing.T, svc *service, f *fake, ids, users []string) {
+func checkAllConnectedOnce(t *testing.T, svc *e2e.Service, f *e2e.Fake, ids, users []string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -228,14 +217,14 @@ func checkAllConnectedOnce(t *testing.T, svc *service, f *fake, ids, users []str
 // concurrentRestores is scenario a: restores overlapping a start-up
 // restore of ids, then a second wave once all are connected, which must
 // change nothing at all.
-func concurrentRestores(t *testing.T, svc *service, f *fake, ids, users []string, rng *rand.Rand) {
+func concurrentRestores(t *testing.T, svc *e2e.Service, f *e2e.Fake, ids, users []string, rng *rand.Rand) {
 	t.Helper()
 	restoreStorm(t, svc, ids, rng)
 	checkAllConnectedOnce(t, svc, f, ids, users)
 
 	since := map[string]any{}
 	for _, id := range ids {
-		since[id] = svc.status(id)["since"]
+		since[id] = svc.Status(id).Since
 	}
 	before := restoreLines(svc)
 	idle := idleRestoreLines(svc)
@@ -247,8 +236,8 @@ func concurrentRestores(t *testing.T, svc *service, f *fake, ids, users []string
 		t.Errorf("%d of 100 restores of running sessions found nothing to do, want all", got)
 	}
 	for _, id := range ids {
-		st := svc.status(id)
-		if st["since"] != since[id] || st["state"] != "connected" || st["reconnects"] != 0.0 {
+		st := svc.Status(id)
+		if st.Since != since[id] || st.State != "connected" || st.Reconnects != 0 {
 			t.Errorf("a restore of a connected session touched it: %s since %v, now %v", id, since[id], st)
 		}
 	}
@@ -256,10 +245,10 @@ func concurrentRestores(t *testing.T, svc *service, f *fake, ids, users []string
 }
 
 func TestConcurrentRestoresKeepOneConnectionPerSession(t *testing.T) {
-	f := newFake(t)
+	f := e2e.NewFake(t, fakeserver.Options{})
 	root := t.TempDir()
 	ids, users := seed(t, root, 50)
-	svc := start(t, testConfig(root, f))
+	svc := e2e.Start(t, e2e.Config(root, f))
 	rseed := time.Now().UnixNano()
 	t.Logf("rand seed %d", rseed)
 	concurrentRestores(t, svc, f, ids, users, rand.New(rand.NewPCG(uint64(rseed), 1)))
@@ -289,7 +278,7 @@ var settledStates = map[string]bool{
 // lifecycleStorm is scenario b: requests in random order and from several
 // goroutines on session id (paired as user), then a check that it rests in
 // a consistent state, and that it can be created and paired afterwards.
-func lifecycleStorm(t *testing.T, svc *service, f *fake, root, id, user string, requests int, rng *rand.Rand) {
+func lifecycleStorm(t *testing.T, svc *e2e.Service, f *e2e.Fake, root, id, user string, requests int, rng *rand.Rand) {
 	t.Helper()
 	plan := make([]int, requests)
 	for i := range plan {
@@ -316,7 +305,7 @@ func lifecycleStorm(t *testing.T, svc *service, f *fake, root, id, user string, 
 				if strings.Contains(body, "%s") {
 					body = fmt.Sprintf(body, id)
 				}
-				code, out, err := apiCall(svc.base, op.method, path, body)
+				code, out, err := apiCall(svc, op.method, path, body)
 				if err == nil && code == 202 && strings.HasPrefix(op.name, "restore") {
 					restores.Add(1)
 				}
@@ -351,7 +340,7 @@ func lifecycleStorm(t *testing.T, svc *service, f *fake, root, id, user string, 
 	var code int
 	var st map[string]any
 	eventuallyOK(t, func() bool {
-		code, st = svc.call("GET", "/api/whatsapp/session/"+id+"/status", "")
+		code, st = svc.Call("GET", "/api/whatsapp/session/"+id+"/status", "")
 		return code == 404 || (code == 200 && settledStates[st["state"].(string)])
 	})
 	dir := filepath.Join(root, "session-"+id)
@@ -385,42 +374,44 @@ func lifecycleStorm(t *testing.T, svc *service, f *fake, root, id, user string, 
 
 	// Whatever it rests as, a create (and a scan, if it lost its device)
 	// brings it to connected, with one connection.
-	if code, out := svc.call("POST", "/api/whatsapp/session/"+id, ""); code != 200 && code != 202 {
+	if code, out := svc.Call("POST", "/api/whatsapp/session/"+id, ""); code != 200 && code != 202 {
 		t.Fatalf("create after the storm: %d %v", code, out)
 	}
+	var pairing bool
 	eventuallyOK(t, func() bool {
-		st = svc.status(id)
-		return st["state"] == "connected" || st["state"] == "pairing"
+		state := svc.Status(id).State
+		pairing = state == "pairing"
+		return state == "connected" || pairing
 	})
-	if st["state"] == "pairing" {
-		eventuallyOK(t, func() bool { c, _ := svc.call("GET", "/api/whatsapp/session/"+id+"/qr", ""); return c == 200 })
-		if code, out := svc.call("POST", "/api/whatsapp/test/session/"+id+"/scan", ""); code != 200 {
+	if pairing {
+		eventuallyOK(t, func() bool { c, _ := svc.Call("GET", "/api/whatsapp/session/"+id+"/qr", ""); return c == 200 })
+		if code, out := svc.Call("POST", "/api/whatsapp/test/session/"+id+"/scan", ""); code != 200 {
 			t.Fatalf("scan after the storm: %d %v", code, out)
 		}
 	}
-	st = svc.waitState(id, "connected")
-	eventuallyOK(t, func() bool { return connections(t, f, st) == 1 })
+	connected := svc.WaitState(id, "connected", e2e.Wait)
+	eventuallyOK(t, func() bool { return connections(t, f, connected) == 1 })
 }
 
 func TestStartStopDeleteRacesOnOneSession(t *testing.T) {
-	f := newFake(t)
+	f := e2e.NewFake(t, fakeserver.Options{})
 	root := t.TempDir()
 	ids, users := seed(t, root, 1)
-	cfg := testConfig(root, f)
+	cfg := e2e.Config(root, f)
 	// Every answer here takes milliseconds; a request left unanswered
 	// fails sooner.
 	cfg.RequestTimeout = 3 * time.Second
-	svc := start(t, cfg)
-	svc.waitState(ids[0], "connected")
+	svc := e2e.Start(t, cfg)
+	svc.WaitState(ids[0], "connected", e2e.Wait)
 	rseed := time.Now().UnixNano()
 	t.Logf("rand seed %d", rseed)
 	lifecycleStorm(t, svc, f, root, ids[0], users[0], 300, rand.New(rand.NewPCG(uint64(rseed), 2)))
 }
 
 // metricLine reports whether /metrics has the sample line.
-func metricLine(t *testing.T, svc *service, line string) bool {
+func metricLine(t *testing.T, svc *e2e.Service, line string) bool {
 	t.Helper()
-	code, body, _ := svc.raw("GET", "/metrics", "", nil)
+	code, body, _ := svc.Raw("GET", "/metrics", "", nil)
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
 	}
@@ -431,37 +422,37 @@ func metricLine(t *testing.T, svc *service, line string) bool {
 // (RestartBudget, 2 here) is spent; it must end failed, visibly, while
 // siblings see nothing; a restore naming it, and then a plain one, bring it
 // back.
-func panicPastBudget(t *testing.T, svc *service, f *fake, victim, user string, siblings []string) {
+func panicPastBudget(t *testing.T, svc *e2e.Service, f *e2e.Fake, victim, user string, siblings []string) {
 	t.Helper()
-	before := map[string]map[string]any{}
+	before := map[string]sessions.Status{}
 	for _, id := range siblings {
-		before[id] = svc.waitState(id, "connected")
+		before[id] = svc.WaitState(id, "connected", e2e.Wait)
 	}
-	spend := func(restartsBefore float64) {
+	spend := func(restartsBefore int) {
 		t.Helper()
 		// protoactor's OneForOne strategy restarts an actor while its
 		// failures in the window do not exceed the budget: two restarts,
 		// then the third panic stops it.
 		for i := range 3 {
-			since := svc.waitState(victim, "connected")["since"]
-			if code, out := svc.call("POST", "/api/whatsapp/test/session/"+victim+"/panic", ""); code != 200 {
+			since := svc.WaitState(victim, "connected", e2e.Wait).Since
+			if code, out := svc.Call("POST", "/api/whatsapp/test/session/"+victim+"/panic", ""); code != 200 {
 				t.Fatalf("panic %d: %d %v", i+1, code, out)
 			}
 			if i < 2 {
 				// Connected again by the new incarnation: until it
 				// reports, the status still shows the old one's.
-				want := restartsBefore + float64(i+1)
+				want := restartsBefore + i + 1
 				eventuallyOK(t, func() bool {
-					s := svc.status(victim)
-					return s["restarts"] == want && s["state"] == "connected" && s["since"] != since
+					s := svc.Status(victim)
+					return s.Restarts == want && s.State == "connected" && s.Since != since
 				})
 			}
 		}
-		st := svc.waitState(victim, "failed")
-		if e, _ := st["error"].(map[string]any); e["code"] != "restart_budget_spent" || st["userAction"] != "restore" {
+		st := svc.WaitState(victim, "failed", e2e.Wait)
+		if e2e.ErrCode(st) != "restart_budget_spent" || st.UserAction != "restore" {
 			t.Errorf("after the budget is spent: %v", st)
 		}
-		if st["restarts"] != restartsBefore+2 || st["connected"] != false {
+		if st.Restarts != restartsBefore+2 || st.Connected != false {
 			t.Errorf("after the budget is spent: %v", st)
 		}
 		eventuallyOK(t, func() bool { return liveConnections(t, f, user) == 0 })
@@ -478,10 +469,10 @@ func panicPastBudget(t *testing.T, svc *service, f *fake, victim, user string, s
 	}
 
 	spend(0)
-	if code, out := svc.call("POST", "/api/whatsapp/sessions/restore", fmt.Sprintf(`{"senderIds":[%q]}`, victim)); code != 202 {
+	if code, out := svc.Call("POST", "/api/whatsapp/sessions/restore", fmt.Sprintf(`{"senderIds":[%q]}`, victim)); code != 202 {
 		t.Fatalf("restore naming %s: %d %v", victim, code, out)
 	}
-	st := svc.waitState(victim, "connected")
+	st := svc.WaitState(victim, "connected", e2e.Wait)
 	eventuallyOK(t, func() bool { return connections(t, f, st) == 1 })
 	if !metricLine(t, svc, fmt.Sprintf(`whatsapp_session_state{session=%q,state="connected"} 1`, victim)) {
 		t.Error("/metrics does not show the restored session connected")
@@ -489,16 +480,16 @@ func panicPastBudget(t *testing.T, svc *service, f *fake, victim, user string, s
 
 	spend(2)
 	// A restore of every stored session starts a failed one again too.
-	if code, out := svc.call("POST", "/api/whatsapp/sessions/restore", ""); code != 202 {
+	if code, out := svc.Call("POST", "/api/whatsapp/sessions/restore", ""); code != 202 {
 		t.Fatalf("restore: %d %v", code, out)
 	}
-	st = svc.waitState(victim, "connected")
+	st = svc.WaitState(victim, "connected", e2e.Wait)
 	eventuallyOK(t, func() bool { return connections(t, f, st) == 1 })
 
 	for _, id := range siblings {
-		after := svc.status(id)
-		if after["since"] != before[id]["since"] || after["state"] != "connected" ||
-			after["restarts"] != 0.0 || after["reconnects"] != 0.0 {
+		after := svc.Status(id)
+		if after.Since != before[id].Since || after.State != "connected" ||
+			after.Restarts != 0 || after.Reconnects != 0 {
 			t.Errorf("sibling %s changed: %v -> %v", id, before[id], after)
 		}
 		if n := connections(t, f, after); n != 1 {
@@ -508,12 +499,12 @@ func panicPastBudget(t *testing.T, svc *service, f *fake, victim, user string, s
 }
 
 func TestPanicPastTheRestartBudgetFailsOnlyThatSession(t *testing.T) {
-	f := newFake(t)
+	f := e2e.NewFake(t, fakeserver.Options{})
 	root := t.TempDir()
 	ids, users := seed(t, root, 4)
-	cfg := testConfig(root, f)
+	cfg := e2e.Config(root, f)
 	cfg.RestartBudget = 2
-	svc := start(t, cfg)
+	svc := e2e.Start(t, cfg)
 	panicPastBudget(t, svc, f, ids[0], users[0], ids[1:])
 }
 
@@ -521,20 +512,20 @@ func TestNoGoroutineLeftAfterRun(t *testing.T) {
 	// Goroutines already running (the test binary's, earlier tests'
 	// lingering ones) are not this run's.
 	ignore := goleak.IgnoreCurrent()
-	f := newFake(t)
+	f := e2e.NewFake(t, fakeserver.Options{})
 	root := t.TempDir()
 	ids, users := seed(t, root, 12)
-	cfg := testConfig(root, f)
+	cfg := e2e.Config(root, f)
 	cfg.RestartBudget = 2
 	cfg.RequestTimeout = 3 * time.Second // an unanswered request fails sooner
-	svc := start(t, cfg)
+	svc := e2e.Start(t, cfg)
 	rseed := time.Now().UnixNano()
 	t.Logf("rand seed %d", rseed)
 	rng := rand.New(rand.NewPCG(uint64(rseed), 3))
 	concurrentRestores(t, svc, f, ids[:10], users[:10], rng)
 	panicPastBudget(t, svc, f, ids[10], users[10], ids[:3])
 	lifecycleStorm(t, svc, f, root, ids[11], users[11], 150, rng)
-	svc.stop() // waits for run to return
+	svc.Stop() // waits for run to return
 	if t.Failed() {
 		return
 	}
@@ -545,7 +536,6 @@ func TestNoGoroutineLeftAfterRun(t *testing.T) {
 		return err == nil && st.Live == 0 && st.PendingPairings == 0
 	})
 	// The test's own keep-alive connections to the stopped service.
-	raceClient.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
 	// VerifyNone retries for a while, which lets goroutines that are
 	// already ending (a client connection's read loop seeing the server's
@@ -571,7 +561,7 @@ func TestNoGoroutineLeftAfterRun(t *testing.T) {
 
 // fireTogether sends every request (method, path, body) at once and
 // returns each one's code and body.
-func fireTogether(t *testing.T, svc *service, reqs ...[3]string) ([]int, []string) {
+func fireTogether(t *testing.T, svc *e2e.Service, reqs ...[3]string) ([]int, []string) {
 	t.Helper()
 	codes, bodies, errs := make([]int, len(reqs)), make([]string, len(reqs)), make([]error, len(reqs))
 	gate := make(chan struct{})
@@ -580,7 +570,7 @@ func fireTogether(t *testing.T, svc *service, reqs ...[3]string) ([]int, []strin
 		wg.Go(func() {
 			<-gate
 			var b []byte
-			codes[i], b, errs[i] = apiCall(svc.base, r[0], r[1], r[2])
+			codes[i], b, errs[i] = apiCall(svc, r[0], r[1], r[2])
 			bodies[i] = string(b)
 		})
 	}
@@ -596,23 +586,23 @@ func fireTogether(t *testing.T, svc *service, reqs ...[3]string) ([]int, []strin
 
 // raceService starts a service whose asks time out after 3 s (every
 // answer here takes milliseconds), with n seeded sessions.
-func raceService(t *testing.T, n int) (*service, *fake, string) {
+func raceService(t *testing.T, n int) (*e2e.Service, *e2e.Fake, string) {
 	t.Helper()
-	f := newFake(t)
+	f := e2e.NewFake(t, fakeserver.Options{})
 	root := t.TempDir()
 	if n > 0 {
 		seed(t, root, n)
 	}
-	cfg := testConfig(root, f)
+	cfg := e2e.Config(root, f)
 	cfg.RequestTimeout = 3 * time.Second
-	return start(t, cfg), f, root
+	return e2e.Start(t, cfg), f, root
 }
 
 func TestStopAndDeleteAtOnceAreBothAnswered(t *testing.T) {
 	svc, _, _ := raceService(t, 0)
 	for round := range 20 {
 		id := fmt.Sprintf("stopdel%02d", round)
-		svc.pair(id)
+		svc.Pair(id)
 		codes, bodies := fireTogether(t, svc,
 			[3]string{"POST", "/api/whatsapp/session/" + id + "/stop", ""},
 			[3]string{"DELETE", "/api/whatsapp/session/" + id, ""})
@@ -628,14 +618,14 @@ func TestStopAndDeleteAtOnceAreBothAnswered(t *testing.T) {
 func TestCreateAndStopAtOnceAreBothAnswered(t *testing.T) {
 	svc, _, _ := raceService(t, 1)
 	id := "user0000"
-	svc.waitState(id, "connected")
+	svc.WaitState(id, "connected", e2e.Wait)
 	for round := range 30 {
 		// From stopped: the first create starts an actor, the second is
 		// forwarded to it, and the stop stops it.
-		if code, out := svc.call("POST", "/api/whatsapp/session/"+id+"/stop", ""); code != 200 && code != 409 {
+		if code, out := svc.Call("POST", "/api/whatsapp/session/"+id+"/stop", ""); code != 200 && code != 409 {
 			t.Fatalf("round %d: stop: %d %v", round, code, out)
 		}
-		svc.waitState(id, "stopped")
+		svc.WaitState(id, "stopped", e2e.Wait)
 		codes, bodies := fireTogether(t, svc,
 			[3]string{"POST", "/api/whatsapp/session/" + id, ""},
 			[3]string{"POST", "/api/whatsapp/session/" + id, ""},
@@ -659,18 +649,18 @@ func TestDeleteWhileDialingLeavesNothingBehind(t *testing.T) {
 			t.Fatalf("round %d: create %d %s, delete %d %s", round, codes[0], bodies[0], codes[1], bodies[1])
 		}
 		if codes[1] == 404 { // the delete came first: delete it now
-			if code, out := svc.call("DELETE", "/api/whatsapp/session/"+id, ""); code != 200 {
+			if code, out := svc.Call("DELETE", "/api/whatsapp/session/"+id, ""); code != 200 {
 				t.Fatalf("round %d: delete: %d %v", round, code, out)
 			}
 		}
-		if code, _ := svc.call("GET", "/api/whatsapp/session/"+id+"/status", ""); code != 404 {
+		if code, _ := svc.Call("GET", "/api/whatsapp/session/"+id+"/status", ""); code != 404 {
 			t.Fatalf("round %d: %s still listed after its delete: %d", round, id, code)
 		}
 	}
 	// A directory left behind (or made again) by a dial that outlived its
 	// session would be found by a restore; none may be.
 	before := restoreLines(svc)
-	if code, _ := svc.call("POST", "/api/whatsapp/sessions/restore", ""); code != 202 {
+	if code, _ := svc.Call("POST", "/api/whatsapp/sessions/restore", ""); code != 202 {
 		t.Fatal("restore refused")
 	}
 	waitRestoreLines(t, svc, before+1)
@@ -715,12 +705,12 @@ func TestDeleteDuringARestoreStaysDeleted(t *testing.T) {
 		}
 		if codes[1] == 409 { // deleted while the restore started it: delete again
 			eventuallyOK(t, func() bool {
-				c, _ := svc.call("DELETE", "/api/whatsapp/session/"+id, "")
+				c, _ := svc.Call("DELETE", "/api/whatsapp/session/"+id, "")
 				return c == 200 || c == 404
 			})
 		}
 		waitRestoreLines(t, svc, before+1)
-		if code, st := svc.call("GET", "/api/whatsapp/session/"+id+"/status", ""); code != 404 {
+		if code, st := svc.Call("GET", "/api/whatsapp/session/"+id+"/status", ""); code != 404 {
 			t.Fatalf("round %d: %s was deleted, then came back: %d %v", round, id, code, st)
 		}
 	}

@@ -12,6 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/app"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
 // The service as a security probe found it (issue 9, section 3), through
@@ -20,12 +24,12 @@ import (
 var metricsLine = regexp.MustCompile(`"msg":"metrics listening","addr":"([^"]+)"`)
 
 func TestMetricsAddrServesMetricsAloneAndTheAPIPortNoLonger(t *testing.T) {
-	cfg := testConfig(t.TempDir(), newFake(t))
+	cfg := e2e.Config(t.TempDir(), e2e.NewFake(t, fakeserver.Options{}))
 	cfg.MetricsAddr = "127.0.0.1:0"
-	svc := start(t, cfg)
-	m := metricsLine.FindStringSubmatch(svc.logs.String())
+	svc := e2e.Start(t, cfg)
+	m := metricsLine.FindStringSubmatch(svc.Logs.String())
 	if m == nil {
-		t.Fatalf("no metrics listener in the logs:\n%s", svc.logs)
+		t.Fatalf("no metrics listener in the logs:\n%s", svc.Logs)
 	}
 	base := "http://" + m[1]
 	for _, tc := range []struct {
@@ -56,18 +60,18 @@ func TestMetricsAddrServesMetricsAloneAndTheAPIPortNoLonger(t *testing.T) {
 		}
 	}
 	// No session was created through it.
-	if code, _ := svc.call("GET", "/api/whatsapp/session/alice/status", ""); code != 404 {
+	if code, _ := svc.Call("GET", "/api/whatsapp/session/alice/status", ""); code != 404 {
 		t.Errorf("alice: %d", code)
 	}
 	// The API port no longer serves /metrics, even with the key.
-	if code, _, _ := svc.raw("GET", "/metrics", "", nil); code != 404 {
+	if code, _, _ := svc.Raw("GET", "/metrics", "", nil); code != 404 {
 		t.Errorf("API port /metrics with METRICS_ADDR set: %d, want 404", code)
 	}
 }
 
 func TestMetricsOnTheAPIPortNeedTheKey(t *testing.T) {
-	svc := start(t, testConfig(t.TempDir(), newFake(t)))
-	resp, err := http.Get(svc.base + "/metrics")
+	svc := e2e.Start(t, e2e.Config(t.TempDir(), e2e.NewFake(t, fakeserver.Options{})))
+	resp, err := http.Get(svc.Base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,15 +80,15 @@ func TestMetricsOnTheAPIPortNeedTheKey(t *testing.T) {
 	if resp.StatusCode != 401 || strings.Contains(string(body), "whatsapp_") {
 		t.Errorf("/metrics without the key: %d %.200s", resp.StatusCode, body)
 	}
-	if code, body, _ := svc.raw("GET", "/metrics", "", nil); code != 200 || !strings.Contains(string(body), "whatsapp_http_connections_max{listener=\"api\"}") {
+	if code, body, _ := svc.Raw("GET", "/metrics", "", nil); code != 200 || !strings.Contains(string(body), "whatsapp_http_connections_max{listener=\"api\"}") {
 		t.Errorf("/metrics with the key: %d", code)
 	}
 }
 
 // metricValue reads one unlabelled-or-labelled sample from /metrics.
-func metricValue(t *testing.T, svc *service, sample string) float64 {
+func metricValue(t *testing.T, svc *e2e.Service, sample string) float64 {
 	t.Helper()
-	code, body, _ := svc.raw("GET", "/metrics", "", nil)
+	code, body, _ := svc.Raw("GET", "/metrics", "", nil)
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
@@ -102,10 +106,10 @@ func metricValue(t *testing.T, svc *service, sample string) float64 {
 }
 
 func TestIdleSocketsCannotStarveRealClients(t *testing.T) {
-	cfg := testConfig(t.TempDir(), newFake(t))
+	cfg := e2e.Config(t.TempDir(), e2e.NewFake(t, fakeserver.Options{}))
 	cfg.HTTPMaxConns = 8
-	svc := start(t, cfg)
-	addr := strings.TrimPrefix(svc.base, "http://")
+	svc := e2e.Start(t, cfg)
+	addr := strings.TrimPrefix(svc.Base, "http://")
 	// 60 sockets from a client without a key: silent ones, and ones that
 	// send half a request.
 	for i := range 60 {
@@ -121,8 +125,8 @@ func TestIdleSocketsCannotStarveRealClients(t *testing.T) {
 	// A real client is served at once, every time.
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for range 5 {
-		req, _ := http.NewRequest("GET", svc.base+"/api/whatsapp/sessions/status", nil)
-		req.Header.Set("Authorization", "Bearer "+testKey)
+		req, _ := http.NewRequest("GET", svc.Base+"/api/whatsapp/sessions/status", nil)
+		req.Header.Set("Authorization", "Bearer "+e2e.APIKey)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatalf("a real client among idle sockets: %v", err)
@@ -144,14 +148,14 @@ func TestIdleSocketsCannotStarveRealClients(t *testing.T) {
 }
 
 func TestUnsafeKeyFileAndSessionsDirectoryStopTheStart(t *testing.T) {
-	f := newFake(t)
+	f := e2e.NewFake(t, fakeserver.Options{})
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, ".api-key"), []byte("a-key-that-is-long-enough-0123456789\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig(dir, f)
+	cfg := e2e.Config(dir, f)
 	cfg.APIKey = ""
-	err := run(context.Background(), cfg, io.Discard)
+	err := app.Run(context.Background(), cfg, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("run with a key file others can read = %v", err)
 	}
@@ -160,9 +164,9 @@ func TestUnsafeKeyFileAndSessionsDirectoryStopTheStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(weak, ".api-key"), []byte("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg = testConfig(weak, f)
+	cfg = e2e.Config(weak, f)
 	cfg.APIKey = ""
-	if err := run(context.Background(), cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "one character repeated") {
+	if err := app.Run(context.Background(), cfg, io.Discard); err == nil || !strings.Contains(err.Error(), "one character repeated") {
 		t.Errorf("run with a weak key in the key file = %v", err)
 	}
 
@@ -170,7 +174,7 @@ func TestUnsafeKeyFileAndSessionsDirectoryStopTheStart(t *testing.T) {
 	if err := os.Chmod(open, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(context.Background(), testConfig(open, f), io.Discard); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+	if err := app.Run(context.Background(), e2e.Config(open, f), io.Discard); err == nil || !strings.Contains(err.Error(), "chmod 700") {
 		t.Errorf("run on a directory every user can write = %v", err)
 	}
 
@@ -178,8 +182,8 @@ func TestUnsafeKeyFileAndSessionsDirectoryStopTheStart(t *testing.T) {
 	if err := os.Chmod(shared, 0o770); err != nil {
 		t.Fatal(err)
 	}
-	svc := start(t, testConfig(shared, f))
-	if !strings.Contains(svc.logs.String(), "SESSIONS_DIR is writable by its group") {
+	svc := e2e.Start(t, e2e.Config(shared, f))
+	if !strings.Contains(svc.Logs.String(), "SESSIONS_DIR is writable by its group") {
 		t.Error("no warning for a group-writable SESSIONS_DIR")
 	}
 }

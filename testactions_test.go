@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/testmode"
 )
 
@@ -15,25 +16,25 @@ import (
 // that, and the session pairs and connects. Without a code asked for it
 // is refused with 409.
 func TestEnterCodeCompletesAPhonePairing(t *testing.T) {
-	svc := start(t, testConfig(t.TempDir(), nil))
-	svc.call("POST", "/api/whatsapp/session/erin", "")
-	svc.waitState("erin", "pairing")
-	eventuallyOK(t, func() bool { code, _ := svc.call("GET", "/api/whatsapp/session/erin/qr", ""); return code == 200 })
-	code, out := svc.call("POST", "/api/whatsapp/test/session/erin/enter-code", "")
+	svc := e2e.Start(t, e2e.Config(t.TempDir(), nil))
+	svc.Call("POST", "/api/whatsapp/session/erin", "")
+	svc.WaitState("erin", "pairing", e2e.Wait)
+	eventuallyOK(t, func() bool { code, _ := svc.Call("GET", "/api/whatsapp/session/erin/qr", ""); return code == 200 })
+	code, out := svc.Call("POST", "/api/whatsapp/test/session/erin/enter-code", "")
 	if e, _ := out["error"].(map[string]any); code != 409 || e["code"] != "wrong_state" || !strings.Contains(e["message"].(string), "pair-phone") {
 		t.Errorf("enter-code before pair-phone: %d %v", code, out)
 	}
-	code, out = svc.call("POST", "/api/whatsapp/session/erin/pair-phone", `{"phone":"+1 555 987 6543"}`)
+	code, out = svc.Call("POST", "/api/whatsapp/session/erin/pair-phone", `{"phone":"+1 555 987 6543"}`)
 	if pc, _ := out["code"].(string); code != 200 || !regexp.MustCompile(`^[A-Z0-9]{4}-[A-Z0-9]{4}$`).MatchString(pc) {
 		t.Fatalf("pair-phone: %d %v", code, out)
 	}
-	code, out = svc.call("POST", "/api/whatsapp/test/session/erin/enter-code", "")
+	code, out = svc.Call("POST", "/api/whatsapp/test/session/erin/enter-code", "")
 	if code != 200 || out["action"] != "enter-code" {
 		t.Fatalf("enter-code: %d %v", code, out)
 	}
-	st := svc.waitState("erin", "connected")
-	if jid, _ := st["jid"].(string); !strings.HasPrefix(jid, "15559876543:") {
-		t.Errorf("paired as %v, want the phone's number", st["jid"])
+	st := svc.WaitState("erin", "connected", e2e.Wait)
+	if jid := e2e.JID(st); !strings.HasPrefix(jid, "15559876543:") {
+		t.Errorf("paired as %v, want the phone's number", st.JID)
 	}
 }
 
@@ -59,12 +60,12 @@ func TestOpenAPIListsEveryTestAction(t *testing.T) {
 // A session whose status says pairing has a QR code to fetch: the
 // walkthrough's GET .../qr right after it must not answer 409.
 func TestPairingStateAlwaysHasAQRCode(t *testing.T) {
-	svc := start(t, testConfig(t.TempDir(), nil))
+	svc := e2e.Start(t, e2e.Config(t.TempDir(), nil))
 	for i := range 8 {
 		id := "qr" + string(rune('a'+i))
-		svc.call("POST", "/api/whatsapp/session/"+id, "")
-		svc.waitState(id, "pairing")
-		if code, out := svc.call("GET", "/api/whatsapp/session/"+id+"/qr", ""); code != 200 {
+		svc.Call("POST", "/api/whatsapp/session/"+id, "")
+		svc.WaitState(id, "pairing", e2e.Wait)
+		if code, out := svc.Call("GET", "/api/whatsapp/session/"+id+"/qr", ""); code != 200 {
 			t.Errorf("%s is pairing but its QR route answers %d %v", id, code, out)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
@@ -28,18 +29,18 @@ func deviceRows(t *testing.T, root, id string) int {
 
 // settledState polls session id until it is in one of states, and returns
 // its status.
-func (s *service) settledState(id string, states ...string) map[string]any {
-	s.t.Helper()
+func settledState(t *testing.T, s *e2e.Service, id string, states ...string) map[string]any {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		code, st := s.call("GET", "/api/whatsapp/session/"+id+"/status", "")
+		code, st := s.Call("GET", "/api/whatsapp/session/"+id+"/status", "")
 		for _, want := range states {
 			if code == 200 && st["state"] == want {
 				return st
 			}
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("session %s never reached one of %v; last %d %v\nlogs:\n%s", id, states, code, st, s.logs)
+			t.Fatalf("session %s never reached one of %v; last %d %v\nlogs:\n%s", id, states, code, st, s.Logs)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -54,40 +55,40 @@ func (s *service) settledState(id string, states ...string) map[string]any {
 // revoked keys. Several sessions, since the lost delete was a race.
 func TestUnlinkedDeviceIsForgottenAndStaysRefused(t *testing.T) {
 	root := t.TempDir()
-	cfg := testConfig(root, nil) // the in-process fake, restarted with the service
-	svc := start(t, cfg)
+	cfg := e2e.Config(root, nil) // the in-process fake, restarted with the service
+	svc := e2e.Start(t, cfg)
 	ids := []string{"u1", "u2", "u3", "u4"}
 	for _, id := range ids {
-		svc.pair(id)
+		svc.Pair(id)
 	}
 	// Unlink restored sessions, as a phone usually does long after the
 	// pairing: right after it, whatsmeow's own delete races with its
 	// initial app state fetch (a data race inside whatsmeow).
-	svc.stop()
-	svc = start(t, cfg)
+	svc.Stop()
+	svc = e2e.Start(t, cfg)
 	for _, id := range ids {
-		svc.waitState(id, "connected")
+		svc.WaitState(id, "connected", e2e.Wait)
 	}
 	for _, id := range ids {
-		if code, out := svc.call("POST", "/api/whatsapp/test/session/"+id+"/unlink", ""); code != 200 {
+		if code, out := svc.Call("POST", "/api/whatsapp/test/session/"+id+"/unlink", ""); code != 200 {
 			t.Fatalf("unlink %s: %d %v", id, code, out)
 		}
 	}
 	for _, id := range ids {
-		st := svc.waitState(id, "needs_pairing")
+		st := svc.WaitState(id, "needs_pairing", e2e.Wait)
 		// The state is reported only once the delete has committed.
 		if n := deviceRows(t, root, id); n != 0 {
-			t.Errorf("%s is %v but its store still holds %d device(s)", id, st["state"], n)
+			t.Errorf("%s is %v but its store still holds %d device(s)", id, st.State, n)
 		}
-		if st["jid"] != nil {
+		if st.JID != nil {
 			t.Errorf("%s still shows a jid after the unlink: %v", id, st)
 		}
 	}
-	svc.stop()
+	svc.Stop()
 
-	svc = start(t, cfg)
+	svc = e2e.Start(t, cfg)
 	for _, id := range ids {
-		st := svc.settledState(id, "needs_pairing", "connected")
+		st := settledState(t, svc, id, "needs_pairing", "connected")
 		e, _ := st["error"].(map[string]any)
 		if st["state"] != "needs_pairing" || e["code"] != "not_paired" || st["userAction"] != "scan_qr" {
 			t.Errorf("%s after the restart: %v, want needs_pairing, not_paired, scan_qr", id, st)

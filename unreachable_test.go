@@ -4,6 +4,9 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
 // closedAddr is a loopback address nothing listens on.
@@ -24,21 +27,19 @@ func closedAddr(t *testing.T) string {
 func TestNewSessionWhileWhatsAppIsUnreachable(t *testing.T) {
 	// A fake's CA, so that the client trusts what it would reach; nothing
 	// listens where it dials.
-	cfg := testConfig(t.TempDir(), newFake(t))
+	cfg := e2e.Config(t.TempDir(), e2e.NewFake(t, fakeserver.Options{}))
 	addr := closedAddr(t)
 	cfg.FakeServerAddr, cfg.FakeControlURL = addr, "http://"+addr
-	svc := start(t, cfg)
-	if code, st := svc.call("POST", "/api/whatsapp/session/early", ""); code != 202 {
+	svc := e2e.Start(t, cfg)
+	if code, st := svc.Call("POST", "/api/whatsapp/session/early", ""); code != 202 {
 		t.Fatalf("create: %d %v", code, st)
 	}
-	st := svc.waitState("early", "reconnecting")
-	e, _ := st["error"].(map[string]any)
-	msg, _ := e["message"].(string)
-	if e["code"] != "dial_failed" || !strings.Contains(msg, "refused") || st["userAction"] != "wait" || st["nextRetryAt"] == nil {
+	st := svc.WaitState("early", "reconnecting", e2e.Wait)
+	if e2e.ErrCode(st) != "dial_failed" || !strings.Contains(st.Error.Message, "refused") || st.UserAction != "wait" || st.NextRetryAt == nil {
 		t.Errorf("a new session with WhatsApp unreachable: %v", st)
 	}
-	eventuallyOK(t, func() bool { r, _ := svc.status("early")["reconnects"].(float64); return r >= 2 })
-	if st := svc.status("early"); st["state"] == "needs_pairing" {
+	eventuallyOK(t, func() bool { r := svc.Status("early").Reconnects; return r >= 2 })
+	if st := svc.Status("early"); st.State == "needs_pairing" {
 		t.Errorf("gave up: %v", st)
 	}
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
 // healResult is how fast sessions came back after one kind of injected
@@ -33,20 +35,12 @@ type healResult struct {
 	taken
 }
 
-// healStatus is the part of a session's status a heal run watches.
-type healStatus struct {
-	State           string     `json:"state"`
-	Restarts        int        `json:"restarts"`
-	Reconnects      int        `json:"reconnects"`
-	LastConnectedAt *time.Time `json:"lastConnectedAt"`
-}
-
 // runHeal injects kind ("panic" or "drop", through the test routes) into
 // runs sessions, concurrency at a time, starting at ids[first] and
 // walking on, and times each until its status is connected again on a new
 // connection. A session is used once, so each run sees a fresh backoff
 // (first retry at BACKOFF_MIN) and a fresh restart budget.
-func runHeal(ctx context.Context, api *apiClient, kind, backoffMin string, ids []string, first, runs, concurrency int, poll time.Duration) healResult {
+func runHeal(ctx context.Context, api *client.Client, kind, backoffMin string, ids []string, first, runs, concurrency int, poll time.Duration) healResult {
 	res := healResult{Kind: kind, BackoffMin: backoffMin, Sessions: len(ids), Runs: runs, Poll: dur(poll), Concurrency: concurrency}
 	began := time.Now()
 	defer func() { res.Elapsed = dur(time.Since(began)) }()
@@ -92,23 +86,23 @@ const healTimeout = 60 * time.Second
 
 // healOnce injects kind into session id and polls its status until it is
 // connected on a connection made after the injection.
-func healOnce(ctx context.Context, api *apiClient, id, kind string, poll time.Duration) (service, observed time.Duration, stale bool, err error) {
+func healOnce(ctx context.Context, api *client.Client, id, kind string, poll time.Duration) (service, observed time.Duration, stale bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, healTimeout)
 	defer cancel()
-	var before healStatus
-	if err := api.do(ctx, http.MethodGet, "/api/whatsapp/session/"+id+"/status", &before); err != nil {
+	before, err := api.Status(ctx, id)
+	if err != nil {
 		return 0, 0, false, err
 	}
 	if before.State != "connected" {
 		return 0, 0, false, fmt.Errorf("not connected before the %s: %s", kind, before.State)
 	}
 	t0 := time.Now()
-	if err := api.testAction(ctx, id, kind); err != nil {
+	if _, err := api.Test(ctx, id, kind, sessions.TestParams{}); err != nil {
 		return 0, 0, false, err
 	}
 	for {
-		var st healStatus
-		if err := api.do(ctx, http.MethodGet, "/api/whatsapp/session/"+id+"/status", &st); err != nil {
+		st, err := api.Status(ctx, id)
+		if err != nil {
 			return 0, 0, stale, err
 		}
 		seen := time.Since(t0)

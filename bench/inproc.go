@@ -3,26 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/app"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
-	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
-	"github.com/whatsapp-sessions/whatsapp-sessions/store"
-	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
-	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
-// profileResult is the in-process restore: the service's own packages
-// wired as main.go wires them, inside the bench, with runtime/pprof on.
+// profileResult is the in-process restore: the service built by app.New,
+// as main.go builds it, inside the bench, with runtime/pprof on.
 // Its figures include the bench itself; they explain, the restore
 // scenario measures.
 type profileResult struct {
@@ -69,44 +62,15 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 		return res, err
 	}
 	defer logf.Close()
-	log := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	whatsapp.SetDeviceName(cfg.DeviceName)
-	fakeserver.UseTestRootKey()
-	caPEM, err := os.ReadFile(fake.caFile)
+	cfg.SessionsDir, cfg.HTTPAddr, cfg.MetricsAddr, cfg.APIKey = runDir, "127.0.0.1:0", "", b.apiKey
+	cfg.TestMode, cfg.AutoRestore, cfg.LogFormat, cfg.StoreIdleTimeout = true, false, "json", 30*time.Second
+	cfg.FakeServerAddr, cfg.FakeControlURL, cfg.FakeCAFile = fake.addr, "http://"+fake.control, fake.caFile
+	a, err := app.New(cfg, logf)
 	if err != nil {
 		return res, err
 	}
-	hc, err := fakeserver.HTTPClient(fake.addr, caPEM)
-	if err != nil {
-		return res, err
-	}
-	dir, err := store.OpenDir(runDir)
-	if err != nil {
-		return res, err
-	}
-	defer dir.Close()
-	mgr, err := actors.NewManager(actors.Options{
-		Dir: dir,
-		Opener: whatsapp.NewStoreOpener(dir, whatsapp.Options{Log: log, StoreIdleTimeout: 30 * time.Second,
-			HTTPClient: hc}),
-		Metrics:            metrics.New(prometheus.NewRegistry()),
-		Log:                log,
-		Backoff:            actors.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax, Reset: cfg.BackoffReset},
-		RestoreConcurrency: cfg.RestoreConcurrency,
-		ConnectRate:        cfg.ConnectRate,
-		ConnectBurst:       cfg.ConnectBurst,
-		RestartBudget:      cfg.RestartBudget,
-		RestartWindow:      cfg.RestartWindow,
-		RequestTimeout:     cfg.RequestTimeout,
-	})
-	if err != nil {
-		return res, err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-		defer cancel()
-		_ = mgr.Shutdown(sctx)
-	}()
+	defer a.Close()
+	mgr := a.Sessions()
 
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return res, err

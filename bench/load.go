@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
-	"io"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 )
 
 // loadResult is one closed-loop load phase: clients goroutines each send
@@ -33,7 +35,7 @@ type loadPhase struct {
 }
 
 // runLoad drives phase against the service at base for warmup (not
-// recorded) plus d. Answers are read to the end and discarded, not
+// recorded) plus d. Answers are read to the end, not
 // decoded: the generator shares the machine's cores with the service and
 // must spend as little as it can.
 func runLoad(ctx context.Context, base, key string, sessions int, phase loadPhase, warmup, d time.Duration) loadResult {
@@ -48,6 +50,7 @@ func runLoad(ctx context.Context, base, key string, sessions int, phase loadPhas
 		Timeout: 30 * time.Second,
 	}
 	defer hc.CloseIdleConnections()
+	c := client.New(base, key).WithHTTPClient(hc)
 
 	start := time.Now().Add(warmup)
 	end := start.Add(d)
@@ -69,8 +72,11 @@ func runLoad(ctx context.Context, base, key string, sessions int, phase loadPhas
 				if t0.After(end) {
 					return
 				}
-				n, err := get(ctx, hc, base+phase.path(r), key)
+				resp, err := c.Do(ctx, http.MethodGet, phase.path(r), nil, nil)
 				lat := time.Since(t0)
+				if err == nil && resp.Status != http.StatusOK {
+					err = fmt.Errorf("HTTP %d", resp.Status)
+				}
 				if t0.Before(start) {
 					continue
 				}
@@ -82,7 +88,7 @@ func runLoad(ctx context.Context, base, key string, sessions int, phase loadPhas
 					continue
 				}
 				me.lat = append(me.lat, lat)
-				me.bytes = n
+				me.bytes = int64(len(resp.Body))
 			}
 		})
 	}
@@ -103,33 +109,6 @@ func runLoad(ctx context.Context, base, key string, sessions int, phase loadPhas
 	res.Latency = summarize(all)
 	return res
 }
-
-// get sends one GET and reads the answer to the end; a non-200 is an error.
-func get(ctx context.Context, hc *http.Client, url, key string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return n, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return n, &statusError{code: resp.StatusCode}
-	}
-	return n, nil
-}
-
-// statusError is an answer other than 200.
-type statusError struct{ code int }
-
-func (e *statusError) Error() string { return "HTTP " + http.StatusText(e.code) }
 
 // loadPhases are scenario 2's phases over ids: single-session status at
 // each of singleClients, then the whole fleet's status at fleetClients.

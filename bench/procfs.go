@@ -65,26 +65,6 @@ func countFDs(pid int) (int, error) {
 	return n, nil
 }
 
-// smapsRollup is /proc/pid/smaps_rollup as field -> bytes (Rss, Pss,
-// Anonymous, Shared_Clean, ...).
-func smapsRollup(pid int) (map[string]int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]int64{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		parts := strings.Fields(sc.Text())
-		if len(parts) == 3 && parts[2] == "kB" {
-			kb, _ := strconv.ParseInt(parts[1], 10, 64)
-			out[strings.TrimSuffix(parts[0], ":")] = kb << 10
-		}
-	}
-	return out, sc.Err()
-}
-
 // sampler polls a process's open files and threads, keeping the peaks
 // (VmHWM already is the peak of the resident set).
 type sampler struct {
@@ -163,21 +143,4 @@ func cpuTimes(pid int) (user, sys time.Duration, err error) {
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	return time.Duration(utime) * time.Second / clockTicks, time.Duration(stime) * time.Second / clockTicks, nil
-}
-
-// openFilesLimit is the soft "Max open files" of pid, from /proc/PID/limits.
-func openFilesLimit(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				return strconv.Atoi(f[0])
-			}
-		}
-	}
-	return 0, fmt.Errorf("no Max open files in /proc/%d/limits", pid)
 }

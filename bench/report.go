@@ -86,9 +86,7 @@ func (r *report) writeTables(w io.Writer) {
 		}
 		tw.Flush()
 		for _, x := range r.Loads {
-			if x.FirstErr != "" {
-				fmt.Fprintf(w, "  %s at %d clients, first error: %s\n", x.Name, x.Clients, x.FirstErr)
-			}
+			firstError(w, x.FirstErr, "%s at %d clients", x.Name, x.Clients)
 		}
 	}
 
@@ -102,9 +100,7 @@ func (r *report) writeTables(w io.Writer) {
 		}
 		tw.Flush()
 		for _, x := range r.Heals {
-			if x.FirstErr != "" {
-				fmt.Fprintf(w, "  %s (BACKOFF_MIN %s), first error: %s\n", x.Kind, x.BackoffMin, x.FirstErr)
-			}
+			firstError(w, x.FirstErr, "%s (BACKOFF_MIN %s)", x.Kind, x.BackoffMin)
 		}
 	}
 
@@ -162,7 +158,7 @@ func writeRestores(w io.Writer, rows []restoreResult) {
 			if x.Sessions > 0 {
 				perSes, overN, gPer = kib(s.RSSPerSession), kib(s.RSSOverN), fmt.Sprintf("%.2f", s.GoroutinesPerSes)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.0f\t%s\t%d\t\n",
+			fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%d\t\n",
 				x.Sessions, storesLabel(x), s.After, kib(s.Mem.RSS), perSes, overN, kib(s.Mem.Anon), kib(s.Mem.File),
 				kib(int64(s.GoHeapInuse)), kib(int64(s.GoStackInuse)), kib(int64(s.GoSys)), s.FDs, s.Goroutines, gPer, s.Mem.Threads)
 		}
@@ -178,5 +174,13 @@ func writeRestores(w io.Writer, rows []restoreResult) {
 		for _, p := range x.Problems {
 			fmt.Fprintf(w, "  | %.400s\n", p)
 		}
+	}
+}
+
+// firstError prints a measurement's first error, if it had one, after
+// what names the measurement.
+func firstError(w io.Writer, err, format string, args ...any) {
+	if err != "" {
+		fmt.Fprintf(w, "  %s, first error: %s\n", fmt.Sprintf(format, args...), err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
@@ -53,7 +54,7 @@ type restoreResult struct {
 	PeakRSS     int64 `json:"peakRssBytes"`
 	PeakFDs     int   `json:"peakOpenFiles"`
 	PeakThreads int   `json:"peakThreads"`
-	FDLimit     int   `json:"openFilesLimit"` // the service's soft RLIMIT_NOFILE
+	FDLimit     int   `json:"openFilesLimit"` // the service's process_max_fds
 	// Settled is taken Settle after all connected; Idle, when asked for,
 	// later, once the stores' idle connections have closed (30 s).
 	Settled *snapshot `json:"settled,omitempty"`
@@ -125,10 +126,9 @@ func startFleet(ctx context.Context, b *bench, n int, extraEnv []string, restart
 		return nil, err
 	}
 	window.addNew(svc.pid())
-	limit, _ := openFilesLimit(svc.pid())
 	fr := &fleetRun{fake: fake, svc: svc, sampler: startSampler(svc.pid(), 100*time.Millisecond), window: window, runDir: runDir}
 	fr.res = restoreResult{Sessions: n, Restart: restart, DBOnly: b.dbOnly && restart == 0,
-		Env: strings.Join(extraEnv, " "), LogFile: logPath, FDLimit: limit}
+		Env: strings.Join(extraEnv, " "), LogFile: logPath}
 	fr.res.Quiet = quiet
 	for i := range n {
 		fr.ids = append(fr.ids, sessionID(i))
@@ -191,23 +191,26 @@ wait:
 	scancel()
 	if r := svc.restoreFinished(); r != nil {
 		fr.res.AllConnected = dur(r.Time.Sub(svc.started))
-		fr.res.RestoreTook = dur(r.took())
+		fr.res.RestoreTook = dur(r.Took)
 	}
 	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	f, err := svc.api.fleet(fctx)
+	f, err := svc.api.Fleet(fctx)
 	if err != nil {
 		fr.res.Failure = strings.TrimSpace(fr.res.Failure + "; fleet status: " + err.Error())
 		return
 	}
-	fr.res.Counts = f.Counts
-	fr.res.Connected = f.Counts["connected"]
+	fr.res.Counts = map[string]int{}
+	for state, c := range f.Counts {
+		fr.res.Counts[string(state)] = c
+	}
+	fr.res.Connected = f.Counts[sessions.StateConnected]
 	for _, s := range f.Sessions {
 		if s.State != "connected" && s.Error != nil {
 			if fr.res.ErrorCodes == nil {
 				fr.res.ErrorCodes = map[string]int{}
 			}
-			fr.res.ErrorCodes[s.State+"/"+s.Error.Code]++
+			fr.res.ErrorCodes[string(s.State)+"/"+string(s.Error.Code)]++
 		}
 	}
 	if fr.res.Connected == n && fr.res.Failure == "" {

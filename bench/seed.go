@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,12 +10,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+	"golang.org/x/sync/errgroup"
 )
 
 // The template is one SESSIONS_DIR holding the most sessions any run asked
@@ -33,7 +30,8 @@ func sessionID(i int) string   { return fmt.Sprintf("s%05d", i) }
 func sessionUser(i int) string { return fmt.Sprintf("1555%07d", i) }
 
 // ensureSeeded makes sure the template at dir holds at least n sessions,
-// seeding the missing ones on workers goroutines.
+// seeding the missing ones (fakeserver.SeedStores, closed cleanly as the
+// service leaves them) on workers goroutines.
 func ensureSeeded(ctx context.Context, dir string, n, workers int, logf func(string, ...any)) error {
 	have := seededCount(dir)
 	if have >= n {
@@ -41,50 +39,12 @@ func ensureSeeded(ctx context.Context, dir string, n, workers int, logf func(str
 	}
 	began := time.Now()
 	logf("seeding sessions %d..%d into %s (%d workers)", have, n-1, dir, workers)
-	d, err := store.OpenDir(dir)
-	if err != nil {
-		return err
+	seeds := make([]fakeserver.Seed, 0, n-have)
+	for i := have; i < n; i++ {
+		seeds = append(seeds, fakeserver.Seed{ID: sessionID(i), User: sessionUser(i)})
 	}
-	// The lock must go before the service opens a copy; Close is idempotent.
-	defer d.Close()
-
-	empty, err := emptyStore(ctx, dir)
-	if err != nil {
-		return err
-	}
-	var (
-		next     atomic.Int64
-		done     atomic.Int64
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		seedErrs []error
-	)
-	next.Store(int64(have))
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				if err := seedOne(ctx, d, empty, i); err != nil {
-					errMu.Lock()
-					seedErrs = append(seedErrs, err)
-					errMu.Unlock()
-					return
-				}
-				if c := done.Add(1); c%1000 == 0 {
-					logf("  seeded %d/%d (%v)", int(c)+have, n, time.Since(began).Round(time.Second))
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if len(seedErrs) > 0 {
-		return fmt.Errorf("seed: %w", seedErrs[0])
-	}
-	if err := ctx.Err(); err != nil {
-		return err
+	if err := fakeserver.SeedStores(ctx, dir, seeds, fakeserver.SeedOptions{Workers: workers, CleanClose: true}); err != nil {
+		return fmt.Errorf("seed: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, countFile), []byte(strconv.Itoa(n)+"\n"), 0o600); err != nil {
 		return err
@@ -103,60 +63,6 @@ func seededCount(dir string) int {
 	return n
 }
 
-// emptyStore returns the bytes of a store file with whatsmeow's schema
-// and no device, made once with the service's own store.Open. Starting
-// every session from a copy skips the schema migrations, the costliest part
-// of seeding.
-func emptyStore(ctx context.Context, dir string) ([]byte, error) {
-	scratch, err := os.MkdirTemp(filepath.Dir(dir), "empty-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(scratch)
-	d, err := store.OpenDir(scratch)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	s, err := d.Open(ctx, "empty", store.OpenOptions{Create: true})
-	if err != nil {
-		return nil, err
-	}
-	// Closing the last connection checkpoints the WAL into the main file.
-	if err := s.Close(); err != nil {
-		return nil, err
-	}
-	return os.ReadFile(filepath.Join(scratch, "session-empty", "whatsapp.db"))
-}
-
-// seedOne writes session i: a copy of the empty store, then a paired device.
-// A half-written session from an interrupted run is overwritten.
-func seedOne(ctx context.Context, d *store.Dir, empty []byte, i int) error {
-	id := sessionID(i)
-	p, err := d.SessionPath(id)
-	if err != nil {
-		return err
-	}
-	if err := os.RemoveAll(p); err != nil {
-		return err
-	}
-	if err := os.Mkdir(p, 0o700); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(p, "whatsapp.db"), empty, 0o600); err != nil {
-		return err
-	}
-	s, err := d.Open(ctx, id, store.OpenOptions{})
-	if err != nil {
-		return fmt.Errorf("open %s: %w", id, err)
-	}
-	if _, err := fakeserver.SeedDevice(ctx, s.Container, sessionUser(i)); err != nil {
-		s.Close()
-		return fmt.Errorf("seed %s: %w", id, err)
-	}
-	return s.Close()
-}
-
 // copySessions makes dst a fresh SESSIONS_DIR holding the first n sessions
 // of the template src. The copies are real files: the service writes to
 // its stores, and the template must stay as seeded. With dbOnly only each
@@ -168,31 +74,13 @@ func copySessions(src, dst string, n int, dbOnly bool) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
 	}
-	var (
-		next atomic.Int64
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for range max(2, runtime.NumCPU()) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				name := "session-" + sessionID(i)
-				if err := copyDir(filepath.Join(src, name), filepath.Join(dst, name), dbOnly); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-					return
-				}
-			}
-		})
+	var g errgroup.Group
+	g.SetLimit(max(2, runtime.NumCPU()))
+	for i := range n {
+		name := "session-" + sessionID(i)
+		g.Go(func() error { return copyDir(filepath.Join(src, name), filepath.Join(dst, name), dbOnly) })
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return g.Wait()
 }
 
 // copyDir copies the regular files of one session directory (whatsapp.db

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 )
 
 // fakeWA is a running cmd/fakewa.
@@ -57,7 +59,7 @@ type serviceOpts struct {
 type service struct {
 	*proc
 	addr string
-	api  *apiClient
+	api  *client.Client
 
 	mu       sync.Mutex
 	finished *restoreLine // the "restore finished" log line, once seen
@@ -66,28 +68,11 @@ type service struct {
 	problems []string       // the first WARN and ERROR lines
 }
 
-// restoreLine is the service's "restore finished" log line.
+// restoreLine is the service's "restore finished" log line (JSON logs:
+// durations in nanoseconds).
 type restoreLine struct {
-	Time     time.Time       `json:"time"`
-	Found    int             `json:"found"`
-	Restored int             `json:"restored"`
-	NeedsPg  int             `json:"needs_pairing"`
-	Failed   int             `json:"failed"`
-	Took     json.RawMessage `json:"took"` // nanoseconds (JSON handler) or a string
-}
-
-// took is the restore's own duration, as the service measured it.
-func (r *restoreLine) took() time.Duration {
-	var ns int64
-	if json.Unmarshal(r.Took, &ns) == nil {
-		return time.Duration(ns)
-	}
-	var s string
-	if json.Unmarshal(r.Took, &s) == nil {
-		d, _ := time.ParseDuration(s)
-		return d
-	}
-	return 0
+	Time time.Time     `json:"time"`
+	Took time.Duration `json:"took"`
 }
 
 // maxProblems is how many WARN/ERROR lines a service run keeps.
@@ -112,7 +97,8 @@ func startService(o serviceOpts) (*service, error) {
 	}
 	env = append(env, o.env...)
 	s := &service{addr: addr, gotDone: make(chan struct{}), levels: map[string]int{}}
-	s.api = newAPIClient("http://"+addr, o.apiKey, 64)
+	s.api = client.New("http://"+addr, o.apiKey).WithHTTPClient(&http.Client{Timeout: time.Minute,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}})
 	p, err := startProc("service", o.bin, nil, env, o.logPath)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
@@ -79,8 +81,8 @@ func freeBytes(t *testing.T, dir string) uint64 {
 	return st.Bavail * uint64(st.Bsize)
 }
 
-func writeFailures(svc *service, id string) float64 {
-	return svc.metric(fmt.Sprintf(`whatsapp_session_store_write_failures_total{session=%q}`, id))
+func writeFailures(svc *e2e.Service, id string) float64 {
+	return svc.Metric("whatsapp_session_store_write_failures_total", "session", id)
 }
 
 // TestDiskFull runs the service on a small tmpfs, with two connected
@@ -103,54 +105,52 @@ func TestDiskFull(t *testing.T) {
 
 	svc := startService(t, f, disk)
 	for _, id := range siblings {
-		svc.waitState(id, "connected", 20*time.Second)
+		svc.WaitState(id, "connected", 20*time.Second)
 	}
 	// newbie shows its QR code while there is room: its store exists.
-	svc.startPairing("newbie")
+	svc.StartPairing("newbie")
 	filler := fillDisk(t, disk)
-	siblingsBefore := svc.fleet().byID()
+	siblingsBefore := byID(svc.Fleet())
 	delete(siblingsBefore, "newbie")
 
 	// The phone scans newbie's code: whatsmeow cannot save the device.
-	if code, out := svc.call("POST", "/api/whatsapp/test/session/newbie/scan", ""); code == 200 {
+	if code, out := svc.Call("POST", "/api/whatsapp/test/session/newbie/scan", ""); code == 200 {
 		t.Errorf("scan on a full disk answered 200: %v", out)
 	}
-	st := svc.waitState("newbie", "needs_pairing", 20*time.Second)
-	if st.errCode() != "pairing_failed" || !strings.Contains(st.Error.Message, "full") || st.UserAction != "scan_qr" {
+	st := svc.WaitState("newbie", "needs_pairing", 20*time.Second)
+	if e2e.ErrCode(st) != "pairing_failed" || !strings.Contains(st.Error.Message, "full") || st.UserAction != "scan_qr" {
 		t.Errorf("newbie after a pairing on a full disk: %v", st)
 	}
 	// late is created while the disk is full: no room for its store.
-	if code, out := svc.call("POST", "/api/whatsapp/session/late", ""); code != 202 {
+	if code, out := svc.Call("POST", "/api/whatsapp/session/late", ""); code != 202 {
 		t.Fatalf("create late: %d %v", code, out)
 	}
-	st = svc.waitState("late", "failed", 20*time.Second)
-	if st.errCode() != "store_unavailable" || !strings.Contains(st.Error.Message, "full") {
+	st = svc.WaitState("late", "failed", 20*time.Second)
+	if e2e.ErrCode(st) != "store_unavailable" || !strings.Contains(st.Error.Message, "full") {
 		t.Errorf("late, created on a full disk: %v", st)
 	}
 	for _, id := range []string{"newbie", "late"} {
 		if n := writeFailures(svc, id); n < 1 {
 			t.Errorf("whatsapp_session_store_write_failures_total{session=%q} = %v, want at least 1", id, n)
 		}
-		if !hasLog(svc.logs, "store write failed", id) {
+		if !hasLog(svc.Logs, "store write failed", id) {
 			t.Errorf("no \"store write failed\" log line for %s", id)
 		}
 	}
-	if code, _ := svc.do("GET", "/healthz", ""); code != 200 {
+	if code, _, _ := svc.Raw("GET", "/healthz", "", nil); code != 200 {
 		t.Errorf("/healthz on a full disk: %d", code)
 	}
-	assertSiblingsUntouched(t, siblingsBefore, svc.fleet().byID())
+	assertSiblingsUntouched(t, siblingsBefore, byID(svc.Fleet()))
 
 	// Room again: both pair on the next try.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	newbie, late := svc.pair("newbie"), svc.pair("late")
-	t.Logf("after the disk was freed: newbie %s, late %s", newbie.JID, late.JID)
-	assertSiblingsUntouched(t, siblingsBefore, svc.fleet().byID())
-	select {
-	case <-svc.exited:
-		t.Fatalf("the service exited: %v", svc.waitErr)
-	default:
+	newbie, late := svc.Pair("newbie"), svc.Pair("late")
+	t.Logf("after the disk was freed: newbie %s, late %s", e2e.JID(newbie), e2e.JID(late))
+	assertSiblingsUntouched(t, siblingsBefore, byID(svc.Fleet()))
+	if svc.Exited() {
+		t.Fatalf("the service exited:\n%s", svc.Logs.Tail(20))
 	}
 	b.assertNothingLost(t, svc, f, 2)
 
@@ -158,7 +158,7 @@ func TestDiskFull(t *testing.T) {
 	// all four back without pairing.
 	all := append([]string{"newbie", "late"}, siblings...)
 	b2 := takeBaseline(t, f, disk, all)
-	for id, jid := range map[string]string{"newbie": newbie.JID, "late": late.JID} {
+	for id, jid := range map[string]string{"newbie": e2e.JID(newbie), "late": e2e.JID(late)} {
 		if b2.keys[id].JID != jid {
 			t.Errorf("%s: stored JID %s, status said %s", id, b2.keys[id].JID, jid)
 		}
@@ -189,27 +189,27 @@ func TestStoreWriteFailureAtLoginStaysVisible(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := startService(t, f, disk)
-	svc.waitState("sib", "connected", 20*time.Second)
-	svc.waitState("writer", "reconnecting", 20*time.Second)
+	svc.WaitState("sib", "connected", 20*time.Second)
+	svc.WaitState("writer", "reconnecting", 20*time.Second)
 	filler := fillDisk(t, disk)
-	sibBefore := map[string]sessionStatus{"sib": svc.status("sib")}
+	sibBefore := map[string]sessions.Status{"sib": svc.Status("sib")}
 
 	if err := f.SetLoginFailure(ctx, writerUser, fakeserver.LoginFailure{}); err != nil {
 		t.Fatal(err)
 	}
-	svc.waitState("writer", "connected", 20*time.Second)
-	waitFor(t, 10*time.Second, "the writer's refused write to be counted", func() (bool, string) {
+	svc.WaitState("writer", "connected", 20*time.Second)
+	e2e.WaitFor(t, 10*time.Second, "the writer's refused write to be counted", func() (bool, string) {
 		n := writeFailures(svc, "writer")
 		return n >= 1, fmt.Sprint(n)
-	}, svc.logs)
-	if !hasLog(svc.logs, "store write failed", "writer") {
+	}, svc.Logs)
+	if !hasLog(svc.Logs, "store write failed", "writer") {
 		t.Error(`no "store write failed" log line for the writer`)
 	}
-	if st := svc.status("writer"); st.errCode() != "store_write_failed" {
+	if st := svc.Status("writer"); e2e.ErrCode(st) != "store_write_failed" {
 		t.Errorf("the writer is connected and its store refuses writes, but its status says %v: "+
 			"a state change must not clear store_write_failed until a write succeeds", st)
 	}
-	assertSiblingsUntouched(t, sibBefore, svc.fleet().byID())
+	assertSiblingsUntouched(t, sibBefore, byID(svc.Fleet()))
 
 	// Room again; the next login uploads the prekeys.
 	if err := os.Remove(filler); err != nil {
@@ -218,20 +218,20 @@ func TestStoreWriteFailureAtLoginStaysVisible(t *testing.T) {
 	if _, err := f.Drop(ctx, writerUser); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the writer's writes to succeed again", func() (bool, string) {
-		return hasLog(svc.logs, "store writes succeed again", "writer"), ""
-	}, svc.logs)
-	st := svc.waitState("writer", "connected", 20*time.Second)
+	e2e.WaitFor(t, 20*time.Second, "the writer's writes to succeed again", func() (bool, string) {
+		return hasLog(svc.Logs, "store writes succeed again", "writer"), ""
+	}, svc.Logs)
+	st := svc.WaitState("writer", "connected", 20*time.Second)
 	if st.Error != nil {
 		t.Errorf("writer after the disk was freed: %v", st)
 	}
-	assertSiblingsUntouched(t, sibBefore, svc.fleet().byID())
+	assertSiblingsUntouched(t, sibBefore, byID(svc.Fleet()))
 	b.assertNothingLost(t, svc, f, 0)
 }
 
 // hasLog reports whether the service logged msg for session id.
-func hasLog(logs *logBuffer, msg, id string) bool {
-	for _, rec := range logs.records() {
+func hasLog(logs *e2e.Logs, msg, id string) bool {
+	for _, rec := range logs.Records() {
 		if rec["msg"] == msg && rec["session_id"] == id {
 			return true
 		}
@@ -253,25 +253,25 @@ func TestLogoutOnAFullDiskLeavesNoConnectedGhost(t *testing.T) {
 	seedIDs(t, disk, []string{"bob", "sib"}, seedOptions{userBase: "1555750"})
 	const bobUser = "15557500000"
 	svc := startService(t, f, disk)
-	svc.waitState("bob", "connected", 20*time.Second)
-	svc.waitState("sib", "connected", 20*time.Second)
+	svc.WaitState("bob", "connected", 20*time.Second)
+	svc.WaitState("sib", "connected", 20*time.Second)
 	fillDisk(t, disk)
-	sibBefore := map[string]sessionStatus{"sib": svc.status("sib")}
+	sibBefore := map[string]sessions.Status{"sib": svc.Status("sib")}
 
-	code, out := svc.call("POST", "/api/whatsapp/session/bob/logout", "")
+	code, out := svc.Call("POST", "/api/whatsapp/session/bob/logout", "")
 	t.Logf("logout on a full disk: %d %v", code, out)
 	if code == 200 {
 		t.Errorf("logout on a full disk answered 200: the credentials could not be deleted")
 	}
-	waitFor(t, 10*time.Second, "the fake server to see bob's socket closed", func() (bool, string) {
+	e2e.WaitFor(t, 10*time.Second, "the fake server to see bob's socket closed", func() (bool, string) {
 		n, _ := f.Connections(context.Background(), bobUser)
 		return n == 0, fmt.Sprint(n, " live")
 	})
 	// Give the service the time a state change takes to show; a ghost
 	// stays whatever the wait.
-	var st sessionStatus
+	var st sessions.Status
 	deadline := time.Now().Add(3 * time.Second)
-	for st = svc.status("bob"); st.State == "connected" && time.Now().Before(deadline); st = svc.status("bob") {
+	for st = svc.Status("bob"); st.State == "connected" && time.Now().Before(deadline); st = svc.Status("bob") {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if n, _ := f.Connections(context.Background(), bobUser); st.State == "connected" && n == 0 {
@@ -280,8 +280,8 @@ func TestLogoutOnAFullDiskLeavesNoConnectedGhost(t *testing.T) {
 	if st.State != "needs_pairing" {
 		t.Errorf("bob after the unlink: %v, want needs_pairing", st)
 	}
-	if st.errCode() != "store_write_failed" {
+	if e2e.ErrCode(st) != "store_write_failed" {
 		t.Errorf("bob after the refused delete: %v, want error store_write_failed", st)
 	}
-	assertSiblingsUntouched(t, sibBefore, svc.fleet().byID())
+	assertSiblingsUntouched(t, sibBefore, byID(svc.Fleet()))
 }

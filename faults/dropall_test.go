@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 )
 
 // TestMassDisconnectReconnectsUnderTheRate: the server drops every
@@ -44,7 +46,7 @@ func TestMassDisconnectReconnectsUnderTheRate(t *testing.T) {
 		fmt.Sprintf("CONNECT_RATE=%v", rate), fmt.Sprintf("CONNECT_BURST=%d", burst),
 		fmt.Sprintf("RESTORE_CONCURRENCY=%d", n), "BACKOFF_MIN=50ms", "BACKOFF_MAX=1s", "LOG_LEVEL=debug")
 	began = time.Now()
-	svc.waitConnected(n, 120*time.Second)
+	svc.WaitConnected(n, 120*time.Second)
 	t.Logf("%d sessions restored in %v", n, time.Since(began))
 	// The restore's dials are paced too, but not checked here: each
 	// session takes its token before opening its store, so on a busy
@@ -57,8 +59,8 @@ func TestMassDisconnectReconnectsUnderTheRate(t *testing.T) {
 	if err != nil || dropped != n {
 		t.Fatalf("DropAll = %d, %v; want %d", dropped, err, n)
 	}
-	waitFor(t, 120*time.Second, "every session to reconnect", func() (bool, string) {
-		fl := svc.fleet()
+	e2e.WaitFor(t, 120*time.Second, "every session to reconnect", func() (bool, string) {
+		fl := svc.Fleet()
 		back := 0
 		for _, st := range fl.Sessions {
 			if st.State == "connected" && st.Reconnects >= 1 {
@@ -66,7 +68,7 @@ func TestMassDisconnectReconnectsUnderTheRate(t *testing.T) {
 			}
 		}
 		return back == n, fmt.Sprint(back, " back; ", fl.Counts)
-	}, svc.logs)
+	}, svc.Logs)
 	redials, logins := dials.since(dialMark), f.sockets.loginsSince(loginMark)
 	t.Logf("%d sessions redialled within %v of the drop (%s)", n,
 		redials[len(redials)-1].Sub(dropAt).Round(time.Millisecond), perSecond(redials, dropAt))
@@ -78,7 +80,7 @@ func TestMassDisconnectReconnectsUnderTheRate(t *testing.T) {
 	}
 	checkRate(t, "reconnect dials", redials, rate, allowance)
 	logRate(t, "reconnect logins", logins, rate)
-	assertNoDoubleLogin(t, f, svc.logs)
+	assertNoDoubleLogin(t, f, svc.Logs)
 	b.assertNothingLost(t, svc, f, 0)
 }
 

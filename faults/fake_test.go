@@ -3,14 +3,12 @@ package faults_test
 import (
 	"context"
 	"log/slog"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
@@ -18,29 +16,14 @@ import (
 // the service in a test talks to: it outlives the service's restarts, as
 // WhatsApp does, and its sockets tell what the service really did.
 type fake struct {
-	*fakeserver.Server
-	controlURL string
-	caFile     string // its CA certificate, as cmd/fakewa -ca-out writes it
-	sockets    *socketTracker
+	*e2e.Fake
+	sockets *socketTracker
 }
 
 func newFake(t *testing.T) *fake {
 	t.Helper()
 	tr := newSocketTracker()
-	s, err := fakeserver.Start(fakeserver.Options{Log: slog.New(trackHandler{tr: tr})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl := httptest.NewServer(s.ControlHandler())
-	t.Cleanup(func() {
-		ctl.Close()
-		s.Close()
-	})
-	caFile := filepath.Join(t.TempDir(), "fakewa-ca.pem")
-	if err := os.WriteFile(caFile, s.CACertPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &fake{Server: s, controlURL: ctl.URL, caFile: caFile, sockets: tr}
+	return &fake{Fake: e2e.NewFake(t, fakeserver.Options{Log: slog.New(trackHandler{tr: tr})}), sockets: tr}
 }
 
 func (f *fake) stats(t *testing.T) fakeserver.Stats {
@@ -58,7 +41,7 @@ func (f *fake) stats(t *testing.T) fakeserver.Stats {
 // not the service.
 func (f *fake) waitQuiet(t *testing.T) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "the fake server to see every socket closed", func() (bool, string) {
+	e2e.WaitFor(t, 10*time.Second, "the fake server to see every socket closed", func() (bool, string) {
 		st := f.stats(t)
 		open := f.sockets.open()
 		return st.Live == 0 && open == 0, sprint("live", st.Live, "open sockets", open)
@@ -214,13 +197,13 @@ func uintValue(v slog.Value) (uint64, bool) {
 // info, the service's debug, so the runs need LOG_LEVEL=debug) even when
 // the client is one its session no longer holds, and a current one ends
 // in conflict ("session state" to conflict).
-func assertNoDoubleLogin(t errorReporter, f *fake, logs ...*logBuffer) {
+func assertNoDoubleLogin(t errorReporter, f *fake, logs ...*e2e.Logs) {
 	t.Helper()
 	if o := f.sockets.overlapping(); len(o) > 0 {
 		t.Errorf("devices with two logged-in sockets at the same moment (device: peak): %v", o)
 	}
 	for i, l := range logs {
-		for _, rec := range l.records() {
+		for _, rec := range l.Records() {
 			if rec["msg"] == "Got replaced stream error, sending StreamReplaced event" ||
 				(rec["msg"] == "session state" && rec["to"] == "conflict") {
 				t.Errorf("run %d: a second login replaced session %v: %v", i+1, rec["session_id"], rec)

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 )
 
 // TestKill9DuringRestore kills the service with SIGKILL at random moments
@@ -41,9 +43,9 @@ func TestKill9DuringRestore(t *testing.T) {
 	}
 	svc := startService(t, f, calib)
 	began := time.Now()
-	svc.waitConnected(n, 60*time.Second)
+	svc.WaitConnected(n, 60*time.Second)
 	restore := time.Since(began)
-	svc.stop()
+	svc.Stop()
 	f.waitQuiet(t)
 	if err := os.RemoveAll(calib); err != nil {
 		t.Fatal(err)
@@ -51,22 +53,22 @@ func TestKill9DuringRestore(t *testing.T) {
 	t.Logf("a restore of %d sessions takes %v", n, restore)
 
 	var connectedAtKill []int
-	var runs []*logBuffer
+	var runs []*e2e.Logs
 	for i := range iterations {
 		svc := startService(t, f, root, "LOG_LEVEL=debug")
-		runs = append(runs, svc.logs)
+		runs = append(runs, svc.Logs)
 		delay := time.Duration(rng.Int64N(int64(restore) + 1))
 		time.Sleep(delay) // the fault's timing, not a synchronisation
 		connected := f.stats(t).Live
-		svc.kill()
+		svc.Kill()
 		connectedAtKill = append(connectedAtKill, connected)
 		t.Logf("kill %d: after %v, %d of %d sessions logged in", i+1, delay.Round(time.Millisecond), connected, n)
 		f.waitQuiet(t)
 	}
 
 	svc = startService(t, f, root, "LOG_LEVEL=debug")
-	runs = append(runs, svc.logs)
-	fl := svc.waitConnected(n, 60*time.Second)
+	runs = append(runs, svc.Logs)
+	fl := svc.WaitConnected(n, 60*time.Second)
 	if fl.Restore.Found != n || fl.Restore.Restored != n {
 		t.Errorf("clean start after the kills: restore %+v, want %d found and restored", fl.Restore, n)
 	}
@@ -90,12 +92,12 @@ func TestDoubleLoginIsDetected(t *testing.T) {
 		t.Fatalf("copy the store: %v\n%s", err, out)
 	}
 	first := startService(t, f, root, "LOG_LEVEL=debug")
-	first.waitState("alice", "connected", 20*time.Second)
+	first.WaitState("alice", "connected", 20*time.Second)
 	second := startService(t, f, twin, "LOG_LEVEL=debug")
-	second.waitState("alice", "connected", 20*time.Second)
-	first.waitState("alice", "conflict", 20*time.Second)
+	second.WaitState("alice", "connected", 20*time.Second)
+	first.WaitState("alice", "conflict", 20*time.Second)
 	probe := &errorRecorder{}
-	assertNoDoubleLogin(probe, f, first.logs, second.logs)
+	assertNoDoubleLogin(probe, f, first.Logs, second.Logs)
 	if len(probe.errs) == 0 {
 		t.Error("two clients logged in on one device's keys, and assertNoDoubleLogin saw nothing")
 	}

@@ -11,6 +11,9 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
 // What "nothing lost" means in this suite, checked after every fault:
@@ -51,7 +54,7 @@ func takeBaseline(t *testing.T, f *fake, root string, ids []string) baseline {
 // service svc, then stops it and checks the device rows. exempt sessions
 // (the one a fault ended) need not be connected; newPairings is how many
 // pairings the test itself made since the baseline.
-func (b baseline) assertNothingLost(t *testing.T, svc *service, f *fake, newPairings int, exempt ...string) {
+func (b baseline) assertNothingLost(t *testing.T, svc *e2e.Service, f *fake, newPairings int, exempt ...string) {
 	t.Helper()
 	skip := map[string]bool{}
 	for _, id := range exempt {
@@ -64,9 +67,9 @@ func (b baseline) assertNothingLost(t *testing.T, svc *service, f *fake, newPair
 		}
 	}
 	// 3: every session that is not exempt comes back connected...
-	var listed map[string]sessionStatus
-	waitFor(t, 60*time.Second, fmt.Sprintf("the %d sessions of the baseline to be connected", want), func() (bool, string) {
-		listed = svc.fleet().byID()
+	var listed map[string]sessions.Status
+	e2e.WaitFor(t, 60*time.Second, fmt.Sprintf("the %d sessions of the baseline to be connected", want), func() (bool, string) {
+		listed = byID(svc.Fleet())
 		n := 0
 		var notYet []string
 		for id := range b.keys {
@@ -75,11 +78,11 @@ func (b baseline) assertNothingLost(t *testing.T, svc *service, f *fake, newPair
 			case listed[id].State == "connected":
 				n++
 			case len(notYet) < 5:
-				notYet = append(notYet, listed[id].String())
+				notYet = append(notYet, e2e.Show(listed[id]))
 			}
 		}
 		return n == want, fmt.Sprintf("%d of %d; e.g. %v", n, want, notYet)
-	}, svc.logs)
+	}, svc.Logs)
 	// 1: ...and every one is listed.
 	for id := range b.keys {
 		if _, ok := listed[id]; !ok {
@@ -91,7 +94,7 @@ func (b baseline) assertNothingLost(t *testing.T, svc *service, f *fake, newPair
 		t.Errorf("the fake server saw %d pairings since the baseline, want %d: a session was paired again", got, newPairings)
 	}
 	// 2: with the service stopped, every device row is unchanged.
-	svc.stop()
+	svc.Stop()
 	after := snapshotDevices(t, b.root, keysOf(b.keys))
 	for id, k := range b.keys {
 		if a := after[id]; a != k {
@@ -118,7 +121,7 @@ func keysOf[V any](m map[string]V) []string {
 // assertSiblingsUntouched checks 4 of "nothing lost": each session in
 // before is, in after, in the same state since the same moment, with no
 // more reconnects or restarts.
-func assertSiblingsUntouched(t *testing.T, before, after map[string]sessionStatus) {
+func assertSiblingsUntouched(t *testing.T, before, after map[string]sessions.Status) {
 	t.Helper()
 	for id, b := range before {
 		a, ok := after[id]

@@ -6,8 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 )
 
 // Loop counts and sizes, with CI defaults that keep the package within
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 	helper := filepath.Join(tmp, "faults-helper")
 	helperErr := make(chan error, 1)
 	go func() { helperErr <- buildHelper(helper) }()
-	if err := buildService(serviceBin); err != nil {
+	if err := e2e.Build(serviceBin); err != nil {
 		fmt.Fprintln(os.Stderr, "faults: build the service:", err)
 		<-helperErr
 		os.RemoveAll(tmp)
@@ -53,23 +54,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(tmp)
 	os.Exit(code)
-}
-
-// buildService builds the module's main package into out. The binary is
-// built without -race: the race detector would slow a thousand sessions
-// down far more than it would find here; the service's own tests run it
-// under -race in process.
-func buildService(out string) error {
-	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
-	if err != nil {
-		return fmt.Errorf("find the module root: %w", err)
-	}
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	cmd.Dir = strings.TrimSpace(string(root))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%w\n%s", err, b)
-	}
-	return nil
 }
 
 // buildHelper builds this package's tests without -race into out (see

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
@@ -128,7 +129,7 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 	// synchronisation).
 	time.Sleep(n * time.Second / rate * 3 / 2)
 	close(opener.gate)
-	waitFor(t, 10*time.Second, "every session connected", func() (bool, string) {
+	e2e.WaitFor(t, 10*time.Second, "every session connected", func() (bool, string) {
 		fl, err := mgr.Fleet(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -11,11 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
-
-	"go.mau.fi/whatsmeow/store/sqlstore"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
@@ -174,97 +171,13 @@ func doJob(job string, in []byte) ([]byte, error) {
 	return nil, fmt.Errorf("unknown helper job %q", job)
 }
 
-// seedStores seeds req's sessions in parallel. Each store starts as a
-// copy of one freshly created empty store, since creating the schema is
-// most of the cost of a store.
+// seedStores seeds req's sessions (fakeserver.SeedStores).
 func seedStores(req seedRequest) error {
-	empty, err := emptyStore()
-	if err != nil {
-		return err
+	seeds := make([]fakeserver.Seed, len(req.IDs))
+	for i, id := range req.IDs {
+		seeds[i] = fakeserver.Seed{ID: id, User: req.Users[i], LowPreKeys: req.LowPreKeys[i]}
 	}
-	dir, err := store.OpenDir(req.Root)
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	errs := make([]error, len(req.IDs))
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 8 {
-		wg.Go(func() {
-			for i := range work {
-				errs[i] = seedOne(dir, empty, req.IDs[i], req.Users[i], req.LowPreKeys[i])
-			}
-		})
-	}
-	for i := range req.IDs {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// emptyStore returns the bytes of a store with whatsmeow's schema and no
-// device, made by the service's own store package.
-func emptyStore() ([]byte, error) {
-	root, err := os.MkdirTemp("", "faults-template-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(root)
-	dir, err := store.OpenDir(root)
-	if err != nil {
-		return nil, err
-	}
-	defer dir.Close()
-	s, err := dir.Open(context.Background(), "template", store.OpenOptions{Create: true})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.Close(); err != nil {
-		return nil, err
-	}
-	path, _ := dir.SessionPath("template")
-	return os.ReadFile(filepath.Join(path, "whatsapp.db"))
-}
-
-func seedOne(dir *store.Dir, empty []byte, id, user string, lowPreKeys bool) error {
-	ctx := context.Background()
-	path, err := dir.SessionPath(id)
-	if err != nil {
-		return err
-	}
-	if err := os.Mkdir(path, 0o700); err != nil {
-		return err
-	}
-	dbPath := filepath.Join(path, "whatsapp.db")
-	if err := os.WriteFile(dbPath, empty, 0o600); err != nil {
-		return err
-	}
-	// The service's own connection string but for synchronous(OFF):
-	// seeding needs no fsync (the page cache is what the service reads),
-	// and a thousand stores' fsyncs take long on a busy disk.
-	dsn := strings.Replace(store.DSN(dbPath), "synchronous(FULL)", "synchronous(OFF)", 1)
-	db, err := sql.Open(store.DriverName, dsn)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	container := sqlstore.NewWithDB(db, store.DriverName, nil)
-	if err := container.Upgrade(ctx); err != nil {
-		return fmt.Errorf("seed %s: %w", id, err)
-	}
-	if _, err := fakeserver.SeedDevice(ctx, container, user); err != nil {
-		return fmt.Errorf("seed %s: %w", id, err)
-	}
-	if lowPreKeys {
-		if _, err := db.Exec("DELETE FROM whatsmeow_pre_keys"); err != nil {
-			return fmt.Errorf("seed %s: %w", id, err)
-		}
-	}
-	return container.Close()
+	return fakeserver.SeedStores(context.Background(), req.Root, seeds, fakeserver.SeedOptions{Workers: 8})
 }
 
 // deviceKeys is what identifies a paired device in its store: losing or

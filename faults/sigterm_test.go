@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 )
 
 // TestSIGTERMWithManySessionsConnected: SIGTERM with many sessions connected
@@ -30,7 +32,7 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	// its WAL) open until the shutdown closes it, which is what this test
 	// is about.
 	svc := startService(t, f, root, fmt.Sprintf("SHUTDOWN_TIMEOUT=%v", shutdownTimeout), "STORE_IDLE_TIMEOUT=10m")
-	svc.waitConnected(n, 60*time.Second)
+	svc.WaitConnected(n, 60*time.Second)
 	if st := f.stats(t); st.Live != n {
 		t.Fatalf("fake server: %d live connections for %d connected sessions", st.Live, n)
 	}
@@ -41,12 +43,12 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	// connection reopens and stays open with frames in its WAL.
 	paired := []string{"fresh0", "fresh1", "fresh2"}
 	for _, id := range paired {
-		svc.pair(id)
+		svc.Pair(id)
 	}
-	waitFor(t, 20*time.Second, "every freshly paired session to have written after its login and shown its push name", func() (bool, string) {
+	e2e.WaitFor(t, 20*time.Second, "every freshly paired session to have written after its login and shown its push name", func() (bool, string) {
 		pending := 0
 		for _, id := range paired {
-			if walSize(t, root, id) == 0 || svc.status(id).PushName == nil {
+			if walSize(t, root, id) == 0 || svc.Status(id).PushName == nil {
 				pending++
 			}
 		}
@@ -59,7 +61,7 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 		}
 	}
 
-	code, took := svc.terminate(shutdownTimeout + 5*time.Second)
+	code, took := svc.Terminate(shutdownTimeout + 5*time.Second)
 	t.Logf("%d sessions: SIGTERM to exit took %v", n, took)
 	if code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
@@ -67,18 +69,18 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 	if took > shutdownTimeout {
 		t.Errorf("exit took %v, more than SHUTDOWN_TIMEOUT=%v", took, shutdownTimeout)
 	}
-	logs := svc.logs.String()
+	logs := svc.Logs.String()
 	for _, line := range []string{
 		`"msg":"shutting down"`,
 		fmt.Sprintf(`"msg":"stopping sessions","count":%d`, len(all)),
 		`"msg":"stopped: every session disconnected and its store closed"`,
 	} {
 		if !strings.Contains(logs, line) {
-			t.Errorf("log line %s missing; tail:\n%s", line, svc.logs.tail(20))
+			t.Errorf("log line %s missing; tail:\n%s", line, svc.Logs.Tail(20))
 		}
 	}
 	stopping := false
-	for _, rec := range svc.logs.records() {
+	for _, rec := range svc.Logs.Records() {
 		stopping = stopping || rec["msg"] == "shutting down"
 		// A freshly paired session may still be fetching the rest of its
 		// app state (after the push name) when the shutdown cuts it off:
@@ -101,18 +103,18 @@ func TestSIGTERMWithManySessionsConnected(t *testing.T) {
 			t.Errorf("%s has no clean marker after the shutdown", id)
 		}
 	}
-	waitFor(t, 5*time.Second, "the fake server to see no live connection", func() (bool, string) {
+	e2e.WaitFor(t, 5*time.Second, "the fake server to see no live connection", func() (bool, string) {
 		st := f.stats(t)
 		return st.Live == 0 && f.sockets.open() == 0, fmt.Sprint(st.Live, " live")
 	})
 
-	first := svc.logs
+	first := svc.Logs
 	svc = startService(t, f, root)
 	for _, id := range paired {
-		svc.waitState(id, "connected", 20*time.Second)
+		svc.WaitState(id, "connected", 20*time.Second)
 	}
 	b.assertNothingLost(t, svc, f, len(paired))
-	assertNoDoubleLogin(t, f, first, svc.logs)
+	assertNoDoubleLogin(t, f, first, svc.Logs)
 }
 
 // walSize is the size of session id's -wal file, 0 if there is none.

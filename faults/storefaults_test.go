@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
 // storeFault is one broken session in TestStoreFaults: how it is broken and
@@ -15,8 +18,8 @@ import (
 type storeFault struct {
 	id    string
 	apply func(t *testing.T, sessionDir string) (ok bool, why string)
-	state string
-	code  string
+	state sessions.State
+	code  sessions.Code
 }
 
 // TestStoreFaults puts broken sessions next to healthy ones in one
@@ -81,25 +84,25 @@ func TestStoreFaults(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for _, fl := range active {
-			st := svc.waitState(fl.id, fl.state, 20*time.Second)
-			if st.errCode() != fl.code {
+			st := svc.WaitState(fl.id, fl.state, 20*time.Second)
+			if e2e.ErrCode(st) != fl.code {
 				t.Errorf("%s: %s is %s with error %v, want code %s", when, fl.id, st.State, st.Error, fl.code)
 			}
 			if st.Error == nil || st.Error.Message == "" {
 				t.Errorf("%s: %s gives no reason: %v", when, fl.id, st)
 				continue
 			}
-			t.Logf("%s: %s -> %s %s: %.160s", when, fl.id, st.State, st.errCode(), st.Error.Message)
+			t.Logf("%s: %s -> %s %s: %.160s", when, fl.id, st.State, e2e.ErrCode(st), st.Error.Message)
 		}
 		for _, id := range healthy {
-			svc.waitState(id, "connected", 20*time.Second)
+			svc.WaitState(id, "connected", 20*time.Second)
 		}
-		if code, _ := svc.do("GET", "/healthz", ""); code != 200 {
+		if code, _, _ := svc.Raw("GET", "/healthz", "", nil); code != 200 {
 			t.Errorf("%s: /healthz %d", when, code)
 		}
 	}
 	check("start-up")
-	siblings := svc.fleet().byID()
+	siblings := byID(svc.Fleet())
 	for id := range siblings {
 		if !contains(healthy, id) {
 			delete(siblings, id)
@@ -108,21 +111,21 @@ func TestStoreFaults(t *testing.T) {
 
 	// An operator's restore retries every failed session: they fail the
 	// same way again, and the healthy ones are left alone.
-	if code, out := svc.call("POST", "/api/whatsapp/sessions/restore", ""); code != 202 {
+	if code, out := svc.Call("POST", "/api/whatsapp/sessions/restore", ""); code != 202 {
 		t.Fatalf("restore: %d %v", code, out)
 	}
-	waitFor(t, 20*time.Second, "the operator's restore to retry every broken session", func() (bool, string) {
-		logs := svc.logs.String()
+	e2e.WaitFor(t, 20*time.Second, "the operator's restore to retry every broken session", func() (bool, string) {
+		logs := svc.Logs.String()
 		for _, fl := range active {
 			if strings.Count(logs, "🔄 Restoring session for "+fl.id+" from storage...") < 2 {
 				return false, fl.id + " not retried yet"
 			}
 		}
-		fl := svc.fleet()
+		fl := svc.Fleet()
 		return fl.Restore.Pending == 0, sprint(fl.Restore)
-	}, svc.logs)
+	}, svc.Logs)
 	check("after an operator's restore")
-	assertSiblingsUntouched(t, siblings, svc.fleet().byID())
+	assertSiblingsUntouched(t, siblings, byID(svc.Fleet()))
 
 	// Stopped, the broken ones' files are what they were.
 	b.assertNothingLost(t, svc, f, 0)

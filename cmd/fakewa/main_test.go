@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
@@ -20,24 +19,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
 func TestRunServesControlAPIAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan addrs, 1)
 	done := make(chan error, 1)
-	var logs syncBuffer
+	var logs e2e.Logs
 	state := filepath.Join(t.TempDir(), "state.json")
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	go func() {
@@ -105,7 +92,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"-addr", "127.0.0.1:0", "-control", "127.0.0.1:0"}, // no -ca-out
 		{"-addr", "127.0.0.1:0", "-control", "127.0.0.1:0", "-ca-out", filepath.Join(dir, "missing", "ca.pem")},
 	} {
-		var logs syncBuffer
+		var logs e2e.Logs
 		if err := run(context.Background(), args, &logs, nil); err == nil {
 			t.Errorf("run(%q) succeeded", args)
 		}
@@ -115,11 +102,5 @@ func TestRunRejectsBadFlags(t *testing.T) {
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e2e.WaitFor(t, 10*time.Second, "a condition", func() (bool, string) { return cond(), "" })
 }

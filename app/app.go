@@ -1,0 +1,370 @@
+// Package app builds the running service from a config.Config: the
+// sessions directory, the fake WhatsApp server in test mode, the session
+// manager, the test driver, the API and metrics listeners. Each part's
+// teardown is registered next to its creation, so that a failure half-way
+// and a normal shutdown release exactly what was made, in reverse order.
+// main, the end-to-end harness (internal/e2e) and the bench all start the
+// service through New.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/testmode"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+)
+
+// App is the service, built and listening. Run serves until its context
+// ends; Close tears everything down.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	mgr      *actors.Manager
+	registry *prometheus.Registry
+	apiKey   string
+	addr     string
+	ready    atomic.Bool
+	serveErr chan error
+
+	closers   []func(context.Context) error // in creation order; Close runs them backwards
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Run builds the service from cfg and serves until ctx ends, then shuts
+// down in order: stop taking requests, stop every session (each
+// disconnects and closes its store), then release the sessions directory.
+func Run(ctx context.Context, cfg config.Config, logw io.Writer) error {
+	a, err := New(cfg, logw)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// New builds the service from cfg, logging to logw, and starts its
+// listeners: the API answers (not ready) once New returns. On an error
+// everything made so far is torn down.
+func New(cfg config.Config, logw io.Writer) (a *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log, err := newLogger(cfg, logw)
+	if err != nil {
+		return nil, err
+	}
+	a = &App{cfg: cfg, log: log, registry: prometheus.NewRegistry(), serveErr: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			_ = a.Close()
+			a = nil
+		}
+	}()
+	whatsapp.SetDeviceName(cfg.DeviceName)
+
+	dir, err := store.OpenDir(cfg.SessionsDir)
+	if err != nil {
+		return a, err
+	}
+	a.onClose(func(context.Context) error { return dir.Close() })
+	if dir.GroupWritable() {
+		log.Warn("SESSIONS_DIR is writable by its group: every member can plant or replace a session's credentials; run chmod g-w on it unless that is intended",
+			"dir", dir.Root())
+	}
+	if a.apiKey, err = apiKey(cfg, dir, log); err != nil {
+		return a, err
+	}
+
+	m := metrics.New(a.registry)
+	wopts := whatsapp.Options{Log: log, StoreIdleTimeout: cfg.StoreIdleTimeout}
+	var control fakeserver.Control
+	if cfg.TestMode {
+		if wopts.HTTPClient, control, err = a.startFake(filepath.Join(dir.Root(), fakeStateFile)); err != nil {
+			return a, err
+		}
+	}
+	a.mgr, err = actors.NewManager(actors.Options{
+		Dir:                dir,
+		Opener:             whatsapp.NewStoreOpener(dir, wopts),
+		Metrics:            m,
+		Log:                log,
+		Backoff:            actors.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax, Reset: cfg.BackoffReset},
+		RestoreConcurrency: cfg.RestoreConcurrency,
+		ConnectRate:        cfg.ConnectRate,
+		ConnectBurst:       cfg.ConnectBurst,
+		RestartBudget:      cfg.RestartBudget,
+		RestartWindow:      cfg.RestartWindow,
+		RequestTimeout:     cfg.RequestTimeout,
+	})
+	if err != nil {
+		return a, err
+	}
+	a.onClose(func(ctx context.Context) error {
+		if err := a.mgr.Shutdown(ctx); err != nil {
+			log.Error("sessions did not all stop in time", "err", err)
+			return err
+		}
+		log.Info("stopped: every session disconnected and its store closed")
+		return nil
+	})
+
+	listeners := []string{"api"}
+	if cfg.MetricsAddr != "" {
+		listeners = append(listeners, "metrics")
+	}
+	conns := metrics.NewConns(a.registry, listeners...)
+	metricsHandler := promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry})
+	hopts := apihttp.Options{
+		Sessions: a.mgr,
+		APIKey:   a.apiKey,
+		Log:      log,
+		Observer: m,
+		OpenAPI:  apihttp.OpenAPI(),
+		Ready:    a.ready.Load,
+	}
+	// /metrics names every session: on the API port it needs the key; with
+	// METRICS_ADDR it is served there alone, and not on the API port.
+	if cfg.MetricsAddr == "" {
+		hopts.Metrics = metricsHandler
+	}
+	if control != nil {
+		driver := testmode.New(a.mgr, control)
+		a.onClose(func(context.Context) error { driver.Close(); return nil })
+		hopts.Test = driver
+	}
+	maxConns := connCap(cfg, dir, log)
+	conns.SetMax("api", maxConns)
+	limit := apihttp.NewConnLimit("api", maxConns, conns)
+	srv := apihttp.NewServer(apihttp.NewHandler(hopts), log, limit)
+	if a.addr, err = a.serve(srv, limit, cfg.HTTPAddr, "HTTP_ADDR"); err != nil {
+		return a, err
+	}
+	log.Info("listening", "addr", a.addr, "sessions_dir", dir.Root(), "auto_restore", cfg.AutoRestore, "max_conns", maxConns)
+
+	if cfg.MetricsAddr != "" {
+		conns.SetMax("metrics", metricsMaxConns)
+		mlimit := apihttp.NewConnLimit("metrics", metricsMaxConns, conns)
+		msrv := apihttp.NewServer(apihttp.NewMetricsHandler(metricsHandler, log), log, mlimit)
+		maddr, err := a.serve(msrv, mlimit, cfg.MetricsAddr, "METRICS_ADDR")
+		if err != nil {
+			return a, err
+		}
+		log.Info("metrics listening", "addr", maddr, "path", "/metrics")
+	}
+	return a, nil
+}
+
+// serve listens on addr (named by env in errors) and serves srv there
+// until Close shuts it down.
+func (a *App) serve(srv *http.Server, limit *apihttp.ConnLimit, addr, env string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen on %s %s: %w", env, addr, err)
+	}
+	go func() { a.serveErr <- srv.Serve(limit.Listener(ln)) }()
+	a.onClose(func(ctx context.Context) error {
+		if err := srv.Shutdown(ctx); err != nil {
+			a.log.Warn("http shutdown", "listener", env, "err", err)
+		}
+		return nil
+	})
+	return ln.Addr().String(), nil
+}
+
+// Run starts the restore (unless AUTO_RESTORE_SESSIONS is off), marks the
+// service ready and serves until ctx ends or a listener fails; then it
+// closes the App.
+func (a *App) Run(ctx context.Context) error {
+	// The HTTP server answers while the restore runs in the background.
+	if a.cfg.AutoRestore {
+		if err := a.mgr.Restore(ctx, nil); err != nil {
+			a.log.Error("❌ start-up restore could not start", "err", err)
+		}
+	} else {
+		a.log.Info("AUTO_RESTORE_SESSIONS=false: stored sessions wait for POST /api/whatsapp/sessions/restore")
+	}
+	a.ready.Store(true)
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+	case err := <-a.serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	return errors.Join(runErr, a.Close())
+}
+
+// Close stops taking requests, stops every session, and releases what New
+// made, in reverse order, within SHUTDOWN_TIMEOUT. It returns the first
+// failure (sessions that did not stop in time); later calls return the
+// same.
+func (a *App) Close() error {
+	a.closeOnce.Do(func() {
+		a.ready.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		defer cancel()
+		for i := len(a.closers) - 1; i >= 0; i-- {
+			if err := a.closers[i](ctx); err != nil && a.closeErr == nil {
+				a.closeErr = err
+			}
+		}
+	})
+	return a.closeErr
+}
+
+// onClose registers the teardown of what was just made.
+func (a *App) onClose(f func(context.Context) error) { a.closers = append(a.closers, f) }
+
+// Addr is the API listener's address (host:port), useful with HTTP_ADDR
+// port 0.
+func (a *App) Addr() string { return a.addr }
+
+// APIKey is the key the API requires (API_KEY, or the one kept in the
+// sessions directory).
+func (a *App) APIKey() string { return a.apiKey }
+
+// Sessions is the session manager, for callers inside the process.
+func (a *App) Sessions() sessions.Service { return a.mgr }
+
+// Registry is the Prometheus registry /metrics serves.
+func (a *App) Registry() *prometheus.Registry { return a.registry }
+
+// apiKey is API_KEY, or else the key kept in the sessions directory
+// (generated there the first time).
+func apiKey(cfg config.Config, dir *store.Dir, log *slog.Logger) (string, error) {
+	if cfg.APIKey != "" {
+		return cfg.APIKey, nil
+	}
+	key, path, created, err := dir.APIKey()
+	if err != nil {
+		return "", err
+	}
+	if err := config.CheckAPIKey(key); err != nil {
+		return "", fmt.Errorf("the key in API key file %s is %v; or delete the file to have a new key generated", path, err)
+	}
+	if created {
+		log.Warn("API_KEY is not set: generated a key; read it from the file", "file", path)
+	} else {
+		log.Info("API_KEY is not set: using the key kept in the file", "file", path)
+	}
+	return key, nil
+}
+
+// fakeStateFile, in SESSIONS_DIR, is where the in-process fake WhatsApp
+// server remembers the devices its phone unlinked, as WhatsApp would
+// across a restart of the service.
+const fakeStateFile = ".fakewa-state.json"
+
+// startFake is all of test mode's wiring to WhatsApp: it starts the
+// in-process fake WhatsApp server (keeping its state in stateFile), or
+// connects to an external one (FAKE_WA_ADDR), and trusts its test root
+// key. The HTTP client it returns reaches the fake over TLS and trusts only
+// the fake's CA (FAKE_WA_CA_FILE for an external one).
+func (a *App) startFake(stateFile string) (*http.Client, fakeserver.Control, error) {
+	cfg, log := a.cfg, a.log
+	fakeserver.UseTestRootKey()
+	if cfg.FakeServerAddr != "" {
+		caPEM, err := os.ReadFile(cfg.FakeCAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("FAKE_WA_CA_FILE: %w", err)
+		}
+		hc, err := fakeserver.HTTPClient(cfg.FakeServerAddr, caPEM)
+		if err != nil {
+			return nil, nil, fmt.Errorf("FAKE_WA_CA_FILE %s: %w", cfg.FakeCAFile, err)
+		}
+		log.Warn("🧪 TEST MODE: every session talks to the external fake WhatsApp server, not WhatsApp",
+			"fake_addr", cfg.FakeServerAddr, "control", cfg.FakeControlURL, "ca_file", cfg.FakeCAFile)
+		return hc, fakeserver.NewRemote(cfg.FakeControlURL, nil), nil
+	}
+	fake, err := fakeserver.Start(fakeserver.Options{Log: log.With("component", "fakeserver"), StateFile: stateFile})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start fake WhatsApp server: %w", err)
+	}
+	a.onClose(func(context.Context) error { return fake.Close() })
+	hc, err := fakeserver.HTTPClient(fake.Addr(), fake.CACertPEM())
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Warn("🧪 TEST MODE: every session talks to a local fake WhatsApp server, not WhatsApp", "fake_addr", fake.Addr())
+	return hc, fake, nil
+}
+
+// metricsMaxConns caps the METRICS_ADDR listener: a few Prometheus
+// servers scrape it.
+const metricsMaxConns = 16
+
+var _ apihttp.ConnObserver = (*metrics.Conns)(nil)
+
+// connCap is HTTP_MAX_CONNS, or else the cap apihttp.MaxConns sizes from
+// the process's file descriptor limit (Go raises the soft limit to the hard
+// one at start) and the sessions stored now.
+func connCap(cfg config.Config, dir *store.Dir, log *slog.Logger) int {
+	if cfg.HTTPMaxConns > 0 {
+		return cfg.HTTPMaxConns
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		log.Warn("cannot read the file descriptor limit; assuming 1024", "err", err)
+		rl.Cur = 1024
+	}
+	stored, _ := dir.Discover() // a listing error is reported by the restore
+	n := apihttp.MaxConns(rl.Cur, len(stored))
+	if need := 256 + 4*uint64(len(stored)) + uint64(n); rl.Cur < need {
+		log.Warn("the file descriptor limit is low for the stored sessions: raise it (ulimit -n, systemd LimitNOFILE, docker --ulimit nofile)",
+			"limit", rl.Cur, "sessions", len(stored), "needs", need)
+	}
+	return n
+}
+
+func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
+	level, err := cfg.Level()
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// CheckHealth GETs /healthz on the port of addr (HTTP_ADDR), on loopback,
+// and says why it did not answer 200.
+func CheckHealth(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("bad HTTP_ADDR: %w", err)
+	}
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %s", resp.Status)
+	}
+	return nil
+}
