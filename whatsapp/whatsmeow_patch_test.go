@@ -2,16 +2,25 @@ package whatsapp_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
 
 	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/store"
+	waLog "go.mau.fi/whatsmeow/util/log"
 )
 
 // The whatsmeow the service builds with is third_party/whatsmeow: the
@@ -22,8 +31,9 @@ import (
 
 // patchedFiles are the files the patch changes, as patched.
 var patchedFiles = map[string]string{
-	"client.go": "5c0a7dbaf43a6b2d1070342982c7a734d4e1380df98846337c4a244bfeaa8982",
-	"retry.go":  "eee92518e01517df68117a225a4099e193a2b73e27ffe25936dcf34db153026d",
+	"client.go":             "5c0a7dbaf43a6b2d1070342982c7a734d4e1380df98846337c4a244bfeaa8982",
+	"retry.go":              "eee92518e01517df68117a225a4099e193a2b73e27ffe25936dcf34db153026d",
+	"socket/framesocket.go": "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
 }
 
 func TestWhatsmeowCopyIsThePinnedVersionPatched(t *testing.T) {
@@ -86,4 +96,50 @@ func TestWhatsmeowClientIsLean(t *testing.T) {
 	if per > 24<<10 {
 		t.Errorf("whatsmeow.NewClient allocates %d bytes: is third_party/whatsmeow.patch applied?", per)
 	}
+}
+
+// A frame socket closed while a frame waits for a reader that gave up (a
+// handshake cut short, a noise socket stopped) lets its read pump go.
+// Unpatched, the pump blocked on the send for ever, holding the socket.
+func TestFrameSocketClosedWithAnUnreadFrameLeavesNoGoroutine(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: []string{"web.whatsapp.com"}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		frame := []byte{0, 0, 1, 'x'} // a 3-byte length, then one byte
+		for range 2 {
+			if c.Write(r.Context(), websocket.MessageBinary, frame) != nil {
+				return
+			}
+		}
+		_, _, _ = c.Read(r.Context()) // until the client goes
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := socket.NewFrameSocket(waLog.Noop, srv.Client())
+	fs.URL = "ws" + strings.TrimPrefix(srv.URL, "http")
+	if err := fs.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-fs.Frames // the first frame is read; nobody reads the second
+	deadline := time.Now().Add(5 * time.Second)
+	for !pumpBlockedOnAFrame() {
+		if time.Now().After(deadline) {
+			t.Fatal("the read pump never waited with the second frame")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fs.Close(0)
+}
+
+// pumpBlockedOnAFrame reports whether a frame socket's read pump is
+// waiting to hand a frame over.
+func pumpBlockedOnAFrame() bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "socket.(*FrameSocket).frameComplete")
 }

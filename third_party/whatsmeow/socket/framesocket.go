@@ -160,7 +160,13 @@ func (fs *FrameSocket) frameComplete() {
 	fs.partialHeader = nil
 	fs.incomingLength = 0
 	fs.receivedLength = 0
-	fs.Frames <- data
+	// whatsapp-sessions patch: a frame that nobody reads any more (the
+	// handshake or the noise socket gave up) must not block the read pump
+	// forever once the socket is closed.
+	select {
+	case fs.Frames <- data:
+	case <-fs.cancelCtx.Done():
+	}
 }
 
 func (fs *FrameSocket) processData(msg []byte) {
