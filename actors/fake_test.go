@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,7 @@ func (o *fakeOpener) Open(_ context.Context, id string, create bool, emit func(w
 			return nil, store.ErrNotFound
 		}
 		p, _ := o.dir.SessionPath(id)
-		if err := os.Mkdir(p, 0o700); err != nil {
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
 	}
