@@ -2,6 +2,10 @@ package actors
 
 import (
 	"log/slog"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
@@ -152,5 +156,55 @@ func TestPhaseMoves(t *testing.T) {
 		if err := e.move(m.to); err == nil || e.phase != m.from {
 			t.Errorf("%s -> %s allowed (phase now %s)", m.from, m.to, e.phase)
 		}
+	}
+}
+
+// TestTransitionsMatchTheREADME reads the README's table of session states:
+// each row's "leaves by" column names exactly the moves transitions allows
+// from that state ("a verdict" standing for every verdict's state).
+func TestTransitionsMatchTheREADME(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var verdictStates []sessions.State
+	for _, v := range verdicts {
+		if v.state != sessions.StateReconnecting && !slices.Contains(verdictStates, v.state) {
+			verdictStates = append(verdictStates, v.state)
+		}
+	}
+	quoted := regexp.MustCompile("`([a-z_]+)`")
+	rows := 0
+	for _, line := range strings.Split(string(readme), "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) != 5 {
+			continue
+		}
+		m := quoted.FindStringSubmatch(cells[1])
+		if m == nil || !slices.Contains(sessions.States, sessions.State(m[1])) || m[1] == string(sessions.StateStopped) {
+			continue
+		}
+		rows++
+		from := sessions.State(m[1])
+		var want []sessions.State
+		for _, q := range quoted.FindAllStringSubmatch(cells[3], -1) {
+			want = append(want, sessions.State(q[1]))
+		}
+		if strings.Contains(cells[3], "a verdict") {
+			for _, s := range verdictStates {
+				if s != from && !slices.Contains(want, s) {
+					want = append(want, s)
+				}
+			}
+		}
+		got := slices.Clone(transitions[from])
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the README says it leaves by %v, the table allows %v", from, want, got)
+		}
+	}
+	if rows != len(sessions.States)-1 {
+		t.Errorf("read %d rows of the README's state table, want %d", rows, len(sessions.States)-1)
 	}
 }
