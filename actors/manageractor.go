@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -423,7 +424,7 @@ func (m *manager) fleet() sessions.Fleet {
 		f.Sessions = append(f.Sessions, e.status)
 		f.Counts[e.status.State]++
 	}
-	sortStatuses(f.Sessions)
+	sort.Slice(f.Sessions, func(i, j int) bool { return f.Sessions[i].SenderID < f.Sessions[j].SenderID })
 	if r := m.run; r != nil {
 		started := r.started
 		f.Restore = sessions.RestoreProgress{Started: &started, Finished: r.finished, Found: r.found, Restored: r.restored,
