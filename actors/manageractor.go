@@ -15,28 +15,6 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
-// forward sends cmd to e's actor and remembers it until it can no longer
-// be waited for.
-func (m *manager) forward(ctx actor.Context, e *entry, cmd sessionCmd) {
-	now := time.Now()
-	keep := e.inflight[:0]
-	for _, c := range e.inflight {
-		if now.Sub(c.at) < m.requestTimeout {
-			keep = append(keep, c)
-		}
-	}
-	e.inflight = append(keep, inflightCmd{cmd: cmd, at: now})
-	ctx.Send(e.pid, cmd)
-}
-
-// failInflight answers every command e's actor may have dropped.
-func (m *manager) failInflight(id string, e *entry) {
-	for _, c := range e.inflight {
-		c.cmd.fail(sessions.WrongState(e.status.State, "session %s stopped before it could answer", id))
-	}
-	e.inflight = nil
-}
-
 // manager is the root supervisor actor: parent of every session actor and
 // keeper of their latest snapshots, so a status never waits on a session.
 type manager struct {
@@ -391,6 +369,28 @@ func (m *manager) onForward(ctx actor.Context, msg forwardCmd) {
 	default:
 		m.forward(ctx, e, msg.msg)
 	}
+}
+
+// forward sends cmd to e's actor and remembers it until it can no longer
+// be waited for.
+func (m *manager) forward(ctx actor.Context, e *entry, cmd sessionCmd) {
+	now := time.Now()
+	keep := e.inflight[:0]
+	for _, c := range e.inflight {
+		if now.Sub(c.at) < m.requestTimeout {
+			keep = append(keep, c)
+		}
+	}
+	e.inflight = append(keep, inflightCmd{cmd: cmd, at: now})
+	ctx.Send(e.pid, cmd)
+}
+
+// failInflight answers every command e's actor may have dropped.
+func (m *manager) failInflight(id string, e *entry) {
+	for _, c := range e.inflight {
+		c.cmd.fail(sessions.WrongState(e.status.State, "session %s stopped before it could answer", id))
+	}
+	e.inflight = nil
 }
 
 func (m *manager) onShutdown(ctx actor.Context, msg shutdownCmd) {

@@ -131,7 +131,8 @@ func (c inspectReq) fail(err error)   { answer(c.reply, sessions.Inspection{}, e
 // Session-actor internal messages. Each carries the link it belongs to, so
 // a result from a link the actor has since closed is ignored.
 type (
-	// dialing: the store is open and the goroutine dials WhatsApp now.
+	// dialing: the store is open and the goroutine dials WhatsApp as soon
+	// as the rate allows.
 	dialing struct{ link *link }
 	dialed  struct {
 		link   *link

@@ -174,12 +174,13 @@ func (s *session) dial(ctx actor.Context) {
 			d.send(pid, dialed{link: l})
 			return
 		}
+		// Sent before the wait for the rate, so that nothing comes
+		// between the token and the dial; and before any of the
+		// client's events.
+		d.send(pid, dialing{link: l})
 		if err := d.pacer.Dial(l.ctx); err != nil {
 			return // the link was closed while waiting
 		}
-		// Sent before dialing, so it reaches the mailbox before any of
-		// the client's events.
-		d.send(pid, dialing{link: l})
 		if c.Paired() {
 			d.send(pid, dialed{link: l, paired: true, jid: c.JID(), err: c.Connect(l.ctx)})
 		} else {
@@ -204,7 +205,8 @@ func (s *session) goSafe(l *link, pid *actor.PID, f func()) {
 	})
 }
 
-// onDialing: the store is open and the session dials WhatsApp now.
+// onDialing: the store is open and the session dials WhatsApp as soon as
+// the rate allows.
 func (s *session) onDialing(ctx actor.Context, m dialing) {
 	if m.link == s.link && s.st.State == sessions.StateRestoring {
 		s.set(ctx, sessions.StateConnecting, nil)
