@@ -134,6 +134,8 @@ func (s *session) disconnected(ctx actor.Context, d disconnect, detail string, i
 		s.retry(ctx, info.Code, info.Message)
 		return
 	case sessions.StateBanned:
+		// The client stays: the caller armed the retry for when the ban
+		// expires.
 	default:
 		s.closeLink()
 	}
