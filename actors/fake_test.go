@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,9 @@ type fakeOpener struct {
 	clients  map[string][]*fakeClient
 	opens    atomic.Int64
 	autoJoin bool // Connect emits Connected by itself
+	// openGate, when set, holds every Open until it is closed, whatever
+	// the context says: a disk that is slow to answer.
+	openGate chan struct{}
 }
 
 func newFakeOpener(dir *store.Dir) *fakeOpener {
@@ -33,6 +37,12 @@ func newFakeOpener(dir *store.Dir) *fakeOpener {
 func (o *fakeOpener) Open(_ context.Context, id string, create bool, emit func(whatsapp.Event)) (whatsapp.Client, error) {
 	o.opens.Add(1)
 	o.mu.Lock()
+	gate := o.openGate
+	o.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := o.openErr[id]; err != nil {
 		return nil, err
@@ -42,7 +52,7 @@ func (o *fakeOpener) Open(_ context.Context, id string, create bool, emit func(w
 			return nil, store.ErrNotFound
 		}
 		p, _ := o.dir.SessionPath(id)
-		if err := os.Mkdir(p, 0o700); err != nil {
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
 	}

@@ -50,6 +50,10 @@ func newHarness(t *testing.T, tweak ...func(*actors.Options)) *harness {
 		if err := mgr.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
+		// Every move the sessions made is one the state table allows.
+		if n := mgr.RefusedMoves(); n != 0 {
+			t.Errorf("%d state moves refused (see the log)", n)
+		}
 	})
 	return &harness{t: t, dir: dir, opener: opener, mgr: mgr}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
@@ -149,5 +150,64 @@ func TestRestoreNamingUnknownOrInvalidSessions(t *testing.T) {
 	}
 	if _, err := h.mgr.Status(context.Background(), "known"); !errors.Is(err, sessions.ErrNotFound) {
 		t.Errorf("a rejected restore started something: %v", err)
+	}
+}
+
+// TestStopAndDeleteWaitForAStoreBeingOpened: a session whose store is
+// still opening (a slow disk, deaf to its context) is stopped or deleted.
+// The answer waits until the goroutine opening it has closed what it
+// opened, so no client outlives the stop and the delete removes a directory
+// nothing re-creates; meanwhile the manager keeps answering.
+func TestStopAndDeleteWaitForAStoreBeingOpened(t *testing.T) {
+	for _, op := range []string{"stop", "delete"} {
+		t.Run(op, func(t *testing.T) {
+			h := newHarness(t)
+			ctx := context.Background()
+			gate := make(chan struct{})
+			h.opener.mu.Lock()
+			h.opener.openGate = gate
+			h.opener.mu.Unlock()
+			if _, err := h.mgr.Create(ctx, "slow"); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, func() bool { return h.opener.opens.Load() == 1 }, "the store to be opening")
+
+			done := make(chan error, 1)
+			go func() {
+				var err error
+				if op == "stop" {
+					_, err = h.mgr.Stop(ctx, "slow")
+				} else {
+					err = h.mgr.Delete(ctx, "slow")
+				}
+				done <- err
+			}()
+			for start := time.Now(); time.Since(start) < 200*time.Millisecond; {
+				if _, err := h.mgr.Fleet(ctx); err != nil {
+					t.Fatalf("fleet while the store opens: %v", err)
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("%s answered (%v) while the store was still opening", op, err)
+				default:
+				}
+			}
+			close(gate)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s still waiting after the store opened", op)
+			}
+			if n := h.opener.live("slow"); n != 0 {
+				t.Errorf("%d clients open after %s", n, op)
+			}
+			exists, _ := h.dir.Exists("slow")
+			if want := op == "stop"; exists != want {
+				t.Errorf("directory exists: %v after %s, want %v", exists, op, want)
+			}
+		})
 	}
 }

@@ -10,15 +10,13 @@ import (
 // link is one opening of a session's store and client. The actor drops and
 // closes a link when it stops, restarts or gives up; goroutines that were
 // opening or dialing on it then find it closed and close what they opened,
-// so no client or store outlives the actor that owned it. Results carry
-// their link, and the actor ignores those of a link it no longer holds.
+// so no client or store outlives the actor that owned it (the manager waits
+// for those goroutines, counted in the session's work, before it answers a
+// stop or removes a directory). Results carry their link, and the actor
+// ignores those of a link it no longer holds.
 type link struct {
 	ctx    context.Context
 	cancel context.CancelFunc
-	// work counts the goroutines running on this link; close waits for
-	// them, so that nothing touches the store once the link is closed
-	// (a delete removes the directory right after).
-	work sync.WaitGroup
 
 	mu     sync.Mutex
 	client whatsapp.Client
@@ -51,10 +49,10 @@ func (l *link) get() whatsapp.Client {
 	return l.client
 }
 
-// close cancels everything running on the link, closes its client
-// (disconnect, then close the store) and waits until the link's goroutines
-// have ended; every one of them stops when the link's context ends. It
-// returns the client's close error.
+// close cancels everything running on the link and closes its client
+// (disconnect, then close the store). It does not wait for the link's
+// goroutines: each ends soon, as the link's context has, and closes what
+// it opened itself. It returns the client's close error.
 func (l *link) close() error {
 	l.cancel()
 	l.mu.Lock()
@@ -66,6 +64,5 @@ func (l *link) close() error {
 	if c != nil {
 		err = c.Close()
 	}
-	l.work.Wait()
 	return err
 }

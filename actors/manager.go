@@ -4,6 +4,12 @@
 // panics is restarted alone; one that spends its restart budget is left
 // failed, visibly. Manager's methods turn API calls into messages carrying
 // a buffered reply channel, awaited with the caller's context.
+//
+// Files: manager.go is the handle (Manager, the API's way in);
+// manageractor.go the manager actor, with each session's lifecycle phase in
+// entry.go and restore tracking in restore.go; session.go the session
+// actor, its state table and WhatsApp's verdicts in states.go, one opening
+// of its store and client in link.go; messages.go every message.
 package actors
 
 import (
@@ -11,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -271,8 +276,3 @@ func (noMetrics) SessionStoreWriteFailed(string)              {}
 func (noMetrics) RemoveSession(string)                        {}
 func (noMetrics) ObserveRestore(time.Duration)                {}
 func (noMetrics) RestoreResult(sessions.RestoreResult)        {}
-
-// sortStatuses orders statuses by senderId.
-func sortStatuses(s []sessions.Status) {
-	sort.Slice(s, func(i, j int) bool { return s[i].SenderID < s[j].SenderID })
-}

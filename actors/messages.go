@@ -84,6 +84,12 @@ type (
 		id     string
 		reason string
 	}
+	// actorEnded: a session's actor has terminated and every goroutine it
+	// started has ended.
+	actorEnded struct {
+		id  string
+		pid *actor.PID
+	}
 	// statusUpdate: a session actor's new snapshot; pid tells a live
 	// actor's snapshot from a late one of an actor already replaced.
 	statusUpdate struct {
@@ -125,7 +131,10 @@ func (c inspectReq) fail(err error)   { answer(c.reply, sessions.Inspection{}, e
 // Session-actor internal messages. Each carries the link it belongs to, so
 // a result from a link the actor has since closed is ignored.
 type (
-	dialed struct {
+	// dialing: the store is open and the goroutine dials WhatsApp as soon
+	// as the rate allows.
+	dialing struct{ link *link }
+	dialed  struct {
 		link   *link
 		err    error
 		paired bool

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -25,6 +27,9 @@ type deps struct {
 	// running counts the goroutines actors started, so that Shutdown can
 	// wait until none still holds a store.
 	running sync.WaitGroup
+	// refused counts the state moves set refused: bugs, which tests
+	// expect to be none.
+	refused atomic.Int64
 }
 
 // goroutine runs f on its own goroutine, counted in running.
@@ -41,8 +46,11 @@ func (d *deps) goroutine(f func()) {
 // to its parent, the manager. Slow work runs in goroutines that report back
 // as messages; nothing here blocks on the network.
 type session struct {
-	id      string
-	deps    *deps
+	id   string
+	deps *deps
+	// work counts the goroutines this actor's incarnations start; the
+	// manager waits on it once the actor has terminated.
+	work    *sync.WaitGroup
 	mode    startMode
 	restore bool // started by a restore: log the source document's lines
 	log     *slog.Logger
@@ -63,8 +71,8 @@ type session struct {
 	storeFailing *sessions.ErrorInfo
 }
 
-func newSession(id string, d *deps, mode startMode, restore bool) *session {
-	return &session{id: id, deps: d, mode: mode, restore: restore, log: d.log.With("session_id", id)}
+func newSession(id string, d *deps, work *sync.WaitGroup, mode startMode, restore bool) *session {
+	return &session{id: id, deps: d, work: work, mode: mode, restore: restore, log: d.log.With("session_id", id)}
 }
 
 // Receive is the actor's one type switch.
@@ -86,6 +94,8 @@ func (s *session) Receive(ctx actor.Context) {
 		// Report first: closing the client may take a while.
 		ctx.Send(ctx.Parent(), sessionRestarted{id: s.id, reason: s.panicked})
 		s.teardown()
+	case dialing:
+		s.onDialing(ctx, m)
 	case dialed:
 		s.onDialed(ctx, m)
 	case clientEvent:
@@ -121,8 +131,9 @@ func (s *session) Receive(ctx actor.Context) {
 // start begins the session's life: open the store, then connect or pair.
 func (s *session) start(ctx actor.Context) {
 	// Counters and history carry over when a session starts again, and
-	// so does the account until the store says it has none.
-	s.st = sessions.Status{SenderID: s.id, Reconnects: s.st.Reconnects, LastConnectedAt: s.st.LastConnectedAt,
+	// so does the account until the store says it has none; the state
+	// stays until set checks the move.
+	s.st = sessions.Status{SenderID: s.id, State: s.st.State, Reconnects: s.st.Reconnects, LastConnectedAt: s.st.LastConnectedAt,
 		JID: s.st.JID, PushName: s.st.PushName}
 	if s.restore {
 		s.log.Info(fmt.Sprintf("🔄 Restoring session for %s from storage...", s.id))
@@ -163,6 +174,10 @@ func (s *session) dial(ctx actor.Context) {
 			d.send(pid, dialed{link: l})
 			return
 		}
+		// Sent before the wait for the rate, so that nothing comes
+		// between the token and the dial; and before any of the
+		// client's events.
+		d.send(pid, dialing{link: l})
 		if err := d.pacer.Dial(l.ctx); err != nil {
 			return // the link was closed while waiting
 		}
@@ -177,10 +192,10 @@ func (s *session) dial(ctx actor.Context) {
 // goSafe runs f on link l in a goroutine whose panic comes back as a
 // message rather than killing the process.
 func (s *session) goSafe(l *link, pid *actor.PID, f func()) {
-	send := s.deps.send
-	l.work.Add(1)
+	send, work := s.deps.send, s.work
+	work.Add(1)
 	s.deps.goroutine(func() {
-		defer l.work.Done()
+		defer work.Done()
 		defer func() {
 			if r := recover(); r != nil {
 				send(pid, goroutinePanicked{value: r})
@@ -188,6 +203,14 @@ func (s *session) goSafe(l *link, pid *actor.PID, f func()) {
 		}()
 		f()
 	})
+}
+
+// onDialing: the store is open and the session dials WhatsApp as soon as
+// the rate allows.
+func (s *session) onDialing(ctx actor.Context, m dialing) {
+	if m.link == s.link && s.st.State == sessions.StateRestoring {
+		s.set(ctx, sessions.StateConnecting, nil)
+	}
 }
 
 func (s *session) onDialed(ctx actor.Context, m dialed) {
@@ -219,16 +242,14 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 	} else if !m.paired {
 		s.st.JID, s.st.PushName = nil, nil
 	}
-	// The client's events race this result: a login (or a QR code) may
-	// already have moved the state on, and must not be overwritten.
-	waiting := s.st.State == sessions.StateRestoring || s.st.State == sessions.StateConnecting
+	// A dial that ends well changes nothing: the client's events (a
+	// login, a QR code) move the state on.
 	switch {
 	case m.paired && m.err != nil:
-		s.retry(ctx, sessions.CodeDialFailed, m.err.Error())
-	case m.paired:
-		if waiting {
-			s.set(ctx, sessions.StateConnecting, nil)
+		if s.st.State == sessions.StateConnecting {
+			s.retry(ctx, sessions.CodeDialFailed, m.err.Error())
 		}
+	case m.paired:
 	case s.mode == modePair && m.err != nil:
 		// WhatsApp did not answer: a network failure, not a verdict on
 		// the pairing. Retry with a fresh client, as a paired session
@@ -240,9 +261,6 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 		// WhatsApp answered; the session shows pairing once the first
 		// QR code is there (the QRCode event), so that a status saying
 		// pairing always has a code to fetch.
-		if s.st.State == sessions.StateRestoring {
-			s.set(ctx, sessions.StateConnecting, nil)
-		}
 	default:
 		s.closeLink()
 		s.set(ctx, sessions.StateNeedsPairing, &sessions.ErrorInfo{Code: sessions.CodeNotPaired, Message: "the store holds no paired device: create the session to pair it"})
@@ -263,17 +281,11 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 		s.qr = sessions.QR{}
 		s.set(ctx, sessions.StateConnected, nil)
 	case whatsapp.Disconnected:
-		switch s.st.State {
-		case sessions.StateConnected, sessions.StateConnecting, sessions.StateRestoring:
-			s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonNetwork)
-			s.retry(ctx, sessions.CodeDisconnected, "connection to WhatsApp lost")
+		if s.st.State == sessions.StateConnected || s.st.State == sessions.StateConnecting {
+			s.disconnected(ctx, lostConnection, "", nil)
 		}
 	case whatsapp.LoggedOut:
-		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonLoggedOut)
-		s.closeLink()
-		s.st.JID, s.st.PushName = nil, nil
-		info := &sessions.ErrorInfo{Code: sessions.CodeLoggedOut,
-			Message: fmt.Sprintf("WhatsApp ended this login (%s): create the session again to pair it", e.Reason)}
+		var info *sessions.ErrorInfo
 		if e.DeleteFailed != "" {
 			// WhatsApp refuses these keys now, so the next login fails
 			// again and deletes them then; say what is left on the disk.
@@ -281,26 +293,16 @@ func (s *session) onEvent(ctx actor.Context, ev whatsapp.Event) {
 			info = &sessions.ErrorInfo{Code: sessions.CodeStoreWriteFailed, Message: fmt.Sprintf(
 				"WhatsApp ended this login (%s), but its credentials could not be deleted (%s): free disk space, then pair or delete the session", e.Reason, e.DeleteFailed)}
 		}
-		s.set(ctx, sessions.StateNeedsPairing, info)
+		s.disconnected(ctx, loggedOut, e.Reason, info)
 	case whatsapp.StreamReplaced:
-		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonReplaced)
-		s.closeLink()
-		s.set(ctx, sessions.StateConflict, &sessions.ErrorInfo{Code: sessions.CodeStreamReplaced,
-			Message: "another client logged in with this session's keys: stop it, then restore this session"})
+		s.disconnected(ctx, replaced, "", nil)
 	case whatsapp.TemporaryBan:
-		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonBanned)
-		s.stopTimer()
 		s.schedule(ctx, max(e.Expire, s.deps.backoff.Min))
-		s.set(ctx, sessions.StateBanned, &sessions.ErrorInfo{Code: sessions.CodeTemporaryBan,
-			Message: fmt.Sprintf("temporarily banned by WhatsApp (%s); retrying when the ban expires", e.Reason)})
+		s.disconnected(ctx, banned, e.Reason, nil)
 	case whatsapp.ClientOutdated:
-		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonOutdated)
-		s.closeLink()
-		s.set(ctx, sessions.StateFailed, &sessions.ErrorInfo{Code: sessions.CodeClientOutdated,
-			Message: "WhatsApp refuses this client version: upgrade the service, then restore"})
+		s.disconnected(ctx, outdated, "", nil)
 	case whatsapp.ConnectFailure:
-		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonServerError)
-		s.retry(ctx, sessions.CodeConnectFailure, fmt.Sprintf("login failed with reason %d", e.Reason))
+		s.disconnected(ctx, loginFailed, strconv.Itoa(e.Reason), nil)
 	case whatsapp.StreamError:
 		s.st.Error = &sessions.ErrorInfo{Code: sessions.CodeStreamError, Message: "stream error " + e.Code}
 		s.publish(ctx)
@@ -438,7 +440,7 @@ func (s *session) onLogout(ctx actor.Context, m logoutCmd) {
 }
 
 func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
-	info := &sessions.ErrorInfo{Code: sessions.CodeLoggedOut, Message: "logged out by the operator: create the session again to pair it"}
+	var info *sessions.ErrorInfo // the verdict's own
 	var err error
 	switch {
 	case errors.Is(m.err, whatsapp.ErrUnlinkedNotDeleted):
@@ -456,10 +458,7 @@ func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
 		return
 	}
 	if m.link == s.link {
-		s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonLoggedOut)
-		s.closeLink()
-		s.st.JID, s.st.PushName = nil, nil
-		s.set(ctx, sessions.StateNeedsPairing, info)
+		s.disconnected(ctx, operatorLogout, "", info)
 	}
 	answer(m.reply, s.st, err)
 }
@@ -468,8 +467,7 @@ func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
 // that is waiting for the operator starts over in pair mode; a live one is
 // left alone.
 func (s *session) onStart(ctx actor.Context, m startCmd) {
-	switch s.st.State {
-	case sessions.StateNeedsPairing, sessions.StateFailed, sessions.StateConflict:
+	if waitsForOperator(s.st.State) {
 		s.mode, s.restore = modePair, false
 		s.closeLink()
 		s.start(ctx)
@@ -481,8 +479,7 @@ func (s *session) onStart(ctx actor.Context, m startCmd) {
 
 // onRestart handles a restore for a session that already has an actor.
 func (s *session) onRestart(ctx actor.Context) {
-	switch s.st.State {
-	case sessions.StateNeedsPairing, sessions.StateFailed, sessions.StateConflict:
+	if waitsForOperator(s.st.State) {
 		s.mode, s.restore = modeRestore, true
 		s.closeLink()
 		s.start(ctx)
@@ -497,9 +494,24 @@ func (s *session) clientIf(state sessions.State) whatsapp.Client {
 	return s.link.get()
 }
 
-// set moves to state and reports the new snapshot to the manager.
+// set moves to state and reports the new snapshot to the manager. A move
+// the transitions table does not allow is a bug: it is refused and logged,
+// and the session stays where it is.
 func (s *session) set(ctx actor.Context, state sessions.State, e *sessions.ErrorInfo) {
+	if s.enter(state, e) {
+		s.publish(ctx)
+	}
+}
+
+// enter is set without the report: it moves the snapshot to state, and
+// reports whether the move was allowed.
+func (s *session) enter(state sessions.State, e *sessions.ErrorInfo) bool {
 	prev := s.st.State
+	if !allowed(prev, state) {
+		s.deps.refused.Add(1)
+		s.log.Error("session state: move refused", "from", prev, "to", state)
+		return false
+	}
 	if prev != state {
 		s.st.Since = time.Now()
 	}
@@ -527,7 +539,7 @@ func (s *session) set(ctx actor.Context, state sessions.State, e *sessions.Error
 		}
 		s.log.Info("session state", attrs...)
 	}
-	s.publish(ctx)
+	return true
 }
 
 func (s *session) publish(ctx actor.Context) {

@@ -1,10 +1,11 @@
 package actors
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,74 +14,6 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
-
-// stopIntent is why the manager stopped a session's actor; an actor that
-// terminates with none spent its restart budget.
-type stopIntent int
-
-const (
-	intentNone stopIntent = iota
-	intentStop
-	intentDelete
-	intentShutdown
-)
-
-// entry is the manager's record of one session.
-type entry struct {
-	pid    *actor.PID // nil when no actor runs (stopped, failed for good)
-	status sessions.Status
-	// restarts and reconnectsCarry survive the actor's restarts, which
-	// start its own counters from zero.
-	restarts        int
-	reconnectsCarry int
-	intent          stopIntent
-	deleting        bool
-	stopReply       chan<- reply[sessions.Status]
-	deleteReply     chan<- reply[struct{}]
-	// inflight are commands forwarded to the actor that it may not have
-	// read yet: an actor that stops drops what is left in its mailbox, so
-	// the manager fails them then (a command already answered keeps its
-	// first answer).
-	inflight []inflightCmd
-}
-
-type inflightCmd struct {
-	cmd sessionCmd
-	at  time.Time
-}
-
-// forward sends cmd to e's actor and remembers it until it can no longer
-// be waited for.
-func (m *manager) forward(ctx actor.Context, e *entry, cmd sessionCmd) {
-	now := time.Now()
-	keep := e.inflight[:0]
-	for _, c := range e.inflight {
-		if now.Sub(c.at) < m.requestTimeout {
-			keep = append(keep, c)
-		}
-	}
-	e.inflight = append(keep, inflightCmd{cmd: cmd, at: now})
-	ctx.Send(e.pid, cmd)
-}
-
-// failInflight answers every command e's actor may have dropped.
-func (m *manager) failInflight(id string, e *entry) {
-	for _, c := range e.inflight {
-		c.cmd.fail(sessions.WrongState(e.status.State, "session %s stopped before it could answer", id))
-	}
-	e.inflight = nil
-}
-
-// restoreRun is the progress of the last restore.
-type restoreRun struct {
-	started  time.Time
-	finished *time.Time
-	found    int
-	restored int
-	needsPg  int
-	failed   int
-	pending  map[string]time.Time // dispatched, not yet settled
-}
 
 // manager is the root supervisor actor: parent of every session actor and
 // keeper of their latest snapshots, so a status never waits on a session.
@@ -120,6 +53,8 @@ func (m *manager) Receive(ctx actor.Context) {
 		m.onRestarted(msg)
 	case *actor.Terminated:
 		m.onTerminated(ctx, msg)
+	case actorEnded:
+		m.onEnded(ctx, msg)
 	case createCmd:
 		m.onCreate(ctx, msg)
 	case stopCmd:
@@ -137,122 +72,6 @@ func (m *manager) Receive(ctx actor.Context) {
 	}
 }
 
-func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
-	if m.shuttingDown {
-		answer(msg.reply, struct{}{}, sessions.ErrShuttingDown)
-		return
-	}
-	if msg.ids == nil {
-		// Reading the directory is I/O: do it off the mailbox.
-		self, send, dir := ctx.Self(), m.deps.send, m.dir
-		m.deps.goroutine(func() {
-			stored, err := dir.Discover()
-			var ids, stopped []string
-			for _, s := range stored {
-				if s.Stopped {
-					stopped = append(stopped, s.ID)
-				} else {
-					ids = append(ids, s.ID)
-				}
-			}
-			send(self, discovered{ids: ids, err: err, stopped: stopped})
-		})
-		answer(msg.reply, struct{}{}, nil)
-		return
-	}
-	var unknown []string
-	for _, id := range msg.ids {
-		if err := store.ValidateID(id); err != nil {
-			answer(msg.reply, struct{}{}, err)
-			return
-		}
-		if m.sessions[id] != nil {
-			continue
-		}
-		if ok, _ := m.dir.Exists(id); !ok {
-			unknown = append(unknown, id)
-		}
-	}
-	if len(unknown) > 0 {
-		answer(msg.reply, struct{}{}, fmt.Errorf("%w: %s", sessions.ErrNotFound, idList(unknown)))
-		return
-	}
-	// Naming a session restores it even if the operator had stopped it.
-	for _, id := range msg.ids {
-		if e := m.sessions[id]; e == nil || e.pid == nil {
-			if err := m.dir.SetStopped(id, false); err != nil && !errors.Is(err, store.ErrNotFound) {
-				answer(msg.reply, struct{}{}, err)
-				return
-			}
-		}
-	}
-	answer(msg.reply, struct{}{}, nil)
-	m.restoreAll(ctx, msg.ids, 0)
-}
-
-func (m *manager) onDiscovered(ctx actor.Context, msg discovered) {
-	if msg.err != nil {
-		m.log.Error("❌ Failed to read stored sessions", "dir", m.dir.Root(), "err", msg.err)
-		return
-	}
-	if m.shuttingDown {
-		return
-	}
-	// A session the operator stopped stays stopped, and listed as such.
-	for _, id := range msg.stopped {
-		if m.sessions[id] == nil {
-			e := &entry{status: sessions.Status{SenderID: id, State: sessions.StateStopped, Since: time.Now()}}
-			m.sessions[id] = e
-			m.publish(id, e)
-		}
-	}
-	m.restoreAll(ctx, msg.ids, len(msg.stopped))
-}
-
-// restoreAll starts each of ids that is not running: a new one is spawned,
-// one waiting for the operator (failed, conflict, needs pairing) starts
-// over, a live one is left alone.
-func (m *manager) restoreAll(ctx actor.Context, ids []string, stopped int) {
-	var todo []string
-	for _, id := range ids {
-		e := m.sessions[id]
-		switch {
-		case e != nil && (e.deleting || e.intent != intentNone):
-		case e == nil:
-			// Listed before a delete finished? Then it is gone: leave it.
-			if ok, _ := m.dir.Exists(id); ok {
-				todo = append(todo, id)
-			}
-		case e.pid == nil:
-			todo = append(todo, id)
-		case e.status.State == sessions.StateFailed || e.status.State == sessions.StateConflict || e.status.State == sessions.StateNeedsPairing:
-			todo = append(todo, id)
-		}
-	}
-	line := fmt.Sprintf("🔄 Found %d stored session(s), restoring...", len(todo))
-	if stopped > 0 {
-		m.log.Info(line, "stopped_left_alone", stopped)
-	} else {
-		m.log.Info(line)
-	}
-	if len(todo) == 0 {
-		return
-	}
-	if m.run == nil || m.run.finished != nil {
-		m.run = &restoreRun{started: time.Now(), pending: map[string]time.Time{}}
-	}
-	now := time.Now()
-	for _, id := range todo {
-		m.run.found++
-		m.run.pending[id] = now
-		if e := m.sessions[id]; e != nil && e.pid != nil {
-			ctx.Send(e.pid, restartCmd{})
-			continue
-		}
-		m.spawn(ctx, id, modeRestore, true)
-	}
-}
-
 // spawn starts session id's actor. Its first incarnation starts in mode;
 // one restarted after a panic restores (connects if paired).
 func (m *manager) spawn(ctx actor.Context, id string, mode startMode, restore bool) *entry {
@@ -261,6 +80,9 @@ func (m *manager) spawn(ctx actor.Context, id string, mode startMode, restore bo
 		e = &entry{}
 		m.sessions[id] = e
 	}
+	// work is shared by the actor's incarnations; the manager waits on it
+	// once the actor has terminated.
+	work := &sync.WaitGroup{}
 	var incarnations atomic.Int32
 	// prev is the incarnation before a restart: the account it knew stays
 	// shown while the next one opens the store. Only protoactor's
@@ -269,10 +91,10 @@ func (m *manager) spawn(ctx actor.Context, id string, mode startMode, restore bo
 	d := m.deps
 	props := actor.PropsFromProducer(func() actor.Actor {
 		if incarnations.Add(1) == 1 {
-			prev = newSession(id, d, mode, restore)
+			prev = newSession(id, d, work, mode, restore)
 			return prev
 		}
-		next := newSession(id, d, modeRestore, false)
+		next := newSession(id, d, work, modeRestore, false)
 		next.st.JID, next.st.PushName = prev.st.JID, prev.st.PushName
 		prev = next
 		return next
@@ -288,7 +110,9 @@ func (m *manager) spawn(ctx actor.Context, id string, mode startMode, restore bo
 		m.publish(id, e)
 		return e
 	}
-	e.pid = pid
+	if err := e.spawned(pid, work); err != nil {
+		m.log.Error("spawn session", "session_id", id, "err", err)
+	}
 	m.byPID[pid.Id] = id
 	m.publish(id, e)
 	return e
@@ -297,7 +121,7 @@ func (m *manager) spawn(ctx actor.Context, id string, mode startMode, restore bo
 func (m *manager) onStatus(msg statusUpdate) {
 	id := msg.status.SenderID
 	e := m.sessions[id]
-	if e == nil || e.pid == nil || !e.pid.Equal(msg.pid) || e.intent != intentNone {
+	if e == nil || e.phase != phaseRunning || !e.pid.Equal(msg.pid) {
 		return // a late snapshot of an actor that is gone or going
 	}
 	st := msg.status
@@ -316,47 +140,6 @@ func (m *manager) publish(id string, e *entry) {
 	m.metrics.SetSessionConnected(id, e.status.Connected)
 	if e.status.LastConnectedAt != nil {
 		m.metrics.SetSessionLastConnected(id, *e.status.LastConnectedAt)
-	}
-}
-
-// track counts a restoring session's outcome into the restore run and logs
-// the source document's lines.
-func (m *manager) track(id string, st sessions.Status) {
-	r := m.run
-	if r == nil {
-		return
-	}
-	startedAt, ok := r.pending[id]
-	if !ok {
-		return
-	}
-	reason := ""
-	if st.Error != nil {
-		reason = st.Error.Message
-	}
-	switch st.State {
-	case sessions.StateConnected:
-		r.restored++
-		m.metrics.RestoreResult(sessions.ResultRestored)
-		m.metrics.ObserveRestore(time.Since(startedAt))
-		m.log.Info(fmt.Sprintf("✅ WhatsApp session %s restored and ready!", id), "session_id", id, "took", time.Since(startedAt).Round(time.Millisecond))
-	case sessions.StateNeedsPairing:
-		r.needsPg++
-		m.metrics.RestoreResult(sessions.ResultNeedsPairing)
-		m.log.Warn(fmt.Sprintf("❌ Session %s needs pairing: %s", id, reason), "session_id", id)
-	case sessions.StateFailed, sessions.StateConflict, sessions.StateBanned:
-		r.failed++
-		m.metrics.RestoreResult(sessions.ResultFailed)
-		m.log.Error(fmt.Sprintf("❌ Failed to restore session %s: %s", id, reason), "session_id", id, "state", st.State)
-	default:
-		return
-	}
-	delete(r.pending, id)
-	if len(r.pending) == 0 {
-		now := time.Now()
-		r.finished = &now
-		m.log.Info("restore finished", "found", r.found, "restored", r.restored, "needs_pairing", r.needsPg,
-			"failed", r.failed, "took", now.Sub(r.started).Round(time.Millisecond))
 	}
 }
 
@@ -388,35 +171,60 @@ func (m *manager) onTerminated(ctx actor.Context, msg *actor.Terminated) {
 	if e == nil || e.pid == nil || !e.pid.Equal(msg.Who) {
 		return
 	}
-	defer m.failInflight(id, e)
-	e.pid = nil
-	intent := e.intent
-	e.intent = intentNone
-	switch intent {
-	case intentStop:
-		m.setStopped(id, e)
+	// The actor closed its link when it stopped, which ends every
+	// goroutine it started; wait for them off the mailbox, so that
+	// nothing touches the store once ended arrives.
+	self, send, work, pid := ctx.Self(), m.deps.send, e.work, e.pid
+	m.deps.goroutine(func() {
+		work.Wait()
+		send(self, actorEnded{id: id, pid: pid})
+	})
+}
+
+// onEnded moves a session on once its actor and every goroutine it
+// started have ended.
+func (m *manager) onEnded(ctx actor.Context, msg actorEnded) {
+	e := m.sessions[msg.id]
+	if e == nil || e.pid == nil || !e.pid.Equal(msg.pid) {
+		return
+	}
+	defer m.failInflight(msg.id, e)
+	var err error
+	switch e.ended() {
+	case phaseStopping:
+		m.setStopped(msg.id, e)
 		answer(e.stopReply, e.status, nil)
 		e.stopReply = nil
-	case intentDelete:
+		err = e.move(phaseIdle)
+	case phaseDeleting:
 		if e.stopReply != nil { // a stop that a delete overtook
-			m.setStopped(id, e)
+			m.setStopped(msg.id, e)
 			answer(e.stopReply, e.status, nil)
 			e.stopReply = nil
 		}
-		m.remove(ctx, id, e.deleteReply)
-		e.deleteReply = nil
-	case intentShutdown:
-		m.metrics.SetSessionConnected(id, false)
-	default:
+		if err = e.move(phaseRemoving); err == nil {
+			m.remove(ctx, msg.id, e.deleteReply)
+			e.deleteReply = nil
+		}
+	case phaseShuttingDown:
+		m.metrics.SetSessionConnected(msg.id, false)
+		err = e.move(phaseIdle)
+	case phaseRunning:
+		// Nobody stopped it: protoactor did, once it spent its restart
+		// budget.
 		e.status.State = sessions.StateFailed
 		e.status.Connected, e.status.LoggedIn = false, false
 		e.status.Since = time.Now()
 		e.status.NextRetryAt = nil
 		e.status.Error = &sessions.ErrorInfo{Code: sessions.CodeRestartBudget,
 			Message: fmt.Sprintf("the session's actor kept failing (%d restarts) and was stopped: fix the cause, then restore it", e.restarts)}
-		m.log.Error(fmt.Sprintf("❌ Session %s failed: restart budget spent", id), "session_id", id, "restarts", e.restarts)
-		m.publish(id, e)
-		m.track(id, e.status)
+		m.log.Error(fmt.Sprintf("❌ Session %s failed: restart budget spent", msg.id), "session_id", msg.id, "restarts", e.restarts)
+		m.publish(msg.id, e)
+		m.track(msg.id, e.status)
+		err = e.move(phaseIdle)
+	}
+	if err != nil {
+		m.log.Error("session lifecycle", "session_id", msg.id, "err", err)
 	}
 	if m.shuttingDown {
 		m.shutdownLeft--
@@ -432,9 +240,7 @@ func (m *manager) setStopped(id string, e *entry) {
 		Restarts: e.restarts, Reconnects: e.status.Reconnects}
 	m.metrics.SessionDisconnected(id, sessions.ReasonStopped)
 	m.publish(id, e)
-	if m.run != nil {
-		delete(m.run.pending, id)
-	}
+	m.untrack(id)
 }
 
 func (m *manager) onCreate(ctx actor.Context, msg createCmd) {
@@ -448,20 +254,21 @@ func (m *manager) onCreate(ctx actor.Context, msg createCmd) {
 	}
 	e := m.sessions[msg.id]
 	switch {
-	case e != nil && (e.deleting || e.intent != intentNone):
+	case e == nil:
+	case e.busy():
 		answer(msg.reply, sessions.CreateResult{}, sessions.WrongState(e.status.State, "session %s is being stopped or deleted: try again when it is done", msg.id))
-	case e != nil && e.pid != nil:
+		return
+	case e.phase == phaseRunning:
 		m.forward(ctx, e, startCmd{reply: msg.reply})
-	default:
-		if e != nil && e.status.State == sessions.StateStopped {
-			if err := m.dir.SetStopped(msg.id, false); err != nil {
-				answer(msg.reply, sessions.CreateResult{}, err)
-				return
-			}
+		return
+	case e.status.State == sessions.StateStopped:
+		if err := m.dir.SetStopped(msg.id, false); err != nil {
+			answer(msg.reply, sessions.CreateResult{}, err)
+			return
 		}
-		e = m.spawn(ctx, msg.id, modePair, false)
-		answer(msg.reply, sessions.CreateResult{Status: e.status, Created: true}, nil)
 	}
+	e = m.spawn(ctx, msg.id, modePair, false)
+	answer(msg.reply, sessions.CreateResult{Status: e.status, Created: true}, nil)
 }
 
 func (m *manager) onStop(ctx actor.Context, msg stopCmd) {
@@ -469,24 +276,28 @@ func (m *manager) onStop(ctx actor.Context, msg stopCmd) {
 	switch {
 	case e == nil:
 		answer(msg.reply, sessions.Status{}, sessions.ErrNotFound)
-	case e.deleting || e.intent != intentNone:
+		return
+	case e.busy():
 		answer(msg.reply, sessions.Status{}, sessions.WrongState(e.status.State, "session %s is already being stopped or deleted", msg.id))
+		return
 	case e.status.State == sessions.StateStopped:
 		answer(msg.reply, sessions.Status{}, sessions.WrongState(e.status.State, "session %s is already stopped", msg.id))
-	default:
-		// The marker is written first: a crash from here on still leaves
-		// the session stopped at the next start.
-		if err := m.dir.SetStopped(msg.id, true); err != nil {
-			answer(msg.reply, sessions.Status{}, err)
-			return
-		}
-		if e.pid == nil {
-			m.setStopped(msg.id, e)
-			answer(msg.reply, e.status, nil)
-			return
-		}
-		e.intent, e.stopReply = intentStop, msg.reply
-		ctx.Stop(e.pid)
+		return
+	}
+	// The marker is written first: a crash from here on still leaves the
+	// session stopped at the next start.
+	if err := m.dir.SetStopped(msg.id, true); err != nil {
+		answer(msg.reply, sessions.Status{}, err)
+		return
+	}
+	if e.phase == phaseIdle {
+		m.setStopped(msg.id, e)
+		answer(msg.reply, e.status, nil)
+		return
+	}
+	if err := e.stop(ctx, msg.reply); err != nil {
+		m.log.Error("session lifecycle", "session_id", msg.id, "err", err)
+		answer(msg.reply, sessions.Status{}, sessions.WrongState(e.status.State, "session %s cannot be stopped now", msg.id))
 	}
 }
 
@@ -498,22 +309,32 @@ func (m *manager) onDelete(ctx actor.Context, msg deleteCmd) {
 			answer(msg.reply, struct{}{}, sessions.ErrNotFound)
 			return
 		}
-		m.sessions[msg.id] = &entry{status: sessions.Status{SenderID: msg.id, State: sessions.StateStopped, Since: time.Now()}, deleting: true}
-		m.remove(ctx, msg.id, msg.reply)
-	case e.deleting:
+		e = &entry{status: sessions.Status{SenderID: msg.id, State: sessions.StateStopped, Since: time.Now()}}
+		m.sessions[msg.id] = e
+	case e.phase == phaseDeleting || e.phase == phaseRemoving:
 		answer(msg.reply, struct{}{}, sessions.WrongState(e.status.State, "session %s is already being deleted", msg.id))
+		return
 	case m.shuttingDown:
 		answer(msg.reply, struct{}{}, sessions.ErrShuttingDown)
-	case e.pid != nil:
-		e.deleting, e.intent, e.deleteReply = true, intentDelete, msg.reply
-		ctx.Stop(e.pid)
-	default:
-		e.deleting = true
-		m.remove(ctx, msg.id, msg.reply)
+		return
+	}
+	var err error
+	if e.phase == phaseIdle {
+		if err = e.move(phaseRemoving); err == nil {
+			m.remove(ctx, msg.id, msg.reply)
+		}
+	} else {
+		err = e.delete(ctx, msg.reply)
+	}
+	if err != nil {
+		m.log.Error("session lifecycle", "session_id", msg.id, "err", err)
+		answer(msg.reply, struct{}{}, sessions.WrongState(e.status.State, "session %s cannot be deleted now", msg.id))
 	}
 }
 
 // remove deletes the session's directory off the mailbox; removed finishes.
+// The session has no actor and no goroutine left (phaseRemoving), so
+// nothing can create the store again meanwhile.
 func (m *manager) remove(ctx actor.Context, id string, rep chan<- reply[struct{}]) {
 	self, send, dir := ctx.Self(), m.deps.send, m.dir
 	m.deps.goroutine(func() { send(self, removed{id: id, err: dir.Remove(id), reply: rep}) })
@@ -523,16 +344,16 @@ func (m *manager) onRemoved(msg removed) {
 	e := m.sessions[msg.id]
 	if msg.err != nil {
 		if e != nil {
-			e.deleting = false
+			if err := e.move(phaseIdle); err != nil {
+				m.log.Error("session lifecycle", "session_id", msg.id, "err", err)
+			}
 		}
 		m.log.Error("delete session", "session_id", msg.id, "err", msg.err)
 		answer(msg.reply, struct{}{}, msg.err)
 		return
 	}
 	delete(m.sessions, msg.id)
-	if m.run != nil {
-		delete(m.run.pending, msg.id)
-	}
+	m.untrack(msg.id)
 	m.metrics.RemoveSession(msg.id)
 	m.log.Info("session deleted", "session_id", msg.id)
 	answer(msg.reply, struct{}{}, nil)
@@ -543,24 +364,47 @@ func (m *manager) onForward(ctx actor.Context, msg forwardCmd) {
 	switch {
 	case e == nil:
 		msg.msg.fail(sessions.ErrNotFound)
-	case e.pid == nil || e.deleting || e.intent != intentNone:
+	case e.phase != phaseRunning:
 		msg.msg.fail(sessions.WrongState(e.status.State, "session %s is %s", msg.id, e.status.State))
 	default:
 		m.forward(ctx, e, msg.msg)
 	}
 }
 
+// forward sends cmd to e's actor and remembers it until it can no longer
+// be waited for.
+func (m *manager) forward(ctx actor.Context, e *entry, cmd sessionCmd) {
+	now := time.Now()
+	keep := e.inflight[:0]
+	for _, c := range e.inflight {
+		if now.Sub(c.at) < m.requestTimeout {
+			keep = append(keep, c)
+		}
+	}
+	e.inflight = append(keep, inflightCmd{cmd: cmd, at: now})
+	ctx.Send(e.pid, cmd)
+}
+
+// failInflight answers every command e's actor may have dropped.
+func (m *manager) failInflight(id string, e *entry) {
+	for _, c := range e.inflight {
+		c.cmd.fail(sessions.WrongState(e.status.State, "session %s stopped before it could answer", id))
+	}
+	e.inflight = nil
+}
+
 func (m *manager) onShutdown(ctx actor.Context, msg shutdownCmd) {
 	m.shuttingDown = true
-	for _, e := range m.sessions {
+	for id, e := range m.sessions {
 		if e.pid == nil {
 			continue
 		}
 		// One already stopping for another reason is waited for too.
 		m.shutdownLeft++
-		if e.intent == intentNone {
-			e.intent = intentShutdown
-			ctx.Stop(e.pid)
+		if e.phase == phaseRunning {
+			if err := e.shutDown(ctx); err != nil {
+				m.log.Error("session lifecycle", "session_id", id, "err", err)
+			}
 		}
 	}
 	if m.shutdownLeft == 0 {
@@ -574,13 +418,13 @@ func (m *manager) onShutdown(ctx actor.Context, msg shutdownCmd) {
 func (m *manager) fleet() sessions.Fleet {
 	f := sessions.Fleet{Sessions: make([]sessions.Status, 0, len(m.sessions)), Counts: map[sessions.State]int{}}
 	for _, e := range m.sessions {
-		if e.deleting {
+		if e.phase == phaseDeleting || e.phase == phaseRemoving {
 			continue
 		}
 		f.Sessions = append(f.Sessions, e.status)
 		f.Counts[e.status.State]++
 	}
-	sortStatuses(f.Sessions)
+	sort.Slice(f.Sessions, func(i, j int) bool { return f.Sessions[i].SenderID < f.Sessions[j].SenderID })
 	if r := m.run; r != nil {
 		started := r.started
 		f.Restore = sessions.RestoreProgress{Started: &started, Finished: r.finished, Found: r.found, Restored: r.restored,
