@@ -34,6 +34,7 @@ var patchedFiles = map[string]string{
 	"client.go":             "5c0a7dbaf43a6b2d1070342982c7a734d4e1380df98846337c4a244bfeaa8982",
 	"retry.go":              "eee92518e01517df68117a225a4099e193a2b73e27ffe25936dcf34db153026d",
 	"socket/framesocket.go": "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
+	"socket/noisesocket.go": "6bae39bfa1f0ab2b901f0375904052c9bd48ecb51d698b4be5b902a456be6437",
 }
 
 func TestWhatsmeowCopyIsThePinnedVersionPatched(t *testing.T) {
@@ -98,48 +99,93 @@ func TestWhatsmeowClientIsLean(t *testing.T) {
 	}
 }
 
-// A frame socket closed while a frame waits for a reader that gave up (a
-// handshake cut short, a noise socket stopped) lets its read pump go.
-// Unpatched, the pump blocked on the send for ever, holding the socket.
-func TestFrameSocketClosedWithAnUnreadFrameLeavesNoGoroutine(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+// noLeaks checks, after the test and its clean-ups, that no goroutine it
+// started is left.
+func noLeaks(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+}
+
+// frameServer serves one websocket at a time, as WhatsApp's origin accepts
+// it, and runs serve on each.
+func frameServer(t *testing.T, serve func(context.Context, *websocket.Conn)) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: []string{"web.whatsapp.com"}})
 		if err != nil {
 			return
 		}
 		defer c.CloseNow()
-		frame := []byte{0, 0, 1, 'x'} // a 3-byte length, then one byte
-		for range 2 {
-			if c.Write(r.Context(), websocket.MessageBinary, frame) != nil {
-				return
-			}
-		}
-		_, _, _ = c.Read(r.Context()) // until the client goes
+		serve(r.Context(), c)
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv
+}
 
+// dialFrames connects a whatsmeow frame socket to srv.
+func dialFrames(t *testing.T, srv *httptest.Server) *socket.FrameSocket {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	fs := socket.NewFrameSocket(waLog.Noop, srv.Client())
 	fs.URL = "ws" + strings.TrimPrefix(srv.URL, "http")
 	if err := fs.Connect(ctx); err != nil {
 		t.Fatal(err)
 	}
-	<-fs.Frames // the first frame is read; nobody reads the second
-	deadline := time.Now().Add(5 * time.Second)
-	for !pumpBlockedOnAFrame() {
+	return fs
+}
+
+// waitForStacks polls until done reports true of every goroutine's stack.
+func waitForStacks(t *testing.T, what string, done func(stacks string) bool) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(5 * time.Second); !done(string(buf[:runtime.Stack(buf, true)])); {
 		if time.Now().After(deadline) {
-			t.Fatal("the read pump never waited with the second frame")
+			t.Fatal(what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// A frame socket closed while a frame waits for a reader that gave up (a
+// handshake cut short, a noise socket stopped) lets its read pump go.
+// Unpatched, the pump blocked on the send for ever, holding the socket.
+func TestFrameSocketClosedWithAnUnreadFrameLeavesNoGoroutine(t *testing.T) {
+	noLeaks(t)
+	srv := frameServer(t, func(ctx context.Context, c *websocket.Conn) {
+		frame := []byte{0, 0, 1, 'x'} // a 3-byte length, then one byte
+		for range 2 {
+			if c.Write(ctx, websocket.MessageBinary, frame) != nil {
+				return
+			}
+		}
+		_, _, _ = c.Read(ctx) // until the client goes
+	})
+	fs := dialFrames(t, srv)
+	<-fs.Frames // the first frame is read; nobody reads the second
+	waitForStacks(t, "the read pump never waited with the second frame", func(s string) bool {
+		return strings.Contains(s, "socket.(*FrameSocket).frameComplete")
+	})
 	fs.Close(0)
 }
 
-// pumpBlockedOnAFrame reports whether a frame socket's read pump is
-// waiting to hand a frame over.
-func pumpBlockedOnAFrame() bool {
-	buf := make([]byte, 1<<20)
-	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "socket.(*FrameSocket).frameComplete")
+// A noise socket stopped while the server drops the connection: the read
+// pump's Close reads the disconnect callback that Stop clears. Unpatched,
+// Stop wrote it without the frame socket's lock (a data race under -race).
+func TestNoiseSocketStopWhileTheServerDropsTheSocket(t *testing.T) {
+	noLeaks(t)
+	drop := make(chan struct{})
+	srv := frameServer(t, func(ctx context.Context, c *websocket.Conn) { <-drop })
+	fs := dialFrames(t, srv)
+	nh := socket.NewNoiseHandshake()
+	nh.Start(socket.NoiseStartPattern, fs.Header)
+	ns, err := nh.Finish(context.Background(), fs, func(context.Context, []byte) {}, func(context.Context, *socket.NoiseSocket, bool) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(drop)           // the server goes: the read pump closes the frame socket
+	ns.Stop(false, false) // meanwhile the client stops the noise socket
+	waitForStacks(t, "the frame socket never closed", func(s string) bool {
+		return !fs.IsConnected() && !strings.Contains(s, "socket.(*FrameSocket).Close")
+	})
 }

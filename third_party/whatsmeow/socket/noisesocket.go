@@ -45,9 +45,13 @@ func newNoiseSocket(
 		onFrame:      frameHandler,
 		stopConsumer: make(chan struct{}),
 	}
+	// whatsapp-sessions patch: set under the frame socket's lock, which
+	// FrameSocket.Close holds while it reads the callback.
+	fs.lock.Lock()
 	fs.OnDisconnect = func(ctx context.Context, remote bool) {
 		disconnectHandler(ctx, ns, remote)
 	}
+	fs.lock.Unlock()
 	go ns.consumeFrames(ctx, fs.Frames)
 	return ns, nil
 }
@@ -80,7 +84,12 @@ func (ns *NoiseSocket) Stop(disconnect, allowOnDisconnect bool) {
 	if ns.destroyed.CompareAndSwap(false, true) {
 		close(ns.stopConsumer)
 		if !allowOnDisconnect {
+			// whatsapp-sessions patch: FrameSocket.Close reads the
+			// callback under the frame socket's lock, from the read
+			// pump's goroutine too; clear it under the same lock.
+			ns.fs.lock.Lock()
 			ns.fs.OnDisconnect = nil
+			ns.fs.lock.Unlock()
 		}
 		if disconnect {
 			ns.fs.Close(websocket.StatusNormalClosure)
