@@ -9,6 +9,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"github.com/whatsapp-sessions/whatsapp-sessions/app"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
@@ -37,35 +38,35 @@ type profileResult struct {
 // fake server, with a CPU profile over the restore and heap and goroutine
 // profiles once settled, written to outDir. The configuration comes from
 // the environment with the service's defaults, as config.Load reads it.
-func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileResult, error) {
+func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileResult, error) {
 	res := profileResult{Sessions: n}
 	cfg, err := config.Load()
 	if err != nil {
 		return res, err
 	}
-	if err := ensureSeeded(ctx, b.template, n, b.seedWorkers, b.logf); err != nil {
+	if err := b.ensureSeeded(ctx, n); err != nil {
 		return res, err
 	}
 	runDir := filepath.Join(b.work, "run", fmt.Sprintf("profile-n%d", n))
-	if err := copySessions(b.template, runDir, n, b.dbOnly); err != nil {
+	if err := b.copySessions(runDir, n); err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(runDir)
-	fake, err := startFake(ctx, b.bins.fakewa, filepath.Join(b.work, "logs", "fakewa-profile.log"))
+	fake, err := startFake(ctx, b.fakeBin, filepath.Join(b.work, "logs", "fakewa-profile.log"))
 	if err != nil {
 		return res, err
 	}
 	defer fake.stop(10 * time.Second)
 
-	logf, err := os.Create(filepath.Join(b.work, "logs", "inproc-profile.log"))
+	logFile, err := os.Create(filepath.Join(b.work, "logs", "inproc-profile.log"))
 	if err != nil {
 		return res, err
 	}
-	defer logf.Close()
+	defer logFile.Close()
 	cfg.SessionsDir, cfg.HTTPAddr, cfg.MetricsAddr, cfg.APIKey = runDir, "127.0.0.1:0", "", b.apiKey
 	cfg.TestMode, cfg.AutoRestore, cfg.LogFormat, cfg.StoreIdleTimeout = true, false, "json", 30*time.Second
 	cfg.FakeServerAddr, cfg.FakeControlURL, cfg.FakeCAFile = fake.addr, "http://"+fake.control, fake.caFile
-	a, err := app.New(cfg, logf)
+	a, err := app.New(cfg, logFile)
 	if err != nil {
 		return res, err
 	}
@@ -75,7 +76,6 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return res, err
 	}
-	b.waitQuiet(ctx, fake.pid())
 	res.CPUProfile = filepath.Join(outDir, fmt.Sprintf("restore-%d.cpu.pprof", n))
 	cpu, err := os.Create(res.CPUProfile)
 	if err != nil {
@@ -96,14 +96,14 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 			res.Took, res.Connected = dur(f.Restore.Finished.Sub(began)), f.Counts[sessions.StateConnected]
 			break
 		}
-		if time.Since(began) > b.restoreTimeout {
+		if time.Since(began) > restoreTimeout {
 			pprof.StopCPUProfile()
-			return res, fmt.Errorf("in-process restore of %d did not finish within %v", n, b.restoreTimeout)
+			return res, fmt.Errorf("in-process restore of %d did not finish within %v", n, restoreTimeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	pprof.StopCPUProfile()
-	b.logf("profile n=%d: restored in process in %v; settling %v", n, res.Took, b.settle)
+	logf("profile n=%d: restored in process in %v; settling %v", n, res.Took, b.settle)
 	time.Sleep(b.settle)
 
 	runtime.GC()
@@ -112,8 +112,10 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 	res.HeapInuse, res.StackInuse, res.GoSys = ms.HeapInuse, ms.StackInuse, ms.Sys
 	res.PerSession = float64(ms.HeapInuse) / float64(n)
 	res.Goroutines = runtime.NumGoroutine()
-	if m, err := readMem(os.Getpid()); err == nil {
-		res.RSS = m.RSS
+	if p, err := procfs.Self(); err == nil {
+		if st, err := p.Stat(); err == nil {
+			res.RSS = int64(st.ResidentMemory())
+		}
 	}
 	res.HeapProf = filepath.Join(outDir, fmt.Sprintf("restore-%d.heap.pprof", n))
 	if err := writeProfile("heap", res.HeapProf, 0); err != nil {

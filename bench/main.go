@@ -3,16 +3,22 @@
 // its own, so that memory, files and goroutines are the service's alone:
 //
 //   - restore: a fresh process restores N stored sessions (seeded with
-//     fakeserver.SeedDevice) until all are connected; time to HTTP, time to
-//     all connected, peak and settled RSS, RSS per session, open files,
-//     goroutines per session, graceful shutdown time;
+//     fakeserver.SeedStores) through TLS until all are connected; time to
+//     HTTP, time to all connected, service CPU, peak and settled RSS, RSS
+//     per session, TLS handshakes, open files, graceful shutdown time;
 //   - load: session status (random ids) and all-sessions status under a
 //     closed-loop load of concurrent clients, with 1,000 sessions connected;
 //   - heal: time from an injected actor panic, and from a dropped socket,
-//     to the session connected again, with the default BACKOFF_MIN and a
-//     short one;
-//   - profile: the same restore inside this process, through the service's
-//     own packages, with CPU, heap and goroutine profiles.
+//     to the session connected again, for each -heal-backoffs value;
+//   - profile: the same restore inside this process, built by app.New as
+//     main.go builds it, with CPU, heap and goroutine profiles.
+//
+// The figures the service exports itself (Go heap, goroutines, open files,
+// CPU) come from its /metrics; only what a whole-process view gives (peak
+// RSS, peak descriptors, the kernel's share of CPU, others' CPU) comes from
+// /proc. The machine may be shared: each figure carries the share of the
+// machine's CPU that other processes took while it was measured, and the
+// load average at its end.
 //
 // Run it from the repository root; it builds both binaries first:
 //
@@ -28,34 +34,53 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// bench is the configuration every scenario shares.
+// bench is the configuration every scenario shares, from the flags.
 type bench struct {
-	root, work, template string
-	bins                 binaries
-	apiKey               string
-	seedWorkers          int
-	settle               time.Duration
-	idle                 time.Duration
-	restoreTimeout       time.Duration
-	shutdownGrace        time.Duration
-	keepRuns             bool
-	restarts             int      // restore: further runs on each size's stores
-	dbOnly               bool     // copy only whatsapp.db of each seeded session
-	serviceEnv           []string // added to every service's environment
-	quietWait            time.Duration
-	quietBusy            float64
-	retries              int     // more runs of a measurement others disturbed
-	maxOthers            float64 // a run is clean when others took at most this share
-	logf                 func(format string, args ...any)
+	work, template      string
+	serviceBin, fakeBin string
+	apiKey              string
+	seedWorkers         int
+	settle, idle        time.Duration
+	restarts            int      // restore: further runs on each size's stores
+	dbOnly              bool     // copy only whatsapp.db of each seeded session
+	serviceEnv          []string // added to every service's environment
+
+	scenarios       map[string]bool
+	sizes, clients  []int
+	loadSessions    int
+	fleetClients    int
+	duration        time.Duration
+	healRuns        int
+	backoffs        []string
+	profileSessions int
 }
+
+// Fixed knobs: nobody needed to change them.
+const (
+	restoreTimeout = 10 * time.Minute       // restore: give up waiting for all connected
+	shutdownGrace  = time.Minute            // SIGTERM to SIGKILL
+	warmup         = time.Second            // load: unmeasured start of each phase
+	healConc       = 4                      // heal: injections in flight at once
+	healPoll       = 5 * time.Millisecond   // heal: status poll interval
+	healTimeout    = 60 * time.Second       // heal: bound of one run
+	sampleEvery    = 100 * time.Millisecond // peak descriptors and threads
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -66,15 +91,78 @@ func main() {
 	}
 }
 
+// logf writes a progress line to stderr.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
 // run parses the flags, prepares the work directory, the file limit and
 // the binaries, runs the scenarios and prints the report.
 func run(ctx context.Context, args []string) error {
-	o, err := parseFlags(args)
-	if err != nil {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile")
+	sizes := fs.String("sizes", "100,1000,10000", "restore: numbers of stored sessions, one fresh process each")
+	restarts := fs.Int("restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
+	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (as the service left them) or db (whatsapp.db alone: no WAL files, no clean marker)")
+	settle := fs.Duration("settle", 5*time.Second, "restore and profile: wait after all connected before measuring")
+	idle := fs.Duration("idle", 0, "restore: also measure this long after all connected (once the stores' connections have idled out: 30 s); 0: don't")
+	loadSessions := fs.Int("load-sessions", 1000, "load and heal: connected sessions in the service")
+	clients := fs.String("clients", "64,256", "load: concurrent clients of single-session status, one phase each")
+	fleetClients := fs.Int("fleet-clients", 16, "load: concurrent clients of all-sessions status (0: skip)")
+	duration := fs.Duration("duration", 10*time.Second, "load: measured length of each phase")
+	healRuns := fs.Int("heal-runs", 200, "heal: injections of each kind, each on its own session")
+	backoffs := fs.String("heal-backoffs", "default,100ms", "heal: BACKOFF_MIN values, one service each (default: unset, 1s)")
+	profileN := fs.Int("profile-sessions", 1000, "profile: sessions restored in process")
+	work := fs.String("work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
+	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
+	seedWorkers := fs.Int("seed-workers", 4*runtime.NumCPU(), "goroutines seeding sessions")
+	reseed := fs.Bool("reseed", false, "throw the seeded template away and seed again")
+	serviceBin := fs.String("service-bin", "", "use this service binary instead of building one")
+	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
+	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
+	save := fs.String("save", "", "also write the results as JSON to this file")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b := o.bench
-	if o.reseed {
+	if *storeFiles != "all" && *storeFiles != "db" {
+		return fmt.Errorf("-store-files: want all or db, got %q", *storeFiles)
+	}
+	if *restarts < 0 {
+		return fmt.Errorf("-restarts: want 0 or more, got %d", *restarts)
+	}
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	b := &bench{work: *work, template: filepath.Join(*work, "seed"), serviceBin: *serviceBin,
+		apiKey: hex.EncodeToString(key), seedWorkers: *seedWorkers, settle: *settle, idle: *idle,
+		restarts: *restarts, dbOnly: *storeFiles == "db", scenarios: map[string]bool{},
+		loadSessions: *loadSessions, fleetClients: *fleetClients, duration: *duration, healRuns: *healRuns,
+		backoffs: strings.Split(*backoffs, ","), profileSessions: *profileN}
+	for _, s := range strings.Split(*which, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "restore", "load", "heal", "profile":
+			b.scenarios[s] = true
+		case "":
+		default:
+			return fmt.Errorf("unknown scenario %q", s)
+		}
+	}
+	var err error
+	if b.sizes, err = ints(*sizes); err != nil {
+		return fmt.Errorf("-sizes: %w", err)
+	}
+	if b.clients, err = ints(*clients); err != nil {
+		return fmt.Errorf("-clients: %w", err)
+	}
+	for _, kv := range strings.Split(*serviceEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			if !strings.Contains(kv, "=") {
+				return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
+			}
+			b.serviceEnv = append(b.serviceEnv, kv)
+		}
+	}
+
+	if *reseed {
 		if err := os.RemoveAll(b.template); err != nil {
 			return err
 		}
@@ -84,49 +172,173 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	limit, err := raiseNoFile(o.nofile)
+	limit, err := raiseNoFile(*nofile)
 	if err != nil {
 		return fmt.Errorf("RLIMIT_NOFILE: %w", err)
 	}
-	if limit < o.nofile {
-		b.logf("RLIMIT_NOFILE is %d: the hard limit does not allow %d", limit, o.nofile)
-	}
-	if b.bins.service == "" || b.bins.fakewa == "" {
-		b.logf("building the service and cmd/fakewa from %s", b.root)
-		built, err := build(ctx, b.root, filepath.Join(b.work, "bin"))
-		if err != nil {
-			return err
-		}
-		if b.bins.service == "" {
-			b.bins.service = built.service
-		}
-		if b.bins.fakewa == "" {
-			b.bins.fakewa = built.fakewa
-		}
-	}
-
-	rep := &report{Machine: describeMachine(b.root, limit), Args: args, Work: b.work}
-	if err := runScenarios(ctx, b, rep, o.scenarios); err != nil {
-		// Show what was measured before the error too.
-		rep.writeTables(os.Stderr)
+	if err := b.build(ctx); err != nil {
 		return err
 	}
-	if o.save != "" {
-		f, err := os.Create(o.save)
+
+	rep := &report{Machine: describeMachine(limit), Args: args, Work: b.work}
+	if err := b.runScenarios(ctx, rep); err != nil {
+		rep.writeTables(os.Stderr) // what was measured before the error
+		return err
+	}
+	if *save != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := rep.writeJSON(f); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
+		if err := os.WriteFile(*save, append(data, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
-	if o.json {
-		return rep.writeJSON(os.Stdout)
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
 	}
 	rep.writeTables(os.Stdout)
 	return nil
+}
+
+// runScenarios runs the wanted scenarios in a fixed order, filling rep.
+func (b *bench) runScenarios(ctx context.Context, rep *report) error {
+	if b.scenarios["restore"] {
+		logf("restore: baseline with no session")
+		base, err := b.runRestore(ctx, 0, nil, 0)
+		if err != nil {
+			return err
+		}
+		rep.Baseline = &base
+		for _, n := range b.sizes {
+			for restart := range b.restarts + 1 {
+				logf("restore: %d sessions (run %d)", n, restart)
+				r, err := b.runRestore(ctx, n, &base, restart)
+				if err != nil {
+					return err
+				}
+				rep.Restores = append(rep.Restores, r)
+			}
+		}
+	}
+	if b.scenarios["load"] || b.scenarios["heal"] {
+		// The first service runs the load phases and the heal runs with
+		// the first backoff; each further one gets a service of its own.
+		for i, bo := range b.backoffs {
+			if i > 0 && !b.scenarios["heal"] {
+				break
+			}
+			var env []string
+			if bo = strings.TrimSpace(bo); bo != "default" && bo != "" {
+				env = append(env, "BACKOFF_MIN="+bo)
+			} else {
+				bo = "1s (default)"
+			}
+			if err := b.runLive(ctx, rep, env, bo, b.scenarios["load"] && i == 0); err != nil {
+				return err
+			}
+		}
+	}
+	if b.scenarios["profile"] {
+		r, err := b.runProfile(ctx, b.profileSessions, filepath.Join(b.work, "profiles"))
+		if err != nil {
+			return err
+		}
+		rep.Profiles = append(rep.Profiles, r)
+	}
+	return ctx.Err()
+}
+
+// ints parses a comma-separated list of non-negative integers.
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// build compiles the service (unless -service-bin) and cmd/fakewa from the
+// tree into the work directory, so that every figure is for a plain
+// `go build`.
+func (b *bench) build(ctx context.Context) error {
+	bin := filepath.Join(b.work, "bin")
+	b.fakeBin = filepath.Join(bin, "fakewa")
+	targets := [][2]string{{b.fakeBin, "./cmd/fakewa"}}
+	if b.serviceBin == "" {
+		b.serviceBin = filepath.Join(bin, "whatsapp-sessions")
+		targets = append(targets, [2]string{b.serviceBin, "."})
+	}
+	logf("building the service and cmd/fakewa")
+	for _, t := range targets {
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", t[0], t[1]).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", t[1], err, out)
+		}
+	}
+	return nil
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE to want for this process and so for its
+// children, or to the hard limit if it may not go higher; it returns the
+// limit in force.
+func raiseNoFile(want uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= want {
+		return lim.Cur, err
+	}
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}) == nil {
+		return want, nil
+	}
+	lim.Cur = min(want, lim.Max)
+	if lim.Cur < want {
+		logf("RLIMIT_NOFILE is %d: the hard limit does not allow %d", lim.Cur, want)
+	}
+	return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+}
+
+// machine describes where the figures were taken.
+type machine struct {
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpuModel"`
+	MemTotal string `json:"memTotal"`
+	Kernel   string `json:"kernel"`
+	Go       string `json:"go"`
+	NoFile   uint64 `json:"rlimitNofile"` // RLIMIT_NOFILE the children got
+	Commit   string `json:"commit,omitempty"`
+	Dirty    bool   `json:"dirty,omitempty"` // uncommitted changes in the tree
+}
+
+// describeMachine reads /proc and asks git and go about the tree.
+func describeMachine(nofile uint64) machine {
+	m := machine{CPUs: runtime.NumCPU(), NoFile: nofile, Go: command("go", "version"),
+		Kernel: command("uname", "-r"), CPUModel: procField("/proc/cpuinfo", "model name"),
+		MemTotal: procField("/proc/meminfo", "MemTotal"), Commit: command("git", "rev-parse", "--short", "HEAD")}
+	m.Dirty = command("git", "status", "--porcelain", "--untracked-files=no") != ""
+	return m
+}
+
+// procField is the value of the first "key: value" line of a /proc file.
+func procField(path, key string) string {
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// command runs name and returns its trimmed output ("" on error).
+func command(name string, args ...string) string {
+	out, _ := exec.Command(name, args...).Output()
+	return strings.TrimSpace(string(out))
 }

@@ -21,15 +21,29 @@ type report struct {
 	Work     string          `json:"workDir"`
 }
 
-// writeJSON writes the report as indented JSON.
-func (r *report) writeJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+// dur is a duration that reads as "1.234s" in tables and as milliseconds
+// in JSON.
+type dur time.Duration
+
+// String rounds d to about three significant figures.
+func (d dur) String() string {
+	for _, r := range [][2]time.Duration{{10 * time.Second, 10 * time.Millisecond}, {time.Second, time.Millisecond},
+		{10 * time.Millisecond, 100 * time.Microsecond}, {time.Millisecond, 10 * time.Microsecond}} {
+		if time.Duration(d) >= r[0] {
+			return time.Duration(d).Round(r[1]).String()
+		}
+	}
+	return time.Duration(d).Round(time.Microsecond).String()
+}
+
+// MarshalJSON writes the duration in milliseconds, as a number.
+func (d dur) MarshalJSON() ([]byte, error) {
+	return json.Marshal(float64(d) / float64(time.Millisecond))
 }
 
 // kib formats bytes as KiB, MiB beyond 10 MiB.
-func kib(b int64) string {
+func kib[T int64 | float64](x T) string {
+	b := int64(x)
 	if b >= 10<<20 || b <= -10<<20 {
 		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
 	}
@@ -37,25 +51,9 @@ func kib(b int64) string {
 }
 
 // others shows how much of the machine other processes took during a
-// measurement, and how many runs it took to get it that clean.
+// measurement, and the load average at its end.
 func others(t taken) string {
-	s := fmt.Sprintf("%.0f%%", 100*t.OthersShare)
-	if !t.Quiet {
-		s += " busy"
-	}
-	if t.Tries > 1 {
-		s += fmt.Sprintf(" (best of %d)", t.Tries)
-	}
-	return s
-}
-
-// othersOf is others for a restore; the baseline's window (start to HTTP
-// up, a few ms) is too short for /proc's 10 ms ticks to say anything.
-func othersOf(x restoreResult) string {
-	if x.Sessions == 0 {
-		return "-"
-	}
-	return others(x.taken)
+	return fmt.Sprintf("%.0f%% (load %.1f)", 100*t.OthersShare, t.Load1)
 }
 
 // writeTables prints the figures as aligned tables.
@@ -107,7 +105,7 @@ func (r *report) writeTables(w io.Writer) {
 	for _, p := range r.Profiles {
 		fmt.Fprintf(w, "\nIn-process restore of %d sessions (profiled; figures include the bench): took %v, %d connected,\n", p.Sessions, p.Took, p.Connected)
 		fmt.Fprintf(w, "  after GC: heap in use %s (%s/session), stacks %s, Go sys %s, RSS %s, %d goroutines\n",
-			kib(int64(p.HeapInuse)), kib(int64(p.PerSession)), kib(int64(p.StackInuse)), kib(int64(p.GoSys)), kib(p.RSS), p.Goroutines)
+			kib(int64(p.HeapInuse)), kib(p.PerSession), kib(int64(p.StackInuse)), kib(int64(p.GoSys)), kib(p.RSS), p.Goroutines)
 		fmt.Fprintf(w, "  go tool pprof -top %s\n  go tool pprof -top -sample_index=inuse_space %s\n  less %s\n",
 			p.CPUProfile, p.HeapProf, p.Goroutine)
 	}
@@ -142,7 +140,7 @@ func writeRestores(w io.Writer, rows []restoreResult) {
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%v\t%v\t%v\t%s\t%v\t%v\t%d (%d)\t%s\t%s\t%d\t%d\t%v\t\n",
 			x.Sessions, stores, ok, x.HTTPReady, x.AllConnected, x.RestoreTook, x.ServiceCPU, perSes, x.ServiceSysCPU, x.FakeCPU,
-			x.FakeTLS, x.FakeTLSResumed, othersOf(x), kib(x.PeakRSS), x.PeakFDs, x.FDLimit, x.Shutdown)
+			x.FakeTLS, x.FakeTLSResumed, others(x.taken), kib(x.PeakRSS), x.PeakFDs, x.FDLimit, x.Shutdown)
 	}
 	tw.Flush()
 
@@ -158,9 +156,9 @@ func writeRestores(w io.Writer, rows []restoreResult) {
 			if x.Sessions > 0 {
 				perSes, overN, gPer = kib(s.RSSPerSession), kib(s.RSSOverN), fmt.Sprintf("%.2f", s.GoroutinesPerSes)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%d\t\n",
-				x.Sessions, storesLabel(x), s.After, kib(s.Mem.RSS), perSes, overN, kib(s.Mem.Anon), kib(s.Mem.File),
-				kib(int64(s.GoHeapInuse)), kib(int64(s.GoStackInuse)), kib(int64(s.GoSys)), s.FDs, s.Goroutines, gPer, s.Mem.Threads)
+			fmt.Fprintf(tw, "%d\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%s\t%.0f\t\n",
+				x.Sessions, storesLabel(x), s.After, kib(s.RSS), perSes, overN, kib(s.Anon), kib(s.File),
+				kib(s.GoHeapInuse), kib(s.GoStackInuse), kib(s.GoSys), s.FDs, s.Goroutines, gPer, s.Threads)
 		}
 	}
 	tw.Flush()
@@ -169,11 +167,8 @@ func writeRestores(w io.Writer, rows []restoreResult) {
 		if x.OK {
 			continue
 		}
-		fmt.Fprintf(w, "\nn=%d FAILED: %s\n  counts %v, errors %v, log lines %v\n  peak open files %d (limit %d)\n  log: %s\n",
-			x.Sessions, x.Failure, x.Counts, x.ErrorCodes, x.LogLines, x.PeakFDs, x.FDLimit, x.LogFile)
-		for _, p := range x.Problems {
-			fmt.Fprintf(w, "  | %.400s\n", p)
-		}
+		fmt.Fprintf(w, "\nn=%d FAILED: %s\n  counts %v, peak open files %d (limit %d)\n  log: %s\n",
+			x.Sessions, x.Failure, x.Counts, x.PeakFDs, x.FDLimit, x.LogFile)
 	}
 }
 
