@@ -65,26 +65,24 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 		return fmt.Errorf("service with %d sessions (%v) did not get all connected: %s\n%s", n, env, fr.res.Failure, fr.svc.tail(40))
 	}
 	logf("live service: %d sessions connected %v after start (BACKOFF_MIN %s)", n, fr.res.AllConnected, backoff)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = sessionID(i)
+	}
 	if load {
-		single := func(r *rand.Rand) string { return "/api/whatsapp/session/" + fr.ids[r.IntN(n)] + "/status" }
-		fleet := func(*rand.Rand) string { return "/api/whatsapp/sessions/status" }
-		type phase struct {
-			name    string
-			clients int
-			path    func(*rand.Rand) string
-		}
-		var phases []phase
-		for _, c := range b.clients {
-			phases = append(phases, phase{"session status", c, single})
-		}
-		if b.fleetClients > 0 {
-			phases = append(phases, phase{"all-sessions status", b.fleetClients, fleet})
-		}
-		for _, p := range phases {
-			logf("load: %s, %d clients, %v", p.name, p.clients, b.duration)
+		single := func(r *rand.Rand) string { return "/api/whatsapp/session/" + ids[r.IntN(n)] + "/status" }
+		for i, c := range append(slices.Clip(b.clients), b.fleetClients) {
+			name, path := "session status", single
+			if i == len(b.clients) {
+				name, path = "all-sessions status", func(*rand.Rand) string { return "/api/whatsapp/sessions/status" }
+			}
+			if c == 0 {
+				continue
+			}
+			logf("load: %s, %d clients, %v", name, c, b.duration)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
-			r := runLoad(ctx, "http://"+fr.svc.addr, b.apiKey, p.clients, p.path, b.duration)
-			r.Name, r.Sessions, r.taken = p.name, n, w.taken()
+			r := runLoad(ctx, "http://"+fr.svc.addr, b.apiKey, c, path, b.duration)
+			r.Name, r.Sessions, r.taken = name, n, w.taken()
 			logf("  %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", r.RPS, r.Latency.P50, r.Latency.P99, r.Errors, 100*r.OthersShare)
 			rep.Loads = append(rep.Loads, r)
 		}
@@ -96,7 +94,7 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 		for i, kind := range []string{"panic", "drop"} {
 			logf("heal: %d × %s, BACKOFF_MIN %s", b.healRuns, kind, backoff)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
-			r := runHeal(ctx, fr.svc.api, kind, fr.ids, i*n/2, b.healRuns)
+			r := runHeal(ctx, fr.svc.api, kind, ids, i*n/2, b.healRuns)
 			r.BackoffMin, r.taken = backoff, w.taken()
 			logf("  p50 %v, p99 %v, %d failed, others %.0f%%", r.Service.P50, r.Service.P99, r.Failed, 100*r.OthersShare)
 			rep.Heals = append(rep.Heals, r)

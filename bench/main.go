@@ -1,35 +1,21 @@
 // Command bench measures the whatsapp-sessions service as a whole process
-// against the fake WhatsApp server (cmd/fakewa) running in a process of
-// its own, so that memory, files and goroutines are the service's alone:
+// against cmd/fakewa, the fake WhatsApp server, in a process of its own
+// (TLS between them), so that memory, files and CPU are the service's
+// alone. Scenarios: restore (a fresh process restores N stored sessions
+// until all are connected; -restarts more runs on the same stores),
+// load (status routes under closed-loop load), heal (injected panics and
+// dropped sockets to connected again), and profile (the same restore in
+// this process, built by app.New as main.go builds it, with pprof).
 //
-//   - restore: a fresh process restores N stored sessions (seeded with
-//     fakeserver.SeedStores) through TLS until all are connected; time to
-//     HTTP, time to all connected, service CPU, peak and settled RSS, RSS
-//     per session, TLS handshakes, open files, graceful shutdown time;
-//   - load: session status (random ids) and all-sessions status under a
-//     closed-loop load of concurrent clients, with 1,000 sessions connected;
-//   - heal: time from an injected actor panic, and from a dropped socket,
-//     to the session connected again, for each -heal-backoffs value;
-//   - profile: the same restore inside this process, built by app.New as
-//     main.go builds it, with CPU, heap and goroutine profiles.
+// Figures the service exports come from its /metrics (process_*, go_*);
+// only what a whole-process view gives (peak RSS, peak open files, the
+// kernel's share of CPU, others' CPU) comes from /proc. The machine may be
+// shared: each figure carries the share of the CPUs that other processes
+// took while it was measured, and the load average at its end.
 //
-// The figures the service exports itself (Go heap, goroutines, open files,
-// CPU) come from its /metrics; only what a whole-process view gives (peak
-// RSS, peak descriptors, the kernel's share of CPU, others' CPU) comes from
-// /proc. The machine may be shared: each figure carries the share of the
-// machine's CPU that other processes took while it was measured, and the
-// load average at its end.
-//
-// Run it from the repository root; it builds both binaries first:
-//
-//	go run ./bench                                  # restore, load, heal
-//	go run ./bench -scenarios restore -sizes 1000   # one restore
+//	go run ./bench -scenarios restore -sizes 1000 -restarts 2
 //	go run ./bench -scenarios profile -profile-sessions 1000
-//	go run ./bench -json > results.json
-//
-// Seeded sessions are kept in a template under -work and copied for each
-// run, so seeding is paid once. Progress goes to stderr, the figures to
-// stdout. BENCHMARKS.md has the figures and how to read them.
+//	go run ./bench -h   # every flag; BENCHMARKS.md has the figures
 package main
 
 import (
@@ -52,23 +38,15 @@ import (
 
 // bench is the configuration every scenario shares, from the flags.
 type bench struct {
-	work, template      string
-	serviceBin, fakeBin string
-	apiKey              string
-	seedWorkers         int
-	settle, idle        time.Duration
-	restarts            int      // restore: further runs on each size's stores
-	dbOnly              bool     // copy only whatsapp.db of each seeded session
-	serviceEnv          []string // added to every service's environment
-
-	scenarios       map[string]bool
-	sizes, clients  []int
-	loadSessions    int
-	fleetClients    int
-	duration        time.Duration
-	healRuns        int
-	backoffs        []string
-	profileSessions int
+	work, template, serviceBin, fakeBin, apiKey string
+	seedWorkers, restarts, loadSessions         int
+	settle, idle, duration                      time.Duration
+	dbOnly                                      bool     // -store-files db: whatsapp.db alone
+	serviceEnv                                  []string // added to every service's environment
+	scenarios                                   map[string]bool
+	sizes, clients                              []int
+	fleetClients, healRuns, profileSessions     int
+	backoffs                                    []string
 }
 
 // Fixed knobs: nobody needed to change them.
@@ -79,7 +57,7 @@ const (
 	healConc       = 4                      // heal: injections in flight at once
 	healPoll       = 5 * time.Millisecond   // heal: status poll interval
 	healTimeout    = 60 * time.Second       // heal: bound of one run
-	sampleEvery    = 100 * time.Millisecond // peak descriptors and threads
+	sampleEvery    = 100 * time.Millisecond // peak open files
 )
 
 func main() {
@@ -99,25 +77,26 @@ func logf(format string, args ...any) {
 // run parses the flags, prepares the work directory, the file limit and
 // the binaries, runs the scenarios and prints the report.
 func run(ctx context.Context, args []string) error {
+	b := &bench{scenarios: map[string]bool{}}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile")
 	sizes := fs.String("sizes", "100,1000,10000", "restore: numbers of stored sessions, one fresh process each")
-	restarts := fs.Int("restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
+	fs.IntVar(&b.restarts, "restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
 	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (as the service left them) or db (whatsapp.db alone: no WAL files, no clean marker)")
-	settle := fs.Duration("settle", 5*time.Second, "restore and profile: wait after all connected before measuring")
-	idle := fs.Duration("idle", 0, "restore: also measure this long after all connected (once the stores' connections have idled out: 30 s); 0: don't")
-	loadSessions := fs.Int("load-sessions", 1000, "load and heal: connected sessions in the service")
+	fs.DurationVar(&b.settle, "settle", 5*time.Second, "restore and profile: wait after all connected before measuring")
+	fs.DurationVar(&b.idle, "idle", 0, "restore: also measure this long after all connected (the stores' connections idle out after 30 s); 0: don't")
+	fs.IntVar(&b.loadSessions, "load-sessions", 1000, "load and heal: connected sessions in the service")
 	clients := fs.String("clients", "64,256", "load: concurrent clients of single-session status, one phase each")
-	fleetClients := fs.Int("fleet-clients", 16, "load: concurrent clients of all-sessions status (0: skip)")
-	duration := fs.Duration("duration", 10*time.Second, "load: measured length of each phase")
-	healRuns := fs.Int("heal-runs", 200, "heal: injections of each kind, each on its own session")
+	fs.IntVar(&b.fleetClients, "fleet-clients", 16, "load: concurrent clients of all-sessions status (0: skip)")
+	fs.DurationVar(&b.duration, "duration", 10*time.Second, "load: measured length of each phase")
+	fs.IntVar(&b.healRuns, "heal-runs", 200, "heal: injections of each kind, each on its own session")
 	backoffs := fs.String("heal-backoffs", "default,100ms", "heal: BACKOFF_MIN values, one service each (default: unset, 1s)")
-	profileN := fs.Int("profile-sessions", 1000, "profile: sessions restored in process")
-	work := fs.String("work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
+	fs.IntVar(&b.profileSessions, "profile-sessions", 1000, "profile: sessions restored in process")
+	fs.StringVar(&b.work, "work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
 	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
-	seedWorkers := fs.Int("seed-workers", 4*runtime.NumCPU(), "goroutines seeding sessions")
+	fs.IntVar(&b.seedWorkers, "seed-workers", 4*runtime.NumCPU(), "goroutines seeding sessions")
 	reseed := fs.Bool("reseed", false, "throw the seeded template away and seed again")
-	serviceBin := fs.String("service-bin", "", "use this service binary instead of building one")
+	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
 	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
 	save := fs.String("save", "", "also write the results as JSON to this file")
@@ -127,16 +106,13 @@ func run(ctx context.Context, args []string) error {
 	if *storeFiles != "all" && *storeFiles != "db" {
 		return fmt.Errorf("-store-files: want all or db, got %q", *storeFiles)
 	}
-	if *restarts < 0 {
-		return fmt.Errorf("-restarts: want 0 or more, got %d", *restarts)
+	if b.restarts < 0 {
+		return fmt.Errorf("-restarts: want 0 or more, got %d", b.restarts)
 	}
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
-	b := &bench{work: *work, template: filepath.Join(*work, "seed"), serviceBin: *serviceBin,
-		apiKey: hex.EncodeToString(key), seedWorkers: *seedWorkers, settle: *settle, idle: *idle,
-		restarts: *restarts, dbOnly: *storeFiles == "db", scenarios: map[string]bool{},
-		loadSessions: *loadSessions, fleetClients: *fleetClients, duration: *duration, healRuns: *healRuns,
-		backoffs: strings.Split(*backoffs, ","), profileSessions: *profileN}
+	b.apiKey, b.template, b.dbOnly = hex.EncodeToString(key), filepath.Join(b.work, "seed"), *storeFiles == "db"
+	b.backoffs = strings.Split(*backoffs, ",")
 	for _, s := range strings.Split(*which, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "restore", "load", "heal", "profile":
@@ -154,10 +130,9 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("-clients: %w", err)
 	}
 	for _, kv := range strings.Split(*serviceEnv, ",") {
-		if kv = strings.TrimSpace(kv); kv != "" {
-			if !strings.Contains(kv, "=") {
-				return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
-			}
+		if kv = strings.TrimSpace(kv); kv != "" && !strings.Contains(kv, "=") {
+			return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
+		} else if kv != "" {
 			b.serviceEnv = append(b.serviceEnv, kv)
 		}
 	}
@@ -167,10 +142,8 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	for _, d := range []string{"logs", "bin"} {
-		if err := os.MkdirAll(filepath.Join(b.work, d), 0o755); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(filepath.Join(b.work, "logs"), 0o755); err != nil {
+		return err
 	}
 	limit, err := raiseNoFile(*nofile)
 	if err != nil {
@@ -185,22 +158,16 @@ func run(ctx context.Context, args []string) error {
 		rep.writeTables(os.Stderr) // what was measured before the error
 		return err
 	}
-	if *save != "" {
-		data, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(*save, append(data, '\n'), 0o644); err != nil {
-			return err
-		}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err == nil && *save != "" {
+		err = os.WriteFile(*save, append(data, '\n'), 0o644)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+	if err == nil && *asJSON {
+		_, err = fmt.Println(string(data))
+	} else if err == nil {
+		rep.writeTables(os.Stdout)
 	}
-	rep.writeTables(os.Stdout)
-	return nil
+	return err
 }
 
 // runScenarios runs the wanted scenarios in a fixed order, filling rep.
@@ -305,36 +272,25 @@ func raiseNoFile(want uint64) (uint64, error) {
 	return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 }
 
-// machine describes where the figures were taken.
-type machine struct {
-	CPUs     int    `json:"cpus"`
-	CPUModel string `json:"cpuModel"`
-	MemTotal string `json:"memTotal"`
-	Kernel   string `json:"kernel"`
-	Go       string `json:"go"`
-	NoFile   uint64 `json:"rlimitNofile"` // RLIMIT_NOFILE the children got
-	Commit   string `json:"commit,omitempty"`
-	Dirty    bool   `json:"dirty,omitempty"` // uncommitted changes in the tree
-}
-
-// describeMachine reads /proc and asks git and go about the tree.
-func describeMachine(nofile uint64) machine {
-	m := machine{CPUs: runtime.NumCPU(), NoFile: nofile, Go: command("go", "version"),
-		Kernel: command("uname", "-r"), CPUModel: procField("/proc/cpuinfo", "model name"),
-		MemTotal: procField("/proc/meminfo", "MemTotal"), Commit: command("git", "rev-parse", "--short", "HEAD")}
-	m.Dirty = command("git", "status", "--porcelain", "--untracked-files=no") != ""
-	return m
-}
-
-// procField is the value of the first "key: value" line of a /proc file.
-func procField(path, key string) string {
-	b, _ := os.ReadFile(path)
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
-			return strings.TrimSpace(v)
+// describeMachine says where the figures were taken: the machine, the
+// toolchain, the file limit the children got and the tree's commit.
+func describeMachine(nofile uint64) string {
+	field := func(path, key string) string {
+		b, _ := os.ReadFile(path)
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
+				return strings.TrimSpace(v)
+			}
 		}
+		return ""
 	}
-	return ""
+	m := fmt.Sprintf("%d CPUs, %s, %s RAM, Linux %s, %s, RLIMIT_NOFILE %d, commit %s", runtime.NumCPU(),
+		field("/proc/cpuinfo", "model name"), field("/proc/meminfo", "MemTotal"), command("uname", "-r"),
+		command("go", "version"), nofile, command("git", "rev-parse", "--short", "HEAD"))
+	if command("git", "status", "--porcelain", "--untracked-files=no") != "" {
+		m += " (with uncommitted changes)"
+	}
+	return m
 }
 
 // command runs name and returns its trimmed output ("" on error).

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -33,9 +32,9 @@ type restoreResult struct {
 
 	// HTTPReady is process start to the first 200 from /healthz.
 	HTTPReady dur `json:"httpReadyMs"`
-	// AllConnected is process start to the service's "restore finished"
-	// log line (its own timestamp), written once every restored session
-	// has settled; RestoreTook is that line's "took".
+	// AllConnected is process start to the restore's end as the service
+	// stamps it (every restored session settled: "restore finished" in its
+	// log); RestoreTook is from the restore's start to that end.
 	AllConnected dur `json:"allConnectedMs"`
 	RestoreTook  dur `json:"restoreTookMs"`
 	// ServiceCPU (process_cpu_seconds_total) and FakeCPU are the CPU time
@@ -88,13 +87,11 @@ type snapshot struct {
 // running for the scenarios that need connected sessions.
 type fleetRun struct {
 	res         restoreResult
-	fake        *fakeWA
-	svc         *service
-	fds         *sampler
-	connectedAt time.Time // when the restore ended (all connected, or given up)
-	ids         []string  // the sessions' senderIds
-	runDir      string    // the copied SESSIONS_DIR
-	keepDir     bool      // a restart follows on runDir
+	fake, svc   *proc
+	stopFDs     func() int // the service's peak open files
+	connectedAt time.Time  // when the restore ended (all connected, or given up)
+	runDir      string     // the copied SESSIONS_DIR
+	keepDir     bool       // a restart follows on runDir
 }
 
 // startFleet copies n seeded sessions into a fresh SESSIONS_DIR (for
@@ -104,9 +101,6 @@ type fleetRun struct {
 // A restore that does not finish is a result (OK false), not an error.
 func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int) (*fleetRun, error) {
 	env = append(append([]string(nil), b.serviceEnv...), env...)
-	if err := b.ensureSeeded(ctx, n); err != nil {
-		return nil, err
-	}
 	tag := fmt.Sprintf("n%d", n)
 	if len(env) > 0 {
 		tag += "-" + strings.NewReplacer("=", "_", "/", "_", ",", "_").Replace(strings.Join(env, "-"))
@@ -114,8 +108,8 @@ func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int
 	runDir := filepath.Join(b.work, "run", tag)
 	if restart > 0 {
 		tag += fmt.Sprintf("-restart%d", restart)
-	} else if err := b.copySessions(runDir, n); err != nil {
-		return nil, fmt.Errorf("copy sessions: %w", err)
+	} else if err := b.copySessions(ctx, runDir, n); err != nil {
+		return nil, err
 	}
 	// Write the copies out now, or the kernel's writeback would run during
 	// the restore.
@@ -131,15 +125,12 @@ func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int
 		fake.stop(5 * time.Second)
 		return nil, err
 	}
-	window.add(svc.pid(), false)
-	fr := &fleetRun{fake: fake, svc: svc, fds: startSampler(svc.pid()), runDir: runDir,
+	window.pids = append(window.pids, svc.pid()) // from its start
+	fr := &fleetRun{fake: fake, svc: svc, stopFDs: peakFDs(svc.pid()), runDir: runDir,
 		res: restoreResult{Sessions: n, Restart: restart, DBOnly: b.dbOnly && restart == 0,
 			Env: strings.Join(env, " "), LogFile: logPath}}
-	for i := range n {
-		fr.ids = append(fr.ids, sessionID(i))
-	}
 	defer func() { fr.connectedAt = time.Now() }()
-	if err := waitHTTP(ctx, svc.proc, "http://"+svc.addr+"/healthz", 30*time.Second); err != nil {
+	if err := svc.waitHTTP(ctx, "http://"+svc.addr+"/healthz", 30*time.Second); err != nil {
 		fr.res.Failure = err.Error()
 		return fr, nil
 	}
@@ -152,29 +143,32 @@ func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int
 	return fr, nil
 }
 
-// waitRestore waits for the "restore finished" line, then reads the
+// waitRestore waits until every session has a restore result (the sum of
+// whatsapp_restore_results_total, polled every 100 ms), then reads the
 // figures of the restore and checks that every session is connected.
 func (fr *fleetRun) waitRestore(ctx context.Context) {
 	n, svc := fr.res.Sessions, fr.svc
-	deadline := time.After(restoreTimeout)
-	progress := time.NewTicker(5 * time.Second)
-	defer progress.Stop()
-wait:
-	for {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for results := 0; results < n; {
 		select {
-		case <-svc.finished:
-			break wait
 		case <-svc.exited:
 			fr.res.Failure = fmt.Sprintf("the service exited during the restore (%v)", svc.waitErr)
 			return
-		case <-deadline:
-			fr.res.Failure = fmt.Sprintf("the restore did not finish within %v", restoreTimeout)
-			break wait
-		case <-progress.C:
-			logf("  n=%d: %v since start", n, time.Since(svc.started).Round(time.Second))
 		case <-ctx.Done():
 			fr.res.Failure = ctx.Err().Error()
 			return
+		case <-tick.C:
+		}
+		if time.Since(svc.started) > restoreTimeout {
+			fr.res.Failure = fmt.Sprintf("the restore did not finish within %v", restoreTimeout)
+			break
+		}
+		if m, err := svc.api.Metrics(ctx); err == nil && m["whatsapp_restore_results_total"] != nil {
+			results = 0
+			for _, c := range m["whatsapp_restore_results_total"].GetMetric() {
+				results += int(c.GetCounter().GetValue())
+			}
 		}
 	}
 	_, sys := cpuTimes(svc.pid())
@@ -189,13 +183,13 @@ wait:
 	if st, err := fakeserver.NewRemote("http://"+fr.fake.control, nil).Stats(mctx); err == nil {
 		fr.res.FakeTLS, fr.res.FakeTLSResumed = st.TLSHandshakes, st.TLSResumed
 	}
-	if at, took, ok := svc.restoreFinished(); ok {
-		fr.res.AllConnected, fr.res.RestoreTook = dur(at.Sub(svc.started)), dur(took)
-	}
 	f, err := svc.api.Fleet(mctx)
 	if err != nil {
 		fr.res.Failure = strings.TrimPrefix(fr.res.Failure+"; fleet status: "+err.Error(), "; ")
 		return
+	}
+	if r := f.Restore; r.Started != nil && r.Finished != nil {
+		fr.res.AllConnected, fr.res.RestoreTook = dur(r.Finished.Sub(svc.started)), dur(r.Finished.Sub(*r.Started))
 	}
 	fr.res.Counts, fr.res.Connected = f.Counts, f.Counts[sessions.StateConnected]
 	if fr.res.Connected != n && fr.res.Failure == "" {
@@ -248,7 +242,7 @@ func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *
 // stop stops the service (measuring its graceful shutdown), then the fake
 // server, and removes the copied sessions unless a restart follows.
 func (fr *fleetRun) stop() {
-	fr.res.PeakFDs = fr.fds.finish()
+	fr.res.PeakFDs = fr.stopFDs()
 	d, clean := fr.svc.stop(shutdownGrace)
 	fr.res.Shutdown, fr.res.ShutdownClean = dur(d), clean
 	fr.fake.stop(10 * time.Second)
@@ -320,8 +314,12 @@ func (b *bench) ensureSeeded(ctx context.Context, n int) error {
 }
 
 // copySessions makes dst a fresh SESSIONS_DIR holding real copies of the
-// template's first n sessions (whatsapp.db alone with -store-files db).
-func (b *bench) copySessions(dst string, n int) error {
+// template's first n sessions (whatsapp.db alone with -store-files db),
+// seeding the template first if it holds fewer.
+func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
+	if err := b.ensureSeeded(ctx, n); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(dst); err != nil {
 		return err
 	}
@@ -336,29 +334,14 @@ func (b *bench) copySessions(dst string, n int) error {
 			entries, err := os.ReadDir(filepath.Join(b.template, name))
 			for _, e := range entries {
 				if err == nil && e.Type().IsRegular() && (!b.dbOnly || e.Name() == "whatsapp.db") {
-					err = copyFile(filepath.Join(b.template, name, e.Name()), filepath.Join(dst, name, e.Name()))
+					var data []byte
+					if data, err = os.ReadFile(filepath.Join(b.template, name, e.Name())); err == nil {
+						err = os.WriteFile(filepath.Join(dst, name, e.Name()), data, 0o600)
+					}
 				}
 			}
 			return err
 		})
 	}
 	return g.Wait()
-}
-
-// copyFile copies one file, which must not exist at dst yet.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
