@@ -97,6 +97,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.seedWorkers, "seed-workers", 4*runtime.NumCPU(), "goroutines seeding sessions")
 	reseed := fs.Bool("reseed", false, "throw the seeded template away and seed again")
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
+	fs.StringVar(&b.fakeBin, "fakewa-bin", "", "use this cmd/fakewa binary instead of building one")
 	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
 	save := fs.String("save", "", "also write the results as JSON to this file")
@@ -234,16 +235,18 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
-// build compiles the service (unless -service-bin) and cmd/fakewa from the
-// tree into the work directory, so that every figure is for a plain
+// build compiles the service and cmd/fakewa (unless given) from the tree into the work directory, so that every figure is for a plain
 // `go build`.
 func (b *bench) build(ctx context.Context) error {
-	bin := filepath.Join(b.work, "bin")
-	b.fakeBin = filepath.Join(bin, "fakewa")
-	targets := [][2]string{{b.fakeBin, "./cmd/fakewa"}}
-	if b.serviceBin == "" {
-		b.serviceBin = filepath.Join(bin, "whatsapp-sessions")
-		targets = append(targets, [2]string{b.serviceBin, "."})
+	var targets [][2]string
+	for _, t := range []struct {
+		bin       *string
+		name, pkg string
+	}{{&b.serviceBin, "whatsapp-sessions", "."}, {&b.fakeBin, "fakewa", "./cmd/fakewa"}} {
+		if *t.bin == "" {
+			*t.bin = filepath.Join(b.work, "bin", t.name)
+			targets = append(targets, [2]string{*t.bin, t.pkg})
+		}
 	}
 	logf("building the service and cmd/fakewa")
 	for _, t := range targets {
