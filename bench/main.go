@@ -51,7 +51,7 @@ type bench struct {
 
 // Fixed knobs: nobody needed to change them.
 const (
-	restoreTimeout = 10 * time.Minute       // restore: give up waiting for all connected
+	restoreTimeout = 5 * time.Minute        // restore: give up waiting for all connected
 	shutdownGrace  = time.Minute            // SIGTERM to SIGKILL
 	warmup         = time.Second            // load: unmeasured start of each phase
 	healConc       = 4                      // heal: injections in flight at once
