@@ -9,15 +9,16 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"github.com/whatsapp-sessions/whatsapp-sessions/app"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
 // profileResult is the in-process restore: the service built by app.New,
-// as main.go builds it, inside the bench, with runtime/pprof on.
-// Its figures include the bench itself; they explain, the restore
-// scenario measures.
+// as main.go builds it, inside the bench, with runtime/pprof on. Its
+// figures include the bench itself; they explain, the restore scenario
+// measures.
 type profileResult struct {
 	Sessions   int     `json:"sessions"`
 	Took       dur     `json:"tookMs"`
@@ -25,59 +26,49 @@ type profileResult struct {
 	HeapInuse  uint64  `json:"heapInuseBytes"`
 	StackInuse uint64  `json:"stackInuseBytes"`
 	GoSys      uint64  `json:"goSysBytes"`
-	RSS        int64   `json:"rssBytes"`
+	RSS        int     `json:"rssBytes"`
 	Goroutines int     `json:"goroutines"`
 	PerSession float64 `json:"heapInusePerSessionBytes"`
-	CPUProfile string  `json:"cpuProfile"`
-	HeapProf   string  `json:"heapProfile"`
-	Goroutine  string  `json:"goroutineProfile"`
+	Profiles   string  `json:"profiles"` // path prefix of .cpu.pprof, .heap.pprof, .goroutines.txt
 }
 
-// runProfile restores n sessions in this process against an external
-// fake server, with a CPU profile over the restore and heap and goroutine
-// profiles once settled, written to outDir. The configuration comes from
-// the environment with the service's defaults, as config.Load reads it.
-func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileResult, error) {
-	res := profileResult{Sessions: n}
+// runProfile restores n sessions in this process against cmd/fakewa, with
+// a CPU profile over the restore and heap and goroutine profiles once
+// settled, written to outDir. The configuration comes from the
+// environment with the service's defaults, as config.Load reads it.
+func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileResult, error) {
+	res := profileResult{Sessions: n, Profiles: filepath.Join(outDir, fmt.Sprintf("restore-%d", n))}
 	cfg, err := config.Load()
 	if err != nil {
 		return res, err
 	}
-	if err := ensureSeeded(ctx, b.template, n, b.seedWorkers, b.logf); err != nil {
-		return res, err
-	}
 	runDir := filepath.Join(b.work, "run", fmt.Sprintf("profile-n%d", n))
-	if err := copySessions(b.template, runDir, n, b.dbOnly); err != nil {
+	if err := b.copySessions(ctx, runDir, n); err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(runDir)
-	fake, err := startFake(ctx, b.bins.fakewa, filepath.Join(b.work, "logs", "fakewa-profile.log"))
+	fake, err := startFake(ctx, b.fakeBin, filepath.Join(b.work, "logs", "fakewa-profile.log"))
 	if err != nil {
 		return res, err
 	}
 	defer fake.stop(10 * time.Second)
-
-	logf, err := os.Create(filepath.Join(b.work, "logs", "inproc-profile.log"))
+	logFile, err := os.Create(filepath.Join(b.work, "logs", "inproc-profile.log"))
 	if err != nil {
 		return res, err
 	}
-	defer logf.Close()
+	defer logFile.Close()
 	cfg.SessionsDir, cfg.HTTPAddr, cfg.MetricsAddr, cfg.APIKey = runDir, "127.0.0.1:0", "", b.apiKey
 	cfg.TestMode, cfg.AutoRestore, cfg.LogFormat, cfg.StoreIdleTimeout = true, false, "json", 30*time.Second
 	cfg.FakeServerAddr, cfg.FakeControlURL, cfg.FakeCAFile = fake.addr, "http://"+fake.control, fake.caFile
-	a, err := app.New(cfg, logf)
+	a, err := app.New(cfg, logFile)
 	if err != nil {
 		return res, err
 	}
 	defer a.Close()
-	mgr := a.Sessions()
-
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return res, err
 	}
-	b.waitQuiet(ctx, fake.pid())
-	res.CPUProfile = filepath.Join(outDir, fmt.Sprintf("restore-%d.cpu.pprof", n))
-	cpu, err := os.Create(res.CPUProfile)
+	cpu, err := os.Create(res.Profiles + ".cpu.pprof")
 	if err != nil {
 		return res, err
 	}
@@ -86,52 +77,48 @@ func runProfile(ctx context.Context, b *bench, n int, outDir string) (profileRes
 		return res, err
 	}
 	began := time.Now()
-	if err := mgr.Restore(ctx, nil); err != nil {
-		pprof.StopCPUProfile()
-		return res, err
-	}
-	for {
-		f, err := mgr.Fleet(ctx)
-		if err == nil && f.Restore.Finished != nil {
+	err = a.Sessions().Restore(ctx, nil)
+	for err == nil {
+		f, ferr := a.Sessions().Fleet(ctx)
+		if ferr == nil && f.Restore.Finished != nil {
 			res.Took, res.Connected = dur(f.Restore.Finished.Sub(began)), f.Counts[sessions.StateConnected]
 			break
-		}
-		if time.Since(began) > b.restoreTimeout {
-			pprof.StopCPUProfile()
-			return res, fmt.Errorf("in-process restore of %d did not finish within %v", n, b.restoreTimeout)
+		} else if time.Since(began) > restoreTimeout {
+			err = fmt.Errorf("in-process restore of %d did not finish within %v", n, restoreTimeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	pprof.StopCPUProfile()
-	b.logf("profile n=%d: restored in process in %v; settling %v", n, res.Took, b.settle)
+	if err != nil {
+		return res, err
+	}
+	logf("profile n=%d: restored in process in %v; settling %v", n, res.Took, b.settle)
 	time.Sleep(b.settle)
 
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	res.HeapInuse, res.StackInuse, res.GoSys = ms.HeapInuse, ms.StackInuse, ms.Sys
-	res.PerSession = float64(ms.HeapInuse) / float64(n)
-	res.Goroutines = runtime.NumGoroutine()
-	if m, err := readMem(os.Getpid()); err == nil {
-		res.RSS = m.RSS
+	res.PerSession, res.Goroutines = float64(ms.HeapInuse)/float64(n), runtime.NumGoroutine()
+	if st, err := procfs.Self(); err == nil {
+		if stat, err := st.Stat(); err == nil {
+			res.RSS = stat.ResidentMemory()
+		}
 	}
-	res.HeapProf = filepath.Join(outDir, fmt.Sprintf("restore-%d.heap.pprof", n))
-	if err := writeProfile("heap", res.HeapProf, 0); err != nil {
-		return res, err
+	for _, p := range []struct {
+		name, suffix string
+		debug        int
+	}{{"heap", ".heap.pprof", 0}, {"goroutine", ".goroutines.txt", 1}} {
+		f, err := os.Create(res.Profiles + p.suffix)
+		if err == nil {
+			err = pprof.Lookup(p.name).WriteTo(f, p.debug)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return res, err
+		}
 	}
-	res.Goroutine = filepath.Join(outDir, fmt.Sprintf("restore-%d.goroutines.txt", n))
-	return res, writeProfile("goroutine", res.Goroutine, 1)
-}
-
-// writeProfile writes the named runtime profile to path.
-func writeProfile(name, path string, debug int) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := pprof.Lookup(name).WriteTo(f, debug); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return res, nil
 }

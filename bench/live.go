@@ -1,78 +1,246 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"strings"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
-// runLive starts a service with n connected sessions and runs the load
-// phases (if load) and the heal runs (if heal) against it. Each
-// measurement is retried while other processes took too much of the
-// machine during it (see cleanest).
-func runLive(ctx context.Context, b *bench, rep *report, env []string, backoff string, load, heal bool, s scenarios) error {
-	n := s.loadSessions
-	fr, err := startFleet(ctx, b, n, env, 0)
+// loadResult is one closed-loop load phase: clients goroutines each send
+// a request, wait for its answer, and send the next, for a fixed time.
+type loadResult struct {
+	Name     string  `json:"name"`
+	Sessions int     `json:"sessions"`
+	Clients  int     `json:"clients"`
+	Duration dur     `json:"durationMs"`
+	Requests int     `json:"requests"`
+	Errors   int     `json:"errors"`
+	FirstErr string  `json:"firstError,omitempty"`
+	RPS      float64 `json:"requestsPerSecond"`
+	Bytes    int     `json:"bytesPerResponse"`
+	Latency  dist    `json:"latency"`
+	taken
+}
+
+// healResult is how fast sessions came back after one kind of injected
+// failure, over many runs, each on its own session.
+type healResult struct {
+	Kind       string `json:"kind"`       // panic or drop
+	BackoffMin string `json:"backoffMin"` // the service's BACKOFF_MIN
+	Sessions   int    `json:"sessions"`   // sessions connected in the service
+	Runs       int    `json:"runs"`
+	Failed     int    `json:"failed"`
+	FirstErr   string `json:"firstError,omitempty"`
+	// Service is injection to the lastConnectedAt the service reports for
+	// the new connection; Observed is injection to the poll that first saw
+	// it connected again (adds up to one poll interval).
+	Service  dist `json:"service"`
+	Observed dist `json:"observed"`
+	// StaleConnected counts runs in which a poll saw "connected" although
+	// the actor had already restarted and the new connection did not exist.
+	StaleConnected int `json:"staleConnected"`
+	Elapsed        dur `json:"elapsedMs"`
+	taken
+}
+
+// runLive starts a service with -load-sessions connected sessions and runs
+// the load phases (if load) and the heal runs (if wanted) against it.
+func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff string, load bool) error {
+	n := b.loadSessions
+	fr, err := b.startFleet(ctx, n, env, 0)
 	if err != nil {
 		return err
 	}
-	defer fr.stop(b)
+	defer fr.stop()
 	if !fr.res.OK {
-		return fmt.Errorf("service with %d sessions (%s) did not get all connected: %s\n%s", n,
-			strings.Join(env, " "), fr.res.Failure, strings.Join(fr.svc.lastLines(), "\n"))
+		return fmt.Errorf("service with %d sessions (%v) did not get all connected: %s\n%s", n, env, fr.res.Failure, fr.svc.tail(40))
 	}
-	b.logf("live service: %d sessions connected %v after start (%s)", n, fr.res.AllConnected, backoff)
-	base := "http://" + fr.svc.addr
+	logf("live service: %d sessions connected %v after start (BACKOFF_MIN %s)", n, fr.res.AllConnected, backoff)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = sessionID(i)
+	}
 	if load {
-		for _, p := range loadPhases(fr.ids, s.clients, s.fleetClients) {
-			r, err := cleanest(ctx, b, fmt.Sprintf("load: %s, %d clients, %v", p.name, p.clients, s.duration),
-				func(int) (*loadResult, float64, error) {
-					quiet := b.waitQuiet(ctx, fr.svc.pid(), fr.fake.pid())
-					w := startWindow(fr.svc.pid(), fr.fake.pid())
-					r := runLoad(ctx, base, b.apiKey, n, p, s.warmup, s.duration)
-					r.OtherCPU, r.Quiet = dur(w.others()), quiet
-					r.OthersShare = share(time.Duration(r.OtherCPU), s.warmup+s.duration)
-					b.logf("  %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", r.RPS, r.Latency.P50, r.Latency.P99,
-						r.Errors, 100*r.OthersShare)
-					return &r, r.OthersShare, nil
-				})
-			if err != nil {
-				return err
+		single := func(r *rand.Rand) string { return "/api/whatsapp/session/" + ids[r.IntN(n)] + "/status" }
+		for i, c := range append(slices.Clip(b.clients), b.fleetClients) {
+			name, path := "session status", single
+			if i == len(b.clients) {
+				name, path = "all-sessions status", func(*rand.Rand) string { return "/api/whatsapp/sessions/status" }
 			}
-			rep.Loads = append(rep.Loads, *r)
+			if c == 0 {
+				continue
+			}
+			logf("load: %s, %d clients, %v", name, c, b.duration)
+			w := startWindow(fr.svc.pid(), fr.fake.pid())
+			r := runLoad(ctx, "http://"+fr.svc.addr, b.apiKey, c, path, b.duration)
+			r.Name, r.Sessions, r.taken = name, n, w.taken()
+			logf("  %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", r.RPS, r.Latency.P50, r.Latency.P99, r.Errors, 100*r.OthersShare)
+			rep.Loads = append(rep.Loads, r)
 		}
 	}
-	if heal {
-		// Each run uses a session of its own, and each try further ones: a
-		// session dropped twice within BACKOFF_RESET waits twice
-		// BACKOFF_MIN the second time. Panics use the first half of the
-		// sessions, drops the second.
-		stride := s.healRuns
-		if (b.retries+1)*s.healRuns > n/2 {
-			b.logf("heal: %d runs (and up to %d retries) on %d sessions: a retry may reuse sessions, and a reused one may wait longer (backoff, restart budget)",
-				s.healRuns, b.retries, n)
-		}
+	if b.scenarios["heal"] {
+		// Each run uses a session of its own (a session dropped twice within
+		// BACKOFF_RESET waits longer the second time): panics the first
+		// half of the sessions, drops the second.
 		for i, kind := range []string{"panic", "drop"} {
-			r, err := cleanest(ctx, b, fmt.Sprintf("heal: %d × %s, BACKOFF_MIN %s", s.healRuns, kind, backoff),
-				func(try int) (*healResult, float64, error) {
-					first := i*n/2 + try*stride
-					quiet := b.waitQuiet(ctx, fr.svc.pid(), fr.fake.pid())
-					w := startWindow(fr.svc.pid(), fr.fake.pid())
-					r := runHeal(ctx, fr.svc.api, kind, backoff, fr.ids, first, s.healRuns, s.healConc, s.healPoll)
-					r.OtherCPU, r.Quiet = dur(w.others()), quiet
-					r.OthersShare = share(time.Duration(r.OtherCPU), time.Duration(r.Elapsed))
-					b.logf("  p50 %v, p99 %v, %d failed, others %.0f%%", r.Service.P50, r.Service.P99, r.Failed, 100*r.OthersShare)
-					return &r, r.OthersShare, nil
-				})
-			if err != nil {
-				return err
-			}
-			rep.Heals = append(rep.Heals, *r)
+			logf("heal: %d × %s, BACKOFF_MIN %s", b.healRuns, kind, backoff)
+			w := startWindow(fr.svc.pid(), fr.fake.pid())
+			r := runHeal(ctx, fr.svc.api, kind, ids, i*n/2, b.healRuns)
+			r.BackoffMin, r.taken = backoff, w.taken()
+			logf("  p50 %v, p99 %v, %d failed, others %.0f%%", r.Service.P50, r.Service.P99, r.Failed, 100*r.OthersShare)
+			rep.Heals = append(rep.Heals, r)
 		}
 	}
 	if !fr.svc.running() {
-		return fmt.Errorf("%w during the measurements (%v)", errExited, fr.svc.waitErr)
+		return fmt.Errorf("the service exited during the measurements (%v)", fr.svc.waitErr)
 	}
 	return nil
+}
+
+// runLoad drives clients goroutines against base for warmup (not
+// recorded) plus d, each request to path(r). Answers are read, not
+// decoded: the generator shares the machine's cores with the service.
+func runLoad(ctx context.Context, base, key string, clients int, path func(*rand.Rand) string, d time.Duration) loadResult {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients,
+		MaxConnsPerHost: clients, IdleConnTimeout: time.Minute, DisableCompression: true}}
+	defer hc.CloseIdleConnections()
+	c := client.New(base, key).WithHTTPClient(hc)
+	start := time.Now().Add(warmup)
+	end := start.Add(d)
+	res := loadResult{Clients: clients, Duration: dur(d)}
+	var (
+		mu  sync.Mutex
+		all []time.Duration
+		wg  sync.WaitGroup
+	)
+	for w := range clients {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 42))
+			lats := make([]time.Duration, 0, 1<<14)
+			errs, firstErr, size := 0, "", 0
+			for t0 := time.Now(); ctx.Err() == nil && t0.Before(end); t0 = time.Now() {
+				resp, err := c.Do(ctx, http.MethodGet, path(r), nil, nil)
+				lat := time.Since(t0)
+				if err == nil && resp.Status != http.StatusOK {
+					err = fmt.Errorf("HTTP %d", resp.Status)
+				}
+				switch {
+				case t0.Before(start):
+				case err != nil:
+					errs++
+					firstErr = cmp.Or(firstErr, err.Error())
+				default:
+					lats, size = append(lats, lat), len(resp.Body)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			all = append(all, lats...)
+			res.Errors += errs
+			res.FirstErr = cmp.Or(res.FirstErr, firstErr)
+			res.Bytes = max(res.Bytes, size)
+		})
+	}
+	wg.Wait()
+	res.Requests, res.RPS, res.Latency = len(all), float64(len(all))/d.Seconds(), summarize(all)
+	return res
+}
+
+// runHeal injects kind ("panic" or "drop", through the test routes) into
+// runs sessions, healConc at a time, from ids[first] on, and times each
+// until its status is connected again on a new connection.
+func runHeal(ctx context.Context, api *client.Client, kind string, ids []string, first, runs int) healResult {
+	res := healResult{Kind: kind, Sessions: len(ids), Runs: runs}
+	began := time.Now()
+	var (
+		next              atomic.Int64
+		mu                sync.Mutex
+		service, observed []time.Duration
+		wg                sync.WaitGroup
+	)
+	for range healConc {
+		wg.Go(func() {
+			for j := int(next.Add(1) - 1); j < runs && ctx.Err() == nil; j = int(next.Add(1) - 1) {
+				id := ids[(first+j)%len(ids)]
+				svc, obs, stale, err := healOnce(ctx, api, id, kind)
+				mu.Lock()
+				if err != nil {
+					res.Failed++
+					res.FirstErr = cmp.Or(res.FirstErr, fmt.Sprintf("%s: %v", id, err))
+				} else {
+					service, observed = append(service, svc), append(observed, obs)
+				}
+				if stale {
+					res.StaleConnected++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	res.Elapsed, res.Service, res.Observed = dur(time.Since(began)), summarize(service), summarize(observed)
+	return res
+}
+
+// healOnce injects kind into session id and polls its status until it is
+// connected on a connection made after the injection.
+func healOnce(ctx context.Context, api *client.Client, id, kind string) (service, observed time.Duration, stale bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, healTimeout)
+	defer cancel()
+	before, err := api.Status(ctx, id)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if before.State != sessions.StateConnected {
+		return 0, 0, false, fmt.Errorf("not connected before the %s: %s", kind, before.State)
+	}
+	t0 := time.Now()
+	if _, err := api.Test(ctx, id, kind, sessions.TestParams{}); err != nil {
+		return 0, 0, false, err
+	}
+	for {
+		st, err := api.Status(ctx, id)
+		if err != nil {
+			return 0, 0, stale, err
+		}
+		seen := time.Since(t0)
+		if st.State == sessions.StateConnected && st.LastConnectedAt != nil && st.LastConnectedAt.After(t0) {
+			return st.LastConnectedAt.Sub(t0), seen, stale, nil
+		}
+		stale = stale || st.State == sessions.StateConnected && st.Restarts > before.Restarts
+		select {
+		case <-ctx.Done():
+			return 0, 0, stale, fmt.Errorf("not connected again within %v (state %s)", healTimeout, st.State)
+		case <-time.After(healPoll):
+		}
+	}
+}
+
+// dist summarises a set of durations (nearest-rank percentiles).
+type dist struct {
+	Count int `json:"count"`
+	Min   dur `json:"minMs"`
+	P50   dur `json:"p50Ms"`
+	P90   dur `json:"p90Ms"`
+	P99   dur `json:"p99Ms"`
+	Max   dur `json:"maxMs"`
+}
+
+// summarize sorts ds and returns its distribution.
+func summarize(ds []time.Duration) dist {
+	if len(ds) == 0 {
+		return dist{}
+	}
+	slices.Sort(ds)
+	at := func(p float64) dur { return dur(ds[min(max(int(p*float64(len(ds))+0.999999)-1, 0), len(ds)-1)]) }
+	return dist{Count: len(ds), Min: dur(ds[0]), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: dur(ds[len(ds)-1])}
 }

@@ -1,61 +1,64 @@
 // Command bench measures the whatsapp-sessions service as a whole process
-// against the fake WhatsApp server (cmd/fakewa) running in a process of
-// its own, so that memory, files and goroutines are the service's alone:
+// against cmd/fakewa, the fake WhatsApp server, in a process of its own
+// (TLS between them), so that memory, files and CPU are the service's
+// alone. Scenarios: restore (a fresh process restores N stored sessions
+// until all are connected; -restarts more runs on the same stores),
+// load (status routes under closed-loop load), heal (injected panics and
+// dropped sockets to connected again), and profile (the same restore in
+// this process, built by app.New as main.go builds it, with pprof).
 //
-//   - restore: a fresh process restores N stored sessions (seeded with
-//     fakeserver.SeedDevice) until all are connected; time to HTTP, time to
-//     all connected, peak and settled RSS, RSS per session, open files,
-//     goroutines per session, graceful shutdown time;
-//   - load: session status (random ids) and all-sessions status under a
-//     closed-loop load of concurrent clients, with 1,000 sessions connected;
-//   - heal: time from an injected actor panic, and from a dropped socket,
-//     to the session connected again, with the default BACKOFF_MIN and a
-//     short one;
-//   - profile: the same restore inside this process, through the service's
-//     own packages, with CPU, heap and goroutine profiles.
+// Figures the service exports come from its /metrics (process_*, go_*);
+// only what a whole-process view gives (peak RSS, peak open files, the
+// kernel's share of CPU, others' CPU) comes from /proc. The machine may be
+// shared: each figure carries the share of the CPUs that other processes
+// took while it was measured, and the load average at its end.
 //
-// Run it from the repository root; it builds both binaries first:
-//
-//	go run ./bench                                  # restore, load, heal
-//	go run ./bench -scenarios restore -sizes 1000   # one restore
+//	go run ./bench -scenarios restore -sizes 1000 -restarts 2
 //	go run ./bench -scenarios profile -profile-sessions 1000
-//	go run ./bench -json > results.json
-//
-// Seeded sessions are kept in a template under -work and copied for each
-// run, so seeding is paid once. Progress goes to stderr, the figures to
-// stdout. BENCHMARKS.md has the figures and how to read them.
+//	go run ./bench -h   # every flag; BENCHMARKS.md has the figures
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// bench is the configuration every scenario shares.
+// bench is the configuration every scenario shares, from the flags.
 type bench struct {
-	root, work, template string
-	bins                 binaries
-	apiKey               string
-	seedWorkers          int
-	settle               time.Duration
-	idle                 time.Duration
-	restoreTimeout       time.Duration
-	shutdownGrace        time.Duration
-	keepRuns             bool
-	restarts             int      // restore: further runs on each size's stores
-	dbOnly               bool     // copy only whatsapp.db of each seeded session
-	serviceEnv           []string // added to every service's environment
-	quietWait            time.Duration
-	quietBusy            float64
-	retries              int     // more runs of a measurement others disturbed
-	maxOthers            float64 // a run is clean when others took at most this share
-	logf                 func(format string, args ...any)
+	work, template, serviceBin, fakeBin, apiKey string
+	seedWorkers, restarts, loadSessions         int
+	settle, idle, duration                      time.Duration
+	dbOnly                                      bool     // -store-files db: whatsapp.db alone
+	serviceEnv                                  []string // added to every service's environment
+	scenarios                                   map[string]bool
+	sizes, clients                              []int
+	fleetClients, healRuns, profileSessions     int
+	backoffs                                    []string
 }
+
+// Fixed knobs: nobody needed to change them.
+const (
+	restoreTimeout = 5 * time.Minute        // restore: give up waiting for all connected
+	shutdownGrace  = time.Minute            // SIGTERM to SIGKILL
+	warmup         = time.Second            // load: unmeasured start of each phase
+	healConc       = 4                      // heal: injections in flight at once
+	healPoll       = 5 * time.Millisecond   // heal: status poll interval
+	healTimeout    = 60 * time.Second       // heal: bound of one run
+	sampleEvery    = 100 * time.Millisecond // peak open files
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -66,67 +69,235 @@ func main() {
 	}
 }
 
+// logf writes a progress line to stderr.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
 // run parses the flags, prepares the work directory, the file limit and
 // the binaries, runs the scenarios and prints the report.
 func run(ctx context.Context, args []string) error {
-	o, err := parseFlags(args)
-	if err != nil {
+	b := &bench{scenarios: map[string]bool{}}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile")
+	sizes := fs.String("sizes", "100,1000,10000", "restore: numbers of stored sessions, one fresh process each")
+	fs.IntVar(&b.restarts, "restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
+	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (as the service left them) or db (whatsapp.db alone: no WAL files, no clean marker)")
+	fs.DurationVar(&b.settle, "settle", 5*time.Second, "restore and profile: wait after all connected before measuring")
+	fs.DurationVar(&b.idle, "idle", 0, "restore: also measure this long after all connected (the stores' connections idle out after 30 s); 0: don't")
+	fs.IntVar(&b.loadSessions, "load-sessions", 1000, "load and heal: connected sessions in the service")
+	clients := fs.String("clients", "64,256", "load: concurrent clients of single-session status, one phase each")
+	fs.IntVar(&b.fleetClients, "fleet-clients", 16, "load: concurrent clients of all-sessions status (0: skip)")
+	fs.DurationVar(&b.duration, "duration", 10*time.Second, "load: measured length of each phase")
+	fs.IntVar(&b.healRuns, "heal-runs", 200, "heal: injections of each kind, each on its own session")
+	backoffs := fs.String("heal-backoffs", "default,100ms", "heal: BACKOFF_MIN values, one service each (default: unset, 1s)")
+	fs.IntVar(&b.profileSessions, "profile-sessions", 1000, "profile: sessions restored in process")
+	fs.StringVar(&b.work, "work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
+	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
+	fs.IntVar(&b.seedWorkers, "seed-workers", 4*runtime.NumCPU(), "goroutines seeding sessions")
+	reseed := fs.Bool("reseed", false, "throw the seeded template away and seed again")
+	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
+	fs.StringVar(&b.fakeBin, "fakewa-bin", "", "use this cmd/fakewa binary instead of building one")
+	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
+	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
+	save := fs.String("save", "", "also write the results as JSON to this file")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b := o.bench
-	if o.reseed {
+	if *storeFiles != "all" && *storeFiles != "db" {
+		return fmt.Errorf("-store-files: want all or db, got %q", *storeFiles)
+	}
+	if b.restarts < 0 {
+		return fmt.Errorf("-restarts: want 0 or more, got %d", b.restarts)
+	}
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	b.apiKey, b.template, b.dbOnly = hex.EncodeToString(key), filepath.Join(b.work, "seed"), *storeFiles == "db"
+	b.backoffs = strings.Split(*backoffs, ",")
+	for _, s := range strings.Split(*which, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "restore", "load", "heal", "profile":
+			b.scenarios[s] = true
+		case "":
+		default:
+			return fmt.Errorf("unknown scenario %q", s)
+		}
+	}
+	var err error
+	if b.sizes, err = ints(*sizes); err != nil {
+		return fmt.Errorf("-sizes: %w", err)
+	}
+	if b.clients, err = ints(*clients); err != nil {
+		return fmt.Errorf("-clients: %w", err)
+	}
+	for _, kv := range strings.Split(*serviceEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" && !strings.Contains(kv, "=") {
+			return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
+		} else if kv != "" {
+			b.serviceEnv = append(b.serviceEnv, kv)
+		}
+	}
+
+	if *reseed {
 		if err := os.RemoveAll(b.template); err != nil {
 			return err
 		}
 	}
-	for _, d := range []string{"logs", "bin"} {
-		if err := os.MkdirAll(filepath.Join(b.work, d), 0o755); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(filepath.Join(b.work, "logs"), 0o755); err != nil {
+		return err
 	}
-	limit, err := raiseNoFile(o.nofile)
+	limit, err := raiseNoFile(*nofile)
 	if err != nil {
 		return fmt.Errorf("RLIMIT_NOFILE: %w", err)
 	}
-	if limit < o.nofile {
-		b.logf("RLIMIT_NOFILE is %d: the hard limit does not allow %d", limit, o.nofile)
-	}
-	if b.bins.service == "" || b.bins.fakewa == "" {
-		b.logf("building the service and cmd/fakewa from %s", b.root)
-		built, err := build(ctx, b.root, filepath.Join(b.work, "bin"))
-		if err != nil {
-			return err
-		}
-		if b.bins.service == "" {
-			b.bins.service = built.service
-		}
-		if b.bins.fakewa == "" {
-			b.bins.fakewa = built.fakewa
-		}
-	}
-
-	rep := &report{Machine: describeMachine(b.root, limit), Args: args, Work: b.work}
-	if err := runScenarios(ctx, b, rep, o.scenarios); err != nil {
-		// Show what was measured before the error too.
-		rep.writeTables(os.Stderr)
+	if err := b.build(ctx); err != nil {
 		return err
 	}
-	if o.save != "" {
-		f, err := os.Create(o.save)
+
+	rep := &report{Machine: describeMachine(limit), Args: args, Work: b.work}
+	if err := b.runScenarios(ctx, rep); err != nil {
+		rep.writeTables(os.Stderr) // what was measured before the error
+		return err
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err == nil && *save != "" {
+		err = os.WriteFile(*save, append(data, '\n'), 0o644)
+	}
+	if err == nil && *asJSON {
+		_, err = fmt.Println(string(data))
+	} else if err == nil {
+		rep.writeTables(os.Stdout)
+	}
+	return err
+}
+
+// runScenarios runs the wanted scenarios in a fixed order, filling rep.
+func (b *bench) runScenarios(ctx context.Context, rep *report) error {
+	if b.scenarios["restore"] {
+		logf("restore: baseline with no session")
+		base, err := b.runRestore(ctx, 0, nil, 0)
 		if err != nil {
 			return err
 		}
-		if err := rep.writeJSON(f); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
+		rep.Baseline = &base
+		for _, n := range b.sizes {
+			for restart := range b.restarts + 1 {
+				logf("restore: %d sessions (run %d)", n, restart)
+				r, err := b.runRestore(ctx, n, &base, restart)
+				if err != nil {
+					return err
+				}
+				rep.Restores = append(rep.Restores, r)
+			}
 		}
 	}
-	if o.json {
-		return rep.writeJSON(os.Stdout)
+	if b.scenarios["load"] || b.scenarios["heal"] {
+		// The first service runs the load phases and the heal runs with
+		// the first backoff; each further one gets a service of its own.
+		for i, bo := range b.backoffs {
+			if i > 0 && !b.scenarios["heal"] {
+				break
+			}
+			var env []string
+			if bo = strings.TrimSpace(bo); bo != "default" && bo != "" {
+				env = append(env, "BACKOFF_MIN="+bo)
+			} else {
+				bo = "1s (default)"
+			}
+			if err := b.runLive(ctx, rep, env, bo, b.scenarios["load"] && i == 0); err != nil {
+				return err
+			}
+		}
 	}
-	rep.writeTables(os.Stdout)
+	if b.scenarios["profile"] {
+		r, err := b.runProfile(ctx, b.profileSessions, filepath.Join(b.work, "profiles"))
+		if err != nil {
+			return err
+		}
+		rep.Profiles = append(rep.Profiles, r)
+	}
+	return ctx.Err()
+}
+
+// ints parses a comma-separated list of non-negative integers.
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// build compiles the service and cmd/fakewa (unless given) from the tree into the work directory, so that every figure is for a plain
+// `go build`.
+func (b *bench) build(ctx context.Context) error {
+	var targets [][2]string
+	for _, t := range []struct {
+		bin       *string
+		name, pkg string
+	}{{&b.serviceBin, "whatsapp-sessions", "."}, {&b.fakeBin, "fakewa", "./cmd/fakewa"}} {
+		if *t.bin == "" {
+			*t.bin = filepath.Join(b.work, "bin", t.name)
+			targets = append(targets, [2]string{*t.bin, t.pkg})
+		}
+	}
+	logf("building the service and cmd/fakewa")
+	for _, t := range targets {
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", t[0], t[1]).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", t[1], err, out)
+		}
+	}
 	return nil
+}
+
+// raiseNoFile lifts RLIMIT_NOFILE to want for this process and so for its
+// children, or to the hard limit if it may not go higher; it returns the
+// limit in force.
+func raiseNoFile(want uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= want {
+		return lim.Cur, err
+	}
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}) == nil {
+		return want, nil
+	}
+	lim.Cur = min(want, lim.Max)
+	if lim.Cur < want {
+		logf("RLIMIT_NOFILE is %d: the hard limit does not allow %d", lim.Cur, want)
+	}
+	return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+}
+
+// describeMachine says where the figures were taken: the machine, the
+// toolchain, the file limit the children got and the tree's commit.
+func describeMachine(nofile uint64) string {
+	field := func(path, key string) string {
+		b, _ := os.ReadFile(path)
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	m := fmt.Sprintf("%d CPUs, %s, %s RAM, Linux %s, %s, RLIMIT_NOFILE %d, commit %s", runtime.NumCPU(),
+		field("/proc/cpuinfo", "model name"), field("/proc/meminfo", "MemTotal"), command("uname", "-r"),
+		command("go", "version"), nofile, command("git", "rev-parse", "--short", "HEAD"))
+	if command("git", "status", "--porcelain", "--untracked-files=no") != "" {
+		m += " (with uncommitted changes)"
+	}
+	return m
+}
+
+// command runs name and returns its trimmed output ("" on error).
+func command(name string, args ...string) string {
+	out, _ := exec.Command(name, args...).Output()
+	return strings.TrimSpace(string(out))
 }

@@ -1,38 +1,37 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"fmt"
-	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
-	"sync"
+	"runtime"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 )
 
-// proc is a child process whose output goes to a log file, line by line,
-// through watchers that may look at each line.
+// proc is a child process, cmd/fakewa or the service, whose output goes
+// to a log file.
 type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	started time.Time
-	logPath string
-	exited  chan struct{} // closed when the process has been waited for
-	waitErr error
+	name, logPath string
+	cmd           *exec.Cmd
+	started       time.Time
+	exited        chan struct{} // closed once waited for
+	waitErr       error
 
-	mu       sync.Mutex
-	watchers []func(line []byte)
-	tail     []string // the last lines, for error reports
-	lines    int
-	drained  chan struct{}
+	addr, control, caFile string         // fakewa: TLS, control API, CA; service: HTTP
+	api                   *client.Client // the service's API
 }
 
-// tailLines is how many of the last log lines a proc keeps.
-const tailLines = 40
-
 // startProc starts bin with args and env (nothing inherited but PATH and
-// HOME), its stdout and stderr appended to logPath.
+// HOME), its output going to logPath.
 func startProc(name, bin string, args, env []string, logPath string) (*proc, error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
@@ -40,76 +39,56 @@ func startProc(name, bin string, args, env []string, logPath string) (*proc, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
-	// The children die with the bench, even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	p := &proc{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{}), drained: make(chan struct{})}
-	p.started = time.Now()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // they die with the bench
+	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go p.pump(pr, lf)
+	p := &proc{name: name, cmd: cmd, logPath: logPath, started: time.Now(), exited: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
-		pw.Close()
+		lf.Close()
 		close(p.exited)
 	}()
 	return p, nil
 }
 
-// pump copies the child's output to the log file and shows each line to
-// the watchers. It must never stop reading: a child blocked on a full pipe
-// would stall and skew every figure.
-func (p *proc) pump(r io.Reader, lf *os.File) {
-	defer close(p.drained)
-	defer lf.Close()
-	w := bufio.NewWriterSize(lf, 1<<16)
-	defer w.Flush()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		w.Write(line)
-		w.WriteByte('\n')
-		p.mu.Lock()
-		p.lines++
-		p.tail = append(p.tail, string(line))
-		if len(p.tail) > tailLines {
-			p.tail = p.tail[len(p.tail)-tailLines:]
-		}
-		ws := p.watchers
-		p.mu.Unlock()
-		for _, f := range ws {
-			f(line)
-		}
+// startFake starts cmd/fakewa on free loopback ports and waits until its
+// control API answers. Its CA certificate goes beside logPath.
+func startFake(ctx context.Context, bin, logPath string) (*proc, error) {
+	addr, control, caFile := freeAddr(), freeAddr(), strings.TrimSuffix(logPath, ".log")+"-ca.pem"
+	p, err := startProc("fakewa", bin, []string{"-addr", addr, "-control", control, "-ca-out", caFile}, nil, logPath)
+	if err != nil {
+		return nil, err
 	}
+	p.addr, p.control, p.caFile = addr, control, caFile
+	if err := p.waitHTTP(ctx, "http://"+control+"/stats", 10*time.Second); err != nil {
+		p.stop(5 * time.Second)
+		return nil, err
+	}
+	return p, nil
 }
 
-// watch calls f with every following output line, on the pump goroutine.
-func (p *proc) watch(f func(line []byte)) {
-	p.mu.Lock()
-	p.watchers = append(p.watchers, f)
-	p.mu.Unlock()
-}
-
-// lastLines is the process's last output lines.
-func (p *proc) lastLines() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.tail...)
+// startService starts the service in test mode against fake, with JSON
+// logs, on a free port. It does not wait for anything.
+func startService(bin, sessionsDir, logPath, apiKey string, fake *proc, env []string) (*proc, error) {
+	addr := freeAddr()
+	env = append([]string{"WHATSAPP_TEST_MODE=true", "FAKE_WA_ADDR=" + fake.addr,
+		"FAKE_WA_CONTROL_URL=http://" + fake.control, "FAKE_WA_CA_FILE=" + fake.caFile,
+		"SESSIONS_DIR=" + sessionsDir, "HTTP_ADDR=" + addr, "API_KEY=" + apiKey, "LOG_FORMAT=json"}, env...)
+	p, err := startProc("service", bin, nil, env, logPath)
+	if err != nil {
+		return nil, err
+	}
+	p.addr = addr
+	p.api = client.New("http://"+addr, apiKey).WithHTTPClient(&http.Client{Timeout: time.Minute,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}})
+	return p, nil
 }
 
 // pid is the process id.
 func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-// lineCount is how many output lines the process has written so far.
-func (p *proc) lineCount() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lines
-}
 
 // running reports whether the process has not exited.
 func (p *proc) running() bool {
@@ -121,23 +100,158 @@ func (p *proc) running() bool {
 	}
 }
 
+// tail is the last n lines of the process's log, for error reports.
+func (p *proc) tail(n int) string {
+	b, _ := os.ReadFile(p.logPath)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 // stop sends SIGTERM and waits up to grace for the process to exit, then
 // kills it. It returns how long the graceful part took and whether the
 // process exited by itself.
 func (p *proc) stop(grace time.Duration) (time.Duration, bool) {
-	if !p.running() {
-		return 0, true
-	}
 	began := time.Now()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
-		<-p.drained
 		return time.Since(began), true
 	case <-time.After(grace):
 		_ = p.cmd.Process.Kill()
 		<-p.exited
-		<-p.drained
 		return time.Since(began), false
 	}
+}
+
+// waitHTTP polls url every 2 ms until it answers 200, the process exits, or
+// timeout passes.
+func (p *proc) waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
+	c := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(timeout); ; {
+		if resp, err := c.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		switch {
+		case !p.running():
+			return fmt.Errorf("%s exited before answering (%v); last lines:\n%s", p.name, p.waitErr, p.tail(40))
+		case time.Now().After(deadline):
+			return fmt.Errorf("%s did not answer %s within %v", p.name, url, timeout)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err) // no loopback: nothing here can run
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// peakFDs polls pid's open files every sampleEvery until stop is called,
+// which returns the peak: a figure the service's own metrics cannot show
+// (VmHWM already is the peak of the resident set).
+func peakFDs(pid int) (stop func() int) {
+	var peak atomic.Int64
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		p, err := procfs.NewProc(pid)
+		for t := time.NewTicker(sampleEvery); err == nil; {
+			if n, err := p.FileDescriptorsLen(); err == nil && int64(n) > peak.Load() {
+				peak.Store(int64(n))
+			}
+			select {
+			case <-quit:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() int {
+		close(quit)
+		<-done
+		return int(peak.Load())
+	}
+}
+
+// cpuTimes is the user and system CPU time pid has used (0 if gone).
+func cpuTimes(pid int) (user, sys time.Duration) {
+	const userHZ = 100 // the unit of /proc/PID/stat times on every Linux Go supports
+	if p, err := procfs.NewProc(pid); err == nil {
+		if st, err := p.Stat(); err == nil {
+			return time.Duration(st.UTime) * time.Second / userHZ, time.Duration(st.STime) * time.Second / userHZ
+		}
+	}
+	return 0, 0
+}
+
+// taken is how busy the machine was with other work while a figure was
+// measured: the CPU time processes other than the bench's used, that as a
+// share of the machine's capacity, and the 1-minute load average at the
+// end. Figures taken while others were busy read high.
+type taken struct {
+	OtherCPU    dur     `json:"otherCpuMs"`
+	OthersShare float64 `json:"othersShare"`
+	Load1       float64 `json:"loadAvg1"`
+}
+
+// window counts the CPU that others use from its start: all CPU time
+// spent since, minus that of the bench and of pids (and of any process
+// added later, which started after the window).
+type window struct {
+	began time.Time
+	pids  []int
+	spent time.Duration // all CPUs' busy time minus ours, at the start
+}
+
+// busy is all CPUs' time spent not idle since boot, and the load average.
+func busy() (time.Duration, float64) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, 0
+	}
+	st, _ := fs.Stat()
+	la, _ := fs.LoadAvg()
+	c := st.CPUTotal
+	d := time.Duration((c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal) * float64(time.Second))
+	if la == nil {
+		return d, 0
+	}
+	return d, la.Load1
+}
+
+// startWindow starts counting; pids are ours besides the bench.
+func startWindow(pids ...int) *window {
+	w := &window{began: time.Now(), pids: append(pids, os.Getpid())}
+	w.spent, _ = busy()
+	w.spent -= w.ours()
+	return w
+}
+
+// ours is the CPU time the window's processes have used.
+func (w *window) ours() (d time.Duration) {
+	for _, p := range w.pids {
+		u, s := cpuTimes(p)
+		d += u + s
+	}
+	return d
+}
+
+// taken is what others took since the start; our processes must still be
+// running.
+func (w *window) taken() taken {
+	all, load := busy()
+	other := max(all-w.ours()-w.spent, 0)
+	share := other.Seconds() / (time.Since(w.began).Seconds() * float64(runtime.NumCPU()))
+	return taken{OtherCPU: dur(other), OthersShare: share, Load1: load}
 }

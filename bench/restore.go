@@ -5,16 +5,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+	"golang.org/x/sync/errgroup"
 )
 
-// restoreResult is what one fresh service process did with N stored
-// sessions: how fast they came back, and what it costs once they have.
+// restoreResult is what one service process did with N stored sessions:
+// how fast they came back, and what it costs once they have.
 type restoreResult struct {
 	Sessions int `json:"sessions"`
 	// Restart is 0 for a fresh copy of the seeded stores, k for the k-th
@@ -27,224 +32,230 @@ type restoreResult struct {
 
 	// HTTPReady is process start to the first 200 from /healthz.
 	HTTPReady dur `json:"httpReadyMs"`
-	// AllConnected is process start to the service's "restore finished"
-	// log line (its own timestamp), which it writes once every restored
-	// session has settled; RestoreTook is that line's "took", from the
-	// restore's start inside the process.
+	// AllConnected is process start to the restore's end as the service
+	// stamps it (every restored session settled: "restore finished" in its
+	// log); RestoreTook is from the restore's start to that end.
 	AllConnected dur `json:"allConnectedMs"`
 	RestoreTook  dur `json:"restoreTookMs"`
-	// ServiceCPU and FakeCPU are the CPU time (user + system) each process
-	// had used when the restore finished: both share the machine's cores.
+	// ServiceCPU (process_cpu_seconds_total) and FakeCPU are the CPU time
+	// each process had used when the restore finished.
 	ServiceCPU    dur `json:"serviceCpuMs"`
 	ServiceSysCPU dur `json:"serviceSysCpuMs"` // the kernel's part of ServiceCPU
 	FakeCPU       dur `json:"fakeCpuMs"`
 	// FakeTLS and FakeTLSResumed are the TLS handshakes the fake server
 	// completed by the end of the restore, and how many resumed a session.
-	FakeTLS        int `json:"fakeTlsHandshakes"`
-	FakeTLSResumed int `json:"fakeTlsResumed"`
-	// taken's OtherCPU runs from the service's start to the end of the
-	// restore.
-	taken
-	Connected  int            `json:"connected"`
-	Counts     map[string]int `json:"counts,omitempty"`
-	ErrorCodes map[string]int `json:"errorCodes,omitempty"`
+	FakeTLS        int                    `json:"fakeTlsHandshakes"`
+	FakeTLSResumed int                    `json:"fakeTlsResumed"`
+	taken                                 // from the service's start to the end of the restore
+	Connected      int                    `json:"connected"`
+	Counts         map[sessions.State]int `json:"counts,omitempty"`
 
-	// PeakRSS is VmHWM at the last snapshot; PeakFDs and PeakThreads
-	// are sampled every 100 ms until the service stops.
-	PeakRSS     int64 `json:"peakRssBytes"`
-	PeakFDs     int   `json:"peakOpenFiles"`
-	PeakThreads int   `json:"peakThreads"`
-	FDLimit     int   `json:"openFilesLimit"` // the service's process_max_fds
-	// Settled is taken Settle after all connected; Idle, when asked for,
-	// later, once the stores' idle connections have closed (30 s).
+	PeakRSS int64 `json:"peakRssBytes"`  // VmHWM at the last snapshot
+	PeakFDs int   `json:"peakOpenFiles"` // sampled until the service stops
+	FDLimit int   `json:"openFilesLimit"`
+	// Settled is taken -settle after all connected; Idle, when asked for,
+	// later, once the stores' idle connections have closed.
 	Settled *snapshot `json:"settled,omitempty"`
 	Idle    *snapshot `json:"idle,omitempty"`
 
-	Shutdown      dur            `json:"shutdownMs"`
-	ShutdownClean bool           `json:"shutdownClean"`
-	LogLines      map[string]int `json:"logLinesByLevel,omitempty"`
-	Problems      []string       `json:"problems,omitempty"` // first WARN/ERROR log lines
-	LogFile       string         `json:"logFile"`
+	Shutdown      dur    `json:"shutdownMs"`
+	ShutdownClean bool   `json:"shutdownClean"`
+	LogFile       string `json:"logFile"`
+}
+
+// snapshot is the service's resources at one moment, from its /metrics
+// but for the split of the resident set and its peak; the per-session
+// figures subtract the same binary's with no session (the baseline).
+type snapshot struct {
+	After            dur     `json:"afterMs"`            // after all connected
+	RSS              float64 `json:"rssBytes"`           // process_resident_memory_bytes
+	HWM              int64   `json:"vmHWM"`              // peak RSS since start
+	Anon             int64   `json:"rssAnon"`            // /proc/PID/status
+	File             int64   `json:"rssFile"`            // /proc/PID/status
+	RSSPerSession    float64 `json:"rssPerSessionBytes"` // (RSS - baseline RSS) / N
+	RSSOverN         float64 `json:"rssOverSessionsBytes"`
+	GoHeapInuse      float64 `json:"goHeapInuseBytes"`
+	GoStackInuse     float64 `json:"goStackInuseBytes"`
+	GoSys            float64 `json:"goSysBytes"`
+	FDs              float64 `json:"openFiles"`
+	Threads          float64 `json:"threads"`
+	Goroutines       float64 `json:"goroutines"`
+	GoroutinesPerSes float64 `json:"goroutinesPerSession"` // (goroutines - baseline) / N
 }
 
 // fleetRun is a fake server and a service restoring N sessions, kept
 // running for the scenarios that need connected sessions.
 type fleetRun struct {
-	res     restoreResult
-	fake    *fakeWA
-	svc     *service
-	sampler *sampler
-	window  *cpuWindow // from the service's start
-	// connectedAt is when the restore ended (all connected, or given up).
-	connectedAt time.Time
-	ids         []string // the sessions' senderIds
-	runDir      string   // the copied SESSIONS_DIR
-	keepDir     bool     // a restart follows on runDir
+	res         restoreResult
+	fake, svc   *proc
+	stopFDs     func() int // the service's peak open files
+	connectedAt time.Time  // when the restore ended (all connected, or given up)
+	runDir      string     // the copied SESSIONS_DIR
+	keepDir     bool       // a restart follows on runDir
 }
 
 // startFleet copies n seeded sessions into a fresh SESSIONS_DIR (for
 // restart 0; a restart reuses the one the previous run left), starts a
-// fake server and then the service (with extraEnv), and waits until the
-// HTTP server answers and, for n > 0, the start-up restore has finished or
-// the restore timeout passed. A restore that does not finish is a result
-// (OK false), not an error: errors are for what stops the bench itself.
-func startFleet(ctx context.Context, b *bench, n int, extraEnv []string, restart int) (*fleetRun, error) {
-	extraEnv = append(append([]string(nil), b.serviceEnv...), extraEnv...)
-	if err := ensureSeeded(ctx, b.template, n, b.seedWorkers, b.logf); err != nil {
-		return nil, err
-	}
+// fake server and then the service (with env), and waits until the HTTP
+// server answers and, for n > 0, the restore has finished or timed out.
+// A restore that does not finish is a result (OK false), not an error.
+func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int) (*fleetRun, error) {
+	env = append(append([]string(nil), b.serviceEnv...), env...)
 	tag := fmt.Sprintf("n%d", n)
-	if len(extraEnv) > 0 {
-		tag += "-" + sanitize(strings.Join(extraEnv, "-"))
+	if len(env) > 0 {
+		tag += "-" + strings.NewReplacer("=", "_", "/", "_", ",", "_").Replace(strings.Join(env, "-"))
 	}
 	runDir := filepath.Join(b.work, "run", tag)
 	if restart > 0 {
 		tag += fmt.Sprintf("-restart%d", restart)
-	} else {
-		began := time.Now()
-		if err := copySessions(b.template, runDir, n, b.dbOnly); err != nil {
-			return nil, fmt.Errorf("copy sessions: %w", err)
-		}
-		b.logf("n=%d %s: copied %d sessions (%d MiB) in %v", n, strings.Join(extraEnv, " "), n,
-			dirSize(runDir)>>20, time.Since(began).Round(time.Millisecond))
+	} else if err := b.copySessions(ctx, runDir, n); err != nil {
+		return nil, err
 	}
-
 	// Write the copies out now, or the kernel's writeback would run during
-	// the restore and count as someone else's load.
+	// the restore.
 	syscall.Sync()
-	fake, err := startFake(ctx, b.bins.fakewa, filepath.Join(b.work, "logs", "fakewa-"+tag+".log"))
+	fake, err := startFake(ctx, b.fakeBin, filepath.Join(b.work, "logs", "fakewa-"+tag+".log"))
 	if err != nil {
 		return nil, err
 	}
-	quiet := b.waitQuiet(ctx, fake.pid())
 	window := startWindow(fake.pid())
 	logPath := filepath.Join(b.work, "logs", "service-"+tag+".log")
-	svc, err := startService(serviceOpts{bin: b.bins.service, sessionsDir: runDir, logPath: logPath,
-		fake: fake, apiKey: b.apiKey, env: extraEnv})
+	svc, err := startService(b.serviceBin, runDir, logPath, b.apiKey, fake, env)
 	if err != nil {
 		fake.stop(5 * time.Second)
 		return nil, err
 	}
-	window.addNew(svc.pid())
-	fr := &fleetRun{fake: fake, svc: svc, sampler: startSampler(svc.pid(), 100*time.Millisecond), window: window, runDir: runDir}
-	fr.res = restoreResult{Sessions: n, Restart: restart, DBOnly: b.dbOnly && restart == 0,
-		Env: strings.Join(extraEnv, " "), LogFile: logPath}
-	fr.res.Quiet = quiet
-	for i := range n {
-		fr.ids = append(fr.ids, sessionID(i))
-	}
-
-	if err := waitHTTP(ctx, svc.proc, "http://"+svc.addr+"/healthz", 30*time.Second); err != nil {
+	window.pids = append(window.pids, svc.pid()) // from its start
+	fr := &fleetRun{fake: fake, svc: svc, stopFDs: peakFDs(svc.pid()), runDir: runDir,
+		res: restoreResult{Sessions: n, Restart: restart, DBOnly: b.dbOnly && restart == 0,
+			Env: strings.Join(env, " "), LogFile: logPath}}
+	defer func() { fr.connectedAt = time.Now() }()
+	if err := svc.waitHTTP(ctx, "http://"+svc.addr+"/healthz", 30*time.Second); err != nil {
 		fr.res.Failure = err.Error()
 		return fr, nil
 	}
 	fr.res.HTTPReady = dur(time.Since(svc.started))
-	defer func() { fr.connectedAt = time.Now() }()
-	if n == 0 {
-		fr.res.OK = true
-		fr.res.OtherCPU = dur(window.others())
-		fr.res.OthersShare = share(time.Duration(fr.res.OtherCPU), time.Since(svc.started))
-		return fr, nil
+	if n > 0 {
+		fr.waitRestore(ctx)
 	}
-	fr.waitRestore(ctx, b)
+	fr.res.taken = window.taken()
+	fr.res.OK = fr.res.Failure == ""
 	return fr, nil
 }
 
-// waitRestore waits for the "restore finished" line, logging progress, and
-// then checks with the API that every session is connected.
-func (fr *fleetRun) waitRestore(ctx context.Context, b *bench) {
+// waitRestore waits until every session has a restore result (the sum of
+// whatsapp_restore_results_total, polled every 100 ms), then reads the
+// figures of the restore and checks that every session is connected.
+func (fr *fleetRun) waitRestore(ctx context.Context) {
 	n, svc := fr.res.Sessions, fr.svc
-	deadline := time.NewTimer(b.restoreTimeout)
-	defer deadline.Stop()
-	progress := time.NewTicker(5 * time.Second)
-	defer progress.Stop()
-wait:
-	for {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for results := 0; results < n; {
 		select {
-		case <-svc.gotDone:
-			break wait
 		case <-svc.exited:
 			fr.res.Failure = fmt.Sprintf("the service exited during the restore (%v)", svc.waitErr)
 			return
-		case <-deadline.C:
-			fr.res.Failure = fmt.Sprintf("the restore did not finish within %v", b.restoreTimeout)
-			break wait
-		case <-progress.C:
-			b.logf("  n=%d: %d log lines so far, %v since start", n, svc.lineCount(), time.Since(svc.started).Round(time.Second))
 		case <-ctx.Done():
 			fr.res.Failure = ctx.Err().Error()
 			return
+		case <-tick.C:
+		}
+		if time.Since(svc.started) > restoreTimeout {
+			fr.res.Failure = fmt.Sprintf("the restore did not finish within %v", restoreTimeout)
+			break
+		}
+		if m, err := svc.api.Metrics(ctx); err == nil && m["whatsapp_restore_results_total"] != nil {
+			results = 0
+			for _, c := range m["whatsapp_restore_results_total"].GetMetric() {
+				results += int(c.GetCounter().GetValue())
+			}
 		}
 	}
-	fr.res.OtherCPU = dur(fr.window.others())
-	fr.res.OthersShare = share(time.Duration(fr.res.OtherCPU), time.Since(svc.started))
-	if u, s, err := cpuTimes(svc.pid()); err == nil {
-		fr.res.ServiceCPU, fr.res.ServiceSysCPU = dur(u+s), dur(s)
+	_, sys := cpuTimes(svc.pid())
+	fu, fs := cpuTimes(fr.fake.pid())
+	fr.res.ServiceSysCPU, fr.res.FakeCPU = dur(sys), dur(fu+fs)
+	mctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if m, err := svc.api.Metrics(mctx); err == nil {
+		cpu, _ := client.Sample(m, "process_cpu_seconds_total")
+		fr.res.ServiceCPU = dur(cpu * float64(time.Second))
 	}
-	if c, err := cpuTime(fr.fake.pid()); err == nil {
-		fr.res.FakeCPU = dur(c)
-	}
-	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
-	if st, err := fakeserver.NewRemote("http://"+fr.fake.control, nil).Stats(sctx); err == nil {
+	if st, err := fakeserver.NewRemote("http://"+fr.fake.control, nil).Stats(mctx); err == nil {
 		fr.res.FakeTLS, fr.res.FakeTLSResumed = st.TLSHandshakes, st.TLSResumed
 	}
-	scancel()
-	if r := svc.restoreFinished(); r != nil {
-		fr.res.AllConnected = dur(r.Time.Sub(svc.started))
-		fr.res.RestoreTook = dur(r.Took)
-	}
-	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	f, err := svc.api.Fleet(fctx)
+	f, err := svc.api.Fleet(mctx)
 	if err != nil {
-		fr.res.Failure = strings.TrimSpace(fr.res.Failure + "; fleet status: " + err.Error())
+		fr.res.Failure = strings.TrimPrefix(fr.res.Failure+"; fleet status: "+err.Error(), "; ")
 		return
 	}
-	fr.res.Counts = map[string]int{}
-	for state, c := range f.Counts {
-		fr.res.Counts[string(state)] = c
+	if r := f.Restore; r.Started != nil && r.Finished != nil {
+		fr.res.AllConnected, fr.res.RestoreTook = dur(r.Finished.Sub(svc.started)), dur(r.Finished.Sub(*r.Started))
 	}
-	fr.res.Connected = f.Counts[sessions.StateConnected]
-	for _, s := range f.Sessions {
-		if s.State != "connected" && s.Error != nil {
-			if fr.res.ErrorCodes == nil {
-				fr.res.ErrorCodes = map[string]int{}
-			}
-			fr.res.ErrorCodes[string(s.State)+"/"+string(s.Error.Code)]++
-		}
-	}
-	if fr.res.Connected == n && fr.res.Failure == "" {
-		fr.res.OK = true
-	} else if fr.res.Failure == "" {
+	fr.res.Counts, fr.res.Connected = f.Counts, f.Counts[sessions.StateConnected]
+	if fr.res.Connected != n && fr.res.Failure == "" {
 		fr.res.Failure = fmt.Sprintf("%d of %d connected after the restore finished", fr.res.Connected, n)
 	}
 }
 
-// stop stops the service (measuring its graceful shutdown), then the fake
-// server, records the logs' summary, and removes the copied sessions
-// unless asked to keep them.
-func (fr *fleetRun) stop(b *bench) {
-	defer func() {
-		if !b.keepRuns && !fr.keepDir {
-			_ = os.RemoveAll(fr.runDir)
+// measure waits until after has passed since all connected, then takes a
+// snapshot. baseline may be nil.
+func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *snapshot) *snapshot {
+	select {
+	case <-time.After(time.Until(fr.connectedAt.Add(after))):
+	case <-ctx.Done():
+		return nil
+	}
+	if !fr.svc.running() {
+		return nil
+	}
+	s := &snapshot{After: dur(after)}
+	if p, err := procfs.NewProc(fr.svc.pid()); err == nil {
+		if st, err := p.NewStatus(); err == nil {
+			s.HWM, s.Anon, s.File = int64(st.VmHWM), int64(st.RssAnon), int64(st.RssFile)
 		}
-	}()
-	grace := b.shutdownGrace
-	fr.res.PeakFDs, fr.res.PeakThreads = fr.sampler.finish()
-	d, clean := fr.svc.stop(grace)
+	}
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m, err := fr.svc.api.Metrics(mctx)
+	if err != nil {
+		logf("  metrics: %v", err)
+		return s
+	}
+	for name, v := range map[string]*float64{"process_resident_memory_bytes": &s.RSS, "go_goroutines": &s.Goroutines,
+		"go_memstats_heap_inuse_bytes": &s.GoHeapInuse, "go_memstats_stack_inuse_bytes": &s.GoStackInuse,
+		"go_memstats_sys_bytes": &s.GoSys, "process_open_fds": &s.FDs, "go_threads": &s.Threads} {
+		*v, _ = client.Sample(m, name)
+	}
+	if limit, ok := client.Sample(m, "process_max_fds"); ok {
+		fr.res.FDLimit = int(limit)
+	}
+	if n := float64(fr.res.Sessions); n > 0 {
+		s.RSSOverN = s.RSS / n
+		if baseline != nil {
+			s.RSSPerSession = (s.RSS - baseline.RSS) / n
+			s.GoroutinesPerSes = (s.Goroutines - baseline.Goroutines) / n
+		}
+	}
+	return s
+}
+
+// stop stops the service (measuring its graceful shutdown), then the fake
+// server, and removes the copied sessions unless a restart follows.
+func (fr *fleetRun) stop() {
+	fr.res.PeakFDs = fr.stopFDs()
+	d, clean := fr.svc.stop(shutdownGrace)
 	fr.res.Shutdown, fr.res.ShutdownClean = dur(d), clean
 	fr.fake.stop(10 * time.Second)
-	fr.res.LogLines, fr.res.Problems = fr.svc.logSummary()
-	if !fr.res.OK && len(fr.res.Problems) == 0 {
-		fr.res.Problems = fr.svc.lastLines()
+	if !fr.keepDir {
+		_ = os.RemoveAll(fr.runDir)
 	}
 }
 
-// runRestore is scenario 1 for one size: a fresh process restores n
-// stored sessions, is measured once settled (and once idle, if idle > 0),
+// runRestore is the restore scenario for one size: a process restores n
+// stored sessions, is measured once settled (and once idle, if asked),
 // and is stopped.
-func runRestore(ctx context.Context, b *bench, n int, baseline *restoreResult, restart int) (restoreResult, error) {
-	fr, err := startFleet(ctx, b, n, nil, restart)
+func (b *bench) runRestore(ctx context.Context, n int, baseline *restoreResult, restart int) (restoreResult, error) {
+	fr, err := b.startFleet(ctx, n, nil, restart)
 	if err != nil {
 		return restoreResult{}, err
 	}
@@ -259,30 +270,78 @@ func runRestore(ctx context.Context, b *bench, n int, baseline *restoreResult, r
 	}
 	for _, s := range []*snapshot{fr.res.Settled, fr.res.Idle} {
 		if s != nil {
-			fr.res.PeakRSS = max(fr.res.PeakRSS, s.Mem.HWM)
+			fr.res.PeakRSS = max(fr.res.PeakRSS, s.HWM)
 		}
 	}
-	fr.stop(b)
+	fr.stop()
 	if fr.res.OK {
-		rss := int64(0)
-		if fr.res.Settled != nil {
-			rss = fr.res.Settled.Mem.RSS
-		}
-		b.logf("restore n=%d: all connected %v after start (took %v), RSS %d MiB", n, fr.res.AllConnected,
-			fr.res.RestoreTook, rss>>20)
+		logf("restore n=%d: all connected %v after start (took %v)", n, fr.res.AllConnected, fr.res.RestoreTook)
 	} else {
-		b.logf("restore n=%d FAILED: %s", n, fr.res.Failure)
+		logf("restore n=%d FAILED: %s\n%s", n, fr.res.Failure, fr.svc.tail(12))
 	}
 	return fr.res, nil
 }
 
-// sanitize makes s usable in a file name.
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.':
-			return r
-		}
-		return '_'
-	}, s)
+// The template is one SESSIONS_DIR holding the most sessions any run asked
+// for so far; countFile records how many are complete. A run copies the
+// first N session directories, so every run restores the same untouched
+// stores and seeding is paid once.
+const countFile = ".bench-seeded"
+
+// sessionID names the i-th seeded session.
+func sessionID(i int) string { return fmt.Sprintf("s%05d", i) }
+
+// ensureSeeded makes sure the template holds at least n sessions, seeding
+// the missing ones (closed cleanly, as the service leaves them).
+func (b *bench) ensureSeeded(ctx context.Context, n int) error {
+	data, _ := os.ReadFile(filepath.Join(b.template, countFile))
+	have, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if have >= n {
+		return nil
+	}
+	began := time.Now()
+	logf("seeding sessions %d..%d into %s", have, n-1, b.template)
+	var seeds []fakeserver.Seed
+	for i := have; i < n; i++ {
+		seeds = append(seeds, fakeserver.Seed{ID: sessionID(i), User: fmt.Sprintf("1555%07d", i)})
+	}
+	opts := fakeserver.SeedOptions{Workers: b.seedWorkers, CleanClose: true}
+	if err := fakeserver.SeedStores(ctx, b.template, seeds, opts); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	logf("seeded %d sessions in %v", n-have, time.Since(began).Round(time.Millisecond))
+	return os.WriteFile(filepath.Join(b.template, countFile), []byte(strconv.Itoa(n)+"\n"), 0o600)
+}
+
+// copySessions makes dst a fresh SESSIONS_DIR holding real copies of the
+// template's first n sessions (whatsapp.db alone with -store-files db),
+// seeding the template first if it holds fewer.
+func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
+	if err := b.ensureSeeded(ctx, n); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	var g errgroup.Group
+	g.SetLimit(max(2, runtime.NumCPU()))
+	for i := range n {
+		name := "session-" + sessionID(i)
+		g.Go(func() error {
+			if err := os.MkdirAll(filepath.Join(dst, name), 0o700); err != nil {
+				return err
+			}
+			entries, err := os.ReadDir(filepath.Join(b.template, name))
+			for _, e := range entries {
+				if err == nil && e.Type().IsRegular() && (!b.dbOnly || e.Name() == "whatsapp.db") {
+					var data []byte
+					if data, err = os.ReadFile(filepath.Join(b.template, name, e.Name())); err == nil {
+						err = os.WriteFile(filepath.Join(dst, name, e.Name()), data, 0o600)
+					}
+				}
+			}
+			return err
+		})
+	}
+	return g.Wait()
 }
