@@ -72,14 +72,23 @@ type Session struct {
 // Paired reports whether the store holds a paired device.
 func (s *Session) Paired() bool { return s.Device != nil && s.Device.ID != nil }
 
-// Close closes the store's database and, if it closed cleanly, marks the
-// store clean (see cleanFile) unless it ever looked corrupt.
+// connDrainTimeout bounds how long Close waits for a connection still in
+// use (a whatsmeow goroutine's query, which ends with its context).
+const connDrainTimeout = 10 * time.Second
+
+// Close closes the store's database, waits until no connection to it is
+// left open, and, if it closed cleanly, marks the store clean (see
+// cleanFile) unless it ever looked corrupt.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	if err := s.Container.Close(); err != nil {
+		s.connector.shutDown(connDrainTimeout)
 		return err
+	}
+	if !s.connector.shutDown(connDrainTimeout) {
+		return fmt.Errorf("%w: a connection to the store was still in use %s after closing it", ErrUnavailable, connDrainTimeout)
 	}
 	if s.connector.checked.Load() && !s.connector.tainted.Load() {
 		// Best effort: without the marker the next Open checks the store.

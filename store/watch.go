@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -50,6 +52,62 @@ type watchedConnector struct {
 	// corrupt (tainted).
 	marker           string
 	checked, tainted atomic.Bool
+
+	// live counts the connections being opened or open; database/sql's
+	// Close leaves a connection that is in use (a whatsmeow goroutine's
+	// query) open until it is returned, and one being opened opens anyway.
+	// Session.Close waits for live to reach zero (drained), so that no
+	// connection outlives it: a delete removes the directory next, and the
+	// clean marker must not vouch for a store still open.
+	mu      sync.Mutex
+	live    int
+	shut    bool
+	drained chan struct{}
+}
+
+// errClosed answers a connection asked for after Session.Close.
+var errClosed = errors.New("store is closed")
+
+// enter counts a connection about to open, or refuses once shut.
+func (c *watchedConnector) enter() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shut {
+		return errClosed
+	}
+	c.live++
+	return nil
+}
+
+// leave counts a connection closed (or one that failed to open).
+func (c *watchedConnector) leave() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live--
+	if c.shut && c.live == 0 {
+		close(c.drained)
+	}
+}
+
+// shutDown refuses new connections and waits up to limit for the open ones
+// to close; it reports whether they all did.
+func (c *watchedConnector) shutDown(limit time.Duration) bool {
+	c.mu.Lock()
+	if !c.shut {
+		c.shut = true
+		c.drained = make(chan struct{})
+		if c.live == 0 {
+			close(c.drained)
+		}
+	}
+	drained := c.drained
+	c.mu.Unlock()
+	select {
+	case <-drained:
+		return true
+	case <-time.After(limit):
+		return false
+	}
 }
 
 // persistWAL keeps the connection's -wal and -shm files when it closes:
@@ -69,6 +127,18 @@ func persistWAL(conn driver.Conn) error {
 }
 
 func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	conn, err := c.open()
+	if err != nil {
+		c.leave()
+		return nil, err
+	}
+	return &watchedConn{Conn: conn, c: c}, nil
+}
+
+func (c *watchedConnector) open() (driver.Conn, error) {
 	// Before the store can change: a crash from here on leaves no marker.
 	if c.marker != "" {
 		if err := removeCleanMarker(c.marker); err != nil {
@@ -86,7 +156,7 @@ func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
 			return nil, err
 		}
 	}
-	return &watchedConn{Conn: conn, c: c}, nil
+	return conn, nil
 }
 
 func (c *watchedConnector) Driver() driver.Driver { return c.drv }
@@ -132,6 +202,13 @@ type watchedConn struct {
 }
 
 func (w *watchedConn) inner() conn { return w.Conn.(conn) }
+
+// Close closes the connection; database/sql closes each one once.
+func (w *watchedConn) Close() error {
+	err := w.Conn.Close()
+	w.c.leave()
+	return err
+}
 
 func (w *watchedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	tx, err := w.inner().BeginTx(ctx, opts)
