@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
@@ -40,21 +41,18 @@ func newHarness(t *testing.T, tweak ...func(*actors.Options)) *harness {
 	for _, f := range tweak {
 		f(&opts)
 	}
-	mgr, err := actors.NewManager(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Every move the sessions made, the shutdown's included, is one the
+	// state table allows (registered first, so it runs after the shutdown).
+	var mgr *actors.Manager
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := mgr.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+		if mgr == nil {
+			return
 		}
-		// Every move the sessions made is one the state table allows.
 		if n := mgr.RefusedMoves(); n != 0 {
 			t.Errorf("%d state moves refused (see the log)", n)
 		}
 	})
+	mgr = e2e.Manager(t, opts)
 	return &harness{t: t, dir: dir, opener: opener, mgr: mgr}
 }
 
@@ -69,11 +67,7 @@ func (h *harness) stored(id string, paired bool) {
 
 func (h *harness) status(id string) sessions.Status {
 	h.t.Helper()
-	st, err := h.mgr.Status(context.Background(), id)
-	if err != nil {
-		h.t.Fatalf("status %s: %v", id, err)
-	}
-	return st
+	return e2e.Status(h.t, h.mgr, id)
 }
 
 // waitState polls until session id is in state, or fails after 10 s.

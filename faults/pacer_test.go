@@ -104,21 +104,11 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 		}
 	}
 	opener := &slowOpener{gate: make(chan struct{})}
-	mgr, err := actors.NewManager(actors.Options{
+	mgr := e2e.Manager(t, actors.Options{
 		Dir: dir, Opener: opener,
 		Backoff:            actors.Backoff{Min: time.Second, Max: time.Second, Reset: time.Minute},
 		RestoreConcurrency: n, ConnectRate: rate, ConnectBurst: burst,
 		RestartBudget: 1, RestartWindow: time.Minute, RequestTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := mgr.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
 	})
 	ctx := context.Background()
 	if err := mgr.Restore(ctx, nil); err != nil {
