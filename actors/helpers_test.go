@@ -65,6 +65,14 @@ func (h *harness) stored(id string, paired bool) {
 	h.opener.setPaired(id, paired)
 }
 
+// restore restores every stored session; an error fails the test.
+func (h *harness) restore() {
+	h.t.Helper()
+	if err := h.mgr.Restore(context.Background(), nil); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *harness) status(id string) sessions.Status {
 	h.t.Helper()
 	return e2e.Status(h.t, h.mgr, id)

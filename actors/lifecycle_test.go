@@ -89,9 +89,7 @@ func TestLifecycleCreateStopStartDelete(t *testing.T) {
 func TestLogoutLeavesNeedsPairing(t *testing.T) {
 	h := newHarness(t)
 	h.stored("paired", true)
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	h.restore()
 	h.waitState("paired", sessions.StateConnected)
 	st, err := h.mgr.Logout(context.Background(), "paired")
 	if err != nil {
