@@ -73,6 +73,15 @@ func (h *harness) restore() {
 	}
 }
 
+// connected stores session id paired, restores it and waits until it is
+// connected.
+func (h *harness) connected(id string) {
+	h.t.Helper()
+	h.stored(id, true)
+	h.restore()
+	h.waitState(id, sessions.StateConnected)
+}
+
 func (h *harness) status(id string) sessions.Status {
 	h.t.Helper()
 	return e2e.Status(h.t, h.mgr, id)

@@ -185,9 +185,7 @@ func TestConcurrentRestoresLeaveOneActorAndOneClientPerSession(t *testing.T) {
 
 func TestStatusAnswersAtOnceWhileASessionIsRestarting(t *testing.T) {
 	h := newHarness(t)
-	h.stored("slow", true)
-	h.restore()
-	h.waitState("slow", sessions.StateConnected)
+	h.connected("slow")
 	// Closing the client (which a restart does) now hangs until released.
 	gate := make(chan struct{})
 	h.opener.last("slow").closeGate = gate
@@ -239,9 +237,7 @@ func TestUnreachableWhatsAppRetriesOnSchedule(t *testing.T) {
 // reconnects, and after its actor restarted.
 func TestReconnectingSessionKeepsItsJID(t *testing.T) {
 	h := newHarness(t)
-	h.stored("kept", true)
-	h.restore()
-	h.waitState("kept", sessions.StateConnected)
+	h.connected("kept")
 	h.opener.setDialErr(errors.New("dial tcp: connect: connection refused"))
 	h.opener.last("kept").emit(whatsapp.Disconnected{})
 	st := h.waitState("kept", sessions.StateReconnecting)
