@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -102,11 +103,9 @@ func (h *harness) waitState(id string, state sessions.State) sessions.Status {
 // eventually polls cond every 5 ms for up to 10 s.
 func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for "+format, args...)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The description is formatted at each poll: its arguments may point
+	// at what the condition last saw.
+	e2e.WaitFor(t, 10*time.Second, "the condition", func() (bool, string) {
+		return cond(), fmt.Sprintf(format, args...)
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	api "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 )
 
 // connCounts records what a ConnLimit reports.
@@ -170,13 +171,7 @@ func (k *keepAlive) closedByServer() bool {
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	e2e.WaitFor(t, 5*time.Second, "a condition", func() (bool, string) { return cond(), "" })
 }
 
 func TestConnectionCapClosesTheOldestIdleConnectionForANewOne(t *testing.T) {
