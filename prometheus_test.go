@@ -43,13 +43,7 @@ import (
 // healthy. Skipped where the prometheus binary is missing, except in CI
 // (CI=true), where .ci/run installs it and its absence is a failure.
 func TestRealPrometheusEvaluatesTheDashboardAndAlerts(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("prometheus is not installed: .ci/run installs Debian's prometheus package")
-		}
-		t.Skip("prometheus is not installed (apt-get install prometheus)")
-	}
+	bin := e2e.Prometheus(t, "prometheus")
 	root := t.TempDir()
 	ids, _ := seed(t, root, 3)
 	svc := e2e.Start(t, e2e.Config(root, nil))

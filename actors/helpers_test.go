@@ -2,12 +2,14 @@ package actors_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
@@ -40,21 +42,18 @@ func newHarness(t *testing.T, tweak ...func(*actors.Options)) *harness {
 	for _, f := range tweak {
 		f(&opts)
 	}
-	mgr, err := actors.NewManager(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Every move the sessions made, the shutdown's included, is one the
+	// state table allows (registered first, so it runs after the shutdown).
+	var mgr *actors.Manager
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := mgr.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
+		if mgr == nil {
+			return
 		}
-		// Every move the sessions made is one the state table allows.
 		if n := mgr.RefusedMoves(); n != 0 {
 			t.Errorf("%d state moves refused (see the log)", n)
 		}
 	})
+	mgr = e2e.Manager(t, opts)
 	return &harness{t: t, dir: dir, opener: opener, mgr: mgr}
 }
 
@@ -67,13 +66,26 @@ func (h *harness) stored(id string, paired bool) {
 	h.opener.setPaired(id, paired)
 }
 
+// restore restores every stored session; an error fails the test.
+func (h *harness) restore() {
+	h.t.Helper()
+	if err := h.mgr.Restore(context.Background(), nil); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// connected stores session id paired, restores it and waits until it is
+// connected.
+func (h *harness) connected(id string) {
+	h.t.Helper()
+	h.stored(id, true)
+	h.restore()
+	h.waitState(id, sessions.StateConnected)
+}
+
 func (h *harness) status(id string) sessions.Status {
 	h.t.Helper()
-	st, err := h.mgr.Status(context.Background(), id)
-	if err != nil {
-		h.t.Fatalf("status %s: %v", id, err)
-	}
-	return st
+	return e2e.Status(h.t, h.mgr, id)
 }
 
 // waitState polls until session id is in state, or fails after 10 s.
@@ -91,11 +103,9 @@ func (h *harness) waitState(id string, state sessions.State) sessions.Status {
 // eventually polls cond every 5 ms for up to 10 s.
 func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for "+format, args...)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The description is formatted at each poll: its arguments may point
+	// at what the condition last saw.
+	e2e.WaitFor(t, 10*time.Second, "the condition", func() (bool, string) {
+		return cond(), fmt.Sprintf(format, args...)
+	})
 }

@@ -88,11 +88,7 @@ func TestLifecycleCreateStopStartDelete(t *testing.T) {
 
 func TestLogoutLeavesNeedsPairing(t *testing.T) {
 	h := newHarness(t)
-	h.stored("paired", true)
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
-	h.waitState("paired", sessions.StateConnected)
+	h.connected("paired")
 	st, err := h.mgr.Logout(context.Background(), "paired")
 	if err != nil {
 		t.Fatal(err)

@@ -28,9 +28,7 @@ func TestRestoreBringsBackEverySessionAndIsolatesBrokenOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	h.restore()
 	for _, id := range []string{"alice", "bob", "carol"} {
 		st := h.waitState(id, sessions.StateConnected)
 		if !st.Connected || !st.LoggedIn || st.JID == nil || st.Error != nil || st.UserAction != sessions.ActionNone {
@@ -80,9 +78,7 @@ func TestPanicRestartsOnlyThatSession(t *testing.T) {
 	for _, id := range ids {
 		h.stored(id, true)
 	}
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	h.restore()
 	before := map[string]sessions.Status{}
 	for _, id := range ids {
 		before[id] = h.waitState(id, sessions.StateConnected)
@@ -116,9 +112,7 @@ func TestSpentRestartBudgetIsVisibleAndRestoreRecovers(t *testing.T) {
 	h := newHarness(t, func(o *actors.Options) { o.RestartBudget = 1 })
 	h.stored("flaky", true)
 	h.stored("steady", true)
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	h.restore()
 	h.waitState("flaky", sessions.StateConnected)
 	steady := h.waitState("steady", sessions.StateConnected)
 
@@ -171,9 +165,7 @@ func TestConcurrentRestoresLeaveOneActorAndOneClientPerSession(t *testing.T) {
 	}
 	// More restores after everything is connected change nothing either.
 	for range 10 {
-		if err := h.mgr.Restore(context.Background(), nil); err != nil {
-			t.Fatal(err)
-		}
+		h.restore()
 	}
 	if err := h.mgr.Ping(context.Background()); err != nil {
 		t.Fatal(err)
@@ -193,11 +185,7 @@ func TestConcurrentRestoresLeaveOneActorAndOneClientPerSession(t *testing.T) {
 
 func TestStatusAnswersAtOnceWhileASessionIsRestarting(t *testing.T) {
 	h := newHarness(t)
-	h.stored("slow", true)
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
-	h.waitState("slow", sessions.StateConnected)
+	h.connected("slow")
 	// Closing the client (which a restart does) now hangs until released.
 	gate := make(chan struct{})
 	h.opener.last("slow").closeGate = gate
@@ -224,9 +212,7 @@ func TestUnreachableWhatsAppRetriesOnSchedule(t *testing.T) {
 	h := newHarness(t)
 	h.stored("offline", true)
 	h.opener.setDialErr(errors.New("dial tcp: connect: network is unreachable"))
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	h.restore()
 	st := h.waitState("offline", sessions.StateReconnecting)
 	if st.Error == nil || st.Error.Code != sessions.CodeDialFailed || st.NextRetryAt == nil || st.UserAction != sessions.ActionWait {
 		t.Fatalf("offline: %+v", st)
@@ -251,11 +237,7 @@ func TestUnreachableWhatsAppRetriesOnSchedule(t *testing.T) {
 // reconnects, and after its actor restarted.
 func TestReconnectingSessionKeepsItsJID(t *testing.T) {
 	h := newHarness(t)
-	h.stored("kept", true)
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
-	h.waitState("kept", sessions.StateConnected)
+	h.connected("kept")
 	h.opener.setDialErr(errors.New("dial tcp: connect: connection refused"))
 	h.opener.last("kept").emit(whatsapp.Disconnected{})
 	st := h.waitState("kept", sessions.StateReconnecting)
@@ -338,9 +320,7 @@ func TestShutdownClosesEveryClient(t *testing.T) {
 	for i := range 10 {
 		h.stored(fmt.Sprint("s", i), true)
 	}
-	if err := h.mgr.Restore(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	h.restore()
 	for i := range 10 {
 		h.waitState(fmt.Sprint("s", i), sessions.StateConnected)
 	}

@@ -35,14 +35,14 @@ func TestMassDisconnectReconnectsUnderTheRate(t *testing.T) {
 	allowance := float64(burst) + rate*schedulingJitter.Seconds()
 
 	f := newFake(t)
-	dials := newDialRecorder(t, f.Addr())
+	proxy := newDialRecorder(t, f.Addr())
 	root := t.TempDir()
 	began := time.Now()
 	ids := seed(t, root, n, seedOptions{})
 	t.Logf("seeded %d stores in %v", n, time.Since(began))
 	b := takeBaseline(t, f, root, ids)
 
-	svc := startService(t, f, root, "FAKE_WA_ADDR="+dials.Addr(),
+	svc := startService(t, f, root, "FAKE_WA_ADDR="+proxy.Addr(),
 		fmt.Sprintf("CONNECT_RATE=%v", rate), fmt.Sprintf("CONNECT_BURST=%d", burst),
 		fmt.Sprintf("RESTORE_CONCURRENCY=%d", n), "BACKOFF_MIN=50ms", "BACKOFF_MAX=1s", "LOG_LEVEL=debug")
 	began = time.Now()
@@ -51,9 +51,9 @@ func TestMassDisconnectReconnectsUnderTheRate(t *testing.T) {
 	// The restore's dials are paced too, but not checked here: each
 	// session takes its token before opening its store, so on a busy
 	// machine they bunch (TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly).
-	logRate(t, "restore dials", dials.since(0), rate)
+	logRate(t, "restore dials", proxy.dials.since(0), rate)
 
-	dialMark, loginMark := dials.count(), f.sockets.loginCount()
+	dialMark, loginMark := proxy.dials.count(), f.sockets.logins.count()
 	dropAt := time.Now()
 	dropped, err := f.DropAll(context.Background())
 	if err != nil || dropped != n {
@@ -69,7 +69,7 @@ func TestMassDisconnectReconnectsUnderTheRate(t *testing.T) {
 		}
 		return back == n, fmt.Sprint(back, " back; ", fl.Counts)
 	}, svc.Logs)
-	redials, logins := dials.since(dialMark), f.sockets.loginsSince(loginMark)
+	redials, logins := proxy.dials.since(dialMark), f.sockets.logins.since(loginMark)
 	t.Logf("%d sessions redialled within %v of the drop (%s)", n,
 		redials[len(redials)-1].Sub(dropAt).Round(time.Millisecond), perSecond(redials, dropAt))
 	if len(logins) != n {

@@ -3,7 +3,6 @@ package faults_test
 import (
 	"context"
 	"log/slog"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -69,7 +68,7 @@ type socketTracker struct {
 	byConn map[uint64]string // open logged-in socket -> device
 	perDev map[string]int    // device -> open logged-in sockets
 	peak   map[string]int    // device -> highest open count seen
-	logins []time.Time       // time of every successful login, in order
+	logins moments           // time of every successful login
 }
 
 func newSocketTracker() *socketTracker {
@@ -82,7 +81,7 @@ func (s *socketTracker) loggedIn(conn uint64, device string, at time.Time) {
 	s.byConn[conn] = device
 	s.perDev[device]++
 	s.peak[device] = max(s.peak[device], s.perDev[device])
-	s.logins = append(s.logins, at)
+	s.logins.add(at)
 }
 
 func (s *socketTracker) ended(conn uint64) {
@@ -114,22 +113,6 @@ func (s *socketTracker) overlapping() map[string]int {
 			out[d] = p
 		}
 	}
-	return out
-}
-
-// loginCount is how many successful logins the tracker saw.
-func (s *socketTracker) loginCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.logins)
-}
-
-// loginsSince returns the login times from index i on, sorted.
-func (s *socketTracker) loginsSince(i int) []time.Time {
-	s.mu.Lock()
-	out := append([]time.Time(nil), s.logins[i:]...)
-	s.mu.Unlock()
-	sort.Slice(out, func(a, b int) bool { return out[a].Before(out[b]) })
 	return out
 }
 

@@ -73,7 +73,7 @@ func TestKill9DuringRestore(t *testing.T) {
 		t.Errorf("clean start after the kills: restore %+v, want %d found and restored", fl.Restore, n)
 	}
 	assertNoDoubleLogin(t, f, runs...)
-	if got, want := f.sockets.loginCount(), f.stats(t).Logins; got != want {
+	if got, want := f.sockets.logins.count(), f.stats(t).Logins; got != want {
 		t.Errorf("the socket tracker saw %d logins, the fake server counts %d: the tracker misses some", got, want)
 	}
 	b.assertNothingLost(t, svc, f, 0)

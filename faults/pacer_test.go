@@ -40,8 +40,7 @@ func TestPacerStartsStayUnderTheRateWhileSlotsAreBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var starts []time.Time
+	var starts moments
 	var wg sync.WaitGroup
 	for range waiters {
 		wg.Go(func() {
@@ -55,9 +54,7 @@ func TestPacerStartsStayUnderTheRateWhileSlotsAreBusy(t *testing.T) {
 				rel()
 				return
 			}
-			mu.Lock()
-			starts = append(starts, time.Now())
-			mu.Unlock()
+			starts.add(time.Now())
 			rel() // a dial that ends at once
 		})
 	}
@@ -66,21 +63,11 @@ func TestPacerStartsStayUnderTheRateWhileSlotsAreBusy(t *testing.T) {
 	time.Sleep(waiters * time.Second / rate * 3 / 2)
 	release()
 	wg.Wait()
-	worst, n, dt := burstiest(sortTimes(starts), rate)
+	worst, n, dt := burstiest(starts.since(0), rate)
 	t.Logf("at worst %d starts within %v (%.1f above the rate)", n, dt, worst)
 	if worst > burst+1 {
 		t.Errorf("%d dials within %v, more than burst %d + rate %d/s allows (actors/pacer.go)", n, dt, burst, rate)
 	}
-}
-
-func sortTimes(ts []time.Time) []time.Time {
-	out := append([]time.Time(nil), ts...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].Before(out[j-1]); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 // TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly: when opening
@@ -104,21 +91,11 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 		}
 	}
 	opener := &slowOpener{gate: make(chan struct{})}
-	mgr, err := actors.NewManager(actors.Options{
+	mgr := e2e.Manager(t, actors.Options{
 		Dir: dir, Opener: opener,
 		Backoff:            actors.Backoff{Min: time.Second, Max: time.Second, Reset: time.Minute},
 		RestoreConcurrency: n, ConnectRate: rate, ConnectBurst: burst,
 		RestartBudget: 1, RestartWindow: time.Minute, RequestTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := mgr.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
 	})
 	ctx := context.Background()
 	if err := mgr.Restore(ctx, nil); err != nil {
@@ -136,7 +113,7 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 		}
 		return fl.Counts[sessions.StateConnected] == n, fmt.Sprint(fl.Counts)
 	})
-	worst, k, dt := burstiest(sortTimes(opener.dials()), rate)
+	worst, k, dt := burstiest(opener.dials.since(0), rate)
 	t.Logf("at worst %d dials within %v (%.1f above the rate)", k, dt, worst)
 	if worst > burst+1 {
 		t.Errorf("%d dials within %v, more than burst %d + rate %d/s allows (actors/session.go dial)", k, dt, burst, rate)
@@ -146,10 +123,8 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 // slowOpener opens stores that take until gate closes to open, and hands
 // out clients that log in at once and record when they dialed.
 type slowOpener struct {
-	gate chan struct{}
-
-	mu    sync.Mutex
-	times []time.Time
+	gate  chan struct{}
+	dials moments
 }
 
 func (o *slowOpener) Open(ctx context.Context, id string, _ bool, emit func(whatsapp.Event)) (whatsapp.Client, error) {
@@ -159,12 +134,6 @@ func (o *slowOpener) Open(ctx context.Context, id string, _ bool, emit func(what
 		return nil, ctx.Err()
 	}
 	return &instantClient{o: o, id: id, emit: emit}, nil
-}
-
-func (o *slowOpener) dials() []time.Time {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]time.Time(nil), o.times...)
 }
 
 // instantClient is a paired client whose every Connect logs in at once.
@@ -180,9 +149,7 @@ func (c *instantClient) Paired() bool { return true }
 func (c *instantClient) JID() string  { return "1555" + c.id + ":1@s.whatsapp.net" }
 
 func (c *instantClient) Connect(context.Context) error {
-	c.o.mu.Lock()
-	c.o.times = append(c.o.times, time.Now())
-	c.o.mu.Unlock()
+	c.o.dials.add(time.Now())
 	c.emit(whatsapp.Connected{JID: "1555" + c.id + ":1@s.whatsapp.net"})
 	return nil
 }

@@ -3,7 +3,6 @@ package faults_test
 import (
 	"io"
 	"net"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ type dialRecorder struct {
 	wg       sync.WaitGroup
 
 	mu     sync.Mutex
-	dials  []time.Time
+	dials  moments // when each connection was opened
 	conns  map[net.Conn]struct{}
 	closed bool
 }
@@ -40,22 +39,6 @@ func newDialRecorder(t *testing.T, upstream string) *dialRecorder {
 // Addr is where clients dial instead of the fake server.
 func (d *dialRecorder) Addr() string { return d.ln.Addr().String() }
 
-// count is how many connections were opened so far.
-func (d *dialRecorder) count() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.dials)
-}
-
-// since returns the times of the connections from index i on, sorted.
-func (d *dialRecorder) since(i int) []time.Time {
-	d.mu.Lock()
-	out := append([]time.Time(nil), d.dials[i:]...)
-	d.mu.Unlock()
-	sort.Slice(out, func(a, b int) bool { return out[a].Before(out[b]) })
-	return out
-}
-
 func (d *dialRecorder) accept() {
 	defer d.wg.Done()
 	for {
@@ -70,7 +53,7 @@ func (d *dialRecorder) accept() {
 			c.Close()
 			return
 		}
-		d.dials = append(d.dials, at)
+		d.dials.add(at)
 		d.conns[c] = struct{}{}
 		d.wg.Add(1)
 		d.mu.Unlock()

@@ -252,30 +252,34 @@ func (h *handlers) fleet(w http.ResponseWriter, r *http.Request) error {
 // statusOf is a route that calls call on the session it names and answers
 // with the session's status: status, stop and logout.
 func (h *handlers) statusOf(call func(sessions.Service, context.Context, string) (sessions.Status, error)) handlerFunc {
+	return onSession(func(w http.ResponseWriter, r *http.Request, id string) error {
+		st, err := call(h.sessions, r.Context(), id)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, st)
+		return nil
+	})
+}
+
+// onSession is a route on the session its path names: f gets the checked
+// senderId, and a not-found error f returns names that session.
+func onSession(f func(w http.ResponseWriter, r *http.Request, id string) error) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		id, err := senderID(r)
 		if err != nil {
 			return err
 		}
-		st, err := call(h.sessions, r.Context(), id)
-		if err != nil {
-			return forSession(id, err)
-		}
-		writeJSON(w, http.StatusOK, st)
-		return nil
+		return forSession(id, f(w, r, id))
 	}
 }
 
 // create answers 202 when it started the session, 200 when the session
 // already ran and nothing changed.
-func (h *handlers) create(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
+func (h *handlers) create(w http.ResponseWriter, r *http.Request, id string) error {
 	res, err := h.sessions.Create(r.Context(), id)
 	if err != nil {
-		return forSession(id, err)
+		return err
 	}
 	code := http.StatusAccepted
 	if !res.Created {
@@ -285,13 +289,9 @@ func (h *handlers) create(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *handlers) delete(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
+func (h *handlers) delete(w http.ResponseWriter, r *http.Request, id string) error {
 	if err := h.sessions.Delete(r.Context(), id); err != nil {
-		return forSession(id, err)
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"message": "session deleted", "senderId": id})
 	return nil
@@ -299,14 +299,10 @@ func (h *handlers) delete(w http.ResponseWriter, r *http.Request) error {
 
 // qr serves the current code as JSON, or as a PNG a phone can scan
 // (?format=png or Accept: image/png).
-func (h *handlers) qr(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
+func (h *handlers) qr(w http.ResponseWriter, r *http.Request, id string) error {
 	code, err := h.sessions.QR(r.Context(), id)
 	if err != nil {
-		return forSession(id, err)
+		return err
 	}
 	format := r.URL.Query().Get("format")
 	if format == "png" || (format == "" && strings.Contains(r.Header.Get("Accept"), "image/png")) {
@@ -334,11 +330,7 @@ type pairPhoneRequest struct {
 	Phone string `json:"phone"`
 }
 
-func (h *handlers) pairPhone(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
+func (h *handlers) pairPhone(w http.ResponseWriter, r *http.Request, id string) error {
 	var req pairPhoneRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -349,24 +341,20 @@ func (h *handlers) pairPhone(w http.ResponseWriter, r *http.Request) error {
 	}
 	code, err := h.sessions.PairPhone(r.Context(), id, strings.TrimPrefix(phone, "+"))
 	if err != nil {
-		return forSession(id, err)
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"code": code})
 	return nil
 }
 
-func (h *handlers) testAction(w http.ResponseWriter, r *http.Request) error {
-	id, err := senderID(r)
-	if err != nil {
-		return err
-	}
+func (h *handlers) testAction(w http.ResponseWriter, r *http.Request, id string) error {
 	var p sessions.TestParams
 	if err := decode(w, r, &p); err != nil {
 		return err
 	}
 	out, err := h.test.Act(r.Context(), id, mux.Vars(r)["action"], p)
 	if err != nil {
-		return forSession(id, err)
+		return err
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

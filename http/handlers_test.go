@@ -91,18 +91,46 @@ func errorCode(body map[string]any) string {
 	return code
 }
 
+// route is one request: a method, a path and a body.
+type route struct{ method, path, body string }
+
+// sessionRoutes are the routes on one session, each with a harmless body:
+// a path is "/api/whatsapp/session/" + the id + the route's path.
+var sessionRoutes = []route{
+	{"GET", "/status", ""},
+	{"POST", "", ""},
+	{"DELETE", "", ""},
+	{"GET", "/qr", ""},
+	{"POST", "/pair-phone", `{"phone":"+15551234567"}`},
+	{"POST", "/stop", ""},
+	{"POST", "/logout", ""},
+}
+
+// onSession is each of sessionRoutes on session id.
+func onSession(id string) []route {
+	var out []route
+	for _, r := range sessionRoutes {
+		out = append(out, route{r.method, "/api/whatsapp/session/" + id + r.path, r.body})
+	}
+	return out
+}
+
 // routes is every /api route with a harmless request.
-var routes = []struct{ method, path, body string }{
+var routes = append(append([]route{
 	{"POST", "/api/whatsapp/sessions/restore", ""},
 	{"GET", "/api/whatsapp/sessions/status", ""},
-	{"GET", "/api/whatsapp/session/alice/status", ""},
-	{"POST", "/api/whatsapp/session/alice", ""},
-	{"DELETE", "/api/whatsapp/session/alice", ""},
-	{"GET", "/api/whatsapp/session/alice/qr", ""},
-	{"POST", "/api/whatsapp/session/alice/pair-phone", `{"phone":"+15551234567"}`},
-	{"POST", "/api/whatsapp/session/alice/stop", ""},
-	{"POST", "/api/whatsapp/session/alice/logout", ""},
-	{"POST", "/api/whatsapp/test/session/alice/drop", ""},
+}, onSession("alice")...), route{"POST", "/api/whatsapp/test/session/alice/drop", ""})
+
+// needSession are the requests that need session id to exist.
+func needSession(id string) []route {
+	p := "/api/whatsapp/session/" + id
+	return []route{
+		{"GET", p + "/status", ""},
+		{"GET", p + "/qr", ""},
+		{"POST", p + "/stop", ""},
+		{"POST", p + "/logout", ""},
+		{"DELETE", p, ""},
+	}
 }
 
 func TestEveryAPIRouteNeedsTheKey(t *testing.T) {
@@ -152,18 +180,9 @@ func TestBadSenderIDsAreRejectedAndTouchNothing(t *testing.T) {
 	before := listDir(t, dir.Root())
 	bad := []string{"..", "a%2Fb", "%2E%2E", "a%20b", "", strings.Repeat("x", 65), "a.b", "%00"}
 	for _, id := range bad {
-		for _, r := range []struct{ method, suffix, body string }{
-			{"GET", "/status", ""},
-			{"POST", "", ""},
-			{"DELETE", "", ""},
-			{"GET", "/qr", ""},
-			{"POST", "/pair-phone", `{"phone":"+15551234567"}`},
-			{"POST", "/stop", ""},
-			{"POST", "/logout", ""},
-		} {
-			path := "/api/whatsapp/session/" + id + r.suffix
-			t.Run(r.method+" "+path, func(t *testing.T) {
-				resp, body := do(t, srv, r.method, path, "Bearer "+apiKey, r.body)
+		for _, r := range onSession(id) {
+			t.Run(r.method+" "+r.path, func(t *testing.T) {
+				resp, body := do(t, srv, r.method, r.path, "Bearer "+apiKey, r.body)
 				if resp.StatusCode != 400 || errorCode(body) != "invalid_id" {
 					t.Errorf("status %d, body %v; want 400 invalid_id", resp.StatusCode, body)
 				}
@@ -238,13 +257,7 @@ func TestRestoreAnswersWithTheSourceDocumentsTexts(t *testing.T) {
 func TestUnknownSessionIs404AndWrongStateIs409(t *testing.T) {
 	srv, _ := server(t)
 	key := "Bearer " + apiKey
-	for _, r := range []struct{ method, path string }{
-		{"GET", "/api/whatsapp/session/ghost/status"},
-		{"GET", "/api/whatsapp/session/ghost/qr"},
-		{"POST", "/api/whatsapp/session/ghost/stop"},
-		{"POST", "/api/whatsapp/session/ghost/logout"},
-		{"DELETE", "/api/whatsapp/session/ghost"},
-	} {
+	for _, r := range needSession("ghost") {
 		resp, body := do(t, srv, r.method, r.path, key, "")
 		if resp.StatusCode != 404 || errorCode(body) != "not_found" {
 			t.Errorf("%s %s: %d %v", r.method, r.path, resp.StatusCode, body)

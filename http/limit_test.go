@@ -14,6 +14,7 @@ import (
 	"time"
 
 	api "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 )
 
 // connCounts records what a ConnLimit reports.
@@ -79,25 +80,41 @@ func limitedServer(t *testing.T, capacity int) (addr string, counts *connCounts,
 		}
 		counts.idle = len(idle)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(limit.Listener(ln))
-	}()
+	addr = serve(t, srv, limit)
+	// Registered after serve's, so it runs first: blocked handlers return
+	// before the server closes.
 	t.Cleanup(func() {
 		select {
 		case <-release:
 		default:
 			close(release)
 		}
+	})
+	return addr, counts, release, blocked
+}
+
+// serve runs srv on a loopback port, through limit's listener unless limit
+// is nil, until the test ends; it returns the address.
+func serve(t *testing.T, srv *http.Server, limit *api.ConnLimit) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l net.Listener = ln
+	if limit != nil {
+		l = limit.Listener(ln)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	t.Cleanup(func() {
 		_ = srv.Close()
 		<-done
 	})
-	return ln.Addr().String(), counts, release, blocked
+	return ln.Addr().String()
 }
 
 // keepAlive is one client connection kept open between requests.
@@ -154,13 +171,7 @@ func (k *keepAlive) closedByServer() bool {
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	e2e.WaitFor(t, 5*time.Second, "a condition", func() (bool, string) { return cond(), "" })
 }
 
 func TestConnectionCapClosesTheOldestIdleConnectionForANewOne(t *testing.T) {
@@ -307,17 +318,7 @@ func TestServerErrorsGoToTheLog(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
 	srv := api.NewServer(mux, log, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	defer func() { _ = srv.Close(); <-done }()
-	k := dial(t, ln.Addr().String())
+	k := dial(t, serve(t, srv, nil))
 	if _, err := k.get(t, "/panic"); err == nil {
 		t.Fatal("a panicking handler answered")
 	}

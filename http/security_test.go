@@ -169,13 +169,7 @@ func TestErrorMessagesAreNotHTMLEscaped(t *testing.T) {
 func TestNotFoundNamesTheSessions(t *testing.T) {
 	srv, _ := server(t)
 	key := "Bearer " + apiKey
-	for _, r := range []struct{ method, path string }{
-		{"GET", "/api/whatsapp/session/ghost1/status"},
-		{"GET", "/api/whatsapp/session/ghost1/qr"},
-		{"POST", "/api/whatsapp/session/ghost1/stop"},
-		{"POST", "/api/whatsapp/session/ghost1/logout"},
-		{"DELETE", "/api/whatsapp/session/ghost1"},
-	} {
+	for _, r := range needSession("ghost1") {
 		resp, body := do(t, srv, r.method, r.path, key, "")
 		msg, _ := body["error"].(map[string]any)["message"].(string)
 		if resp.StatusCode != 404 || msg != "session not found: ghost1" {

@@ -100,14 +100,14 @@ func NewHandler(opts Options) http.Handler {
 	api.Handle("/whatsapp/sessions/restore", h.wrap(h.restore)).Methods(http.MethodPost)
 	api.Handle("/whatsapp/sessions/status", h.wrap(h.fleet)).Methods(http.MethodGet)
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/status", h.wrap(h.statusOf(sessions.Service.Status))).Methods(http.MethodGet)
-	api.Handle("/whatsapp/session/{senderId:[^/]*}", h.wrap(h.create)).Methods(http.MethodPost)
-	api.Handle("/whatsapp/session/{senderId:[^/]*}", h.wrap(h.delete)).Methods(http.MethodDelete)
-	api.Handle("/whatsapp/session/{senderId:[^/]*}/qr", h.wrap(h.qr)).Methods(http.MethodGet)
-	api.Handle("/whatsapp/session/{senderId:[^/]*}/pair-phone", h.wrap(h.pairPhone)).Methods(http.MethodPost)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}", h.wrap(onSession(h.create))).Methods(http.MethodPost)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}", h.wrap(onSession(h.delete))).Methods(http.MethodDelete)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}/qr", h.wrap(onSession(h.qr))).Methods(http.MethodGet)
+	api.Handle("/whatsapp/session/{senderId:[^/]*}/pair-phone", h.wrap(onSession(h.pairPhone))).Methods(http.MethodPost)
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/stop", h.wrap(h.statusOf(sessions.Service.Stop))).Methods(http.MethodPost)
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/logout", h.wrap(h.statusOf(sessions.Service.Logout))).Methods(http.MethodPost)
 	if opts.Test != nil {
-		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/{action}", h.wrap(h.testAction)).Methods(http.MethodPost)
+		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/{action}", h.wrap(onSession(h.testAction))).Methods(http.MethodPost)
 	}
 	return r
 }

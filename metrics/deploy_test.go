@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"gopkg.in/yaml.v3"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
 )
 
@@ -208,13 +209,7 @@ func TestAlertRulesHaveUnitTests(t *testing.T) {
 // (Debian: apt-get install prometheus), and is skipped otherwise, except in
 // CI (CI=true), where .ci/run installs it and its absence is a failure.
 func TestPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is not installed: .ci/run installs Debian's prometheus package")
-		}
-		t.Skip("promtool not installed")
-	}
+	promtool := e2e.Prometheus(t, "promtool")
 	for _, args := range [][]string{
 		{"check", "config", promConfigWithKeyFile(t)},
 		{"check", "rules", "alerts.yml"},

@@ -341,11 +341,7 @@ func (s *Service) Call(method, path, body string) (int, map[string]any) {
 // Status is session id's status; anything but a 200 fails the test.
 func (s *Service) Status(id string) sessions.Status {
 	s.T.Helper()
-	st, err := s.Client.Status(context.Background(), id)
-	if err != nil {
-		s.T.Fatalf("status of %s: %v", id, err)
-	}
-	return st
+	return Status(s.T, s.Client, id)
 }
 
 // Fleet is every session's status; an error fails the test.

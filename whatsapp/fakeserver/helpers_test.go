@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 	_ "modernc.org/sqlite"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
@@ -224,13 +225,7 @@ func describe(events []any) string {
 // eventually polls cond until it holds or the wait times out.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-time.After(delay) // polling interval, not synchronisation
-	}
+	e2e.WaitFor(t, waitTimeout, what, func() (bool, string) { return cond(), "" })
 }
 
 // waitConnections polls the server's live connection count of user until it is
