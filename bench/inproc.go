@@ -20,16 +20,10 @@ import (
 // figures include the bench itself; they explain, the restore scenario
 // measures.
 type profileResult struct {
-	Sessions   int     `json:"sessions"`
-	Took       dur     `json:"tookMs"`
-	Connected  int     `json:"connected"`
-	HeapInuse  uint64  `json:"heapInuseBytes"`
-	StackInuse uint64  `json:"stackInuseBytes"`
-	GoSys      uint64  `json:"goSysBytes"`
-	RSS        int     `json:"rssBytes"`
-	Goroutines int     `json:"goroutines"`
-	PerSession float64 `json:"heapInusePerSessionBytes"`
-	Profiles   string  `json:"profiles"` // path prefix of .cpu.pprof, .heap.pprof, .goroutines.txt
+	sessions, connected, goroutines, rss int
+	took                                 dur
+	mem                                  runtime.MemStats // after GC, once settled
+	profiles                             string           // path prefix of .cpu.pprof, .heap.pprof, .goroutines.txt
 }
 
 // runProfile restores n sessions in this process against cmd/fakewa, with
@@ -37,7 +31,7 @@ type profileResult struct {
 // settled, written to outDir. The configuration comes from the
 // environment with the service's defaults, as config.Load reads it.
 func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileResult, error) {
-	res := profileResult{Sessions: n, Profiles: filepath.Join(outDir, fmt.Sprintf("restore-%d", n))}
+	res := profileResult{sessions: n, profiles: filepath.Join(outDir, fmt.Sprintf("restore-%d", n))}
 	cfg, err := config.Load()
 	if err != nil {
 		return res, err
@@ -68,7 +62,7 @@ func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileRe
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return res, err
 	}
-	cpu, err := os.Create(res.Profiles + ".cpu.pprof")
+	cpu, err := os.Create(res.profiles + ".cpu.pprof")
 	if err != nil {
 		return res, err
 	}
@@ -81,7 +75,7 @@ func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileRe
 	for err == nil {
 		f, ferr := a.Sessions().Fleet(ctx)
 		if ferr == nil && f.Restore.Finished != nil {
-			res.Took, res.Connected = dur(f.Restore.Finished.Sub(began)), f.Counts[sessions.StateConnected]
+			res.took, res.connected = dur(f.Restore.Finished.Sub(began)), f.Counts[sessions.StateConnected]
 			break
 		} else if time.Since(began) > restoreTimeout {
 			err = fmt.Errorf("in-process restore of %d did not finish within %v", n, restoreTimeout)
@@ -92,24 +86,22 @@ func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileRe
 	if err != nil {
 		return res, err
 	}
-	logf("profile n=%d: restored in process in %v; settling %v", n, res.Took, b.settle)
+	logf("profile n=%d: restored in process in %v; settling %v", n, res.took, b.settle)
 	time.Sleep(b.settle)
 
 	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	res.HeapInuse, res.StackInuse, res.GoSys = ms.HeapInuse, ms.StackInuse, ms.Sys
-	res.PerSession, res.Goroutines = float64(ms.HeapInuse)/float64(n), runtime.NumGoroutine()
+	runtime.ReadMemStats(&res.mem)
+	res.goroutines = runtime.NumGoroutine()
 	if st, err := procfs.Self(); err == nil {
 		if stat, err := st.Stat(); err == nil {
-			res.RSS = stat.ResidentMemory()
+			res.rss = stat.ResidentMemory()
 		}
 	}
 	for _, p := range []struct {
 		name, suffix string
 		debug        int
 	}{{"heap", ".heap.pprof", 0}, {"goroutine", ".goroutines.txt", 1}} {
-		f, err := os.Create(res.Profiles + p.suffix)
+		f, err := os.Create(res.profiles + p.suffix)
 		if err == nil {
 			err = pprof.Lookup(p.name).WriteTo(f, p.debug)
 			if cerr := f.Close(); err == nil {

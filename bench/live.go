@@ -18,37 +18,27 @@ import (
 // loadResult is one closed-loop load phase: clients goroutines each send
 // a request, wait for its answer, and send the next, for a fixed time.
 type loadResult struct {
-	Name     string  `json:"name"`
-	Sessions int     `json:"sessions"`
-	Clients  int     `json:"clients"`
-	Duration dur     `json:"durationMs"`
-	Requests int     `json:"requests"`
-	Errors   int     `json:"errors"`
-	FirstErr string  `json:"firstError,omitempty"`
-	RPS      float64 `json:"requestsPerSecond"`
-	Bytes    int     `json:"bytesPerResponse"`
-	Latency  dist    `json:"latency"`
+	name                                       string
+	sessions, clients, requests, errors, bytes int // bytes: of a response
+	firstErr                                   string
+	duration                                   dur
+	rps                                        float64
+	latency                                    dist
 	taken
 }
 
 // healResult is how fast sessions came back after one kind of injected
-// failure, over many runs, each on its own session.
+// failure ("panic" or "drop"), over many runs, each on its own session.
 type healResult struct {
-	Kind       string `json:"kind"`       // panic or drop
-	BackoffMin string `json:"backoffMin"` // the service's BACKOFF_MIN
-	Sessions   int    `json:"sessions"`   // sessions connected in the service
-	Runs       int    `json:"runs"`
-	Failed     int    `json:"failed"`
-	FirstErr   string `json:"firstError,omitempty"`
-	// Service is injection to the lastConnectedAt the service reports for
-	// the new connection; Observed is injection to the poll that first saw
+	kind, backoffMin, firstErr string
+	runs, failed               int
+	// service is injection to the lastConnectedAt the service reports for
+	// the new connection; observed is injection to the poll that first saw
 	// it connected again (adds up to one poll interval).
-	Service  dist `json:"service"`
-	Observed dist `json:"observed"`
-	// StaleConnected counts runs in which a poll saw "connected" although
+	service, observed dist
+	// staleConnected counts runs in which a poll saw "connected" although
 	// the actor had already restarted and the new connection did not exist.
-	StaleConnected int `json:"staleConnected"`
-	Elapsed        dur `json:"elapsedMs"`
+	staleConnected int
 	taken
 }
 
@@ -61,10 +51,10 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 		return err
 	}
 	defer fr.stop()
-	if !fr.res.OK {
-		return fmt.Errorf("service with %d sessions (%v) did not get all connected: %s\n%s", n, env, fr.res.Failure, fr.svc.tail(40))
+	if !fr.res.ok {
+		return fmt.Errorf("service with %d sessions (%v) did not get all connected: %s\n%s", n, env, fr.res.failure, fr.svc.tail(40))
 	}
-	logf("live service: %d sessions connected %v after start (BACKOFF_MIN %s)", n, fr.res.AllConnected, backoff)
+	logf("live service: %d sessions connected %v after start (BACKOFF_MIN %s)", n, fr.res.allConnected, backoff)
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = sessionID(i)
@@ -82,9 +72,9 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 			logf("load: %s, %d clients, %v", name, c, b.duration)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
 			r := runLoad(ctx, "http://"+fr.svc.addr, b.apiKey, c, path, b.duration)
-			r.Name, r.Sessions, r.taken = name, n, w.taken()
-			logf("  %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", r.RPS, r.Latency.P50, r.Latency.P99, r.Errors, 100*r.OthersShare)
-			rep.Loads = append(rep.Loads, r)
+			r.name, r.sessions, r.taken = name, n, w.taken()
+			logf("  %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", r.rps, r.latency.p50, r.latency.p99, r.errors, 100*r.othersShare)
+			rep.loads = append(rep.loads, r)
 		}
 	}
 	if b.scenarios["heal"] {
@@ -95,9 +85,9 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 			logf("heal: %d × %s, BACKOFF_MIN %s", b.healRuns, kind, backoff)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
 			r := runHeal(ctx, fr.svc.api, kind, ids, i*n/2, b.healRuns)
-			r.BackoffMin, r.taken = backoff, w.taken()
-			logf("  p50 %v, p99 %v, %d failed, others %.0f%%", r.Service.P50, r.Service.P99, r.Failed, 100*r.OthersShare)
-			rep.Heals = append(rep.Heals, r)
+			r.backoffMin, r.taken = backoff, w.taken()
+			logf("  p50 %v, p99 %v, %d failed, others %.0f%%", r.service.p50, r.service.p99, r.failed, 100*r.othersShare)
+			rep.heals = append(rep.heals, r)
 		}
 	}
 	if !fr.svc.running() {
@@ -116,7 +106,7 @@ func runLoad(ctx context.Context, base, key string, clients int, path func(*rand
 	c := client.New(base, key).WithHTTPClient(hc)
 	start := time.Now().Add(warmup)
 	end := start.Add(d)
-	res := loadResult{Clients: clients, Duration: dur(d)}
+	res := loadResult{clients: clients, duration: dur(d)}
 	var (
 		mu  sync.Mutex
 		all []time.Duration
@@ -145,13 +135,13 @@ func runLoad(ctx context.Context, base, key string, clients int, path func(*rand
 			mu.Lock()
 			defer mu.Unlock()
 			all = append(all, lats...)
-			res.Errors += errs
-			res.FirstErr = cmp.Or(res.FirstErr, firstErr)
-			res.Bytes = max(res.Bytes, size)
+			res.errors += errs
+			res.firstErr = cmp.Or(res.firstErr, firstErr)
+			res.bytes = max(res.bytes, size)
 		})
 	}
 	wg.Wait()
-	res.Requests, res.RPS, res.Latency = len(all), float64(len(all))/d.Seconds(), summarize(all)
+	res.requests, res.rps, res.latency = len(all), float64(len(all))/d.Seconds(), summarize(all)
 	return res
 }
 
@@ -159,8 +149,7 @@ func runLoad(ctx context.Context, base, key string, clients int, path func(*rand
 // runs sessions, healConc at a time, from ids[first] on, and times each
 // until its status is connected again on a new connection.
 func runHeal(ctx context.Context, api *client.Client, kind string, ids []string, first, runs int) healResult {
-	res := healResult{Kind: kind, Sessions: len(ids), Runs: runs}
-	began := time.Now()
+	res := healResult{kind: kind, runs: runs}
 	var (
 		next              atomic.Int64
 		mu                sync.Mutex
@@ -174,20 +163,20 @@ func runHeal(ctx context.Context, api *client.Client, kind string, ids []string,
 				svc, obs, stale, err := healOnce(ctx, api, id, kind)
 				mu.Lock()
 				if err != nil {
-					res.Failed++
-					res.FirstErr = cmp.Or(res.FirstErr, fmt.Sprintf("%s: %v", id, err))
+					res.failed++
+					res.firstErr = cmp.Or(res.firstErr, fmt.Sprintf("%s: %v", id, err))
 				} else {
 					service, observed = append(service, svc), append(observed, obs)
 				}
 				if stale {
-					res.StaleConnected++
+					res.staleConnected++
 				}
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	res.Elapsed, res.Service, res.Observed = dur(time.Since(began)), summarize(service), summarize(observed)
+	res.service, res.observed = summarize(service), summarize(observed)
 	return res
 }
 
@@ -226,14 +215,7 @@ func healOnce(ctx context.Context, api *client.Client, id, kind string) (service
 }
 
 // dist summarises a set of durations (nearest-rank percentiles).
-type dist struct {
-	Count int `json:"count"`
-	Min   dur `json:"minMs"`
-	P50   dur `json:"p50Ms"`
-	P90   dur `json:"p90Ms"`
-	P99   dur `json:"p99Ms"`
-	Max   dur `json:"maxMs"`
-}
+type dist struct{ min, p50, p90, p99, max dur }
 
 // summarize sorts ds and returns its distribution.
 func summarize(ds []time.Duration) dist {
@@ -242,5 +224,5 @@ func summarize(ds []time.Duration) dist {
 	}
 	slices.Sort(ds)
 	at := func(p float64) dur { return dur(ds[min(max(int(p*float64(len(ds))+0.999999)-1, 0), len(ds)-1)]) }
-	return dist{Count: len(ds), Min: dur(ds[0]), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: dur(ds[len(ds)-1])}
+	return dist{min: dur(ds[0]), p50: at(0.50), p90: at(0.90), p99: at(0.99), max: dur(ds[len(ds)-1])}
 }

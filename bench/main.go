@@ -22,7 +22,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -40,7 +39,7 @@ import (
 type bench struct {
 	work, template, serviceBin, fakeBin, apiKey string
 	seedWorkers, restarts, loadSessions         int
-	settle, idle, duration                      time.Duration
+	settle, duration                            time.Duration
 	dbOnly                                      bool     // -store-files db: whatsapp.db alone
 	serviceEnv                                  []string // added to every service's environment
 	scenarios                                   map[string]bool
@@ -84,7 +83,6 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.restarts, "restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
 	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (as the service left them) or db (whatsapp.db alone: no WAL files, no clean marker)")
 	fs.DurationVar(&b.settle, "settle", 5*time.Second, "restore and profile: wait after all connected before measuring")
-	fs.DurationVar(&b.idle, "idle", 0, "restore: also measure this long after all connected (the stores' connections idle out after 30 s); 0: don't")
 	fs.IntVar(&b.loadSessions, "load-sessions", 1000, "load and heal: connected sessions in the service")
 	clients := fs.String("clients", "64,256", "load: concurrent clients of single-session status, one phase each")
 	fs.IntVar(&b.fleetClients, "fleet-clients", 16, "load: concurrent clients of all-sessions status (0: skip)")
@@ -99,8 +97,6 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
 	fs.StringVar(&b.fakeBin, "fakewa-bin", "", "use this cmd/fakewa binary instead of building one")
 	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
-	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
-	save := fs.String("save", "", "also write the results as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -154,21 +150,13 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	rep := &report{Machine: describeMachine(limit), Args: args, Work: b.work}
+	rep := &report{machine: describeMachine(limit), work: b.work}
 	if err := b.runScenarios(ctx, rep); err != nil {
 		rep.writeTables(os.Stderr) // what was measured before the error
 		return err
 	}
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err == nil && *save != "" {
-		err = os.WriteFile(*save, append(data, '\n'), 0o644)
-	}
-	if err == nil && *asJSON {
-		_, err = fmt.Println(string(data))
-	} else if err == nil {
-		rep.writeTables(os.Stdout)
-	}
-	return err
+	rep.writeTables(os.Stdout)
+	return nil
 }
 
 // runScenarios runs the wanted scenarios in a fixed order, filling rep.
@@ -179,7 +167,7 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 		if err != nil {
 			return err
 		}
-		rep.Baseline = &base
+		rep.baseline = &base
 		for _, n := range b.sizes {
 			for restart := range b.restarts + 1 {
 				logf("restore: %d sessions (run %d)", n, restart)
@@ -187,7 +175,7 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 				if err != nil {
 					return err
 				}
-				rep.Restores = append(rep.Restores, r)
+				rep.restores = append(rep.restores, r)
 			}
 		}
 	}
@@ -214,7 +202,7 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 		if err != nil {
 			return err
 		}
-		rep.Profiles = append(rep.Profiles, r)
+		rep.profiles = append(rep.profiles, r)
 	}
 	return ctx.Err()
 }

@@ -196,14 +196,10 @@ func cpuTimes(pid int) (user, sys time.Duration) {
 }
 
 // taken is how busy the machine was with other work while a figure was
-// measured: the CPU time processes other than the bench's used, that as a
-// share of the machine's capacity, and the 1-minute load average at the
-// end. Figures taken while others were busy read high.
-type taken struct {
-	OtherCPU    dur     `json:"otherCpuMs"`
-	OthersShare float64 `json:"othersShare"`
-	Load1       float64 `json:"loadAvg1"`
-}
+// measured: the share of the machine's CPU capacity that processes other
+// than the bench's used, and the 1-minute load average at the end.
+// Figures taken while others were busy read high.
+type taken struct{ othersShare, load1 float64 }
 
 // window counts the CPU that others use from its start: all CPU time
 // spent since, minus that of the bench and of pids (and of any process
@@ -253,5 +249,5 @@ func (w *window) taken() taken {
 	all, load := busy()
 	other := max(all-w.ours()-w.spent, 0)
 	share := other.Seconds() / (time.Since(w.began).Seconds() * float64(runtime.NumCPU()))
-	return taken{OtherCPU: dur(other), OthersShare: share, Load1: load}
+	return taken{othersShare: share, load1: load}
 }

@@ -23,66 +23,34 @@ import (
 // restoreResult is what one service process did with N stored sessions:
 // how fast they came back, and what it costs once they have.
 type restoreResult struct {
-	Sessions int `json:"sessions"`
-	// Restart is 0 for a fresh copy of the seeded stores, k for the k-th
-	// restart of the service on the stores the previous run left.
-	Restart int    `json:"restart"`
-	DBOnly  bool   `json:"dbOnly,omitempty"` // the copies held whatsapp.db alone
-	Env     string `json:"env,omitempty"`    // extra service environment
-	OK      bool   `json:"ok"`
-	Failure string `json:"failure,omitempty"`
-
-	// HTTPReady is process start to the first 200 from /healthz.
-	HTTPReady dur `json:"httpReadyMs"`
-	// AllConnected is process start to the restore's end as the service
-	// stamps it (every restored session settled: "restore finished" in its
-	// log); RestoreTook is from the restore's start to that end.
-	AllConnected dur `json:"allConnectedMs"`
-	RestoreTook  dur `json:"restoreTookMs"`
-	// ServiceCPU (user and kernel, from /proc) and FakeCPU are the CPU time
-	// each process had used when the restore finished.
-	ServiceCPU    dur `json:"serviceCpuMs"`
-	ServiceSysCPU dur `json:"serviceSysCpuMs"` // the kernel's part of ServiceCPU
-	FakeCPU       dur `json:"fakeCpuMs"`
-	// FakeTLS and FakeTLSResumed are the TLS handshakes the fake server
-	// completed by the end of the restore, and how many resumed a session.
-	FakeTLS        int                    `json:"fakeTlsHandshakes"`
-	FakeTLSResumed int                    `json:"fakeTlsResumed"`
-	taken                                 // from the service's start to the end of the restore
-	Connected      int                    `json:"connected"`
-	Counts         map[sessions.State]int `json:"counts,omitempty"`
-
-	PeakRSS int64 `json:"peakRssBytes"`  // VmHWM at the last snapshot
-	PeakFDs int   `json:"peakOpenFiles"` // sampled until the service stops
-	FDLimit int   `json:"openFilesLimit"`
-	// Settled is taken -settle after all connected; Idle, when asked for,
-	// later, once the stores' idle connections have closed.
-	Settled *snapshot `json:"settled,omitempty"`
-	Idle    *snapshot `json:"idle,omitempty"`
-
-	Shutdown      dur    `json:"shutdownMs"`
-	ShutdownClean bool   `json:"shutdownClean"`
-	LogFile       string `json:"logFile"`
+	sessions, restart int  // restart: 0 for fresh copies of the seeded stores, k for the k-th restart on them
+	dbOnly, ok        bool // dbOnly: the copies held whatsapp.db alone
+	failure, logFile  string
+	// httpReady is process start to the first 200 from /healthz;
+	// allConnected is process start to the restore's end as the service
+	// stamps it ("restore finished" in its log); restoreTook is from the
+	// restore's start to that end.
+	httpReady, allConnected, restoreTook dur
+	// CPU time (user and kernel, from /proc) each process had used when
+	// the restore finished; serviceSysCPU is the kernel's part.
+	serviceCPU, serviceSysCPU, fakeCPU dur
+	fakeTLS, fakeTLSResumed            int // TLS handshakes the fake server completed by then, resumed ones
+	taken                                  // from the service's start to the end of the restore
+	connected                          int
+	counts                             map[sessions.State]int
+	peakRSS                            int64     // VmHWM when settled
+	peakFDs, fdLimit                   int       // peakFDs: sampled until the service stops
+	settled                            *snapshot // -settle after all connected
+	shutdown                           dur
 }
 
-// snapshot is the service's resources at one moment, from its /metrics
-// but for the split of the resident set and its peak; the per-session
-// figures subtract the same binary's with no session (the baseline).
+// snapshot is the service's resources at one moment, from its /metrics;
+// the per-session figures subtract the same binary's with no session.
 type snapshot struct {
-	After            dur     `json:"afterMs"`            // after all connected
-	RSS              float64 `json:"rssBytes"`           // process_resident_memory_bytes
-	HWM              int64   `json:"vmHWM"`              // peak RSS since start
-	Anon             int64   `json:"rssAnon"`            // /proc/PID/status
-	File             int64   `json:"rssFile"`            // /proc/PID/status
-	RSSPerSession    float64 `json:"rssPerSessionBytes"` // (RSS - baseline RSS) / N
-	RSSOverN         float64 `json:"rssOverSessionsBytes"`
-	GoHeapInuse      float64 `json:"goHeapInuseBytes"`
-	GoStackInuse     float64 `json:"goStackInuseBytes"`
-	GoSys            float64 `json:"goSysBytes"`
-	FDs              float64 `json:"openFiles"`
-	Threads          float64 `json:"threads"`
-	Goroutines       float64 `json:"goroutines"`
-	GoroutinesPerSes float64 `json:"goroutinesPerSession"` // (goroutines - baseline) / N
+	after                                      dur
+	rss, goHeapInuse, goStackInuse, goSys, fds float64
+	goroutines                                 float64
+	rssPerSession, goroutinesPerSes            float64
 }
 
 // fleetRun is a fake server and a service restoring N sessions, kept
@@ -129,19 +97,18 @@ func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int
 	}
 	window.pids = append(window.pids, svc.pid()) // from its start
 	fr := &fleetRun{fake: fake, svc: svc, stopFDs: peakFDs(svc.pid()), runDir: runDir,
-		res: restoreResult{Sessions: n, Restart: restart, DBOnly: b.dbOnly && restart == 0,
-			Env: strings.Join(env, " "), LogFile: logPath}}
+		res: restoreResult{sessions: n, restart: restart, dbOnly: b.dbOnly && restart == 0, logFile: logPath}}
 	defer func() { fr.connectedAt = time.Now() }()
 	if err := svc.waitHTTP(ctx, "http://"+svc.addr+"/healthz", 30*time.Second); err != nil {
-		fr.res.Failure = err.Error()
+		fr.res.failure = err.Error()
 		return fr, nil
 	}
-	fr.res.HTTPReady = dur(time.Since(svc.started))
+	fr.res.httpReady = dur(time.Since(svc.started))
 	if n > 0 {
 		fr.waitRestore(ctx)
 	}
 	fr.res.taken = window.taken()
-	fr.res.OK = fr.res.Failure == ""
+	fr.res.ok = fr.res.failure == ""
 	return fr, nil
 }
 
@@ -152,51 +119,52 @@ func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int
 // service the CPU the bench measures (a /metrics scrape of 1,000
 // sessions takes tens of milliseconds).
 func (fr *fleetRun) waitRestore(ctx context.Context) {
-	n, svc := fr.res.Sessions, fr.svc
+	n, svc := fr.res.sessions, fr.svc
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	finished := logWatch{path: svc.logPath, text: []byte(`"msg":"restore finished"`)}
 	for !finished.seen() {
 		select {
 		case <-svc.exited:
-			fr.res.Failure = fmt.Sprintf("the service exited during the restore (%v)", svc.waitErr)
+			fr.res.failure = fmt.Sprintf("the service exited during the restore (%v)", svc.waitErr)
 			return
 		case <-ctx.Done():
-			fr.res.Failure = ctx.Err().Error()
+			fr.res.failure = ctx.Err().Error()
 			return
 		case <-tick.C:
 		}
 		if time.Since(svc.started) > restoreTimeout {
-			fr.res.Failure = fmt.Sprintf("the restore did not finish within %v", restoreTimeout)
+			fr.res.failure = fmt.Sprintf("the restore did not finish within %v", restoreTimeout)
 			break
 		}
 	}
 	user, sys := cpuTimes(svc.pid())
-	fr.res.ServiceCPU = dur(user + sys)
+	fr.res.serviceCPU = dur(user + sys)
 	fu, fs := cpuTimes(fr.fake.pid())
-	fr.res.ServiceSysCPU, fr.res.FakeCPU = dur(sys), dur(fu+fs)
+	fr.res.serviceSysCPU, fr.res.fakeCPU = dur(sys), dur(fu+fs)
 	mctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if st, err := fakeserver.NewRemote("http://"+fr.fake.control, nil).Stats(mctx); err == nil {
-		fr.res.FakeTLS, fr.res.FakeTLSResumed = st.TLSHandshakes, st.TLSResumed
+		fr.res.fakeTLS, fr.res.fakeTLSResumed = st.TLSHandshakes, st.TLSResumed
 	}
 	f, err := svc.api.Fleet(mctx)
 	if err != nil {
-		fr.res.Failure = strings.TrimPrefix(fr.res.Failure+"; fleet status: "+err.Error(), "; ")
+		fr.res.failure = strings.TrimPrefix(fr.res.failure+"; fleet status: "+err.Error(), "; ")
 		return
 	}
 	if r := f.Restore; r.Started != nil && r.Finished != nil {
-		fr.res.AllConnected, fr.res.RestoreTook = dur(r.Finished.Sub(svc.started)), dur(r.Finished.Sub(*r.Started))
+		fr.res.allConnected, fr.res.restoreTook = dur(r.Finished.Sub(svc.started)), dur(r.Finished.Sub(*r.Started))
 	}
-	fr.res.Counts, fr.res.Connected = f.Counts, f.Counts[sessions.StateConnected]
-	if fr.res.Connected != n && fr.res.Failure == "" {
-		fr.res.Failure = fmt.Sprintf("%d of %d connected after the restore finished", fr.res.Connected, n)
+	fr.res.counts, fr.res.connected = f.Counts, f.Counts[sessions.StateConnected]
+	if fr.res.connected != n && fr.res.failure == "" {
+		fr.res.failure = fmt.Sprintf("%d of %d connected after the restore finished", fr.res.connected, n)
 	}
 }
 
-// measure waits until after has passed since all connected, then takes a
-// snapshot. baseline may be nil.
-func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *snapshot) *snapshot {
+// measure waits until -settle has passed since all connected, then takes
+// a snapshot (nil if the service is gone) and the peak RSS. baseline may
+// be nil.
+func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *restoreResult) *snapshot {
 	select {
 	case <-time.After(time.Until(fr.connectedAt.Add(after))):
 	case <-ctx.Done():
@@ -205,10 +173,10 @@ func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *
 	if !fr.svc.running() {
 		return nil
 	}
-	s := &snapshot{After: dur(after)}
+	s := &snapshot{after: dur(after)}
 	if p, err := procfs.NewProc(fr.svc.pid()); err == nil {
 		if st, err := p.NewStatus(); err == nil {
-			s.HWM, s.Anon, s.File = int64(st.VmHWM), int64(st.RssAnon), int64(st.RssFile)
+			fr.res.peakRSS = int64(st.VmHWM)
 		}
 	}
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -218,20 +186,16 @@ func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *
 		logf("  metrics: %v", err)
 		return s
 	}
-	for name, v := range map[string]*float64{"process_resident_memory_bytes": &s.RSS, "go_goroutines": &s.Goroutines,
-		"go_memstats_heap_inuse_bytes": &s.GoHeapInuse, "go_memstats_stack_inuse_bytes": &s.GoStackInuse,
-		"go_memstats_sys_bytes": &s.GoSys, "process_open_fds": &s.FDs, "go_threads": &s.Threads} {
+	for name, v := range map[string]*float64{"process_resident_memory_bytes": &s.rss, "go_goroutines": &s.goroutines,
+		"go_memstats_heap_inuse_bytes": &s.goHeapInuse, "go_memstats_stack_inuse_bytes": &s.goStackInuse,
+		"go_memstats_sys_bytes": &s.goSys, "process_open_fds": &s.fds} {
 		*v, _ = client.Sample(m, name)
 	}
-	if limit, ok := client.Sample(m, "process_max_fds"); ok {
-		fr.res.FDLimit = int(limit)
-	}
-	if n := float64(fr.res.Sessions); n > 0 {
-		s.RSSOverN = s.RSS / n
-		if baseline != nil {
-			s.RSSPerSession = (s.RSS - baseline.RSS) / n
-			s.GoroutinesPerSes = (s.Goroutines - baseline.Goroutines) / n
-		}
+	limit, _ := client.Sample(m, "process_max_fds")
+	fr.res.fdLimit = int(limit)
+	if n := float64(fr.res.sessions); n > 0 && baseline != nil && baseline.settled != nil {
+		s.rssPerSession = (s.rss - baseline.settled.rss) / n
+		s.goroutinesPerSes = (s.goroutines - baseline.settled.goroutines) / n
 	}
 	return s
 }
@@ -239,9 +203,9 @@ func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *
 // stop stops the service (measuring its graceful shutdown), then the fake
 // server, and removes the copied sessions unless a restart follows.
 func (fr *fleetRun) stop() {
-	fr.res.PeakFDs = fr.stopFDs()
-	d, clean := fr.svc.stop(shutdownGrace)
-	fr.res.Shutdown, fr.res.ShutdownClean = dur(d), clean
+	fr.res.peakFDs = fr.stopFDs()
+	d, _ := fr.svc.stop(shutdownGrace)
+	fr.res.shutdown = dur(d)
 	fr.fake.stop(10 * time.Second)
 	if !fr.keepDir {
 		_ = os.RemoveAll(fr.runDir)
@@ -249,32 +213,19 @@ func (fr *fleetRun) stop() {
 }
 
 // runRestore is the restore scenario for one size: a process restores n
-// stored sessions, is measured once settled (and once idle, if asked),
-// and is stopped.
+// stored sessions, is measured once settled, and is stopped.
 func (b *bench) runRestore(ctx context.Context, n int, baseline *restoreResult, restart int) (restoreResult, error) {
 	fr, err := b.startFleet(ctx, n, nil, restart)
 	if err != nil {
 		return restoreResult{}, err
 	}
 	fr.keepDir = n > 0 && restart < b.restarts
-	var baseSettled, baseIdle *snapshot
-	if baseline != nil {
-		baseSettled, baseIdle = baseline.Settled, baseline.Idle
-	}
-	fr.res.Settled = fr.measure(ctx, b.settle, baseSettled)
-	if b.idle > b.settle {
-		fr.res.Idle = fr.measure(ctx, b.idle, baseIdle)
-	}
-	for _, s := range []*snapshot{fr.res.Settled, fr.res.Idle} {
-		if s != nil {
-			fr.res.PeakRSS = max(fr.res.PeakRSS, s.HWM)
-		}
-	}
+	fr.res.settled = fr.measure(ctx, b.settle, baseline)
 	fr.stop()
-	if fr.res.OK {
-		logf("restore n=%d: all connected %v after start (took %v)", n, fr.res.AllConnected, fr.res.RestoreTook)
+	if fr.res.ok {
+		logf("restore n=%d: all connected %v after start (took %v)", n, fr.res.allConnected, fr.res.restoreTook)
 	} else {
-		logf("restore n=%d FAILED: %s\n%s", n, fr.res.Failure, fr.svc.tail(12))
+		logf("restore n=%d FAILED: %s\n%s", n, fr.res.failure, fr.svc.tail(12))
 	}
 	return fr.res, nil
 }
