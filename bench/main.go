@@ -109,14 +109,16 @@ func run(ctx context.Context, args []string) error {
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
 	b.apiKey, b.template, b.dbOnly = hex.EncodeToString(key), filepath.Join(b.work, "seed"), *storeFiles == "db"
-	b.backoffs = strings.Split(*backoffs, ",")
-	for _, s := range strings.Split(*which, ",") {
-		switch s = strings.TrimSpace(s); s {
-		case "restore", "load", "heal", "profile":
-			b.scenarios[s] = true
-		case "":
-		default:
+	b.backoffs, b.serviceEnv = list(*backoffs), list(*serviceEnv)
+	for _, s := range list(*which) {
+		if s != "restore" && s != "load" && s != "heal" && s != "profile" {
 			return fmt.Errorf("unknown scenario %q", s)
+		}
+		b.scenarios[s] = true
+	}
+	for _, kv := range b.serviceEnv {
+		if !strings.Contains(kv, "=") {
+			return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
 		}
 	}
 	var err error
@@ -126,14 +128,6 @@ func run(ctx context.Context, args []string) error {
 	if b.clients, err = ints(*clients); err != nil {
 		return fmt.Errorf("-clients: %w", err)
 	}
-	for _, kv := range strings.Split(*serviceEnv, ",") {
-		if kv = strings.TrimSpace(kv); kv != "" && !strings.Contains(kv, "=") {
-			return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
-		} else if kv != "" {
-			b.serviceEnv = append(b.serviceEnv, kv)
-		}
-	}
-
 	if *reseed {
 		if err := os.RemoveAll(b.template); err != nil {
 			return err
@@ -207,13 +201,20 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 	return ctx.Err()
 }
 
+// list splits a comma-separated list, dropping blanks.
+func list(s string) (out []string) {
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // ints parses a comma-separated list of non-negative integers.
 func ints(s string) ([]int, error) {
 	var out []int
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
+	for _, f := range list(s) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 0 {
 			return nil, fmt.Errorf("bad number %q", f)
@@ -223,23 +224,20 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
-// build compiles the service and cmd/fakewa (unless given) from the tree into the work directory, so that every figure is for a plain
-// `go build`.
+// build compiles the service and cmd/fakewa from the tree into the work
+// directory, unless given, so that every figure is for a plain `go build`.
 func (b *bench) build(ctx context.Context) error {
-	var targets [][2]string
+	logf("building the service and cmd/fakewa")
 	for _, t := range []struct {
 		bin       *string
 		name, pkg string
 	}{{&b.serviceBin, "whatsapp-sessions", "."}, {&b.fakeBin, "fakewa", "./cmd/fakewa"}} {
-		if *t.bin == "" {
-			*t.bin = filepath.Join(b.work, "bin", t.name)
-			targets = append(targets, [2]string{*t.bin, t.pkg})
+		if *t.bin != "" {
+			continue
 		}
-	}
-	logf("building the service and cmd/fakewa")
-	for _, t := range targets {
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", t[0], t[1]).CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", t[1], err, out)
+		*t.bin = filepath.Join(b.work, "bin", t.name)
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", *t.bin, t.pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", t.pkg, err, out)
 		}
 	}
 	return nil
@@ -256,10 +254,8 @@ func raiseNoFile(want uint64) (uint64, error) {
 	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}) == nil {
 		return want, nil
 	}
-	lim.Cur = min(want, lim.Max)
-	if lim.Cur < want {
-		logf("RLIMIT_NOFILE is %d: the hard limit does not allow %d", lim.Cur, want)
-	}
+	lim.Cur = lim.Max
+	logf("RLIMIT_NOFILE is %d: the hard limit does not allow %d", lim.Cur, want)
 	return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 }
 
@@ -268,12 +264,9 @@ func raiseNoFile(want uint64) (uint64, error) {
 func describeMachine(nofile uint64) string {
 	field := func(path, key string) string {
 		b, _ := os.ReadFile(path)
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
-				return strings.TrimSpace(v)
-			}
-		}
-		return ""
+		_, v, _ := strings.Cut("\n"+string(b), "\n"+key)
+		v, _, _ = strings.Cut(strings.TrimLeft(v, " \t:"), "\n")
+		return v
 	}
 	m := fmt.Sprintf("%d CPUs, %s, %s RAM, Linux %s, %s, RLIMIT_NOFILE %d, commit %s", runtime.NumCPU(),
 		field("/proc/cpuinfo", "model name"), field("/proc/meminfo", "MemTotal"), command("uname", "-r"),

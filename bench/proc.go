@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -160,28 +159,24 @@ func freeAddr() string {
 // which returns the peak: a figure the service's own metrics cannot show
 // (VmHWM already is the peak of the resident set).
 func peakFDs(pid int) (stop func() int) {
-	var peak atomic.Int64
-	quit, done := make(chan struct{}), make(chan struct{})
+	quit, peak := make(chan struct{}), make(chan int)
 	go func() {
-		defer close(done)
-		p, err := procfs.NewProc(pid)
-		for t := time.NewTicker(sampleEvery); err == nil; {
-			if n, err := p.FileDescriptorsLen(); err == nil && int64(n) > peak.Load() {
-				peak.Store(int64(n))
+		p, _ := procfs.NewProc(pid)
+		most := 0
+		for t := time.NewTicker(sampleEvery); ; {
+			if n, err := p.FileDescriptorsLen(); err == nil {
+				most = max(most, n)
 			}
 			select {
 			case <-quit:
 				t.Stop()
+				peak <- most
 				return
 			case <-t.C:
 			}
 		}
 	}()
-	return func() int {
-		close(quit)
-		<-done
-		return int(peak.Load())
-	}
+	return func() int { close(quit); return <-peak }
 }
 
 // cpuTimes is the user and system CPU time pid has used (0 if gone).
@@ -201,53 +196,47 @@ func cpuTimes(pid int) (user, sys time.Duration) {
 // Figures taken while others were busy read high.
 type taken struct{ othersShare, load1 float64 }
 
-// window counts the CPU that others use from its start: all CPU time
-// spent since, minus that of the bench and of pids (and of any process
+// window counts the CPU that others use from its start: all CPUs' busy
+// time since, minus that of the bench and of pids (and of any process
 // added later, which started after the window).
 type window struct {
 	began time.Time
 	pids  []int
-	spent time.Duration // all CPUs' busy time minus ours, at the start
-}
-
-// busy is all CPUs' time spent not idle since boot, and the load average.
-func busy() (time.Duration, float64) {
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
-		return 0, 0
-	}
-	st, _ := fs.Stat()
-	la, _ := fs.LoadAvg()
-	c := st.CPUTotal
-	d := time.Duration((c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal) * float64(time.Second))
-	if la == nil {
-		return d, 0
-	}
-	return d, la.Load1
+	spent time.Duration // others' busy time since boot, at the start
 }
 
 // startWindow starts counting; pids are ours besides the bench.
 func startWindow(pids ...int) *window {
 	w := &window{began: time.Now(), pids: append(pids, os.Getpid())}
-	w.spent, _ = busy()
-	w.spent -= w.ours()
+	w.spent, _ = w.others()
 	return w
 }
 
-// ours is the CPU time the window's processes have used.
-func (w *window) ours() (d time.Duration) {
+// others is all CPUs' busy time since boot minus our processes' CPU time,
+// and the load average.
+func (w *window) others() (d time.Duration, load float64) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, 0
+	}
+	if st, err := fs.Stat(); err == nil {
+		c := st.CPUTotal
+		d = time.Duration((c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal) * float64(time.Second))
+	}
+	if la, err := fs.LoadAvg(); err == nil {
+		load = la.Load1
+	}
 	for _, p := range w.pids {
 		u, s := cpuTimes(p)
-		d += u + s
+		d -= u + s
 	}
-	return d
+	return d, load
 }
 
 // taken is what others took since the start; our processes must still be
 // running.
 func (w *window) taken() taken {
-	all, load := busy()
-	other := max(all-w.ours()-w.spent, 0)
-	share := other.Seconds() / (time.Since(w.began).Seconds() * float64(runtime.NumCPU()))
+	d, load := w.others()
+	share := max(d-w.spent, 0).Seconds() / (time.Since(w.began).Seconds() * float64(runtime.NumCPU()))
 	return taken{othersShare: share, load1: load}
 }

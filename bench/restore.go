@@ -122,8 +122,18 @@ func (fr *fleetRun) waitRestore(ctx context.Context) {
 	n, svc := fr.res.sessions, fr.svc
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	finished := logWatch{path: svc.logPath, text: []byte(`"msg":"restore finished"`)}
-	for !finished.seen() {
+	text, seen := []byte(`"msg":"restore finished"`), []byte(nil)
+	logFile, err := os.Open(svc.logPath)
+	if err != nil {
+		fr.res.failure = err.Error()
+		return
+	}
+	defer logFile.Close()
+	for {
+		more, _ := io.ReadAll(logFile) // what was added since the last look
+		if seen = append(seen[max(0, len(seen)-len(text)):], more...); bytes.Contains(seen, text) {
+			break
+		}
 		select {
 		case <-svc.exited:
 			fr.res.failure = fmt.Sprintf("the service exited during the restore (%v)", svc.waitErr)
@@ -292,33 +302,4 @@ func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
 		})
 	}
 	return g.Wait()
-}
-
-// logWatch looks for text in a growing log file, reading only what was
-// added since it last looked.
-type logWatch struct {
-	path string
-	text []byte
-	off  int64
-	tail []byte // the end of what was read, in case text spans two reads
-}
-
-// seen reports whether text is in the file by now.
-func (w *logWatch) seen() bool {
-	f, err := os.Open(w.path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	buf, err := io.ReadAll(io.NewSectionReader(f, w.off, 1<<40))
-	if err != nil {
-		return false
-	}
-	w.off += int64(len(buf))
-	buf = append(w.tail, buf...)
-	if bytes.Contains(buf, w.text) {
-		return true
-	}
-	w.tail = buf[max(0, len(buf)-len(w.text)):]
-	return false
 }
