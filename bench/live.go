@@ -8,11 +8,11 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"golang.org/x/sync/errgroup"
 )
 
 // loadResult is one closed-loop load phase: clients goroutines each send
@@ -55,14 +55,9 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 		return fmt.Errorf("service with %d sessions (%v) did not get all connected: %s\n%s", n, env, fr.res.failure, fr.svc.tail(40))
 	}
 	logf("live service: %d sessions connected %v after start (BACKOFF_MIN %s)", n, fr.res.allConnected, backoff)
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = sessionID(i)
-	}
 	if load {
-		single := func(r *rand.Rand) string { return "/api/whatsapp/session/" + ids[r.IntN(n)] + "/status" }
 		for i, c := range append(slices.Clip(b.clients), b.fleetClients) {
-			name, path := "session status", single
+			name, path := "session status", func(r *rand.Rand) string { return "/api/whatsapp/session/" + sessionID(r.IntN(n)) + "/status" }
 			if i == len(b.clients) {
 				name, path = "all-sessions status", func(*rand.Rand) string { return "/api/whatsapp/sessions/status" }
 			}
@@ -84,7 +79,7 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 		for i, kind := range []string{"panic", "drop"} {
 			logf("heal: %d × %s, BACKOFF_MIN %s", b.healRuns, kind, backoff)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
-			r := runHeal(ctx, fr.svc.api, kind, ids, i*n/2, b.healRuns)
+			r := runHeal(ctx, fr.svc.api, kind, n, i*n/2, b.healRuns)
 			r.backoffMin, r.taken = backoff, w.taken()
 			logf("  p50 %v, p99 %v, %d failed, others %.0f%%", r.service.p50, r.service.p99, r.failed, 100*r.othersShare)
 			rep.heals = append(rep.heals, r)
@@ -96,86 +91,80 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 	return nil
 }
 
-// runLoad drives clients goroutines against base for warmup (not
-// recorded) plus d, each request to path(r). Answers are read, not
+// runLoad drives clients goroutines against base for 1 s (not recorded)
+// plus d, each request to path(r). Answers are read, not
 // decoded: the generator shares the machine's cores with the service.
 func runLoad(ctx context.Context, base, key string, clients int, path func(*rand.Rand) string, d time.Duration) loadResult {
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients,
 		MaxConnsPerHost: clients, IdleConnTimeout: time.Minute, DisableCompression: true}}
 	defer hc.CloseIdleConnections()
 	c := client.New(base, key).WithHTTPClient(hc)
-	start := time.Now().Add(warmup)
+	start := time.Now().Add(time.Second) // warm-up, not recorded
 	end := start.Add(d)
 	res := loadResult{clients: clients, duration: dur(d)}
 	var (
-		mu  sync.Mutex
-		all []time.Duration
-		wg  sync.WaitGroup
+		mu   sync.Mutex
+		lats []time.Duration
+		wg   sync.WaitGroup
 	)
 	for w := range clients {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 42))
-			lats := make([]time.Duration, 0, 1<<14)
-			errs, firstErr, size := 0, "", 0
 			for t0 := time.Now(); ctx.Err() == nil && t0.Before(end); t0 = time.Now() {
 				resp, err := c.Do(ctx, http.MethodGet, path(r), nil, nil)
 				lat := time.Since(t0)
 				if err == nil && resp.Status != http.StatusOK {
 					err = fmt.Errorf("HTTP %d", resp.Status)
 				}
-				switch {
-				case t0.Before(start):
-				case err != nil:
-					errs++
-					firstErr = cmp.Or(firstErr, err.Error())
-				default:
-					lats, size = append(lats, lat), len(resp.Body)
+				if t0.Before(start) {
+					continue
 				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			all = append(all, lats...)
-			res.errors += errs
-			res.firstErr = cmp.Or(res.firstErr, firstErr)
-			res.bytes = max(res.bytes, size)
-		})
-	}
-	wg.Wait()
-	res.requests, res.rps, res.latency = len(all), float64(len(all))/d.Seconds(), summarize(all)
-	return res
-}
-
-// runHeal injects kind ("panic" or "drop", through the test routes) into
-// runs sessions, healConc at a time, from ids[first] on, and times each
-// until its status is connected again on a new connection.
-func runHeal(ctx context.Context, api *client.Client, kind string, ids []string, first, runs int) healResult {
-	res := healResult{kind: kind, runs: runs}
-	var (
-		next              atomic.Int64
-		mu                sync.Mutex
-		service, observed []time.Duration
-		wg                sync.WaitGroup
-	)
-	for range healConc {
-		wg.Go(func() {
-			for j := int(next.Add(1) - 1); j < runs && ctx.Err() == nil; j = int(next.Add(1) - 1) {
-				id := ids[(first+j)%len(ids)]
-				svc, obs, stale, err := healOnce(ctx, api, id, kind)
 				mu.Lock()
 				if err != nil {
-					res.failed++
-					res.firstErr = cmp.Or(res.firstErr, fmt.Sprintf("%s: %v", id, err))
+					res.errors++
+					res.firstErr = cmp.Or(res.firstErr, err.Error())
 				} else {
-					service, observed = append(service, svc), append(observed, obs)
-				}
-				if stale {
-					res.staleConnected++
+					lats, res.bytes = append(lats, lat), len(resp.Body)
 				}
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
+	res.requests, res.rps, res.latency = len(lats), float64(len(lats))/d.Seconds(), summarize(lats)
+	return res
+}
+
+// runHeal injects kind ("panic" or "drop", through the test routes) into
+// runs of the n sessions, 4 at a time, from the first-th on, and times
+// each until its status is connected again on a new connection.
+func runHeal(ctx context.Context, api *client.Client, kind string, n, first, runs int) healResult {
+	res := healResult{kind: kind, runs: runs}
+	var (
+		mu                sync.Mutex
+		service, observed []time.Duration
+		g                 errgroup.Group
+	)
+	g.SetLimit(4)
+	for j := 0; j < runs && ctx.Err() == nil; j++ {
+		g.Go(func() error {
+			id := sessionID((first + j) % n)
+			svc, obs, stale, err := healOnce(ctx, api, id, kind)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.failed++
+				res.firstErr = cmp.Or(res.firstErr, fmt.Sprintf("%s: %v", id, err))
+			} else {
+				service, observed = append(service, svc), append(observed, obs)
+			}
+			if stale {
+				res.staleConnected++
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
 	res.service, res.observed = summarize(service), summarize(observed)
 	return res
 }
@@ -209,7 +198,7 @@ func healOnce(ctx context.Context, api *client.Client, id, kind string) (service
 		select {
 		case <-ctx.Done():
 			return 0, 0, stale, fmt.Errorf("not connected again within %v (state %s)", healTimeout, st.State)
-		case <-time.After(healPoll):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

@@ -50,13 +50,9 @@ type bench struct {
 
 // Fixed knobs: nobody needed to change them.
 const (
-	restoreTimeout = 5 * time.Minute        // restore: give up waiting for all connected
-	shutdownGrace  = time.Minute            // SIGTERM to SIGKILL
-	warmup         = time.Second            // load: unmeasured start of each phase
-	healConc       = 4                      // heal: injections in flight at once
-	healPoll       = 5 * time.Millisecond   // heal: status poll interval
-	healTimeout    = 60 * time.Second       // heal: bound of one run
-	sampleEvery    = 100 * time.Millisecond // peak open files
+	restoreTimeout = 5 * time.Minute  // restore: give up waiting for all connected
+	shutdownGrace  = time.Minute      // SIGTERM to SIGKILL
+	healTimeout    = 60 * time.Second // heal: bound of one run
 )
 
 func main() {
@@ -144,7 +140,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	rep := &report{machine: describeMachine(limit), work: b.work}
+	rep := &report{machine: describeMachine(limit), work: b.work, settle: b.settle}
 	if err := b.runScenarios(ctx, rep); err != nil {
 		rep.writeTables(os.Stderr) // what was measured before the error
 		return err

@@ -107,19 +107,17 @@ func (p *proc) tail(n int) string {
 }
 
 // stop sends SIGTERM and waits up to grace for the process to exit, then
-// kills it. It returns how long the graceful part took and whether the
-// process exited by itself.
-func (p *proc) stop(grace time.Duration) (time.Duration, bool) {
+// kills it. It returns how long it took.
+func (p *proc) stop(grace time.Duration) time.Duration {
 	began := time.Now()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
-		return time.Since(began), true
 	case <-time.After(grace):
 		_ = p.cmd.Process.Kill()
 		<-p.exited
-		return time.Since(began), false
 	}
+	return time.Since(began)
 }
 
 // waitHTTP polls url every 2 ms until it answers 200, the process exits, or
@@ -155,7 +153,7 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-// peakFDs polls pid's open files every sampleEvery until stop is called,
+// peakFDs polls pid's open files every 100 ms until stop is called,
 // which returns the peak: a figure the service's own metrics cannot show
 // (VmHWM already is the peak of the resident set).
 func peakFDs(pid int) (stop func() int) {
@@ -163,7 +161,7 @@ func peakFDs(pid int) (stop func() int) {
 	go func() {
 		p, _ := procfs.NewProc(pid)
 		most := 0
-		for t := time.NewTicker(sampleEvery); ; {
+		for t := time.NewTicker(100 * time.Millisecond); ; {
 			if n, err := p.FileDescriptorsLen(); err == nil {
 				most = max(most, n)
 			}

@@ -11,6 +11,7 @@ import (
 // report is everything one bench invocation measured.
 type report struct {
 	machine  string
+	settle   time.Duration
 	baseline *restoreResult
 	restores []restoreResult
 	loads    []loadResult
@@ -94,18 +95,18 @@ func (r *report) writeTables(w io.Writer) {
 		runs = append(runs, []any{x.sessions, stores, ok, x.httpReady, x.allConnected, x.restoreTook, x.serviceCPU, perSes,
 			x.serviceSysCPU, x.fakeCPU, fmt.Sprintf("%d (%d)", x.fakeTLS, x.fakeTLSResumed), oth, kib(x.peakRSS),
 			x.peakFDs, x.fdLimit, x.shutdown})
-		if s := x.settled; s != nil {
+		if x.measured {
 			if x.sessions > 0 {
-				rssPer, gPer = kib(s.rssPerSession), fmt.Sprintf("%.2f", s.goroutinesPerSes)
+				rssPer, gPer = kib(x.rssPerSession), fmt.Sprintf("%.2f", x.goroutinesPerSes)
 			}
-			snaps = append(snaps, []any{x.sessions, stores, s.after, kib(s.rss), rssPer, kib(s.goHeapInuse),
-				kib(s.goStackInuse), kib(s.goSys), s.fds, s.goroutines, gPer})
+			snaps = append(snaps, []any{x.sessions, stores, kib(x.rss), rssPer, kib(x.goHeapInuse),
+				kib(x.goStackInuse), kib(x.goSys), x.fds, x.goroutines, gPer})
 		}
 	}
 	table(w, "Restore of N stored sessions by a fresh process (fake WhatsApp server in its own process)",
 		"sessions,stores,ok,HTTP up,all connected,restore took,service CPU,per session,of it kernel,fake CPU,TLS (resumed),others,peak RSS,peak files,file limit,shutdown", runs)
-	table(w, "Resources after all connected (per session: minus the 0-session baseline at the same moment)",
-		"sessions,stores,after,RSS,per session,Go heap in use,Go stacks,Go sys,files,goroutines,per session", snaps)
+	table(w, fmt.Sprintf("Resources %v after all connected (per session: minus the 0-session baseline)", r.settle),
+		"sessions,stores,RSS,per session,Go heap in use,Go stacks,Go sys,files,goroutines,per session", snaps)
 	for _, x := range r.loads {
 		l := x.latency
 		loads = append(loads, []any{x.name, x.sessions, x.clients, x.duration, x.requests, x.errors, x.rps, l.p50, l.p90, l.p99, l.max, x.bytes, others(x.taken)})

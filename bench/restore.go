@@ -38,16 +38,12 @@ type restoreResult struct {
 	taken                                  // from the service's start to the end of the restore
 	connected                          int
 	counts                             map[sessions.State]int
-	peakRSS                            int64     // VmHWM when settled
-	peakFDs, fdLimit                   int       // peakFDs: sampled until the service stops
-	settled                            *snapshot // -settle after all connected
+	peakFDs, fdLimit                   int // peakFDs: sampled until the service stops
 	shutdown                           dur
-}
-
-// snapshot is the service's resources at one moment, from its /metrics;
-// the per-session figures subtract the same binary's with no session.
-type snapshot struct {
-	after                                      dur
+	// Resources -settle after all connected: peak RSS (VmHWM) from /proc,
+	// the rest from /metrics; per session: minus the 0-session baseline's.
+	peakRSS                                    int64
+	measured                                   bool
 	rss, goHeapInuse, goStackInuse, goSys, fds float64
 	goroutines                                 float64
 	rssPerSession, goroutinesPerSes            float64
@@ -172,50 +168,44 @@ func (fr *fleetRun) waitRestore(ctx context.Context) {
 }
 
 // measure waits until -settle has passed since all connected, then takes
-// a snapshot (nil if the service is gone) and the peak RSS. baseline may
-// be nil.
-func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *restoreResult) *snapshot {
+// the resources into res (unless the service is gone). baseline may be nil.
+func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *restoreResult) {
 	select {
 	case <-time.After(time.Until(fr.connectedAt.Add(after))):
 	case <-ctx.Done():
-		return nil
+		return
 	}
-	if !fr.svc.running() {
-		return nil
+	p, _ := procfs.NewProc(fr.svc.pid())
+	st, err := p.NewStatus()
+	if err != nil {
+		return // gone
 	}
-	s := &snapshot{after: dur(after)}
-	if p, err := procfs.NewProc(fr.svc.pid()); err == nil {
-		if st, err := p.NewStatus(); err == nil {
-			fr.res.peakRSS = int64(st.VmHWM)
-		}
-	}
+	r := &fr.res
+	r.peakRSS, r.measured = int64(st.VmHWM), true
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	m, err := fr.svc.api.Metrics(mctx)
 	if err != nil {
 		logf("  metrics: %v", err)
-		return s
+		return
 	}
-	for name, v := range map[string]*float64{"process_resident_memory_bytes": &s.rss, "go_goroutines": &s.goroutines,
-		"go_memstats_heap_inuse_bytes": &s.goHeapInuse, "go_memstats_stack_inuse_bytes": &s.goStackInuse,
-		"go_memstats_sys_bytes": &s.goSys, "process_open_fds": &s.fds} {
+	for name, v := range map[string]*float64{"process_resident_memory_bytes": &r.rss, "go_goroutines": &r.goroutines,
+		"go_memstats_heap_inuse_bytes": &r.goHeapInuse, "go_memstats_stack_inuse_bytes": &r.goStackInuse,
+		"go_memstats_sys_bytes": &r.goSys, "process_open_fds": &r.fds} {
 		*v, _ = client.Sample(m, name)
 	}
 	limit, _ := client.Sample(m, "process_max_fds")
-	fr.res.fdLimit = int(limit)
-	if n := float64(fr.res.sessions); n > 0 && baseline != nil && baseline.settled != nil {
-		s.rssPerSession = (s.rss - baseline.settled.rss) / n
-		s.goroutinesPerSes = (s.goroutines - baseline.settled.goroutines) / n
+	r.fdLimit = int(limit)
+	if n := float64(r.sessions); n > 0 && baseline != nil && baseline.measured {
+		r.rssPerSession, r.goroutinesPerSes = (r.rss-baseline.rss)/n, (r.goroutines-baseline.goroutines)/n
 	}
-	return s
 }
 
 // stop stops the service (measuring its graceful shutdown), then the fake
 // server, and removes the copied sessions unless a restart follows.
 func (fr *fleetRun) stop() {
 	fr.res.peakFDs = fr.stopFDs()
-	d, _ := fr.svc.stop(shutdownGrace)
-	fr.res.shutdown = dur(d)
+	fr.res.shutdown = dur(fr.svc.stop(shutdownGrace))
 	fr.fake.stop(10 * time.Second)
 	if !fr.keepDir {
 		_ = os.RemoveAll(fr.runDir)
@@ -230,7 +220,7 @@ func (b *bench) runRestore(ctx context.Context, n int, baseline *restoreResult, 
 		return restoreResult{}, err
 	}
 	fr.keepDir = n > 0 && restart < b.restarts
-	fr.res.settled = fr.measure(ctx, b.settle, baseline)
+	fr.measure(ctx, b.settle, baseline)
 	fr.stop()
 	if fr.res.ok {
 		logf("restore n=%d: all connected %v after start (took %v)", n, fr.res.allConnected, fr.res.restoreTook)
