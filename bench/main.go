@@ -19,9 +19,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
@@ -38,7 +38,7 @@ import (
 // bench is the configuration every scenario shares, from the flags.
 type bench struct {
 	work, template, serviceBin, fakeBin, apiKey string
-	seedWorkers, restarts, loadSessions         int
+	restarts, loadSessions                      int
 	settle, duration                            time.Duration
 	dbOnly                                      bool     // -store-files db: whatsapp.db alone
 	serviceEnv                                  []string // added to every service's environment
@@ -88,7 +88,6 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.profileSessions, "profile-sessions", 1000, "profile: sessions restored in process")
 	fs.StringVar(&b.work, "work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
 	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
-	fs.IntVar(&b.seedWorkers, "seed-workers", 4*runtime.NumCPU(), "goroutines seeding sessions")
 	reseed := fs.Bool("reseed", false, "throw the seeded template away and seed again")
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
 	fs.StringVar(&b.fakeBin, "fakewa-bin", "", "use this cmd/fakewa binary instead of building one")
@@ -102,9 +101,7 @@ func run(ctx context.Context, args []string) error {
 	if b.restarts < 0 {
 		return fmt.Errorf("-restarts: want 0 or more, got %d", b.restarts)
 	}
-	key := make([]byte, 16)
-	_, _ = rand.Read(key)
-	b.apiKey, b.template, b.dbOnly = hex.EncodeToString(key), filepath.Join(b.work, "seed"), *storeFiles == "db"
+	b.apiKey, b.template, b.dbOnly = rand.Text(), filepath.Join(b.work, "seed"), *storeFiles == "db"
 	b.backoffs, b.serviceEnv = list(*backoffs), list(*serviceEnv)
 	for _, s := range list(*which) {
 		if s != "restore" && s != "load" && s != "heal" && s != "profile" {
@@ -152,20 +149,16 @@ func run(ctx context.Context, args []string) error {
 // runScenarios runs the wanted scenarios in a fixed order, filling rep.
 func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 	if b.scenarios["restore"] {
-		logf("restore: baseline with no session")
-		base, err := b.runRestore(ctx, 0, nil, 0)
-		if err != nil {
-			return err
-		}
-		rep.baseline = &base
-		for _, n := range b.sizes {
-			for restart := range b.restarts + 1 {
+		var base *restoreResult
+		for _, n := range append([]int{0}, b.sizes...) { // 0: the baseline
+			for restart := range min(n, 1)*b.restarts + 1 {
 				logf("restore: %d sessions (run %d)", n, restart)
-				r, err := b.runRestore(ctx, n, &base, restart)
+				r, err := b.runRestore(ctx, n, base, restart)
 				if err != nil {
 					return err
 				}
 				rep.restores = append(rep.restores, r)
+				base = cmp.Or(base, &r)
 			}
 		}
 	}

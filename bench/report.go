@@ -12,7 +12,6 @@ import (
 type report struct {
 	machine  string
 	settle   time.Duration
-	baseline *restoreResult
 	restores []restoreResult
 	loads    []loadResult
 	heals    []healResult
@@ -72,11 +71,7 @@ func (r *report) writeTables(w io.Writer) {
 	fmt.Fprintln(w, "machine:", r.machine)
 	var runs, snaps, loads, heals [][]any
 	var notes []string
-	rows := r.restores
-	if r.baseline != nil {
-		rows = append([]restoreResult{*r.baseline}, rows...)
-	}
-	for _, x := range rows {
+	for _, x := range r.restores {
 		// The baseline's window (start to HTTP up) is too short for others' CPU.
 		stores, perSes, ok, oth, rssPer, gPer := "copied", "-", "yes", "-", "-", "-"
 		if x.restart > 0 {

@@ -253,7 +253,7 @@ func (b *bench) ensureSeeded(ctx context.Context, n int) error {
 	for i := have; i < n; i++ {
 		seeds = append(seeds, fakeserver.Seed{ID: sessionID(i), User: fmt.Sprintf("1555%07d", i)})
 	}
-	opts := fakeserver.SeedOptions{Workers: b.seedWorkers, CleanClose: true}
+	opts := fakeserver.SeedOptions{Workers: 4 * runtime.NumCPU(), CleanClose: true}
 	if err := fakeserver.SeedStores(ctx, b.template, seeds, opts); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
