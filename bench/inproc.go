@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -103,10 +104,7 @@ func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileRe
 	}{{"heap", ".heap.pprof", 0}, {"goroutine", ".goroutines.txt", 1}} {
 		f, err := os.Create(res.profiles + p.suffix)
 		if err == nil {
-			err = pprof.Lookup(p.name).WriteTo(f, p.debug)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
+			err = errors.Join(pprof.Lookup(p.name).WriteTo(f, p.debug), f.Close())
 		}
 		if err != nil {
 			return res, err

@@ -7,11 +7,9 @@
 // dropped sockets to connected again), and profile (the same restore in
 // this process, built by app.New as main.go builds it, with pprof).
 //
-// Figures the service exports come from its /metrics (process_*, go_*);
-// only what a whole-process view gives (peak RSS, peak open files, the
-// kernel's share of CPU, others' CPU) comes from /proc. The machine may be
-// shared: each figure carries the share of the CPUs that other processes
-// took while it was measured, and the load average at its end.
+// Memory, goroutines and files come from the service's /metrics; CPU,
+// peak RSS, peak open files and others' CPU from /proc. Each figure
+// carries the share of the CPUs other processes took meanwhile.
 //
 //	go run ./bench -scenarios restore -sizes 1000 -restarts 2
 //	go run ./bench -scenarios profile -profile-sessions 1000

@@ -194,47 +194,33 @@ func cpuTimes(pid int) (user, sys time.Duration) {
 // Figures taken while others were busy read high.
 type taken struct{ othersShare, load1 float64 }
 
-// window counts the CPU that others use from its start: all CPUs' busy
-// time since, minus that of the bench and of pids (and of any process
-// added later, which started after the window).
-type window struct {
-	began time.Time
-	pids  []int
-	spent time.Duration // others' busy time since boot, at the start
-}
-
-// startWindow starts counting; pids are ours besides the bench.
-func startWindow(pids ...int) *window {
-	w := &window{began: time.Now(), pids: append(pids, os.Getpid())}
-	w.spent, _ = w.others()
-	return w
-}
-
-// others is all CPUs' busy time since boot minus our processes' CPU time,
-// and the load average.
-func (w *window) others() (d time.Duration, load float64) {
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
-		return 0, 0
+// startWindow starts counting the CPU that others use: all CPUs' busy
+// time from now on, minus that of the bench and of pids. end says what
+// others took since; pids must still be running then.
+func startWindow(pids ...int) (end func() taken) {
+	pids = append(pids, os.Getpid())
+	others := func() (d time.Duration, load float64) {
+		fs, err := procfs.NewDefaultFS()
+		if err != nil {
+			return 0, 0
+		}
+		if st, err := fs.Stat(); err == nil {
+			c := st.CPUTotal
+			d = time.Duration((c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal) * float64(time.Second))
+		}
+		if la, err := fs.LoadAvg(); err == nil {
+			load = la.Load1
+		}
+		for _, p := range pids {
+			u, s := cpuTimes(p)
+			d -= u + s
+		}
+		return d, load
 	}
-	if st, err := fs.Stat(); err == nil {
-		c := st.CPUTotal
-		d = time.Duration((c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal) * float64(time.Second))
+	began := time.Now()
+	spent, _ := others()
+	return func() taken {
+		d, load := others()
+		return taken{max(d-spent, 0).Seconds() / (time.Since(began).Seconds() * float64(runtime.NumCPU())), load}
 	}
-	if la, err := fs.LoadAvg(); err == nil {
-		load = la.Load1
-	}
-	for _, p := range w.pids {
-		u, s := cpuTimes(p)
-		d -= u + s
-	}
-	return d, load
-}
-
-// taken is what others took since the start; our processes must still be
-// running.
-func (w *window) taken() taken {
-	d, load := w.others()
-	share := max(d-w.spent, 0).Seconds() / (time.Since(w.began).Seconds() * float64(runtime.NumCPU()))
-	return taken{othersShare: share, load1: load}
 }

@@ -84,14 +84,13 @@ func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int
 	if err != nil {
 		return nil, err
 	}
-	window := startWindow(fake.pid())
 	logPath := filepath.Join(b.work, "logs", "service-"+tag+".log")
 	svc, err := startService(b.serviceBin, runDir, logPath, b.apiKey, fake, env)
 	if err != nil {
 		fake.stop(5 * time.Second)
 		return nil, err
 	}
-	window.pids = append(window.pids, svc.pid()) // from its start
+	window := startWindow(fake.pid(), svc.pid())
 	fr := &fleetRun{fake: fake, svc: svc, stopFDs: peakFDs(svc.pid()), runDir: runDir,
 		res: restoreResult{sessions: n, restart: restart, dbOnly: b.dbOnly && restart == 0, logFile: logPath}}
 	defer func() { fr.connectedAt = time.Now() }()
@@ -103,7 +102,7 @@ func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int
 	if n > 0 {
 		fr.waitRestore(ctx)
 	}
-	fr.res.taken = window.taken()
+	fr.res.taken = window()
 	fr.res.ok = fr.res.failure == ""
 	return fr, nil
 }
