@@ -35,15 +35,13 @@ import (
 
 // bench is the configuration every scenario shares, from the flags.
 type bench struct {
-	work, template, serviceBin, fakeBin, apiKey string
-	restarts, loadSessions                      int
-	settle, duration                            time.Duration
-	dbOnly                                      bool     // -store-files db: whatsapp.db alone
-	serviceEnv                                  []string // added to every service's environment
-	scenarios                                   map[string]bool
-	sizes, clients                              []int
-	fleetClients, healRuns, profileSessions     int
-	backoffs                                    []string
+	work, template, serviceBin, fakeBin, apiKey                     string
+	restarts, loadSessions, fleetClients, healRuns, profileSessions int
+	settle, duration                                                time.Duration
+	dbOnly                                                          bool // -store-files db: whatsapp.db alone
+	serviceEnv, backoffs                                            []string
+	scenarios                                                       map[string]bool
+	sizes, clients                                                  []int
 }
 
 // Fixed knobs: nobody needed to change them.
@@ -86,7 +84,6 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.profileSessions, "profile-sessions", 1000, "profile: sessions restored in process")
 	fs.StringVar(&b.work, "work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
 	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
-	reseed := fs.Bool("reseed", false, "throw the seeded template away and seed again")
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
 	fs.StringVar(&b.fakeBin, "fakewa-bin", "", "use this cmd/fakewa binary instead of building one")
 	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
@@ -118,11 +115,6 @@ func run(ctx context.Context, args []string) error {
 	}
 	if b.clients, err = ints(*clients); err != nil {
 		return fmt.Errorf("-clients: %w", err)
-	}
-	if *reseed {
-		if err := os.RemoveAll(b.template); err != nil {
-			return err
-		}
 	}
 	if err := os.MkdirAll(filepath.Join(b.work, "logs"), 0o755); err != nil {
 		return err
@@ -167,11 +159,9 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 			if i > 0 && !b.scenarios["heal"] {
 				break
 			}
-			var env []string
-			if bo = strings.TrimSpace(bo); bo != "default" && bo != "" {
-				env = append(env, "BACKOFF_MIN="+bo)
-			} else {
-				bo = "1s (default)"
+			env := []string{"BACKOFF_MIN=" + bo}
+			if bo == "default" {
+				env, bo = nil, "1s (default)"
 			}
 			if err := b.runLive(ctx, rep, env, bo, b.scenarios["load"] && i == 0); err != nil {
 				return err

@@ -238,34 +238,27 @@ const countFile = ".bench-seeded"
 // sessionID names the i-th seeded session.
 func sessionID(i int) string { return fmt.Sprintf("s%05d", i) }
 
-// ensureSeeded makes sure the template holds at least n sessions, seeding
-// the missing ones (closed cleanly, as the service leaves them).
-func (b *bench) ensureSeeded(ctx context.Context, n int) error {
-	data, _ := os.ReadFile(filepath.Join(b.template, countFile))
-	have, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-	if have >= n {
-		return nil
-	}
-	began := time.Now()
-	logf("seeding sessions %d..%d into %s", have, n-1, b.template)
-	var seeds []fakeserver.Seed
-	for i := have; i < n; i++ {
-		seeds = append(seeds, fakeserver.Seed{ID: sessionID(i), User: fmt.Sprintf("1555%07d", i)})
-	}
-	opts := fakeserver.SeedOptions{Workers: 4 * runtime.NumCPU(), CleanClose: true}
-	if err := fakeserver.SeedStores(ctx, b.template, seeds, opts); err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
-	logf("seeded %d sessions in %v", n-have, time.Since(began).Round(time.Millisecond))
-	return os.WriteFile(filepath.Join(b.template, countFile), []byte(strconv.Itoa(n)+"\n"), 0o600)
-}
-
 // copySessions makes dst a fresh SESSIONS_DIR holding real copies of the
 // template's first n sessions (whatsapp.db alone with -store-files db),
-// seeding the template first if it holds fewer.
+// first seeding the template's missing ones (closed cleanly, as the
+// service leaves them).
 func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
-	if err := b.ensureSeeded(ctx, n); err != nil {
-		return err
+	data, _ := os.ReadFile(filepath.Join(b.template, countFile))
+	if have, _ := strconv.Atoi(strings.TrimSpace(string(data))); have < n {
+		began := time.Now()
+		logf("seeding sessions %d..%d into %s", have, n-1, b.template)
+		var seeds []fakeserver.Seed
+		for i := have; i < n; i++ {
+			seeds = append(seeds, fakeserver.Seed{ID: sessionID(i), User: fmt.Sprintf("1555%07d", i)})
+		}
+		opts := fakeserver.SeedOptions{Workers: 4 * runtime.NumCPU(), CleanClose: true}
+		if err := fakeserver.SeedStores(ctx, b.template, seeds, opts); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		logf("seeded %d sessions in %v", n-have, time.Since(began).Round(time.Millisecond))
+		if err := os.WriteFile(filepath.Join(b.template, countFile), []byte(strconv.Itoa(n)+"\n"), 0o600); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(dst); err != nil {
 		return err
