@@ -85,10 +85,12 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 			rep.heals = append(rep.heals, r)
 		}
 	}
-	if !fr.svc.running() {
+	select {
+	case <-fr.svc.exited:
 		return fmt.Errorf("the service exited during the measurements (%v)", fr.svc.waitErr)
+	default:
+		return nil
 	}
-	return nil
 }
 
 // runLoad drives clients goroutines against base for 1 s (not recorded)
@@ -175,14 +177,14 @@ func healOnce(ctx context.Context, api *client.Client, id, kind string) (service
 	ctx, cancel := context.WithTimeout(ctx, healTimeout)
 	defer cancel()
 	before, err := api.Status(ctx, id)
-	if err != nil {
-		return 0, 0, false, err
-	}
-	if before.State != sessions.StateConnected {
-		return 0, 0, false, fmt.Errorf("not connected before the %s: %s", kind, before.State)
+	if err == nil && before.State != sessions.StateConnected {
+		err = fmt.Errorf("not connected before the %s: %s", kind, before.State)
 	}
 	t0 := time.Now()
-	if _, err := api.Test(ctx, id, kind, sessions.TestParams{}); err != nil {
+	if err == nil {
+		_, err = api.Test(ctx, id, kind, sessions.TestParams{})
+	}
+	if err != nil {
 		return 0, 0, false, err
 	}
 	for {

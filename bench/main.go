@@ -228,12 +228,11 @@ func raiseNoFile(want uint64) (uint64, error) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= want {
 		return lim.Cur, err
 	}
-	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}) == nil {
-		return want, nil
+	if lim.Max < want && syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}) != nil {
+		logf("RLIMIT_NOFILE: the hard limit %d does not allow %d", lim.Max, want)
+		want = lim.Max
 	}
-	lim.Cur = lim.Max
-	logf("RLIMIT_NOFILE is %d: the hard limit does not allow %d", lim.Cur, want)
-	return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	return want, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)})
 }
 
 // describeMachine says where the figures were taken: the machine, the

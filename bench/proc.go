@@ -89,16 +89,6 @@ func startService(bin, sessionsDir, logPath, apiKey string, fake *proc, env []st
 // pid is the process id.
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// running reports whether the process has not exited.
-func (p *proc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
 // tail is the last n lines of the process's log, for error reports.
 func (p *proc) tail(n int) string {
 	b, _ := os.ReadFile(p.logPath)
@@ -124,23 +114,22 @@ func (p *proc) stop(grace time.Duration) time.Duration {
 // timeout passes.
 func (p *proc) waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 	c := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(timeout); ; {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
 		if resp, err := c.Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}
-		switch {
-		case !p.running():
+		select {
+		case <-p.exited:
 			return fmt.Errorf("%s exited before answering (%v); last lines:\n%s", p.name, p.waitErr, p.tail(40))
-		case time.Now().After(deadline):
-			return fmt.Errorf("%s did not answer %s within %v", p.name, url, timeout)
-		case ctx.Err() != nil:
+		case <-ctx.Done():
 			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
+	return fmt.Errorf("%s did not answer %s within %v", p.name, url, timeout)
 }
 
 // freeAddr returns a loopback address with a port nobody listens on now.
