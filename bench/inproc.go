@@ -29,9 +29,10 @@ type profileResult struct {
 
 // runProfile restores n sessions in this process against cmd/fakewa, with
 // a CPU profile over the restore and heap and goroutine profiles once
-// settled, written to outDir. The configuration comes from the
+// settled, written under -work/profiles. The configuration comes from the
 // environment with the service's defaults, as config.Load reads it.
-func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileResult, error) {
+func (b *bench) runProfile(ctx context.Context, n int) (profileResult, error) {
+	outDir := filepath.Join(b.work, "profiles")
 	res := profileResult{sessions: n, profiles: filepath.Join(outDir, fmt.Sprintf("restore-%d", n))}
 	cfg, err := config.Load()
 	if err != nil {
@@ -100,7 +101,7 @@ func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileRe
 	}
 	for _, p := range []struct {
 		name, suffix string
-		debug        int
+		debug        int // 1: goroutines as text
 	}{{"heap", ".heap.pprof", 0}, {"goroutine", ".goroutines.txt", 1}} {
 		f, err := os.Create(res.profiles + p.suffix)
 		if err == nil {

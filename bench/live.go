@@ -64,11 +64,10 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 			if c == 0 {
 				continue
 			}
-			logf("load: %s, %d clients, %v", name, c, b.duration)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
 			r := runLoad(ctx, "http://"+fr.svc.addr, b.apiKey, c, path, b.duration)
 			r.name, r.sessions, r.taken = name, n, w()
-			logf("  %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", r.rps, r.latency.p50, r.latency.p99, r.errors, 100*r.othersShare)
+			logf("load: %s, %d clients: %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", name, c, r.rps, r.latency.p50, r.latency.p99, r.errors, 100*r.othersShare)
 			rep.loads = append(rep.loads, r)
 		}
 	}
@@ -77,11 +76,10 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 		// BACKOFF_RESET waits longer the second time): panics the first
 		// half of the sessions, drops the second.
 		for i, kind := range []string{"panic", "drop"} {
-			logf("heal: %d × %s, BACKOFF_MIN %s", b.healRuns, kind, backoff)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
 			r := runHeal(ctx, fr.svc.api, kind, n, i*n/2, b.healRuns)
 			r.backoffMin, r.taken = backoff, w()
-			logf("  p50 %v, p99 %v, %d failed, others %.0f%%", r.service.p50, r.service.p99, r.failed, 100*r.othersShare)
+			logf("heal: %d × %s, BACKOFF_MIN %s: p50 %v, p99 %v, %d failed, others %.0f%%", b.healRuns, kind, backoff, r.service.p50, r.service.p99, r.failed, 100*r.othersShare)
 			rep.heals = append(rep.heals, r)
 		}
 	}

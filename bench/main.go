@@ -169,7 +169,7 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 		}
 	}
 	if b.scenarios["profile"] {
-		r, err := b.runProfile(ctx, b.profileSessions, filepath.Join(b.work, "profiles"))
+		r, err := b.runProfile(ctx, b.profileSessions)
 		if err != nil {
 			return err
 		}

@@ -26,20 +26,16 @@ type restoreResult struct {
 	sessions, restart int  // restart: 0 for fresh copies of the seeded stores, k for the k-th restart on them
 	dbOnly, ok        bool // dbOnly: the copies held whatsapp.db alone
 	failure, logFile  string
-	// httpReady is process start to the first 200 from /healthz;
-	// allConnected is process start to the restore's end as the service
-	// stamps it ("restore finished" in its log); restoreTook is from the
-	// restore's start to that end.
+	// From process start (allConnected: to the restore's end as the service
+	// stamps it); restoreTook: from the restore's start to its end.
 	httpReady, allConnected, restoreTook dur
-	// CPU time (user and kernel, from /proc) each process had used when
-	// the restore finished; serviceSysCPU is the kernel's part.
-	serviceCPU, serviceSysCPU, fakeCPU dur
-	fakeTLS, fakeTLSResumed            int // TLS handshakes the fake server completed by then, resumed ones
-	taken                                  // from the service's start to the end of the restore
-	connected                          int
-	counts                             map[sessions.State]int
-	peakFDs, fdLimit                   int // peakFDs: sampled until the service stops
-	shutdown                           dur
+	serviceCPU, serviceSysCPU, fakeCPU   dur // user + kernel when the restore finished; serviceSysCPU: kernel part
+	fakeTLS, fakeTLSResumed              int // TLS handshakes the fake server completed by then, resumed ones
+	taken                                    // from the service's start to the end of the restore
+	connected                            int
+	counts                               map[sessions.State]int
+	peakFDs, fdLimit                     int // peakFDs: sampled until the service stops
+	shutdown                             dur
 	// Resources -settle after all connected: peak RSS (VmHWM) from /proc,
 	// the rest from /metrics; per session: minus the 0-session baseline's.
 	peakRSS                                    int64
