@@ -16,10 +16,9 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
-// profileResult is the in-process restore: the service built by app.New,
-// as main.go builds it, inside the bench, with runtime/pprof on. Its
-// figures include the bench itself; they explain, the restore scenario
-// measures.
+// profileResult is the in-process restore (app.New, as main.go builds the
+// service) under runtime/pprof. Its figures include the bench: it explains,
+// the restore scenario measures.
 type profileResult struct {
 	sessions, connected, goroutines, rss int
 	took                                 dur
@@ -29,8 +28,8 @@ type profileResult struct {
 
 // runProfile restores n sessions in this process against cmd/fakewa, with
 // a CPU profile over the restore and heap and goroutine profiles once
-// settled, written under -work/profiles. The configuration comes from the
-// environment with the service's defaults, as config.Load reads it.
+// settled, under -work/profiles; the rest of the configuration is
+// config.Load's (environment, defaults).
 func (b *bench) runProfile(ctx context.Context, n int) (profileResult, error) {
 	outDir := filepath.Join(b.work, "profiles")
 	res := profileResult{sessions: n, profiles: filepath.Join(outDir, fmt.Sprintf("restore-%d", n))}
@@ -94,10 +93,9 @@ func (b *bench) runProfile(ctx context.Context, n int) (profileResult, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&res.mem)
 	res.goroutines = runtime.NumGoroutine()
-	if st, err := procfs.Self(); err == nil {
-		if stat, err := st.Stat(); err == nil {
-			res.rss = stat.ResidentMemory()
-		}
+	self, _ := procfs.Self()
+	if stat, err := self.Stat(); err == nil {
+		res.rss = stat.ResidentMemory()
 	}
 	for _, p := range []struct {
 		name, suffix string

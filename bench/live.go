@@ -32,12 +32,11 @@ type loadResult struct {
 type healResult struct {
 	kind, backoffMin, firstErr string
 	runs, failed               int
-	// service is injection to the lastConnectedAt the service reports for
-	// the new connection; observed is injection to the poll that first saw
-	// it connected again (adds up to one poll interval).
+	// From the injection to the new connection's lastConnectedAt (service),
+	// and to the poll that first saw it (observed).
 	service, observed dist
-	// staleConnected counts runs in which a poll saw "connected" although
-	// the actor had already restarted and the new connection did not exist.
+	// Runs in which a poll saw "connected" although the actor had already
+	// restarted and the new connection did not exist yet.
 	staleConnected int
 	taken
 }

@@ -169,18 +169,16 @@ func peakFDs(pid int) (stop func() int) {
 // cpuTimes is the user and system CPU time pid has used (0 if gone).
 func cpuTimes(pid int) (user, sys time.Duration) {
 	const userHZ = 100 // the unit of /proc/PID/stat times on every Linux Go supports
-	if p, err := procfs.NewProc(pid); err == nil {
-		if st, err := p.Stat(); err == nil {
-			return time.Duration(st.UTime) * time.Second / userHZ, time.Duration(st.STime) * time.Second / userHZ
-		}
+	p, err := procfs.NewProc(pid)
+	st, err2 := p.Stat()
+	if err != nil || err2 != nil {
+		return 0, 0
 	}
-	return 0, 0
+	return time.Duration(st.UTime) * time.Second / userHZ, time.Duration(st.STime) * time.Second / userHZ
 }
 
-// taken is how busy the machine was with other work while a figure was
-// measured: the share of the machine's CPU capacity that processes other
-// than the bench's used, and the 1-minute load average at the end.
-// Figures taken while others were busy read high.
+// taken is the share of the CPUs that processes not the bench's used
+// while a figure was measured, and the load average at its end.
 type taken struct{ othersShare, load1 float64 }
 
 // startWindow starts counting the CPU that others use: all CPUs' busy

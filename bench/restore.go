@@ -34,15 +34,15 @@ type restoreResult struct {
 	taken                                    // from the service's start to the end of the restore
 	connected                            int
 	counts                               map[sessions.State]int
-	peakFDs, fdLimit                     int // peakFDs: sampled until the service stops
+	peakFDs                              int // sampled until the service stops
 	shutdown                             dur
 	// Resources -settle after all connected: peak RSS (VmHWM) from /proc,
 	// the rest from /metrics; per session: minus the 0-session baseline's.
-	peakRSS                                    int64
-	measured                                   bool
-	rss, goHeapInuse, goStackInuse, goSys, fds float64
-	goroutines                                 float64
-	rssPerSession, goroutinesPerSes            float64
+	peakRSS                                             int64
+	measured                                            bool
+	rss, goHeapInuse, goStackInuse, goSys, fds, fdLimit float64
+	goroutines                                          float64
+	rssPerSession, goroutinesPerSes                     float64
 }
 
 // fleetRun is a fake server and a service restoring N sessions, kept
@@ -56,17 +56,13 @@ type fleetRun struct {
 	keepDir     bool       // a restart follows on runDir
 }
 
-// startFleet copies n seeded sessions into a fresh SESSIONS_DIR (for
-// restart 0; a restart reuses the one the previous run left), starts a
-// fake server and then the service (with env), and waits until the HTTP
-// server answers and, for n > 0, the restore has finished or timed out.
-// A restore that does not finish is a result (OK false), not an error.
+// startFleet copies n seeded sessions into a fresh SESSIONS_DIR (a restart
+// reuses the previous run's), starts a fake server and the service (with
+// env), and waits for its HTTP server and, for n > 0, the restore's end. A
+// restore that does not finish is a result (ok false), not an error.
 func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int) (*fleetRun, error) {
 	env = append(append([]string(nil), b.serviceEnv...), env...)
-	tag := fmt.Sprintf("n%d", n)
-	if len(env) > 0 {
-		tag += "-" + strings.NewReplacer("=", "_", "/", "_", ",", "_").Replace(strings.Join(env, "-"))
-	}
+	tag := strings.NewReplacer("=", "_", "/", "_").Replace(strings.Join(append([]string{fmt.Sprintf("n%d", n)}, env...), "-"))
 	runDir := filepath.Join(b.work, "run", tag)
 	if restart > 0 {
 		tag += fmt.Sprintf("-restart%d", restart)
@@ -103,12 +99,11 @@ func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int
 	return fr, nil
 }
 
-// waitRestore waits until the service logs that its restore finished
-// (every session settled), then reads the figures of the restore and
-// checks that every session is connected. It watches the service's log
-// file from outside rather than polling its API, which would cost the
-// service the CPU the bench measures (a /metrics scrape of 1,000
-// sessions takes tens of milliseconds).
+// waitRestore waits until the service logs that its restore finished,
+// then reads the restore's figures and checks that all are connected. It
+// watches the log rather than polling the API, which would cost the
+// service the CPU the bench measures (a /metrics scrape of 1,000 sessions
+// takes tens of milliseconds).
 func (fr *fleetRun) waitRestore(ctx context.Context) {
 	n, svc := fr.res.sessions, fr.svc
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -140,9 +135,8 @@ func (fr *fleetRun) waitRestore(ctx context.Context) {
 		}
 	}
 	user, sys := cpuTimes(svc.pid())
-	fr.res.serviceCPU = dur(user + sys)
 	fu, fs := cpuTimes(fr.fake.pid())
-	fr.res.serviceSysCPU, fr.res.fakeCPU = dur(sys), dur(fu+fs)
+	fr.res.serviceCPU, fr.res.serviceSysCPU, fr.res.fakeCPU = dur(user+sys), dur(sys), dur(fu+fs)
 	mctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if st, err := fakeserver.NewRemote("http://"+fr.fake.control, nil).Stats(mctx); err == nil {
@@ -170,9 +164,9 @@ func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *
 	case <-ctx.Done():
 		return
 	}
-	p, _ := procfs.NewProc(fr.svc.pid())
-	st, err := p.NewStatus()
-	if err != nil {
+	p, err := procfs.NewProc(fr.svc.pid())
+	st, err2 := p.NewStatus()
+	if err != nil || err2 != nil {
 		return // gone
 	}
 	r := &fr.res
@@ -186,11 +180,9 @@ func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *
 	}
 	for name, v := range map[string]*float64{"process_resident_memory_bytes": &r.rss, "go_goroutines": &r.goroutines,
 		"go_memstats_heap_inuse_bytes": &r.goHeapInuse, "go_memstats_stack_inuse_bytes": &r.goStackInuse,
-		"go_memstats_sys_bytes": &r.goSys, "process_open_fds": &r.fds} {
+		"go_memstats_sys_bytes": &r.goSys, "process_open_fds": &r.fds, "process_max_fds": &r.fdLimit} {
 		*v, _ = client.Sample(m, name)
 	}
-	limit, _ := client.Sample(m, "process_max_fds")
-	r.fdLimit = int(limit)
 	if n := float64(r.sessions); n > 0 && baseline != nil && baseline.measured {
 		r.rssPerSession, r.goroutinesPerSes = (r.rss-baseline.rss)/n, (r.goroutines-baseline.goroutines)/n
 	}
@@ -225,10 +217,8 @@ func (b *bench) runRestore(ctx context.Context, n int, baseline *restoreResult, 
 	return fr.res, nil
 }
 
-// The template is one SESSIONS_DIR holding the most sessions any run asked
-// for so far; countFile records how many are complete. A run copies the
-// first N session directories, so every run restores the same untouched
-// stores and seeding is paid once.
+// countFile records how many sessions the template (a SESSIONS_DIR) holds;
+// each run copies the first N, so all restore the same untouched stores.
 const countFile = ".bench-seeded"
 
 // sessionID names the i-th seeded session.
