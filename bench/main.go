@@ -44,12 +44,8 @@ type bench struct {
 	sizes, clients                                                  []int
 }
 
-// Fixed knobs: nobody needed to change them.
-const (
-	restoreTimeout = 5 * time.Minute  // restore: give up waiting for all connected
-	shutdownGrace  = time.Minute      // SIGTERM to SIGKILL
-	healTimeout    = 60 * time.Second // heal: bound of one run
-)
+// Fixed bounds: of a restore (to all connected), of one heal run.
+const restoreTimeout, healTimeout = 5 * time.Minute, time.Minute
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -238,11 +234,10 @@ func raiseNoFile(want uint64) (uint64, error) {
 // describeMachine says where the figures were taken: the machine, the
 // toolchain, the file limit the children got and the tree's commit.
 func describeMachine(nofile uint64) string {
-	field := func(path, key string) string {
+	field := func(path, key string) string { // the value of a "key: value" line
 		b, _ := os.ReadFile(path)
 		_, v, _ := strings.Cut("\n"+string(b), "\n"+key)
-		v, _, _ = strings.Cut(strings.TrimLeft(v, " \t:"), "\n")
-		return v
+		return strings.TrimLeft(strings.SplitN(v, "\n", 2)[0], " \t:")
 	}
 	m := fmt.Sprintf("%d CPUs, %s, %s RAM, Linux %s, %s, RLIMIT_NOFILE %d, commit %s", runtime.NumCPU(),
 		field("/proc/cpuinfo", "model name"), field("/proc/meminfo", "MemTotal"), command("uname", "-r"),

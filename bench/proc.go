@@ -16,15 +16,13 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 )
 
-// proc is a child process, cmd/fakewa or the service, whose output goes
-// to a log file.
+// proc is a child process, cmd/fakewa or the service, logging to a file.
 type proc struct {
-	name, logPath string
-	cmd           *exec.Cmd
-	started       time.Time
-	exited        chan struct{} // closed once waited for
-	waitErr       error
-
+	name, logPath         string
+	cmd                   *exec.Cmd
+	started               time.Time
+	exited                chan struct{} // closed once waited for
+	waitErr               error
 	addr, control, caFile string         // fakewa: TLS, control API, CA; service: HTTP
 	api                   *client.Client // the service's API
 }

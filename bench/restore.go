@@ -45,8 +45,7 @@ type restoreResult struct {
 	rssPerSession, goroutinesPerSes                     float64
 }
 
-// fleetRun is a fake server and a service restoring N sessions, kept
-// running for the scenarios that need connected sessions.
+// fleetRun is a fake server and a service that restored N sessions.
 type fleetRun struct {
 	res         restoreResult
 	fake, svc   *proc
@@ -192,7 +191,7 @@ func (fr *fleetRun) measure(ctx context.Context, after time.Duration, baseline *
 // server, and removes the copied sessions unless a restart follows.
 func (fr *fleetRun) stop() {
 	fr.res.peakFDs = fr.stopFDs()
-	fr.res.shutdown = dur(fr.svc.stop(shutdownGrace))
+	fr.res.shutdown = dur(fr.svc.stop(time.Minute)) // then SIGKILL
 	fr.fake.stop(10 * time.Second)
 	if !fr.keepDir {
 		_ = os.RemoveAll(fr.runDir)
