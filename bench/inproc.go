@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,29 +16,23 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
-// profileResult is the in-process restore: the service built by app.New,
-// as main.go builds it, inside the bench, with runtime/pprof on. Its
-// figures include the bench itself; they explain, the restore scenario
-// measures.
+// profileResult is the in-process restore (app.New, as main.go builds the
+// service) under runtime/pprof. Its figures include the bench: it explains,
+// the restore scenario measures.
 type profileResult struct {
-	Sessions   int     `json:"sessions"`
-	Took       dur     `json:"tookMs"`
-	Connected  int     `json:"connected"`
-	HeapInuse  uint64  `json:"heapInuseBytes"`
-	StackInuse uint64  `json:"stackInuseBytes"`
-	GoSys      uint64  `json:"goSysBytes"`
-	RSS        int     `json:"rssBytes"`
-	Goroutines int     `json:"goroutines"`
-	PerSession float64 `json:"heapInusePerSessionBytes"`
-	Profiles   string  `json:"profiles"` // path prefix of .cpu.pprof, .heap.pprof, .goroutines.txt
+	sessions, connected, goroutines, rss int
+	took                                 dur
+	mem                                  runtime.MemStats // after GC, once settled
+	profiles                             string           // path prefix of .cpu.pprof, .heap.pprof, .goroutines.txt
 }
 
 // runProfile restores n sessions in this process against cmd/fakewa, with
 // a CPU profile over the restore and heap and goroutine profiles once
-// settled, written to outDir. The configuration comes from the
-// environment with the service's defaults, as config.Load reads it.
-func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileResult, error) {
-	res := profileResult{Sessions: n, Profiles: filepath.Join(outDir, fmt.Sprintf("restore-%d", n))}
+// settled, under -work/profiles; the rest of the configuration is
+// config.Load's (environment, defaults).
+func (b *bench) runProfile(ctx context.Context, n int) (profileResult, error) {
+	outDir := filepath.Join(b.work, "profiles")
+	res := profileResult{sessions: n, profiles: filepath.Join(outDir, fmt.Sprintf("restore-%d", n))}
 	cfg, err := config.Load()
 	if err != nil {
 		return res, err
@@ -68,7 +63,7 @@ func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileRe
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return res, err
 	}
-	cpu, err := os.Create(res.Profiles + ".cpu.pprof")
+	cpu, err := os.Create(res.profiles + ".cpu.pprof")
 	if err != nil {
 		return res, err
 	}
@@ -81,7 +76,7 @@ func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileRe
 	for err == nil {
 		f, ferr := a.Sessions().Fleet(ctx)
 		if ferr == nil && f.Restore.Finished != nil {
-			res.Took, res.Connected = dur(f.Restore.Finished.Sub(began)), f.Counts[sessions.StateConnected]
+			res.took, res.connected = dur(f.Restore.Finished.Sub(began)), f.Counts[sessions.StateConnected]
 			break
 		} else if time.Since(began) > restoreTimeout {
 			err = fmt.Errorf("in-process restore of %d did not finish within %v", n, restoreTimeout)
@@ -92,29 +87,23 @@ func (b *bench) runProfile(ctx context.Context, n int, outDir string) (profileRe
 	if err != nil {
 		return res, err
 	}
-	logf("profile n=%d: restored in process in %v; settling %v", n, res.Took, b.settle)
+	logf("profile n=%d: restored in process in %v; settling %v", n, res.took, b.settle)
 	time.Sleep(b.settle)
 
 	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	res.HeapInuse, res.StackInuse, res.GoSys = ms.HeapInuse, ms.StackInuse, ms.Sys
-	res.PerSession, res.Goroutines = float64(ms.HeapInuse)/float64(n), runtime.NumGoroutine()
-	if st, err := procfs.Self(); err == nil {
-		if stat, err := st.Stat(); err == nil {
-			res.RSS = stat.ResidentMemory()
-		}
+	runtime.ReadMemStats(&res.mem)
+	res.goroutines = runtime.NumGoroutine()
+	self, _ := procfs.Self()
+	if stat, err := self.Stat(); err == nil {
+		res.rss = stat.ResidentMemory()
 	}
 	for _, p := range []struct {
 		name, suffix string
-		debug        int
+		debug        int // 1: goroutines as text
 	}{{"heap", ".heap.pprof", 0}, {"goroutine", ".goroutines.txt", 1}} {
-		f, err := os.Create(res.Profiles + p.suffix)
+		f, err := os.Create(res.profiles + p.suffix)
 		if err == nil {
-			err = pprof.Lookup(p.name).WriteTo(f, p.debug)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
+			err = errors.Join(pprof.Lookup(p.name).WriteTo(f, p.debug), f.Close())
 		}
 		if err != nil {
 			return res, err

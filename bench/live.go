@@ -8,47 +8,36 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"golang.org/x/sync/errgroup"
 )
 
 // loadResult is one closed-loop load phase: clients goroutines each send
 // a request, wait for its answer, and send the next, for a fixed time.
 type loadResult struct {
-	Name     string  `json:"name"`
-	Sessions int     `json:"sessions"`
-	Clients  int     `json:"clients"`
-	Duration dur     `json:"durationMs"`
-	Requests int     `json:"requests"`
-	Errors   int     `json:"errors"`
-	FirstErr string  `json:"firstError,omitempty"`
-	RPS      float64 `json:"requestsPerSecond"`
-	Bytes    int     `json:"bytesPerResponse"`
-	Latency  dist    `json:"latency"`
+	name                                       string
+	sessions, clients, requests, errors, bytes int // bytes: of a response
+	firstErr                                   string
+	duration                                   dur
+	rps                                        float64
+	latency                                    dist
 	taken
 }
 
 // healResult is how fast sessions came back after one kind of injected
-// failure, over many runs, each on its own session.
+// failure ("panic" or "drop"), over many runs, each on its own session.
 type healResult struct {
-	Kind       string `json:"kind"`       // panic or drop
-	BackoffMin string `json:"backoffMin"` // the service's BACKOFF_MIN
-	Sessions   int    `json:"sessions"`   // sessions connected in the service
-	Runs       int    `json:"runs"`
-	Failed     int    `json:"failed"`
-	FirstErr   string `json:"firstError,omitempty"`
-	// Service is injection to the lastConnectedAt the service reports for
-	// the new connection; Observed is injection to the poll that first saw
-	// it connected again (adds up to one poll interval).
-	Service  dist `json:"service"`
-	Observed dist `json:"observed"`
-	// StaleConnected counts runs in which a poll saw "connected" although
-	// the actor had already restarted and the new connection did not exist.
-	StaleConnected int `json:"staleConnected"`
-	Elapsed        dur `json:"elapsedMs"`
+	kind, backoffMin, firstErr string
+	runs, failed               int
+	// From the injection to the new connection's lastConnectedAt (service),
+	// and to the poll that first saw it (observed).
+	service, observed dist
+	// Runs in which a poll saw "connected" although the actor had already
+	// restarted and the new connection did not exist yet.
+	staleConnected int
 	taken
 }
 
@@ -61,30 +50,24 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 		return err
 	}
 	defer fr.stop()
-	if !fr.res.OK {
-		return fmt.Errorf("service with %d sessions (%v) did not get all connected: %s\n%s", n, env, fr.res.Failure, fr.svc.tail(40))
+	if !fr.res.ok {
+		return fmt.Errorf("service with %d sessions (%v) did not get all connected: %s\n%s", n, env, fr.res.failure, fr.svc.tail(40))
 	}
-	logf("live service: %d sessions connected %v after start (BACKOFF_MIN %s)", n, fr.res.AllConnected, backoff)
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = sessionID(i)
-	}
+	logf("live service: %d sessions connected %v after start (BACKOFF_MIN %s)", n, fr.res.allConnected, backoff)
 	if load {
-		single := func(r *rand.Rand) string { return "/api/whatsapp/session/" + ids[r.IntN(n)] + "/status" }
 		for i, c := range append(slices.Clip(b.clients), b.fleetClients) {
-			name, path := "session status", single
+			name, path := "session status", func(r *rand.Rand) string { return "/api/whatsapp/session/" + sessionID(r.IntN(n)) + "/status" }
 			if i == len(b.clients) {
 				name, path = "all-sessions status", func(*rand.Rand) string { return "/api/whatsapp/sessions/status" }
 			}
 			if c == 0 {
 				continue
 			}
-			logf("load: %s, %d clients, %v", name, c, b.duration)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
 			r := runLoad(ctx, "http://"+fr.svc.addr, b.apiKey, c, path, b.duration)
-			r.Name, r.Sessions, r.taken = name, n, w.taken()
-			logf("  %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", r.RPS, r.Latency.P50, r.Latency.P99, r.Errors, 100*r.OthersShare)
-			rep.Loads = append(rep.Loads, r)
+			r.name, r.sessions, r.taken = name, n, w()
+			logf("load: %s, %d clients: %.0f req/s, p50 %v, p99 %v, %d errors, others %.0f%%", name, c, r.rps, r.latency.p50, r.latency.p99, r.errors, 100*r.othersShare)
+			rep.loads = append(rep.loads, r)
 		}
 	}
 	if b.scenarios["heal"] {
@@ -92,102 +75,96 @@ func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff 
 		// BACKOFF_RESET waits longer the second time): panics the first
 		// half of the sessions, drops the second.
 		for i, kind := range []string{"panic", "drop"} {
-			logf("heal: %d × %s, BACKOFF_MIN %s", b.healRuns, kind, backoff)
 			w := startWindow(fr.svc.pid(), fr.fake.pid())
-			r := runHeal(ctx, fr.svc.api, kind, ids, i*n/2, b.healRuns)
-			r.BackoffMin, r.taken = backoff, w.taken()
-			logf("  p50 %v, p99 %v, %d failed, others %.0f%%", r.Service.P50, r.Service.P99, r.Failed, 100*r.OthersShare)
-			rep.Heals = append(rep.Heals, r)
+			r := runHeal(ctx, fr.svc.api, kind, n, i*n/2, b.healRuns)
+			r.backoffMin, r.taken = backoff, w()
+			logf("heal: %d × %s, BACKOFF_MIN %s: p50 %v, p99 %v, %d failed, others %.0f%%", b.healRuns, kind, backoff, r.service.p50, r.service.p99, r.failed, 100*r.othersShare)
+			rep.heals = append(rep.heals, r)
 		}
 	}
-	if !fr.svc.running() {
+	select {
+	case <-fr.svc.exited:
 		return fmt.Errorf("the service exited during the measurements (%v)", fr.svc.waitErr)
+	default:
+		return nil
 	}
-	return nil
 }
 
-// runLoad drives clients goroutines against base for warmup (not
-// recorded) plus d, each request to path(r). Answers are read, not
+// runLoad drives clients goroutines against base for 1 s (not recorded)
+// plus d, each request to path(r). Answers are read, not
 // decoded: the generator shares the machine's cores with the service.
 func runLoad(ctx context.Context, base, key string, clients int, path func(*rand.Rand) string, d time.Duration) loadResult {
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients,
 		MaxConnsPerHost: clients, IdleConnTimeout: time.Minute, DisableCompression: true}}
 	defer hc.CloseIdleConnections()
 	c := client.New(base, key).WithHTTPClient(hc)
-	start := time.Now().Add(warmup)
+	start := time.Now().Add(time.Second) // warm-up, not recorded
 	end := start.Add(d)
-	res := loadResult{Clients: clients, Duration: dur(d)}
+	res := loadResult{clients: clients, duration: dur(d)}
 	var (
-		mu  sync.Mutex
-		all []time.Duration
-		wg  sync.WaitGroup
+		mu   sync.Mutex
+		lats []time.Duration
+		wg   sync.WaitGroup
 	)
 	for w := range clients {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 42))
-			lats := make([]time.Duration, 0, 1<<14)
-			errs, firstErr, size := 0, "", 0
 			for t0 := time.Now(); ctx.Err() == nil && t0.Before(end); t0 = time.Now() {
 				resp, err := c.Do(ctx, http.MethodGet, path(r), nil, nil)
 				lat := time.Since(t0)
 				if err == nil && resp.Status != http.StatusOK {
 					err = fmt.Errorf("HTTP %d", resp.Status)
 				}
-				switch {
-				case t0.Before(start):
-				case err != nil:
-					errs++
-					firstErr = cmp.Or(firstErr, err.Error())
-				default:
-					lats, size = append(lats, lat), len(resp.Body)
+				if t0.Before(start) {
+					continue
 				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			all = append(all, lats...)
-			res.Errors += errs
-			res.FirstErr = cmp.Or(res.FirstErr, firstErr)
-			res.Bytes = max(res.Bytes, size)
-		})
-	}
-	wg.Wait()
-	res.Requests, res.RPS, res.Latency = len(all), float64(len(all))/d.Seconds(), summarize(all)
-	return res
-}
-
-// runHeal injects kind ("panic" or "drop", through the test routes) into
-// runs sessions, healConc at a time, from ids[first] on, and times each
-// until its status is connected again on a new connection.
-func runHeal(ctx context.Context, api *client.Client, kind string, ids []string, first, runs int) healResult {
-	res := healResult{Kind: kind, Sessions: len(ids), Runs: runs}
-	began := time.Now()
-	var (
-		next              atomic.Int64
-		mu                sync.Mutex
-		service, observed []time.Duration
-		wg                sync.WaitGroup
-	)
-	for range healConc {
-		wg.Go(func() {
-			for j := int(next.Add(1) - 1); j < runs && ctx.Err() == nil; j = int(next.Add(1) - 1) {
-				id := ids[(first+j)%len(ids)]
-				svc, obs, stale, err := healOnce(ctx, api, id, kind)
 				mu.Lock()
 				if err != nil {
-					res.Failed++
-					res.FirstErr = cmp.Or(res.FirstErr, fmt.Sprintf("%s: %v", id, err))
+					res.errors++
+					res.firstErr = cmp.Or(res.firstErr, err.Error())
 				} else {
-					service, observed = append(service, svc), append(observed, obs)
-				}
-				if stale {
-					res.StaleConnected++
+					lats, res.bytes = append(lats, lat), len(resp.Body)
 				}
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	res.Elapsed, res.Service, res.Observed = dur(time.Since(began)), summarize(service), summarize(observed)
+	res.requests, res.rps, res.latency = len(lats), float64(len(lats))/d.Seconds(), summarize(lats)
+	return res
+}
+
+// runHeal injects kind ("panic" or "drop", through the test routes) into
+// runs of the n sessions, 4 at a time, from the first-th on, and times
+// each until its status is connected again on a new connection.
+func runHeal(ctx context.Context, api *client.Client, kind string, n, first, runs int) healResult {
+	res := healResult{kind: kind, runs: runs}
+	var (
+		mu                sync.Mutex
+		service, observed []time.Duration
+		g                 errgroup.Group
+	)
+	g.SetLimit(4)
+	for j := 0; j < runs && ctx.Err() == nil; j++ {
+		g.Go(func() error {
+			id := sessionID((first + j) % n)
+			svc, obs, stale, err := healOnce(ctx, api, id, kind)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.failed++
+				res.firstErr = cmp.Or(res.firstErr, fmt.Sprintf("%s: %v", id, err))
+			} else {
+				service, observed = append(service, svc), append(observed, obs)
+			}
+			if stale {
+				res.staleConnected++
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	res.service, res.observed = summarize(service), summarize(observed)
 	return res
 }
 
@@ -197,14 +174,14 @@ func healOnce(ctx context.Context, api *client.Client, id, kind string) (service
 	ctx, cancel := context.WithTimeout(ctx, healTimeout)
 	defer cancel()
 	before, err := api.Status(ctx, id)
-	if err != nil {
-		return 0, 0, false, err
-	}
-	if before.State != sessions.StateConnected {
-		return 0, 0, false, fmt.Errorf("not connected before the %s: %s", kind, before.State)
+	if err == nil && before.State != sessions.StateConnected {
+		err = fmt.Errorf("not connected before the %s: %s", kind, before.State)
 	}
 	t0 := time.Now()
-	if _, err := api.Test(ctx, id, kind, sessions.TestParams{}); err != nil {
+	if err == nil {
+		_, err = api.Test(ctx, id, kind, sessions.TestParams{})
+	}
+	if err != nil {
 		return 0, 0, false, err
 	}
 	for {
@@ -220,20 +197,13 @@ func healOnce(ctx context.Context, api *client.Client, id, kind string) (service
 		select {
 		case <-ctx.Done():
 			return 0, 0, stale, fmt.Errorf("not connected again within %v (state %s)", healTimeout, st.State)
-		case <-time.After(healPoll):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
 
 // dist summarises a set of durations (nearest-rank percentiles).
-type dist struct {
-	Count int `json:"count"`
-	Min   dur `json:"minMs"`
-	P50   dur `json:"p50Ms"`
-	P90   dur `json:"p90Ms"`
-	P99   dur `json:"p99Ms"`
-	Max   dur `json:"maxMs"`
-}
+type dist struct{ min, p50, p90, p99, max dur }
 
 // summarize sorts ds and returns its distribution.
 func summarize(ds []time.Duration) dist {
@@ -242,5 +212,5 @@ func summarize(ds []time.Duration) dist {
 	}
 	slices.Sort(ds)
 	at := func(p float64) dur { return dur(ds[min(max(int(p*float64(len(ds))+0.999999)-1, 0), len(ds)-1)]) }
-	return dist{Count: len(ds), Min: dur(ds[0]), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: dur(ds[len(ds)-1])}
+	return dist{min: dur(ds[0]), p50: at(0.50), p90: at(0.90), p99: at(0.99), max: dur(ds[len(ds)-1])}
 }

@@ -7,11 +7,9 @@
 // dropped sockets to connected again), and profile (the same restore in
 // this process, built by app.New as main.go builds it, with pprof).
 //
-// Figures the service exports come from its /metrics (process_*, go_*);
-// only what a whole-process view gives (peak RSS, peak open files, the
-// kernel's share of CPU, others' CPU) comes from /proc. The machine may be
-// shared: each figure carries the share of the CPUs that other processes
-// took while it was measured, and the load average at its end.
+// Memory, goroutines and files come from the service's /metrics; CPU,
+// peak RSS, peak open files and others' CPU from /proc. Each figure
+// carries the share of the CPUs other processes took meanwhile.
 //
 //	go run ./bench -scenarios restore -sizes 1000 -restarts 2
 //	go run ./bench -scenarios profile -profile-sessions 1000
@@ -19,10 +17,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -38,27 +35,17 @@ import (
 
 // bench is the configuration every scenario shares, from the flags.
 type bench struct {
-	work, template, serviceBin, fakeBin, apiKey string
-	seedWorkers, restarts, loadSessions         int
-	settle, idle, duration                      time.Duration
-	dbOnly                                      bool     // -store-files db: whatsapp.db alone
-	serviceEnv                                  []string // added to every service's environment
-	scenarios                                   map[string]bool
-	sizes, clients                              []int
-	fleetClients, healRuns, profileSessions     int
-	backoffs                                    []string
+	work, template, serviceBin, fakeBin, apiKey                     string
+	restarts, loadSessions, fleetClients, healRuns, profileSessions int
+	settle, duration                                                time.Duration
+	dbOnly                                                          bool // -store-files db: whatsapp.db alone
+	serviceEnv, backoffs                                            []string
+	scenarios                                                       map[string]bool
+	sizes, clients                                                  []int
 }
 
-// Fixed knobs: nobody needed to change them.
-const (
-	restoreTimeout = 5 * time.Minute        // restore: give up waiting for all connected
-	shutdownGrace  = time.Minute            // SIGTERM to SIGKILL
-	warmup         = time.Second            // load: unmeasured start of each phase
-	healConc       = 4                      // heal: injections in flight at once
-	healPoll       = 5 * time.Millisecond   // heal: status poll interval
-	healTimeout    = 60 * time.Second       // heal: bound of one run
-	sampleEvery    = 100 * time.Millisecond // peak open files
-)
+// Fixed bounds: of a restore (to all connected), of one heal run.
+const restoreTimeout, healTimeout = 5 * time.Minute, time.Minute
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -84,7 +71,6 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.restarts, "restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
 	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (as the service left them) or db (whatsapp.db alone: no WAL files, no clean marker)")
 	fs.DurationVar(&b.settle, "settle", 5*time.Second, "restore and profile: wait after all connected before measuring")
-	fs.DurationVar(&b.idle, "idle", 0, "restore: also measure this long after all connected (the stores' connections idle out after 30 s); 0: don't")
 	fs.IntVar(&b.loadSessions, "load-sessions", 1000, "load and heal: connected sessions in the service")
 	clients := fs.String("clients", "64,256", "load: concurrent clients of single-session status, one phase each")
 	fs.IntVar(&b.fleetClients, "fleet-clients", 16, "load: concurrent clients of all-sessions status (0: skip)")
@@ -94,13 +80,9 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.profileSessions, "profile-sessions", 1000, "profile: sessions restored in process")
 	fs.StringVar(&b.work, "work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
 	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
-	fs.IntVar(&b.seedWorkers, "seed-workers", 4*runtime.NumCPU(), "goroutines seeding sessions")
-	reseed := fs.Bool("reseed", false, "throw the seeded template away and seed again")
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
 	fs.StringVar(&b.fakeBin, "fakewa-bin", "", "use this cmd/fakewa binary instead of building one")
 	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
-	asJSON := fs.Bool("json", false, "print the results as JSON instead of tables")
-	save := fs.String("save", "", "also write the results as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -110,17 +92,17 @@ func run(ctx context.Context, args []string) error {
 	if b.restarts < 0 {
 		return fmt.Errorf("-restarts: want 0 or more, got %d", b.restarts)
 	}
-	key := make([]byte, 16)
-	_, _ = rand.Read(key)
-	b.apiKey, b.template, b.dbOnly = hex.EncodeToString(key), filepath.Join(b.work, "seed"), *storeFiles == "db"
-	b.backoffs = strings.Split(*backoffs, ",")
-	for _, s := range strings.Split(*which, ",") {
-		switch s = strings.TrimSpace(s); s {
-		case "restore", "load", "heal", "profile":
-			b.scenarios[s] = true
-		case "":
-		default:
+	b.apiKey, b.template, b.dbOnly = rand.Text(), filepath.Join(b.work, "seed"), *storeFiles == "db"
+	b.backoffs, b.serviceEnv = list(*backoffs), list(*serviceEnv)
+	for _, s := range list(*which) {
+		if s != "restore" && s != "load" && s != "heal" && s != "profile" {
 			return fmt.Errorf("unknown scenario %q", s)
+		}
+		b.scenarios[s] = true
+	}
+	for _, kv := range b.serviceEnv {
+		if !strings.Contains(kv, "=") {
+			return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
 		}
 	}
 	var err error
@@ -129,19 +111,6 @@ func run(ctx context.Context, args []string) error {
 	}
 	if b.clients, err = ints(*clients); err != nil {
 		return fmt.Errorf("-clients: %w", err)
-	}
-	for _, kv := range strings.Split(*serviceEnv, ",") {
-		if kv = strings.TrimSpace(kv); kv != "" && !strings.Contains(kv, "=") {
-			return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
-		} else if kv != "" {
-			b.serviceEnv = append(b.serviceEnv, kv)
-		}
-	}
-
-	if *reseed {
-		if err := os.RemoveAll(b.template); err != nil {
-			return err
-		}
 	}
 	if err := os.MkdirAll(filepath.Join(b.work, "logs"), 0o755); err != nil {
 		return err
@@ -154,40 +123,28 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	rep := &report{Machine: describeMachine(limit), Args: args, Work: b.work}
+	rep := &report{machine: describeMachine(limit), work: b.work, settle: b.settle}
 	if err := b.runScenarios(ctx, rep); err != nil {
 		rep.writeTables(os.Stderr) // what was measured before the error
 		return err
 	}
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err == nil && *save != "" {
-		err = os.WriteFile(*save, append(data, '\n'), 0o644)
-	}
-	if err == nil && *asJSON {
-		_, err = fmt.Println(string(data))
-	} else if err == nil {
-		rep.writeTables(os.Stdout)
-	}
-	return err
+	rep.writeTables(os.Stdout)
+	return nil
 }
 
 // runScenarios runs the wanted scenarios in a fixed order, filling rep.
 func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 	if b.scenarios["restore"] {
-		logf("restore: baseline with no session")
-		base, err := b.runRestore(ctx, 0, nil, 0)
-		if err != nil {
-			return err
-		}
-		rep.Baseline = &base
-		for _, n := range b.sizes {
-			for restart := range b.restarts + 1 {
+		var base *restoreResult
+		for _, n := range append([]int{0}, b.sizes...) { // 0: the baseline
+			for restart := range min(n, 1)*b.restarts + 1 {
 				logf("restore: %d sessions (run %d)", n, restart)
-				r, err := b.runRestore(ctx, n, &base, restart)
+				r, err := b.runRestore(ctx, n, base, restart)
 				if err != nil {
 					return err
 				}
-				rep.Restores = append(rep.Restores, r)
+				rep.restores = append(rep.restores, r)
+				base = cmp.Or(base, &r)
 			}
 		}
 	}
@@ -198,11 +155,9 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 			if i > 0 && !b.scenarios["heal"] {
 				break
 			}
-			var env []string
-			if bo = strings.TrimSpace(bo); bo != "default" && bo != "" {
-				env = append(env, "BACKOFF_MIN="+bo)
-			} else {
-				bo = "1s (default)"
+			env := []string{"BACKOFF_MIN=" + bo}
+			if bo == "default" {
+				env, bo = nil, "1s (default)"
 			}
 			if err := b.runLive(ctx, rep, env, bo, b.scenarios["load"] && i == 0); err != nil {
 				return err
@@ -210,22 +165,29 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 		}
 	}
 	if b.scenarios["profile"] {
-		r, err := b.runProfile(ctx, b.profileSessions, filepath.Join(b.work, "profiles"))
+		r, err := b.runProfile(ctx, b.profileSessions)
 		if err != nil {
 			return err
 		}
-		rep.Profiles = append(rep.Profiles, r)
+		rep.profiles = append(rep.profiles, r)
 	}
 	return ctx.Err()
+}
+
+// list splits a comma-separated list, dropping blanks.
+func list(s string) (out []string) {
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // ints parses a comma-separated list of non-negative integers.
 func ints(s string) ([]int, error) {
 	var out []int
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
+	for _, f := range list(s) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 0 {
 			return nil, fmt.Errorf("bad number %q", f)
@@ -235,23 +197,20 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
-// build compiles the service and cmd/fakewa (unless given) from the tree into the work directory, so that every figure is for a plain
-// `go build`.
+// build compiles the service and cmd/fakewa from the tree into the work
+// directory, unless given, so that every figure is for a plain `go build`.
 func (b *bench) build(ctx context.Context) error {
-	var targets [][2]string
+	logf("building the service and cmd/fakewa")
 	for _, t := range []struct {
 		bin       *string
 		name, pkg string
 	}{{&b.serviceBin, "whatsapp-sessions", "."}, {&b.fakeBin, "fakewa", "./cmd/fakewa"}} {
-		if *t.bin == "" {
-			*t.bin = filepath.Join(b.work, "bin", t.name)
-			targets = append(targets, [2]string{*t.bin, t.pkg})
+		if *t.bin != "" {
+			continue
 		}
-	}
-	logf("building the service and cmd/fakewa")
-	for _, t := range targets {
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", t[0], t[1]).CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", t[1], err, out)
+		*t.bin = filepath.Join(b.work, "bin", t.name)
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", *t.bin, t.pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", t.pkg, err, out)
 		}
 	}
 	return nil
@@ -265,27 +224,20 @@ func raiseNoFile(want uint64) (uint64, error) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= want {
 		return lim.Cur, err
 	}
-	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}) == nil {
-		return want, nil
+	if lim.Max < want && syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}) != nil {
+		logf("RLIMIT_NOFILE: the hard limit %d does not allow %d", lim.Max, want)
+		want = lim.Max
 	}
-	lim.Cur = min(want, lim.Max)
-	if lim.Cur < want {
-		logf("RLIMIT_NOFILE is %d: the hard limit does not allow %d", lim.Cur, want)
-	}
-	return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	return want, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)})
 }
 
 // describeMachine says where the figures were taken: the machine, the
 // toolchain, the file limit the children got and the tree's commit.
 func describeMachine(nofile uint64) string {
-	field := func(path, key string) string {
+	field := func(path, key string) string { // the value of a "key: value" line
 		b, _ := os.ReadFile(path)
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == key {
-				return strings.TrimSpace(v)
-			}
-		}
-		return ""
+		_, v, _ := strings.Cut("\n"+string(b), "\n"+key)
+		return strings.TrimLeft(strings.SplitN(v, "\n", 2)[0], " \t:")
 	}
 	m := fmt.Sprintf("%d CPUs, %s, %s RAM, Linux %s, %s, RLIMIT_NOFILE %d, commit %s", runtime.NumCPU(),
 		field("/proc/cpuinfo", "model name"), field("/proc/meminfo", "MemTotal"), command("uname", "-r"),

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,15 +16,13 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 )
 
-// proc is a child process, cmd/fakewa or the service, whose output goes
-// to a log file.
+// proc is a child process, cmd/fakewa or the service, logging to a file.
 type proc struct {
-	name, logPath string
-	cmd           *exec.Cmd
-	started       time.Time
-	exited        chan struct{} // closed once waited for
-	waitErr       error
-
+	name, logPath         string
+	cmd                   *exec.Cmd
+	started               time.Time
+	exited                chan struct{} // closed once waited for
+	waitErr               error
 	addr, control, caFile string         // fakewa: TLS, control API, CA; service: HTTP
 	api                   *client.Client // the service's API
 }
@@ -90,16 +87,6 @@ func startService(bin, sessionsDir, logPath, apiKey string, fake *proc, env []st
 // pid is the process id.
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// running reports whether the process has not exited.
-func (p *proc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
 // tail is the last n lines of the process's log, for error reports.
 func (p *proc) tail(n int) string {
 	b, _ := os.ReadFile(p.logPath)
@@ -108,42 +95,39 @@ func (p *proc) tail(n int) string {
 }
 
 // stop sends SIGTERM and waits up to grace for the process to exit, then
-// kills it. It returns how long the graceful part took and whether the
-// process exited by itself.
-func (p *proc) stop(grace time.Duration) (time.Duration, bool) {
+// kills it. It returns how long it took.
+func (p *proc) stop(grace time.Duration) time.Duration {
 	began := time.Now()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
-		return time.Since(began), true
 	case <-time.After(grace):
 		_ = p.cmd.Process.Kill()
 		<-p.exited
-		return time.Since(began), false
 	}
+	return time.Since(began)
 }
 
 // waitHTTP polls url every 2 ms until it answers 200, the process exits, or
 // timeout passes.
 func (p *proc) waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 	c := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(timeout); ; {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
 		if resp, err := c.Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}
-		switch {
-		case !p.running():
+		select {
+		case <-p.exited:
 			return fmt.Errorf("%s exited before answering (%v); last lines:\n%s", p.name, p.waitErr, p.tail(40))
-		case time.Now().After(deadline):
-			return fmt.Errorf("%s did not answer %s within %v", p.name, url, timeout)
-		case ctx.Err() != nil:
+		case <-ctx.Done():
 			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
+	return fmt.Errorf("%s did not answer %s within %v", p.name, url, timeout)
 }
 
 // freeAddr returns a loopback address with a port nobody listens on now.
@@ -156,102 +140,72 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-// peakFDs polls pid's open files every sampleEvery until stop is called,
+// peakFDs polls pid's open files every 100 ms until stop is called,
 // which returns the peak: a figure the service's own metrics cannot show
 // (VmHWM already is the peak of the resident set).
 func peakFDs(pid int) (stop func() int) {
-	var peak atomic.Int64
-	quit, done := make(chan struct{}), make(chan struct{})
+	quit, peak := make(chan struct{}), make(chan int)
 	go func() {
-		defer close(done)
-		p, err := procfs.NewProc(pid)
-		for t := time.NewTicker(sampleEvery); err == nil; {
-			if n, err := p.FileDescriptorsLen(); err == nil && int64(n) > peak.Load() {
-				peak.Store(int64(n))
+		p, _ := procfs.NewProc(pid)
+		most := 0
+		for t := time.NewTicker(100 * time.Millisecond); ; {
+			if n, err := p.FileDescriptorsLen(); err == nil {
+				most = max(most, n)
 			}
 			select {
 			case <-quit:
 				t.Stop()
+				peak <- most
 				return
 			case <-t.C:
 			}
 		}
 	}()
-	return func() int {
-		close(quit)
-		<-done
-		return int(peak.Load())
-	}
+	return func() int { close(quit); return <-peak }
 }
 
 // cpuTimes is the user and system CPU time pid has used (0 if gone).
 func cpuTimes(pid int) (user, sys time.Duration) {
 	const userHZ = 100 // the unit of /proc/PID/stat times on every Linux Go supports
-	if p, err := procfs.NewProc(pid); err == nil {
-		if st, err := p.Stat(); err == nil {
-			return time.Duration(st.UTime) * time.Second / userHZ, time.Duration(st.STime) * time.Second / userHZ
-		}
-	}
-	return 0, 0
-}
-
-// taken is how busy the machine was with other work while a figure was
-// measured: the CPU time processes other than the bench's used, that as a
-// share of the machine's capacity, and the 1-minute load average at the
-// end. Figures taken while others were busy read high.
-type taken struct {
-	OtherCPU    dur     `json:"otherCpuMs"`
-	OthersShare float64 `json:"othersShare"`
-	Load1       float64 `json:"loadAvg1"`
-}
-
-// window counts the CPU that others use from its start: all CPU time
-// spent since, minus that of the bench and of pids (and of any process
-// added later, which started after the window).
-type window struct {
-	began time.Time
-	pids  []int
-	spent time.Duration // all CPUs' busy time minus ours, at the start
-}
-
-// busy is all CPUs' time spent not idle since boot, and the load average.
-func busy() (time.Duration, float64) {
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
+	p, err := procfs.NewProc(pid)
+	st, err2 := p.Stat()
+	if err != nil || err2 != nil {
 		return 0, 0
 	}
-	st, _ := fs.Stat()
-	la, _ := fs.LoadAvg()
-	c := st.CPUTotal
-	d := time.Duration((c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal) * float64(time.Second))
-	if la == nil {
-		return d, 0
+	return time.Duration(st.UTime) * time.Second / userHZ, time.Duration(st.STime) * time.Second / userHZ
+}
+
+// taken is the share of the CPUs that processes not the bench's used
+// while a figure was measured, and the load average at its end.
+type taken struct{ othersShare, load1 float64 }
+
+// startWindow starts counting the CPU that others use: all CPUs' busy
+// time from now on, minus that of the bench and of pids. end says what
+// others took since; pids must still be running then.
+func startWindow(pids ...int) (end func() taken) {
+	pids = append(pids, os.Getpid())
+	others := func() (d time.Duration, load float64) {
+		fs, err := procfs.NewDefaultFS()
+		if err != nil {
+			return 0, 0
+		}
+		if st, err := fs.Stat(); err == nil {
+			c := st.CPUTotal
+			d = time.Duration((c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal) * float64(time.Second))
+		}
+		if la, err := fs.LoadAvg(); err == nil {
+			load = la.Load1
+		}
+		for _, p := range pids {
+			u, s := cpuTimes(p)
+			d -= u + s
+		}
+		return d, load
 	}
-	return d, la.Load1
-}
-
-// startWindow starts counting; pids are ours besides the bench.
-func startWindow(pids ...int) *window {
-	w := &window{began: time.Now(), pids: append(pids, os.Getpid())}
-	w.spent, _ = busy()
-	w.spent -= w.ours()
-	return w
-}
-
-// ours is the CPU time the window's processes have used.
-func (w *window) ours() (d time.Duration) {
-	for _, p := range w.pids {
-		u, s := cpuTimes(p)
-		d += u + s
+	began := time.Now()
+	spent, _ := others()
+	return func() taken {
+		d, load := others()
+		return taken{max(d-spent, 0).Seconds() / (time.Since(began).Seconds() * float64(runtime.NumCPU())), load}
 	}
-	return d
-}
-
-// taken is what others took since the start; our processes must still be
-// running.
-func (w *window) taken() taken {
-	all, load := busy()
-	other := max(all-w.ours()-w.spent, 0)
-	share := other.Seconds() / (time.Since(w.began).Seconds() * float64(runtime.NumCPU()))
-	return taken{OtherCPU: dur(other), OthersShare: share, Load1: load}
 }
