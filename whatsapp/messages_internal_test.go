@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
 func TestCheckSend(t *testing.T) {
@@ -338,5 +339,38 @@ func TestOpenNeedsASink(t *testing.T) {
 	o := NewStoreOpener(nil, Options{})
 	if _, err := o.Open(context.Background(), "alice", true, func(Event) {}); err == nil {
 		t.Error("Open without a sink succeeded")
+	}
+}
+
+// A real client is set up for "no event lost": acks wait for the handlers,
+// decrypted messages are buffered until then, and the one handler reports
+// its success to whatsmeow.
+func TestOpenSetsUpSynchronousAcks(t *testing.T) {
+	dir, err := store.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	sink := &testSink{answer: func(done func(error)) { done(errors.New("not kept")) }}
+	o := NewStoreOpener(dir, Options{Sink: sink})
+	cl, err := o.Open(context.Background(), "alice", true, func(Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	c := cl.(*client)
+	if !c.cli.SynchronousAck || !c.cli.EnableDecryptedEventBuffer {
+		t.Errorf("SynchronousAck %v, EnableDecryptedEventBuffer %v; want both", c.cli.SynchronousAck, c.cli.EnableDecryptedEventBuffer)
+	}
+	if c.publishTimeout != PublishTimeout {
+		t.Errorf("publish timeout %s, want %s", c.publishTimeout, PublishTimeout)
+	}
+	// whatsmeow's dispatch sees the handler's failure: it will not ack.
+	if failed := c.cli.DangerousInternals().DispatchEvent(incoming("M1", "hi")); !failed {
+		t.Error("whatsmeow saw a message whose event was not committed as handled")
+	}
+	sink.answer = nil
+	if failed := c.cli.DangerousInternals().DispatchEvent(incoming("M2", "hi")); failed {
+		t.Error("whatsmeow saw a committed message as failed")
 	}
 }
