@@ -257,6 +257,16 @@ func AckEventID(senderID, chat string, status sessions.AckStatus, ids []string) 
 	return eventID("ack_", senderID, chat, string(status), strings.Join(sorted, ","))
 }
 
+// byPhone is jid as the phone-number JID alt when jid is a LID and alt
+// its phone number (whatsmeow's SenderAlt), so that events name users as
+// the API's callers do; else jid, without a device.
+func byPhone(jid, alt types.JID) string {
+	if jid.Server == types.HiddenUserServer && alt.Server == types.DefaultUserServer {
+		return alt.ToNonAD().String()
+	}
+	return jid.ToNonAD().String()
+}
+
 // userChat reports whether jid is a one-to-one chat with a user.
 func userChat(jid types.JID) bool {
 	return jid.Server == types.DefaultUserServer || jid.Server == types.HiddenUserServer
@@ -275,11 +285,11 @@ func messageEvent(senderID string, e *events.Message) (sessions.Event, bool) {
 	if text == "" {
 		return sessions.Event{}, false
 	}
-	chat := info.Chat.ToNonAD().String()
+	chat := byPhone(info.Chat, info.SenderAlt)
 	data := sessions.MessageData{
 		ID:        string(info.ID),
 		Chat:      chat,
-		From:      info.Sender.ToNonAD().String(),
+		From:      byPhone(info.Sender, info.SenderAlt),
 		PushName:  info.PushName,
 		Text:      text,
 		ReplyTo:   ctxInfo.GetStanzaID(),
@@ -328,7 +338,7 @@ func receiptEvent(senderID string, e *events.Receipt) (sessions.Event, bool) {
 	if e.IsGroup || e.IsFromMe || !userChat(e.Chat) || len(e.MessageIDs) == 0 {
 		return sessions.Event{}, false
 	}
-	chat := e.Chat.ToNonAD().String()
+	chat := byPhone(e.Chat, e.SenderAlt)
 	ids := make([]string, len(e.MessageIDs))
 	for i, id := range e.MessageIDs {
 		ids[i] = string(id)

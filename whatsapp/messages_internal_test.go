@@ -257,6 +257,27 @@ func TestMessagesThatAreNotEvents(t *testing.T) {
 	}
 }
 
+// A message from a LID names the sender by phone number when whatsmeow
+// knows it.
+func TestLIDSenderIsNamedByPhone(t *testing.T) {
+	m := incoming("L", "hi")
+	lid := types.NewJID("123456789012345", types.HiddenUserServer)
+	m.Info.Chat, m.Info.Sender = lid, types.JID{User: lid.User, Server: lid.Server, Device: 3}
+	m.Info.SenderAlt = types.JID{User: "4915112345678", Server: types.DefaultUserServer, Device: 3}
+	ev, ok := messageEvent("alice", m)
+	var data sessions.MessageData
+	_ = json.Unmarshal(ev.Data, &data)
+	if !ok || data.Chat != "4915112345678@s.whatsapp.net" || data.From != data.Chat {
+		t.Errorf("chat %q from %q", data.Chat, data.From)
+	}
+	m.Info.SenderAlt = types.EmptyJID
+	ev, _ = messageEvent("alice", m)
+	_ = json.Unmarshal(ev.Data, &data)
+	if data.Chat != "123456789012345@lid" || data.From != data.Chat {
+		t.Errorf("without the phone number: chat %q from %q", data.Chat, data.From)
+	}
+}
+
 func TestCaptionsAndReplies(t *testing.T) {
 	reply := &waE2E.ContextInfo{StanzaID: proto.String("ORIG")}
 	tests := []struct {
