@@ -395,3 +395,12 @@ func TestOpenSetsUpSynchronousAcks(t *testing.T) {
 		t.Error("whatsmeow saw a committed message as failed")
 	}
 }
+
+// DiscardEvents, the explicit "no delivery" sink, acknowledges at once.
+func TestDiscardEventsAcknowledges(t *testing.T) {
+	c := newTestClient(DiscardEvents{}, nil)
+	if !c.handle(incoming("M1", "hi")) {
+		t.Error("DiscardEvents did not let whatsmeow acknowledge")
+	}
+	DiscardEvents{}.Publish(nil, nil) // a nil done is allowed
+}
