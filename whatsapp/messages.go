@@ -150,6 +150,9 @@ type contacts struct {
 	known  map[string]types.JID
 }
 
+// maxKnownContacts bounds a client's cache of resolved numbers.
+const maxKnownContacts = 4096
+
 // resolve is the JID of phone (digits), or ErrNoRecipient.
 func (r *contacts) resolve(ctx context.Context, phone string) (types.JID, error) {
 	r.mu.Lock()
@@ -167,8 +170,8 @@ func (r *contacts) resolve(ctx context.Context, phone string) (types.JID, error)
 			continue
 		}
 		r.mu.Lock()
-		if r.known == nil {
-			r.known = map[string]types.JID{}
+		if r.known == nil || len(r.known) >= maxKnownContacts {
+			r.known = map[string]types.JID{} // bounded: start over
 		}
 		r.known[phone] = a.JID
 		r.mu.Unlock()
