@@ -5,9 +5,12 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 )
@@ -27,6 +30,15 @@ type fakeOpener struct {
 	// openGate, when set, holds every Open until it is closed, whatever
 	// the context says: a disk that is slow to answer.
 	openGate chan struct{}
+	// sendErr, when set, fails every Send; sendGate, when set, holds every
+	// Send until it is closed.
+	sendErr  error
+	sendGate chan struct{}
+	sending  atomic.Int64 // Sends begun
+	// sent is every message the clients sent, in order; read the ids
+	// marked read.
+	sent []whatsapp.Outgoing
+	read []string
 }
 
 func newFakeOpener(dir *store.Dir) *fakeOpener {
@@ -170,6 +182,52 @@ func (c *fakeClient) Logout(context.Context) error {
 	}
 	c.connected.Store(false)
 	return nil
+}
+
+// sentAt is the server's timestamp of every fake send.
+var sentAt = time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+
+// Send answers as WhatsApp would: numbers starting with 999 are not on
+// WhatsApp, every other recipient gets the message.
+func (c *fakeClient) Send(ctx context.Context, m whatsapp.Outgoing) (sessions.SentMessage, error) {
+	c.o.sending.Add(1)
+	c.o.mu.Lock()
+	err, gate := c.o.sendErr, c.o.sendGate
+	c.o.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return sessions.SentMessage{}, ctx.Err()
+		}
+	}
+	if err != nil {
+		return sessions.SentMessage{}, err
+	}
+	if strings.HasPrefix(strings.TrimPrefix(m.To, "+"), "999") {
+		return sessions.SentMessage{}, sessions.ErrNoRecipient
+	}
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	if m.ID == "" {
+		m.ID = whatsapp.NewMessageID()
+	}
+	c.o.sent = append(c.o.sent, m)
+	return sessions.SentMessage{ID: m.ID, Timestamp: sentAt}, nil
+}
+
+func (c *fakeClient) MarkRead(_ context.Context, _ string, ids []string) error {
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	c.o.read = append(c.o.read, ids...)
+	return nil
+}
+
+// sentMessages is every message sent so far.
+func (o *fakeOpener) sentMessages() []whatsapp.Outgoing {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]whatsapp.Outgoing(nil), o.sent...)
 }
 
 func (c *fakeClient) Close() error {

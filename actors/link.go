@@ -66,3 +66,14 @@ func (l *link) close() error {
 	}
 	return err
 }
+
+// bound is ctx, also cancelled when the link closes: work an asker waits
+// for ends with whichever comes first.
+func (l *link) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(l.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}

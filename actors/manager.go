@@ -22,6 +22,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
@@ -57,6 +58,12 @@ type Options struct {
 	RestartWindow      time.Duration
 	// RequestTimeout bounds every ask, on top of the caller's context.
 	RequestTimeout time.Duration
+	// Sink receives a session.state event at every change of a session's
+	// status, without waiting; nil publishes none.
+	Sink sessions.EventSink
+	// Idempotency keeps the answers of sends with an Idempotency-Key;
+	// nil refuses such sends.
+	Idempotency *idempotency.Store
 }
 
 // Manager is the handle on the running sessions: the actors' implementation
@@ -66,10 +73,14 @@ type Manager struct {
 	pid     *actor.PID
 	timeout time.Duration
 	deps    *deps
+	idem    *idempotency.Store
 	stopped atomic.Bool
 }
 
-var _ sessions.Service = (*Manager)(nil)
+var (
+	_ sessions.Service   = (*Manager)(nil)
+	_ sessions.Messenger = (*Manager)(nil)
+)
 
 // NewManager starts the actor system and the manager. No session starts
 // until Restore or Create is called.
@@ -99,7 +110,7 @@ func NewManager(opts Options) (*Manager, error) {
 		log:     opts.Log,
 		send:    send,
 	}
-	m := &Manager{timeout: opts.RequestTimeout, deps: d}
+	m := &Manager{timeout: opts.RequestTimeout, deps: d, idem: opts.Idempotency}
 	mgr := &manager{
 		requestTimeout: opts.RequestTimeout,
 		dir:            opts.Dir,
@@ -108,6 +119,8 @@ func NewManager(opts Options) (*Manager, error) {
 		metrics:        opts.Metrics,
 		sessions:       map[string]*entry{},
 		byPID:          map[string]string{},
+		sink:           opts.Sink,
+		announced:      map[string]sessions.Status{},
 	}
 	// OneForOne: a failing session restarts alone; past the budget it is
 	// stopped and the manager sees *actor.Terminated and marks it failed.
@@ -201,6 +214,67 @@ func (m *Manager) Inspect(ctx context.Context, id string) (sessions.Inspection, 
 // Panic makes session id's actor panic once (test mode).
 func (m *Manager) Panic(ctx context.Context, id string) error {
 	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any { return forwardCmd{id: id, msg: panicCmd{reply: ch}} })
+	return err
+}
+
+// Send sends req from session id once it is connected, and answers once
+// WhatsApp's server acknowledged the message. With an Idempotency-Key, a
+// retry answers as the first send did, or sends again with the first
+// attempt's message id when that one never finished.
+func (m *Manager) Send(ctx context.Context, id string, req sessions.SendRequest) (sessions.SentMessage, error) {
+	var none sessions.SentMessage
+	if err := store.ValidateID(id); err != nil {
+		return none, err
+	}
+	if err := whatsapp.CheckSend(req); err != nil {
+		return none, err
+	}
+	out := whatsapp.Outgoing{To: req.To, Text: req.Text, ReplyTo: req.ReplyTo}
+	key := req.IdempotencyKey
+	if key == "" {
+		return m.send(ctx, id, out)
+	}
+	if m.idem == nil {
+		return none, sessions.Errorf(sessions.ErrInvalid, "this service keeps no Idempotency-Keys: send without one")
+	}
+	claim, err := m.idem.Begin(ctx, id, req, whatsapp.NewMessageID)
+	if err != nil {
+		return none, err
+	}
+	if claim.Answer != nil {
+		return *claim.Answer, nil
+	}
+	out.ID = claim.MessageID
+	sent, err := m.send(ctx, id, out)
+	if err != nil {
+		m.idem.Release(id, key)
+		return none, err
+	}
+	// Recorded even when the asker has gone: the message went out.
+	if err := m.idem.Finish(context.WithoutCancel(ctx), id, key, sent); err != nil {
+		m.deps.log.Error("idempotent send: answer not recorded; a retry sends again with the same message id", "session_id", id, "err", err)
+	}
+	return sent, nil
+}
+
+func (m *Manager) send(ctx context.Context, id string, out whatsapp.Outgoing) (sessions.SentMessage, error) {
+	return ask(ctx, m, func(ch chan<- reply[sessions.SentMessage]) any {
+		return forwardCmd{id: id, msg: sendCmd{ctx: ctx, out: out, reply: ch}}
+	})
+}
+
+// MarkRead tells the sender of message req.ID in req.Chat that session id
+// read it.
+func (m *Manager) MarkRead(ctx context.Context, id string, req sessions.ReadRequest) error {
+	if err := store.ValidateID(id); err != nil {
+		return err
+	}
+	if err := whatsapp.CheckRead(req); err != nil {
+		return err
+	}
+	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any {
+		return forwardCmd{id: id, msg: markReadCmd{ctx: ctx, chat: req.Chat, ids: []string{req.ID}, reply: ch}}
+	})
 	return err
 }
 

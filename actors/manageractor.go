@@ -1,8 +1,12 @@
 package actors
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +31,10 @@ type manager struct {
 	sessions       map[string]*entry
 	byPID          map[string]string // actor id -> senderId
 	run            *restoreRun
+	// sink gets a session.state event for every status that differs from
+	// the last one announced of its session (announced).
+	sink      sessions.EventSink
+	announced map[string]sessions.Status
 
 	shuttingDown  bool
 	shutdownLeft  int
@@ -141,6 +149,43 @@ func (m *manager) publish(id string, e *entry) {
 	if e.status.LastConnectedAt != nil {
 		m.metrics.SetSessionLastConnected(id, *e.status.LastConnectedAt)
 	}
+	m.announce(id, e.status)
+}
+
+// announce publishes st as a session.state event unless it is the status
+// last announced for id. It does not wait for the sink: a state event is
+// not deduplicated, and a lost one is superseded by the next.
+func (m *manager) announce(id string, st sessions.Status) {
+	if m.sink == nil {
+		return
+	}
+	if last, ok := m.announced[id]; ok && reflect.DeepEqual(last, st) {
+		return
+	}
+	m.announced[id] = st
+	ev, err := stateEvent(id, st)
+	if err != nil {
+		m.log.Error("session.state event", "session_id", id, "err", err)
+		return
+	}
+	m.sink.Publish([]sessions.Event{ev}, nil)
+}
+
+// stateEvent is the session.state event of st, with a random id.
+func stateEvent(id string, st sessions.Status) (sessions.Event, error) {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return sessions.Event{}, err
+	}
+	return sessions.Event{Type: sessions.EventSessionState, ID: "st_" + randomHex(), Timestamp: time.Now().UTC(),
+		SenderID: id, Data: data}, nil
+}
+
+// randomHex is 128 random bits in hex.
+func randomHex() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 func (m *manager) onRestarted(msg sessionRestarted) {
@@ -353,6 +398,7 @@ func (m *manager) onRemoved(msg removed) {
 		return
 	}
 	delete(m.sessions, msg.id)
+	delete(m.announced, msg.id)
 	m.untrack(msg.id)
 	m.metrics.RemoveSession(msg.id)
 	m.log.Info("session deleted", "session_id", msg.id)

@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"context"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
@@ -118,6 +120,19 @@ type (
 	inspectReq struct {
 		reply chan<- reply[sessions.Inspection]
 	}
+	// sendCmd sends a message; ctx is the asker's, so that the send ends
+	// when the asker stops waiting.
+	sendCmd struct {
+		ctx   context.Context
+		out   whatsapp.Outgoing
+		reply chan<- reply[sessions.SentMessage]
+	}
+	markReadCmd struct {
+		ctx   context.Context
+		chat  string
+		ids   []string
+		reply chan<- reply[struct{}]
+	}
 )
 
 func (c qrReq) fail(err error)        { answer(c.reply, sessions.QR{}, err) }
@@ -127,6 +142,8 @@ func (c startCmd) fail(err error)     { answer(c.reply, sessions.CreateResult{},
 func (restartCmd) fail(error)         {}
 func (c panicCmd) fail(err error)     { answer(c.reply, struct{}{}, err) }
 func (c inspectReq) fail(err error)   { answer(c.reply, sessions.Inspection{}, err) }
+func (c sendCmd) fail(err error)      { answer(c.reply, sessions.SentMessage{}, err) }
+func (c markReadCmd) fail(err error)  { answer(c.reply, struct{}{}, err) }
 
 // Session-actor internal messages. Each carries the link it belongs to, so
 // a result from a link the actor has since closed is ignored.
@@ -159,6 +176,17 @@ type (
 		link  *link
 		err   error
 		reply chan<- reply[sessions.Status]
+	}
+	sendDone struct {
+		link  *link
+		sent  sessions.SentMessage
+		err   error
+		reply chan<- reply[sessions.SentMessage]
+	}
+	markReadDone struct {
+		link  *link
+		err   error
+		reply chan<- reply[struct{}]
 	}
 	// goroutinePanicked: a goroutine the actor started panicked; the actor
 	// panics in turn so its supervisor restarts it.

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,6 +119,14 @@ func (s *session) Receive(ctx actor.Context) {
 		s.onStart(ctx, m)
 	case restartCmd:
 		s.onRestart(ctx)
+	case sendCmd:
+		s.onSend(ctx, m)
+	case sendDone:
+		s.onSendDone(m)
+	case markReadCmd:
+		s.onMarkRead(ctx, m)
+	case markReadDone:
+		s.onMarkReadDone(m)
 	case inspectReq:
 		answer(m.reply, sessions.Inspection{State: s.st.State, JID: deref(s.st.JID), QRCode: s.qr.Code, PairPhone: s.pairPhone, PairCode: s.pairCode}, nil)
 	case panicCmd:
@@ -461,6 +470,67 @@ func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
 		s.disconnected(ctx, operatorLogout, "", info)
 	}
 	answer(m.reply, s.st, err)
+}
+
+// onSend sends a message through a connected session's client, off the
+// mailbox; sendDone answers.
+func (s *session) onSend(ctx actor.Context, m sendCmd) {
+	c := s.clientIf(sessions.StateConnected)
+	if c == nil {
+		m.fail(sessions.WrongState(s.st.State, "session %s is %s: sending needs a connected session", s.id, s.st.State))
+		return
+	}
+	l, pid, send := s.link, ctx.Self(), s.deps.send
+	s.goSafe(l, pid, func() {
+		wctx, cancel := l.bound(m.ctx)
+		defer cancel()
+		sent, err := c.Send(wctx, m.out)
+		send(pid, sendDone{link: l, sent: sent, err: err, reply: m.reply})
+	})
+}
+
+func (s *session) onSendDone(m sendDone) {
+	if m.err != nil {
+		answer(m.reply, sessions.SentMessage{}, s.opErr(m.link, "sending", m.err))
+		return
+	}
+	s.deps.metrics.SessionMessage(s.id, sessions.DirectionOut)
+	answer(m.reply, m.sent, nil)
+}
+
+// onMarkRead sends a read receipt through a connected session's client,
+// off the mailbox; markReadDone answers.
+func (s *session) onMarkRead(ctx actor.Context, m markReadCmd) {
+	c := s.clientIf(sessions.StateConnected)
+	if c == nil {
+		m.fail(sessions.WrongState(s.st.State, "session %s is %s: marking a message read needs a connected session", s.id, s.st.State))
+		return
+	}
+	l, pid, send := s.link, ctx.Self(), s.deps.send
+	s.goSafe(l, pid, func() {
+		wctx, cancel := l.bound(m.ctx)
+		defer cancel()
+		err := c.MarkRead(wctx, m.chat, m.ids)
+		send(pid, markReadDone{link: l, err: err, reply: m.reply})
+	})
+}
+
+func (s *session) onMarkReadDone(m markReadDone) {
+	answer(m.reply, struct{}{}, s.opErr(m.link, "marking a message read", m.err))
+}
+
+// opErr is the error of an operation (what) a client made on link l, in
+// the sessions package's terms.
+func (s *session) opErr(l *link, what string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, whatsapp.ErrNotConnected) || l.ctx.Err() != nil || l != s.link:
+		return sessions.WrongState(s.st.State, "session %s lost its connection while %s: try again once it is connected", s.id, what)
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %s: %v", sessions.ErrTimeout, what, err)
+	}
+	return err
 }
 
 // onStart handles a create for a session that already has an actor: one

@@ -28,6 +28,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
+	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
@@ -98,7 +99,16 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	}
 
 	m := metrics.New(a.registry)
-	wopts := whatsapp.Options{Log: log, StoreIdleTimeout: cfg.StoreIdleTimeout}
+	// sink keeps the sessions' events (messages, receipts, state changes).
+	// No outbox is wired yet, so none is delivered: DiscardEvents
+	// acknowledges each without keeping it.
+	var sink sessions.EventSink = whatsapp.DiscardEvents{}
+	idem, err := idempotency.Open(filepath.Join(dir.Root(), idempotency.File), idempotency.Options{Log: log})
+	if err != nil {
+		return a, err
+	}
+	a.onClose(func(context.Context) error { return idem.Close() })
+	wopts := whatsapp.Options{Log: log, StoreIdleTimeout: cfg.StoreIdleTimeout, Sink: sink}
 	var control fakeserver.Control
 	if cfg.TestMode {
 		if wopts.HTTPClient, control, err = a.startFake(filepath.Join(dir.Root(), fakeStateFile)); err != nil {
@@ -117,6 +127,8 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		RestartBudget:      cfg.RestartBudget,
 		RestartWindow:      cfg.RestartWindow,
 		RequestTimeout:     cfg.RequestTimeout,
+		Sink:               sink,
+		Idempotency:        idem,
 	})
 	if err != nil {
 		return a, err
@@ -137,12 +149,13 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	conns := metrics.NewConns(a.registry, listeners...)
 	metricsHandler := promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry})
 	hopts := apihttp.Options{
-		Sessions: a.mgr,
-		APIKey:   a.apiKey,
-		Log:      log,
-		Observer: m,
-		OpenAPI:  apihttp.OpenAPI(),
-		Ready:    a.ready.Load,
+		Sessions:  a.mgr,
+		Messenger: a.mgr,
+		APIKey:    a.apiKey,
+		Log:       log,
+		Observer:  m,
+		OpenAPI:   apihttp.OpenAPI(),
+		Ready:     a.ready.Load,
 	}
 	// /metrics names every session: on the API port it needs the key; with
 	// METRICS_ADDR it is served there alone, and not on the API port.

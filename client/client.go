@@ -71,6 +71,10 @@ var codeErrors = map[string]error{
 	"timeout":        sessions.ErrTimeout,
 	"whatsapp_error": sessions.ErrWhatsApp,
 	"shutting_down":  sessions.ErrShuttingDown,
+
+	"recipient_not_found":     sessions.ErrNoRecipient,
+	"idempotency_key_reused":  sessions.ErrKeyReused,
+	"idempotency_in_progress": sessions.ErrKeyInProgress,
 }
 
 // Is makes errors.Is(err, sessions.ErrNotFound) (and the other sentinels)
@@ -120,6 +124,11 @@ func (c *Client) Do(ctx context.Context, method, path string, body []byte, heade
 // call sends in (JSON, if not nil), expects a 2xx, and decodes the answer
 // into out (if not nil). It returns the status.
 func (c *Client) call(ctx context.Context, method, path string, in, out any) (int, error) {
+	return c.callWith(ctx, method, path, in, out, nil)
+}
+
+// callWith is call with header added to the request.
+func (c *Client) callWith(ctx context.Context, method, path string, in, out any, header http.Header) (int, error) {
 	var body []byte
 	if in != nil {
 		var err error
@@ -127,7 +136,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) (in
 			return 0, err
 		}
 	}
-	resp, err := c.Do(ctx, method, path, body, nil)
+	resp, err := c.Do(ctx, method, path, body, header)
 	if err != nil {
 		return 0, err
 	}
@@ -271,6 +280,28 @@ func (c *Client) Stop(ctx context.Context, id string) (sessions.Status, error) {
 // on WhatsApp and deletes its credentials.
 func (c *Client) Logout(ctx context.Context, id string) (sessions.Status, error) {
 	return c.status(ctx, http.MethodPost, sessionPath(id, "logout"))
+}
+
+// Send is POST /api/whatsapp/session/{id}/messages: it sends a text
+// message from the session and returns once WhatsApp's server
+// acknowledged it. req.IdempotencyKey, when set, is sent as the
+// Idempotency-Key header: a retry with the same key and request returns
+// the first answer instead of sending again.
+func (c *Client) Send(ctx context.Context, id string, req sessions.SendRequest) (sessions.SentMessage, error) {
+	var h http.Header
+	if req.IdempotencyKey != "" {
+		h = http.Header{"Idempotency-Key": {req.IdempotencyKey}}
+	}
+	var sent sessions.SentMessage
+	_, err := c.callWith(ctx, http.MethodPost, sessionPath(id, "messages"), req, &sent, h)
+	return sent, err
+}
+
+// MarkRead is POST /api/whatsapp/session/{id}/messages/{req.ID}/read: it
+// tells the sender of a message received in req.Chat that it was read.
+func (c *Client) MarkRead(ctx context.Context, id string, req sessions.ReadRequest) error {
+	_, err := c.call(ctx, http.MethodPost, sessionPath(id, "messages", url.PathEscape(req.ID), "read"), req, nil)
+	return err
 }
 
 // status is a call whose answer is a session's status.

@@ -20,22 +20,24 @@ import (
 
 // routes is which client method covers each route of http/openapi.json.
 var routes = map[string]string{
-	"GET /healthz":                                        "Health",
-	"HEAD /healthz":                                       "Do",
-	"GET /readyz":                                         "Ready",
-	"HEAD /readyz":                                        "Do",
-	"GET /metrics":                                        "Metrics",
-	"GET /openapi.json":                                   "OpenAPI",
-	"POST /api/whatsapp/sessions/restore":                 "Restore",
-	"GET /api/whatsapp/sessions/status":                   "Fleet",
-	"POST /api/whatsapp/session/{senderId}":               "Create",
-	"DELETE /api/whatsapp/session/{senderId}":             "Delete",
-	"GET /api/whatsapp/session/{senderId}/status":         "Status",
-	"GET /api/whatsapp/session/{senderId}/qr":             "QR",
-	"POST /api/whatsapp/session/{senderId}/pair-phone":    "PairPhone",
-	"POST /api/whatsapp/session/{senderId}/stop":          "Stop",
-	"POST /api/whatsapp/session/{senderId}/logout":        "Logout",
-	"POST /api/whatsapp/test/session/{senderId}/{action}": "Test",
+	"GET /healthz":                                             "Health",
+	"HEAD /healthz":                                            "Do",
+	"GET /readyz":                                              "Ready",
+	"HEAD /readyz":                                             "Do",
+	"GET /metrics":                                             "Metrics",
+	"GET /openapi.json":                                        "OpenAPI",
+	"POST /api/whatsapp/sessions/restore":                      "Restore",
+	"GET /api/whatsapp/sessions/status":                        "Fleet",
+	"POST /api/whatsapp/session/{senderId}":                    "Create",
+	"DELETE /api/whatsapp/session/{senderId}":                  "Delete",
+	"GET /api/whatsapp/session/{senderId}/status":              "Status",
+	"GET /api/whatsapp/session/{senderId}/qr":                  "QR",
+	"POST /api/whatsapp/session/{senderId}/pair-phone":         "PairPhone",
+	"POST /api/whatsapp/session/{senderId}/stop":               "Stop",
+	"POST /api/whatsapp/session/{senderId}/logout":             "Logout",
+	"POST /api/whatsapp/session/{senderId}/messages":           "Send",
+	"POST /api/whatsapp/session/{senderId}/messages/{id}/read": "MarkRead",
+	"POST /api/whatsapp/test/session/{senderId}/{action}":      "Test",
 }
 
 // Every route the API describes has a client method, and no method names a
@@ -160,6 +162,18 @@ func TestClientAgainstTheService(t *testing.T) {
 		t.Fatalf("ban: %v", err)
 	}
 	svc.WaitState("erin", sessions.StateBanned, e2e.Wait)
+
+	// Messages: what is refused before anything reaches WhatsApp.
+	hi := sessions.SendRequest{To: "+15551234567", Text: "hi", IdempotencyKey: "k1"}
+	if _, err := c.Send(ctx, "erin", hi); !errors.Is(err, sessions.ErrWrongState) {
+		t.Errorf("send from a banned session: %v", err)
+	}
+	if _, err := c.Send(ctx, "alice", sessions.SendRequest{To: "nobody", Text: "hi"}); !errors.Is(err, sessions.ErrInvalid) {
+		t.Errorf("send to a bad recipient: %v", err)
+	}
+	if err := c.MarkRead(ctx, "erin", sessions.ReadRequest{ID: "3EB0AB", Chat: "+15551234567"}); !errors.Is(err, sessions.ErrWrongState) {
+		t.Errorf("mark read on a banned session: %v", err)
+	}
 
 	// The fleet, and /metrics parsed.
 	f, err := c.Fleet(ctx)

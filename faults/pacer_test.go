@@ -160,3 +160,9 @@ func (c *instantClient) PairPhone(context.Context, string) (string, error) {
 }
 func (c *instantClient) Logout(context.Context) error { return nil }
 func (c *instantClient) Close() error                 { return nil }
+func (c *instantClient) Send(context.Context, whatsapp.Outgoing) (sessions.SentMessage, error) {
+	return sessions.SentMessage{}, errors.New("not sending")
+}
+func (c *instantClient) MarkRead(context.Context, string, []string) error {
+	return errors.New("not sending")
+}

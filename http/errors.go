@@ -43,6 +43,11 @@ var errorStatuses = []struct {
 }{
 	{err: store.ErrInvalidID, status: http.StatusBadRequest, code: "invalid_id"},
 	{err: sessions.ErrInvalid, status: http.StatusBadRequest, code: "bad_request"},
+	{err: sessions.ErrNoRecipient, status: http.StatusNotFound, code: "recipient_not_found", msg: "the recipient is not on WhatsApp"},
+	{err: sessions.ErrKeyReused, status: http.StatusUnprocessableEntity, code: "idempotency_key_reused",
+		msg: "this Idempotency-Key was used with a different request: use a new key for a new request"},
+	{err: sessions.ErrKeyInProgress, status: http.StatusConflict, code: "idempotency_in_progress",
+		msg: "a request with this Idempotency-Key is still being sent: retry once it has answered"},
 	{err: sessions.ErrNotFound, status: http.StatusNotFound, code: "not_found"},
 	{err: store.ErrNotFound, status: http.StatusNotFound, code: "not_found"},
 	{err: sessions.ErrWrongState, status: http.StatusConflict, code: "wrong_state"},

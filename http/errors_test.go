@@ -22,7 +22,13 @@ type failing struct{ err error }
 var (
 	_ sessions.Service    = failing{}
 	_ sessions.TestDriver = failing{}
+	_ sessions.Messenger  = failing{}
 )
+
+func (f failing) Send(context.Context, string, sessions.SendRequest) (sessions.SentMessage, error) {
+	return sessions.SentMessage{}, f.err
+}
+func (f failing) MarkRead(context.Context, string, sessions.ReadRequest) error { return f.err }
 
 func (f failing) Restore(context.Context, []string) error { return f.err }
 func (f failing) Status(context.Context, string) (sessions.Status, error) {
@@ -74,6 +80,9 @@ func TestEveryErrorMapsToItsStatusOnEveryRoute(t *testing.T) {
 		{"bare wrong state", sessions.ErrWrongState, 409, "wrong_state", "wrong state", ""},
 		{"timeout", fmt.Errorf("%w: %v", sessions.ErrTimeout, context.DeadlineExceeded), 504, "timeout", "the session did not answer in time; try again", ""},
 		{"WhatsApp refusal", fmt.Errorf("%w: logout: 401", sessions.ErrWhatsApp), 502, "whatsapp_error", sessions.ErrWhatsApp.Error() + ": logout: 401", ""},
+		{"recipient not on WhatsApp", fmt.Errorf("send: %w", sessions.ErrNoRecipient), 404, "recipient_not_found", "the recipient is not on WhatsApp", ""},
+		{"idempotency key reused", sessions.ErrKeyReused, 422, "idempotency_key_reused", "this Idempotency-Key was used with a different request: use a new key for a new request", ""},
+		{"idempotency key in progress", sessions.ErrKeyInProgress, 409, "idempotency_in_progress", "a request with this Idempotency-Key is still being sent: retry once it has answered", ""},
 		{"shutting down", sessions.ErrShuttingDown, 503, "shutting_down", sessions.ErrShuttingDown.Error(), ""},
 		{"store unavailable", fmt.Errorf("%w: disk full", store.ErrUnavailable), 500, "store_error", store.ErrUnavailable.Error() + ": disk full", ""},
 		{"store corrupt", fmt.Errorf("%w: bad page", store.ErrCorrupt), 500, "store_error", store.ErrCorrupt.Error() + ": bad page", ""},
@@ -82,7 +91,7 @@ func TestEveryErrorMapsToItsStatusOnEveryRoute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := failing{err: tt.err}
-			h := api.NewHandler(api.Options{Sessions: f, Test: f, APIKey: testKey})
+			h := api.NewHandler(api.Options{Sessions: f, Test: f, Messenger: f, APIKey: testKey})
 			for _, r := range routes {
 				req := httptest.NewRequest(r.method, r.path, strings.NewReader(r.body))
 				req.Header.Set("Authorization", "Bearer "+testKey)

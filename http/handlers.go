@@ -31,10 +31,11 @@ const (
 )
 
 type handlers struct {
-	sessions sessions.Service
-	log      *slog.Logger
-	test     sessions.TestDriver
-	ready    func() bool
+	sessions  sessions.Service
+	messenger sessions.Messenger
+	log       *slog.Logger
+	test      sessions.TestDriver
+	ready     func() bool
 }
 
 // handlerFunc is a handler that returns its error for wrap to write.
@@ -61,12 +62,17 @@ func senderID(r *http.Request) (string, error) {
 // capped, sent as application/json, one object only, every key one of v's
 // fields exactly and only once. An empty body leaves v as it is.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	return decodeMax(w, r, v, maxBody)
+}
+
+// decodeMax is decode with a cap of limit bytes.
+func decodeMax(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
-				Message: fmt.Sprintf("request body is larger than %d bytes", maxBody)}
+				Message: fmt.Sprintf("request body is larger than %d bytes", limit)}
 		}
 		return badRequest("could not read the request body")
 	}

@@ -41,7 +41,7 @@ func server(t *testing.T) (*httptest.Server, *store.Dir) {
 	}
 	mgr, err := actors.NewManager(actors.Options{
 		Dir:                dir,
-		Opener:             whatsapp.NewStoreOpener(dir, whatsapp.Options{HTTPClient: offline()}),
+		Opener:             whatsapp.NewStoreOpener(dir, whatsapp.Options{HTTPClient: offline(), Sink: whatsapp.DiscardEvents{}}),
 		Backoff:            actors.Backoff{Min: time.Second, Max: time.Minute, Reset: time.Minute},
 		RestoreConcurrency: 4, ConnectRate: 100, ConnectBurst: 10,
 		RestartBudget: 3, RestartWindow: time.Minute, RequestTimeout: 5 * time.Second,
@@ -50,7 +50,7 @@ func server(t *testing.T) (*httptest.Server, *store.Dir) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(api.NewHandler(api.Options{
-		Sessions: mgr, APIKey: apiKey, Test: stubDriver{},
+		Sessions: mgr, Messenger: mgr, APIKey: apiKey, Test: stubDriver{},
 		Metrics: http.NotFoundHandler(), OpenAPI: api.OpenAPI(),
 	}))
 	t.Cleanup(func() {
@@ -104,6 +104,8 @@ var sessionRoutes = []route{
 	{"POST", "/pair-phone", `{"phone":"+15551234567"}`},
 	{"POST", "/stop", ""},
 	{"POST", "/logout", ""},
+	{"POST", "/messages", `{"to":"+15551234567","text":"hi"}`},
+	{"POST", "/messages/3EB0AB/read", `{"chat":"+15551234567"}`},
 }
 
 // onSession is each of sessionRoutes on session id.

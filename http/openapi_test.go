@@ -52,6 +52,10 @@ type fakeSessions struct{ sessions.Service }
 func (fakeSessions) Restore(context.Context, []string) error { return nil }
 func (fakeSessions) Ping(context.Context) error              { return nil }
 
+// fakeMessenger makes NewHandler register the message routes; like
+// fakeSessions, a call these tests do not mean to make panics.
+type fakeMessenger struct{ sessions.Messenger }
+
 // newRouter builds the handler with every optional route switched on.
 func newRouter(t *testing.T) *mux.Router {
 	t.Helper()
@@ -62,8 +66,9 @@ func newRouter(t *testing.T) *mux.Router {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			_, _ = io.WriteString(w, "# no metrics in this test\n")
 		}),
-		OpenAPI: api.OpenAPI(),
-		Test:    stubDriver{},
+		OpenAPI:   api.OpenAPI(),
+		Test:      stubDriver{},
+		Messenger: fakeMessenger{},
 	})
 	r, ok := h.(*mux.Router)
 	if !ok {
@@ -317,7 +322,7 @@ func TestOpenAPISecurity(t *testing.T) {
 	r := newRouter(t)
 	for _, o := range sortedOps(routerOperations(t, r)) {
 		t.Run(o.String(), func(t *testing.T) {
-			url := strings.NewReplacer("{senderId}", "user123", "{action}", "scan").Replace(o.path)
+			url := strings.NewReplacer("{senderId}", "user123", "{action}", "scan", "{id}", "3EB0AB").Replace(o.path)
 			rec := httptest.NewRecorder()
 			r.ServeHTTP(rec, httptest.NewRequest(strings.ToUpper(o.method), url, nil))
 			if needsKey(o.path) {
@@ -460,6 +465,9 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"RestoreProgress", reflect.TypeFor[sessions.RestoreProgress]()},
 		{"QR", reflect.TypeFor[sessions.QR]()},
 		{"TestParams", reflect.TypeFor[sessions.TestParams]()},
+		{"SendRequest", reflect.TypeFor[sessions.SendRequest]()},
+		{"SentMessage", reflect.TypeFor[sessions.SentMessage]()},
+		{"ReadRequest", reflect.TypeFor[sessions.ReadRequest]()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

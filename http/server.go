@@ -41,6 +41,8 @@ type Options struct {
 	Ready func() bool
 	// Test, when set (test mode), serves the test routes.
 	Test sessions.TestDriver
+	// Messenger, when set, serves the message routes.
+	Messenger sessions.Messenger
 }
 
 // maxBody caps every request body.
@@ -54,7 +56,7 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Ready == nil {
 		opts.Ready = func() bool { return true }
 	}
-	h := &handlers{sessions: opts.Sessions, log: opts.Log, test: opts.Test, ready: opts.Ready}
+	h := &handlers{sessions: opts.Sessions, messenger: opts.Messenger, log: opts.Log, test: opts.Test, ready: opts.Ready}
 
 	r := mux.NewRouter()
 	// Keep "..", encoded slashes and empty ids as they came, so the id check
@@ -106,6 +108,10 @@ func NewHandler(opts Options) http.Handler {
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/pair-phone", h.wrap(onSession(h.pairPhone))).Methods(http.MethodPost)
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/stop", h.wrap(h.statusOf(sessions.Service.Stop))).Methods(http.MethodPost)
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/logout", h.wrap(h.statusOf(sessions.Service.Logout))).Methods(http.MethodPost)
+	if opts.Messenger != nil {
+		api.Handle("/whatsapp/session/{senderId:[^/]*}/messages", h.wrap(onSession(h.send))).Methods(http.MethodPost)
+		api.Handle("/whatsapp/session/{senderId:[^/]*}/messages/{id}/read", h.wrap(onSession(h.markRead))).Methods(http.MethodPost)
+	}
 	if opts.Test != nil {
 		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/{action}", h.wrap(onSession(h.testAction))).Methods(http.MethodPost)
 	}

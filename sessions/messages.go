@@ -13,6 +13,16 @@ const MaxTextLength = 65536
 // ErrNoRecipient: the recipient is not on WhatsApp (the API answers 404).
 var ErrNoRecipient = errors.New("recipient is not on WhatsApp")
 
+// Errors of a send with an Idempotency-Key.
+var (
+	// ErrKeyReused: the key was used before with another request (the
+	// API answers 422).
+	ErrKeyReused = errors.New("the Idempotency-Key was used with a different request")
+	// ErrKeyInProgress: a request with the same key is still being sent
+	// (the API answers 409; retry once it has answered).
+	ErrKeyInProgress = errors.New("a request with this Idempotency-Key is still in progress")
+)
+
 // SendRequest is a text message to send from a session to one chat.
 type SendRequest struct {
 	// To is a phone number in international form ("+4915...", digits

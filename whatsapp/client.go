@@ -17,6 +17,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
@@ -50,6 +51,13 @@ type Client interface {
 	PairPhone(ctx context.Context, phone string) (string, error)
 	// Logout unlinks the device on WhatsApp and deletes its credentials.
 	Logout(ctx context.Context) error
+	// Send sends a text message to one user and returns once WhatsApp's
+	// server acknowledged it: ErrInvalid for a bad recipient or text,
+	// sessions.ErrNoRecipient for a number not on WhatsApp,
+	// ErrNotConnected without a connection, ErrWhatsApp when refused.
+	Send(ctx context.Context, m Outgoing) (sessions.SentMessage, error)
+	// MarkRead tells chat's sender that the messages ids were read.
+	MarkRead(ctx context.Context, chat string, ids []string) error
 	// Close disconnects and closes the store. It is safe to call twice.
 	Close() error
 }
@@ -69,6 +77,13 @@ type Options struct {
 	HTTPClient *http.Client
 	// StoreIdleTimeout closes a store's idle database connection.
 	StoreIdleTimeout time.Duration
+	// Sink keeps the events of incoming messages and receipts; a message
+	// is acknowledged to WhatsApp only once its event is committed there.
+	// It is required (DiscardEvents keeps nothing, explicitly).
+	Sink sessions.EventSink
+	// PublishTimeout bounds the wait for the sink; zero means
+	// PublishTimeout.
+	PublishTimeout time.Duration
 }
 
 // StoreOpener opens sessions from a sessions directory as whatsmeow clients.
@@ -82,10 +97,13 @@ var _ Opener = (*StoreOpener)(nil)
 
 // NewStoreOpener returns an Opener over dir. Every client shares one HTTP
 // client for its websocket, so a thousand sessions do not carry a thousand
-// transports.
+// transports. A nil opts.Sink is refused when a client is opened.
 func NewStoreOpener(dir *store.Dir, opts Options) *StoreOpener {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = PublishTimeout
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
@@ -110,6 +128,9 @@ func SetDeviceName(name string) {
 // Open opens session id's store and wraps it in a whatsmeow client whose
 // events go to emit.
 func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit func(Event)) (Client, error) {
+	if o.opts.Sink == nil {
+		return nil, errors.New("whatsapp: Options.Sink is required")
+	}
 	log := o.opts.Log.With("session_id", id)
 	sess, err := o.dir.Open(ctx, id, store.OpenOptions{
 		Create:      create,
@@ -126,11 +147,19 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 	cli.InitialAutoReconnect = false
 	cli.SetWebsocketHTTPClient(o.http)
 	cli.SetPreLoginHTTPClient(o.http)
-	c := &client{cli: cli, sess: sess, emit: emit, closed: make(chan struct{})}
+	// No event lost: whatsmeow acknowledges a message (and sends its
+	// delivery receipt) only after the handler reported success, which it
+	// does once the sink committed the event; the decrypted plaintext is
+	// kept in the store until then, so a message delivered again after a
+	// crash decrypts again although its Signal ratchet has moved on.
+	cli.SynchronousAck = true
+	cli.EnableDecryptedEventBuffer = true
+	c := &client{cli: cli, sess: sess, emit: emit, closed: make(chan struct{}), id: id, log: log,
+		sink: o.opts.Sink, publishTimeout: o.opts.PublishTimeout, contacts: contacts{lookup: cli.IsOnWhatsApp}}
 	if id := sess.Device.ID; id != nil {
 		c.jid.Store(ptrTo(*id))
 	}
-	cli.AddEventHandler(c.handle)
+	cli.AddEventHandlerWithSuccessStatus(c.handle)
 	return c, nil
 }
 
@@ -158,6 +187,12 @@ type client struct {
 	cli  *whatsmeow.Client
 	sess *store.Session
 	emit func(Event)
+	id   string // the session's
+	log  *slog.Logger
+
+	sink           sessions.EventSink
+	publishTimeout time.Duration
+	contacts       contacts
 
 	// jid is the paired device's JID, kept apart from whatsmeow's store,
 	// which its own goroutines clear on a logout, so that forget reads it
@@ -287,8 +322,10 @@ func (c *client) Close() error {
 }
 
 // handle translates whatsmeow's events into ours. It runs on whatsmeow's
-// goroutines under its handler lock: it only forwards.
-func (c *client) handle(raw any) {
+// goroutines under its handler lock: it only forwards, except for an
+// incoming message or receipt, whose event it commits to the sink before
+// it reports success (whatsmeow acknowledges only then).
+func (c *client) handle(raw any) bool {
 	switch e := raw.(type) {
 	case *events.Connected:
 		jid := c.cli.Store.GetJID()
@@ -329,10 +366,13 @@ func (c *client) handle(raw any) {
 			c.emit(PushNameChanged{Name: name})
 		}
 	case *events.Message:
-		c.emit(MessageReceived{})
+		return c.onMessage(e)
+	case *events.Receipt:
+		return c.onReceipt(e)
 	case *events.KeepAliveTimeout:
 		c.emit(KeepAliveTimeout{})
 	case *events.KeepAliveRestored:
 		c.emit(KeepAliveRestored{})
 	}
+	return true
 }

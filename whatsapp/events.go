@@ -68,7 +68,8 @@ type PairSuccess struct{ JID string }
 // state sync from the phone).
 type PushNameChanged struct{ Name string }
 
-// MessageReceived: an incoming message (its content is not kept).
+// MessageReceived: an incoming one-to-one message whose event the sink
+// committed (its content is not kept here).
 type MessageReceived struct{}
 
 // StoreWriteFailed: the session's store refused a write (disk full, I/O
