@@ -41,6 +41,8 @@ type Options struct {
 	Ready func() bool
 	// Test, when set (test mode), serves the test routes.
 	Test sessions.TestDriver
+	// Deliveries, when set, serves the webhook deliveries' admin routes.
+	Deliveries sessions.Deliveries
 }
 
 // maxBody caps every request body.
@@ -54,7 +56,7 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Ready == nil {
 		opts.Ready = func() bool { return true }
 	}
-	h := &handlers{sessions: opts.Sessions, log: opts.Log, test: opts.Test, ready: opts.Ready}
+	h := &handlers{sessions: opts.Sessions, log: opts.Log, test: opts.Test, ready: opts.Ready, deliveries: opts.Deliveries}
 
 	r := mux.NewRouter()
 	// Keep "..", encoded slashes and empty ids as they came, so the id check
@@ -108,6 +110,11 @@ func NewHandler(opts Options) http.Handler {
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/logout", h.wrap(h.statusOf(sessions.Service.Logout))).Methods(http.MethodPost)
 	if opts.Test != nil {
 		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/{action}", h.wrap(onSession(h.testAction))).Methods(http.MethodPost)
+	}
+	if opts.Deliveries != nil {
+		api.Handle("/whatsapp/webhooks/deliveries", h.wrap(h.listDeliveries)).Methods(http.MethodGet)
+		api.Handle("/whatsapp/webhooks/deliveries/retry", h.wrap(h.retryDead)).Methods(http.MethodPost)
+		api.Handle("/whatsapp/webhooks/deliveries/{id}/retry", h.wrap(h.retryDelivery)).Methods(http.MethodPost)
 	}
 	return r
 }

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
@@ -154,6 +156,18 @@ func Open(opts Options) (*Outbox, error) {
 	}
 	o.cond = sync.NewCond(&o.mu)
 
+	// Events hold message text: the file is the owner's alone (SQLite
+	// gives its -wal and -shm files the database file's mode), and never
+	// reached through a symlink planted in its place.
+	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+	}
+	err = f.Chmod(0o600)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+	}
 	db, err := sql.Open("sqlite", dsn(opts.Path))
 	if err != nil {
 		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -211,5 +212,21 @@ func TestOpenErrors(t *testing.T) {
 	opts.Secret = "nope"
 	if _, err := webhooks.Open(opts); err == nil {
 		t.Error("a bad secret was accepted")
+	}
+}
+
+// The outbox holds message text: its files are the owner's alone.
+func TestOutboxFilesArePrivate(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	o := open(t, opts)
+	publish(t, o, event("a", 1))
+	for _, f := range []string{opts.Path, opts.Path + "-wal"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", filepath.Base(f), fi.Mode().Perm())
+		}
 	}
 }
