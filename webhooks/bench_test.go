@@ -2,6 +2,8 @@ package webhooks_test
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -62,4 +64,69 @@ func publishAtRate(b *testing.B, rate int, span time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+// BenchmarkDeliveryRate publishes 1,000 events/s across 1,000 sessions for
+// 3 s to a local receiver (httptest, verifying every signature) and
+// reports the time from Publish to the receiver's handler, p50 and p99,
+// and the deepest queue seen:
+//
+//	go test -run '^$' -bench DeliveryRate -benchtime 1x ./webhooks/
+func BenchmarkDeliveryRate(b *testing.B) {
+	for range b.N {
+		deliverAtRate(b, 1000, 1000, 3*time.Second)
+	}
+}
+
+func deliverAtRate(b *testing.B, rate, sessionsN int, span time.Duration) {
+	total := rate * int(span/time.Second)
+	var mu sync.Mutex
+	sent := make(map[string]time.Time, total)
+	var lat []time.Duration
+	got := make(chan struct{}, total)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("webhook-id")
+		mu.Lock()
+		if t0, ok := sent[id]; ok {
+			lat = append(lat, time.Since(t0))
+			delete(sent, id)
+			got <- struct{}{}
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rcv.Close()
+	obs := &observer{}
+	opts := testOptions(b.TempDir(), rcv.URL)
+	opts.Observer = obs
+	o, err := webhooks.Open(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close(b.Context()) //nolint:errcheck
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := range total {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		ev := event(fmt.Sprintf("s%04d", i%sessionsN), i)
+		mu.Lock()
+		sent[ev.ID] = time.Now()
+		mu.Unlock()
+		o.Publish([]sessions.Event{ev}, nil)
+	}
+	deadline := time.After(time.Minute)
+	for range total {
+		select {
+		case <-got:
+		case <-deadline:
+			b.Fatalf("not every event arrived within a minute")
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(obs.snapshot().maxDepth), "max-queue")
 }

@@ -20,6 +20,12 @@ type head struct {
 	next     time.Time
 }
 
+// minQueryGap is the least time between two reads of an endpoint's
+// queue heads; the gap grows to ten times the last read's duration, so
+// that reading the heads of a large backlog (after an outage) takes at
+// most a tenth of the time while commits keep waking the dispatcher.
+const minQueryGap = 20 * time.Millisecond
+
 // dispatch delivers to one endpoint until ctx ends: it starts a worker
 // for each session whose head delivery is due (at most conc at once) and
 // sleeps until a worker ends, a commit or retry wakes it, or the earliest
@@ -30,12 +36,31 @@ func (o *Outbox) dispatch(ctx context.Context, ep string, wake <-chan struct{}) 
 	ended := make(chan string)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// wait waits up to d for a worker to end, a wake, or d to pass; it
+	// reports false when ctx ended (after every worker ended).
+	wait := func(d time.Duration, wake <-chan struct{}) bool {
+		timer.Reset(d)
+		select {
+		case <-ctx.Done():
+			for len(inflight) > 0 {
+				delete(inflight, <-ended)
+			}
+			return false
+		case s := <-ended:
+			delete(inflight, s)
+		case <-wake:
+		case <-timer.C:
+		}
+		return true
+	}
 	for {
-		wait := time.Hour
+		start := time.Now()
 		heads, err := o.heads(ctx, ep)
+		gap := max(minQueryGap, 10*time.Since(start))
+		next := time.Hour
 		if err != nil && ctx.Err() == nil {
 			o.log.Warn("webhook outbox: cannot read the queue; trying again in a second", "endpoint", redact(ep), "err", err)
-			wait = time.Second
+			next = time.Second
 		}
 		now := o.now()
 		for _, h := range heads {
@@ -43,7 +68,7 @@ func (o *Outbox) dispatch(ctx context.Context, ep string, wake <-chan struct{}) 
 				continue
 			}
 			if d := h.next.Sub(now); d > 0 {
-				wait = min(wait, d)
+				next = min(next, d)
 				continue
 			}
 			if len(inflight) >= o.conc {
@@ -55,17 +80,15 @@ func (o *Outbox) dispatch(ctx context.Context, ep string, wake <-chan struct{}) 
 				ended <- sender
 			}(h.senderID)
 		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			for len(inflight) > 0 {
-				delete(inflight, <-ended)
-			}
+		if !wait(next, wake) {
 			return
-		case s := <-ended:
-			delete(inflight, s)
-		case <-wake:
-		case <-timer.C:
+		}
+		// Whatever woke the loop, read the heads again only after the gap;
+		// workers that end meanwhile are collected.
+		for d := gap - time.Since(start); d > 0; d = gap - time.Since(start) {
+			if !wait(d, nil) {
+				return
+			}
 		}
 	}
 }
@@ -204,7 +227,7 @@ func (o *Outbox) send(ctx context.Context, ep string, d pendingDelivery) string 
 	if err != nil {
 		return "cannot build the request: " + err.Error()
 	}
-	ts := o.now()
+	ts := time.Now() // the receiver checks it against its own clock
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "whatsapp-sessions-webhooks")
 	req.Header.Set("webhook-id", d.eventID)
