@@ -96,7 +96,8 @@ func (o *Outbox) dispatch(ctx context.Context, ep string, wake <-chan struct{}) 
 // heads lists each session's first undelivered delivery at ep.
 func (o *Outbox) heads(ctx context.Context, ep string) ([]head, error) {
 	rows, err := o.db.QueryContext(ctx, `SELECT d.seq, d.sender_id, d.next_try_at FROM deliveries d
-		JOIN (SELECT min(seq) AS seq FROM deliveries WHERE endpoint = ? AND `+active+` GROUP BY sender_id) h ON d.seq = h.seq`, ep)
+		JOIN (SELECT min(seq) AS seq FROM deliveries WHERE endpoint = ? AND `+active+` GROUP BY sender_id) h ON d.seq = h.seq
+		ORDER BY d.seq`, ep) // the longest waiting first, when the workers are all busy
 	if err != nil {
 		return nil, err
 	}
@@ -125,11 +126,18 @@ type pendingDelivery struct {
 	body     []byte
 }
 
+// workerTurn is how many deliveries a worker makes in a row before it
+// gives its place to sessions that waited longer.
+const workerTurn = 100
+
 // work delivers session sender's deliveries at ep in order while they are
-// due and succeed; it returns at the first failure (its retry is
-// scheduled), when nothing is due, or when ctx ends.
+// due and succeed, up to workerTurn of them; it returns at the first
+// failure (its retry is scheduled), when nothing is due, or when ctx ends.
 func (o *Outbox) work(ctx context.Context, ep, sender string) {
-	for ctx.Err() == nil {
+	for range workerTurn {
+		if ctx.Err() != nil {
+			return
+		}
 		d, ok, err := o.next(ctx, ep, sender)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -173,40 +181,43 @@ func (o *Outbox) attempt(ctx context.Context, ep string, d pendingDelivery) bool
 		return false
 	}
 	now := o.now()
-	if problem == "" {
-		_, err := o.db.ExecContext(ctx, `UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, last_error = '',
-			last_try_at = ?, done_at = ?, next_try_at = NULL WHERE seq = ?`, now.UnixNano(), now.UnixNano(), d.seq)
-		if err != nil {
-			// Sent but not recorded: it is sent again (at least once).
-			o.log.Warn("webhook outbox: cannot record a delivery; it will be sent again", "endpoint", redact(ep), "err", err)
-			return false
+	m := mark{seq: d.seq, state: "delivered", attempts: d.attempts + 1, lastError: problem, at: now.UnixNano()}
+	if problem != "" {
+		m.state, m.next = "failed", sql.NullInt64{Int64: now.Add(o.backoff(m.attempts)).UnixNano(), Valid: true}
+		if now.Sub(d.since) >= o.retryFor {
+			m.state, m.next = "dead", sql.NullInt64{}
 		}
-		o.addDepth(-1)
-		o.observe(ResultDelivered, now.Sub(d.eventTS))
-		return true
 	}
-	attempts := d.attempts + 1
-	state, next := "failed", sql.NullInt64{Int64: now.Add(o.backoff(attempts)).UnixNano(), Valid: true}
-	if now.Sub(d.since) >= o.retryFor {
-		state, next = "dead", sql.NullInt64{}
-	}
-	_, err := o.db.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, last_try_at = ?, next_try_at = ?
-		WHERE seq = ?`, state, attempts, problem, now.UnixNano(), next, d.seq)
-	if err != nil {
-		o.log.Warn("webhook outbox: cannot record a failed delivery", "endpoint", redact(ep), "err", err)
+	if err := o.record(m); err != nil {
+		// Sent but not recorded: it is tried again (at least once).
+		o.log.Warn("webhook outbox: cannot record an attempt; it will be tried again", "endpoint", redact(ep), "err", err)
 		return false
 	}
-	o.observe(ResultFailed, 0)
-	if state == "dead" {
-		o.addDepth(-1)
+	switch m.state {
+	case "delivered":
+		o.observe(ResultDelivered, now.Sub(d.eventTS))
+		return true
+	case "dead":
+		o.observe(ResultFailed, 0)
 		o.observe(ResultDead, 0)
 		o.log.Warn("webhook delivery is dead: retried for WEBHOOK_RETRY_FOR without a 2xx; POST /api/whatsapp/webhooks/deliveries/{id}/retry sends it again",
-			"delivery", deliveryID(d.seq), "endpoint", redact(ep), "attempts", attempts, "last_error", problem)
-	} else {
+			"delivery", deliveryID(d.seq), "endpoint", redact(ep), "attempts", m.attempts, "last_error", problem)
+	default:
+		o.observe(ResultFailed, 0)
 		o.log.Debug("webhook delivery failed; retrying later", "delivery", deliveryID(d.seq), "endpoint", redact(ep),
-			"attempts", attempts, "next_try_at", time.Unix(0, next.Int64), "last_error", problem)
+			"attempts", m.attempts, "next_try_at", time.Unix(0, m.next.Int64), "last_error", problem)
 	}
 	return false
+}
+
+// record has the writer commit m and waits for it: the session's next
+// delivery is read only after this one's result is in the database.
+func (o *Outbox) record(m mark) error {
+	done := make(chan error, 1)
+	if !o.enqueue(batchItem{mark: &m, done: func(err error) { done <- err }}) {
+		return ErrClosed
+	}
+	return <-done
 }
 
 func (o *Outbox) observe(result string, d time.Duration) {

@@ -24,7 +24,7 @@ import (
 // at every commit, so an event reported committed survives kill -9 and
 // power loss; group commit pays that fsync once per batch.
 // _txlock=immediate takes the write lock at BEGIN, so the committer and
-// the dispatchers' updates queue on busy_timeout instead of failing.
+// the admin API's updates queue on busy_timeout instead of failing.
 func dsn(path string) string {
 	return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
 		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
@@ -85,11 +85,17 @@ type Outbox struct {
 	keep      time.Duration
 	conc      int
 
-	// mu guards the queue Publish appends to and the committer takes.
-	mu      sync.Mutex
-	cond    *sync.Cond
+	// mu guards the queue Publish and the workers append to and the
+	// committer takes, and the two steps of closing.
+	mu   sync.Mutex
+	cond *sync.Cond
+	// queue holds what the one writer commits next: published events and
+	// attempts' results. One writer, so that writes never wait on SQLite's
+	// lock (its busy handler sleeps up to 100 ms at a time), and every
+	// write shares the batch's one fsync.
 	queue   []batchItem
-	closing bool
+	closing bool // Publish refuses
+	stopped bool // the committer ends once the queue is empty
 
 	commits   atomic.Int64
 	committed atomic.Int64
@@ -107,11 +113,23 @@ var (
 	_ sessions.Deliveries = (*Outbox)(nil)
 )
 
-// batchItem is one Publish call: its events, marshalled, and its done.
+// batchItem is one Publish call (its events, marshalled) or one attempt's
+// result (mark), and its done.
 type batchItem struct {
 	evs  []sessions.Event
 	body [][]byte
+	mark *mark
 	done func(error)
+}
+
+// mark is an attempt's result: the delivery's new state.
+type mark struct {
+	seq       int64
+	state     string // delivered, failed or dead
+	attempts  int
+	lastError string
+	at        int64
+	next      sql.NullInt64
 }
 
 // Open opens (or creates) the outbox at opts.Path and starts its
@@ -168,24 +186,20 @@ func Open(opts Options) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
 	}
-	db, err := sql.Open("sqlite", dsn(opts.Path))
-	if err != nil {
-		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
-	}
-	// A few connections: the committer writes while dispatchers read and
-	// record results; WAL lets readers run beside the one writer.
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
-	o.db = db
+	// A few connections: the committer writes while dispatchers and the
+	// admin API read; WAL lets readers run beside the one writer.
+	o.db, _ = sql.Open("sqlite", dsn(opts.Path)) // sql.Open only checks the driver name
+	o.db.SetMaxOpenConns(6)
+	o.db.SetMaxIdleConns(6)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
-	}
 	var n int64
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE `+active).Scan(&n); err != nil {
-		db.Close()
+	_, err = o.db.ExecContext(ctx, schema)
+	if err == nil {
+		err = o.db.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE `+active).Scan(&n)
+	}
+	if err != nil {
+		o.db.Close()
 		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
 	}
 	o.addDepth(n)
@@ -250,33 +264,27 @@ func (o *Outbox) Publish(evs []sessions.Event, done func(error)) {
 		}
 		item.body[i] = b
 	}
-	o.mu.Lock()
-	if o.closing {
-		o.mu.Unlock()
+	if !o.enqueue(item) {
 		done(ErrClosed)
-		return
 	}
-	o.queue = append(o.queue, item)
-	o.mu.Unlock()
-	o.cond.Signal()
 }
 
-// commitLoop is the one committer: it takes everything queued, commits it
+// commitLoop is the one writer: it takes everything queued, commits it
 // in one transaction, tells each publisher, and starts over, so the next
-// batch is whatever queued while this commit ran. Once closing, it
+// batch is whatever queued while this commit ran. Once stopped, it
 // returns when the queue is empty.
 func (o *Outbox) commitLoop() {
 	defer o.committer.Done()
 	for {
 		o.mu.Lock()
-		for len(o.queue) == 0 && !o.closing {
+		for len(o.queue) == 0 && !o.stopped {
 			o.cond.Wait()
 		}
 		batch := o.queue
 		o.queue = nil
-		closing := o.closing
+		stopped := o.stopped
 		o.mu.Unlock()
-		if len(batch) == 0 && closing {
+		if len(batch) == 0 && stopped {
 			return
 		}
 		err := o.commit(batch)
@@ -289,6 +297,20 @@ func (o *Outbox) commitLoop() {
 	}
 }
 
+// enqueue queues it for the writer, unless the outbox no longer takes
+// such items: it reports whether it did.
+func (o *Outbox) enqueue(it batchItem) bool {
+	o.mu.Lock()
+	if o.stopped || (it.mark == nil && o.closing) {
+		o.mu.Unlock()
+		return false
+	}
+	o.queue = append(o.queue, it)
+	o.mu.Unlock()
+	o.cond.Signal()
+	return true
+}
+
 func countEvents(batch []batchItem) int {
 	n := 0
 	for _, it := range batch {
@@ -297,8 +319,9 @@ func countEvents(batch []batchItem) int {
 	return n
 }
 
-// commit writes batch in one transaction: each new event, and a pending
-// delivery per endpoint for the types delivered.
+// commit writes batch in one transaction: each new event with a pending
+// delivery per endpoint for the types delivered, and each attempt's
+// result.
 func (o *Outbox) commit(batch []batchItem) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -307,19 +330,24 @@ func (o *Outbox) commit(batch []batchItem) error {
 		return fmt.Errorf("webhook outbox: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	insEvent, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events (id, type, sender_id, ts, created_at, body) VALUES (?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("webhook outbox: %w", err)
-	}
-	insDelivery, err := tx.PrepareContext(ctx, `INSERT INTO deliveries (event_seq, endpoint, sender_id, state, created_at, since, next_try_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("webhook outbox: %w", err)
-	}
 	now := o.now().UnixNano()
-	var added int64
+	var added, left int64
 	for _, it := range batch {
+		if it.mark != nil {
+			m := it.mark
+			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, last_try_at = ?,
+				next_try_at = ?, done_at = CASE ? WHEN 'delivered' THEN ? END WHERE seq = ?`,
+				m.state, m.attempts, m.lastError, m.at, m.next, m.state, m.at, m.seq); err != nil {
+				return fmt.Errorf("webhook outbox: record an attempt: %w", err)
+			}
+			if m.state != "failed" {
+				left++
+			}
+			continue
+		}
 		for i, ev := range it.evs {
-			res, err := insEvent.ExecContext(ctx, ev.ID, string(ev.Type), ev.SenderID, ev.Timestamp.UnixNano(), now, it.body[i])
+			res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO events (id, type, sender_id, ts, created_at, body) VALUES (?, ?, ?, ?, ?, ?)`,
+				ev.ID, string(ev.Type), ev.SenderID, ev.Timestamp.UnixNano(), now, it.body[i])
 			if err != nil {
 				return fmt.Errorf("webhook outbox: insert event: %w", err)
 			}
@@ -334,7 +362,8 @@ func (o *Outbox) commit(batch []batchItem) error {
 				return fmt.Errorf("webhook outbox: %w", err)
 			}
 			for _, ep := range o.endpoints {
-				if _, err := insDelivery.ExecContext(ctx, seq, ep, ev.SenderID, now, now, now); err != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (event_seq, endpoint, sender_id, state, created_at, since, next_try_at)
+					VALUES (?, ?, ?, 'pending', ?, ?, ?)`, seq, ep, ev.SenderID, now, now, now); err != nil {
 					return fmt.Errorf("webhook outbox: insert delivery: %w", err)
 				}
 				added++
@@ -346,8 +375,10 @@ func (o *Outbox) commit(batch []batchItem) error {
 	}
 	o.commits.Add(1)
 	o.committed.Add(int64(countEvents(batch)))
+	if added != left {
+		o.addDepth(added - left)
+	}
 	if added > 0 {
-		o.addDepth(added)
 		o.wakeAll()
 	}
 	return nil
@@ -422,18 +453,17 @@ func (o *Outbox) Prune(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// Close stops taking events, commits everything already published (each
-// publisher hears), stops the deliveries (one in flight is abandoned and
-// sent again after the next start) and closes the database. ctx bounds the
-// wait for the deliveries to stop.
+// Close stops taking events, stops the deliveries (one in flight is
+// abandoned and sent again after the next start), commits everything
+// already published and every recorded attempt (each publisher hears),
+// and closes the database. ctx bounds the wait for the deliveries to
+// stop.
 func (o *Outbox) Close(ctx context.Context) error {
 	var err error
 	o.closeOnce.Do(func() {
 		o.mu.Lock()
 		o.closing = true
 		o.mu.Unlock()
-		o.cond.Broadcast()
-		o.committer.Wait()
 		o.stop()
 		stopped := make(chan struct{})
 		go func() { o.workers.Wait(); close(stopped) }()
@@ -443,6 +473,11 @@ func (o *Outbox) Close(ctx context.Context) error {
 			err = errors.New("webhook deliveries did not stop in time")
 			<-stopped // an attempt ends by its own timeout; the database must outlive it
 		}
+		o.mu.Lock()
+		o.stopped = true
+		o.mu.Unlock()
+		o.cond.Broadcast()
+		o.committer.Wait()
 		o.client.CloseIdleConnections()
 		if cerr := o.db.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("close webhook outbox: %w", cerr)
