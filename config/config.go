@@ -254,9 +254,12 @@ func (c Config) Validate() error {
 func (c Config) validateWebhooks() []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	for i, u := range c.WebhookURLs() {
+	urls := c.WebhookURLs()
+	for i, u := range urls {
 		if err := webhooks.CheckURL(u); err != nil {
 			bad("WEBHOOK_URL's URL number %d %v", i+1, err)
+		} else if j := slices.Index(urls, u); j < i {
+			bad("WEBHOOK_URL's URL number %d repeats number %d", i+1, j+1)
 		}
 	}
 	if _, err := c.WebhookEventTypes(); err != nil {

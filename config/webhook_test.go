@@ -51,7 +51,7 @@ func TestWebhookValues(t *testing.T) {
 func TestWebhookBadValues(t *testing.T) {
 	const secret = "whsec_c2hvcnQtc2VjcmV0"
 	_, err := loadWith(t, map[string]string{
-		"WEBHOOK_URL":       "https://ok.example/,ftp://files.example/?token=tok123,https://u:pw@x.example/",
+		"WEBHOOK_URL":       "https://ok.example/,ftp://files.example/?token=tok123,https://u:pw@x.example/,https://ok.example/",
 		"WEBHOOK_EVENTS":    "message.received,message.sent",
 		"WEBHOOK_SECRET":    secret,
 		"WEBHOOK_TIMEOUT":   "0s",
@@ -65,6 +65,7 @@ func TestWebhookBadValues(t *testing.T) {
 	for _, want := range []string{
 		"WEBHOOK_URL's URL number 2 must start with http:// or https://",
 		"WEBHOOK_URL's URL number 3 must not carry a user or password",
+		"WEBHOOK_URL's URL number 4 repeats number 1",
 		`WEBHOOK_EVENTS names "message.sent", which is not an event type`,
 		"WEBHOOK_SECRET holds 12 bytes",
 		"WEBHOOK_TIMEOUT must be positive", "WEBHOOK_RETRY_FOR must be positive", "WEBHOOK_KEEP must be positive",

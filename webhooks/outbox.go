@@ -152,9 +152,13 @@ func Open(opts Options) (*Outbox, error) {
 	if len(opts.Events) == 0 {
 		opts.Events = sessions.EventTypes
 	}
-	for _, u := range opts.URLs {
+	for i, u := range opts.URLs {
 		if err := CheckURL(u); err != nil {
 			return nil, fmt.Errorf("webhook URL %s %v", redact(u), err)
+		}
+		// Each endpoint's dispatcher owns its rows: two would send each twice.
+		if slices.Contains(opts.URLs[:i], u) {
+			return nil, fmt.Errorf("webhook URL %s is listed twice", redact(u))
 		}
 	}
 	o := &Outbox{

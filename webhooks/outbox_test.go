@@ -208,6 +208,10 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := webhooks.Open(opts); err == nil {
 		t.Error("an ftp endpoint was accepted")
 	}
+	opts = testOptions(t.TempDir(), "https://example.com/", "https://example.com/")
+	if _, err := webhooks.Open(opts); err == nil {
+		t.Error("an endpoint listed twice was accepted")
+	}
 	opts = testOptions(t.TempDir(), "https://example.com/")
 	opts.Secret = "nope"
 	if _, err := webhooks.Open(opts); err == nil {
