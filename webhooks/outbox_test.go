@@ -16,17 +16,24 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
 )
 
-// countEvents reads how many events the outbox file at path holds,
-// through a connection of its own.
-func countEvents(t *testing.T, path string) int {
+// dbOf is a read-only connection of its own to the outbox file at path,
+// closed with the test.
+func dbOf(t *testing.T, path string) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// countEvents reads how many events the outbox file at path holds.
+func countEvents(t *testing.T, path string) int {
+	t.Helper()
 	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM events`).Scan(&n); err != nil {
+	if err := dbOf(t, path).QueryRow(`SELECT count(*) FROM events`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
