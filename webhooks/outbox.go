@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -145,10 +146,10 @@ func Open(opts Options) (*Outbox, error) {
 	if opts.Backoff == nil {
 		opts.Backoff = Backoff
 	}
-	opts.Timeout = cmpOr(opts.Timeout, DefaultTimeout)
-	opts.RetryFor = cmpOr(opts.RetryFor, DefaultRetryFor)
-	opts.Keep = cmpOr(opts.Keep, DefaultKeep)
-	opts.Concurrency = cmpOr(opts.Concurrency, DefaultConcurrency)
+	opts.Timeout = cmp.Or(opts.Timeout, DefaultTimeout)
+	opts.RetryFor = cmp.Or(opts.RetryFor, DefaultRetryFor)
+	opts.Keep = cmp.Or(opts.Keep, DefaultKeep)
+	opts.Concurrency = cmp.Or(opts.Concurrency, DefaultConcurrency)
 	if len(opts.Events) == 0 {
 		opts.Events = sessions.EventTypes
 	}
