@@ -262,6 +262,11 @@ func (o *Outbox) Publish(evs []sessions.Event, done func(error)) {
 	}
 	item := batchItem{evs: evs, body: make([][]byte, len(evs)), done: done}
 	for i, ev := range evs {
+		if ev.ID == "" || ev.Type == "" || ev.SenderID == "" {
+			// An empty id would make every later such event a "duplicate".
+			done(fmt.Errorf("event %d of %d has no id, type or senderId", i+1, len(evs)))
+			return
+		}
 		b, err := json.Marshal(ev)
 		if err != nil {
 			done(fmt.Errorf("event %s of type %s cannot be encoded: %w", ev.ID, ev.Type, err))

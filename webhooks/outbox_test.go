@@ -124,6 +124,28 @@ func TestDuplicateIDs(t *testing.T) {
 	}
 }
 
+// An event without an id (or type, or session), or whose data is not
+// JSON, is refused with its whole batch; nothing of it is kept.
+func TestPublishRefusesBadEvents(t *testing.T) {
+	opts := testOptions(t.TempDir())
+	o := open(t, opts)
+	noID := event("a", 1)
+	noID.ID = ""
+	badData := event("a", 2)
+	badData.Data = []byte("{not json")
+	for _, bad := range []sessions.Event{noID, badData} {
+		done := make(chan error, 1)
+		o.Publish([]sessions.Event{event("a", 3), bad}, func(err error) { done <- err })
+		if err := <-done; err == nil {
+			t.Errorf("publish of %+v: no error", bad)
+		}
+	}
+	closeOutbox(t, o)
+	if n := countEvents(t, opts.Path); n != 0 {
+		t.Errorf("%d events kept from refused batches", n)
+	}
+}
+
 // After Close, Publish reports ErrClosed (a 503 through the API).
 func TestPublishAfterClose(t *testing.T) {
 	o, err := webhooks.Open(testOptions(t.TempDir()))
