@@ -77,7 +77,8 @@ func deployQueries(t *testing.T) []query {
 }
 
 // histograms are the service's histogram families.
-var histograms = map[string]bool{"whatsapp_restore_duration_seconds": true, "whatsapp_http_request_duration_seconds": true}
+var histograms = map[string]bool{"whatsapp_restore_duration_seconds": true, "whatsapp_http_request_duration_seconds": true,
+	"whatsapp_webhook_delivery_seconds": true}
 
 // queriedMetrics is every whatsapp_ metric family deploy/ queries (a
 // histogram's _bucket, _sum and _count series by the family's name).

@@ -1,8 +1,9 @@
 // Package app builds the running service from a config.Config: the
-// sessions directory, the fake WhatsApp server in test mode, the session
-// manager, the test driver, the API and metrics listeners. Each part's
-// teardown is registered next to its creation, so that a failure half-way
-// and a normal shutdown release exactly what was made, in reverse order.
+// sessions directory, the webhook outbox, the fake WhatsApp server in test
+// mode, the session manager, the test driver, the API and metrics
+// listeners. Each part's teardown is registered next to its creation, so
+// that a failure half-way and a normal shutdown release exactly what was
+// made, in reverse order.
 // main, the end-to-end harness (internal/e2e) and the bench all start the
 // service through New.
 package app
@@ -33,6 +34,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/testmode"
+	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
@@ -46,6 +48,7 @@ type App struct {
 	registry *prometheus.Registry
 	apiKey   string
 	addr     string
+	webhooks *webhooks.Outbox
 	ready    atomic.Bool
 	serveErr chan error
 
@@ -99,10 +102,14 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	}
 
 	m := metrics.New(a.registry)
-	// sink keeps the sessions' events (messages, receipts, state changes).
-	// No outbox is wired yet, so none is delivered: DiscardEvents
-	// acknowledges each without keeping it.
-	var sink sessions.EventSink = whatsapp.DiscardEvents{}
+	// Before the manager, so that it closes after every session stopped
+	// (a stopping session may still publish events).
+	if err := a.openWebhooks(dir, m); err != nil {
+		return a, err
+	}
+	// The outbox keeps the sessions' events (messages, receipts, state
+	// changes) until the webhooks have them.
+	var sink sessions.EventSink = a.webhooks
 	idem, err := idempotency.Open(filepath.Join(dir.Root(), idempotency.File), idempotency.Options{Log: log})
 	if err != nil {
 		return a, err
@@ -149,13 +156,14 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	conns := metrics.NewConns(a.registry, listeners...)
 	metricsHandler := promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry})
 	hopts := apihttp.Options{
-		Sessions:  a.mgr,
-		Messenger: a.mgr,
-		APIKey:    a.apiKey,
-		Log:       log,
-		Observer:  m,
-		OpenAPI:   apihttp.OpenAPI(),
-		Ready:     a.ready.Load,
+		Sessions:   a.mgr,
+		Messenger:  a.mgr,
+		APIKey:     a.apiKey,
+		Log:        log,
+		Observer:   m,
+		OpenAPI:    apihttp.OpenAPI(),
+		Ready:      a.ready.Load,
+		Deliveries: a.webhooks,
 	}
 	// /metrics names every session: on the API port it needs the key; with
 	// METRICS_ADDR it is served there alone, and not on the API port.
@@ -261,6 +269,10 @@ func (a *App) APIKey() string { return a.apiKey }
 // Sessions is the session manager, for callers inside the process.
 func (a *App) Sessions() sessions.Service { return a.mgr }
 
+// Webhooks is the durable outbox that keeps events and delivers them to
+// WEBHOOK_URL: the sessions' event sink and the deliveries' admin API.
+func (a *App) Webhooks() *webhooks.Outbox { return a.webhooks }
+
 // Registry is the Prometheus registry /metrics serves.
 func (a *App) Registry() *prometheus.Registry { return a.registry }
 
@@ -283,6 +295,67 @@ func apiKey(cfg config.Config, dir *store.Dir, log *slog.Logger) (string, error)
 		log.Info("API_KEY is not set: using the key kept in the file", "file", path)
 	}
 	return key, nil
+}
+
+// outboxFile, in SESSIONS_DIR, is the webhook outbox's database.
+const outboxFile = "outbox.db"
+
+// openWebhooks opens the outbox and starts its deliveries to WEBHOOK_URL,
+// signed with WEBHOOK_SECRET or the secret kept in the sessions directory.
+// Its teardown stops taking events, commits the ones queued, and stops
+// the deliveries.
+func (a *App) openWebhooks(dir *store.Dir, m *metrics.Metrics) error {
+	cfg, log := a.cfg, a.log
+	urls := cfg.WebhookURLs()
+	secret := cfg.WebhookSecret
+	if len(urls) > 0 && secret == "" {
+		s, path, created, err := dir.WebhookSecret(webhooks.NewSecret)
+		if err != nil {
+			return err
+		}
+		if err := webhooks.CheckSecret(s); err != nil {
+			return fmt.Errorf("the webhook secret in file %s %v; or delete the file to have a new one generated", path, err)
+		}
+		if created {
+			log.Warn("WEBHOOK_SECRET is not set: generated a signing secret; give it to the webhook receivers from the file", "file", path)
+		} else {
+			log.Info("WEBHOOK_SECRET is not set: signing with the secret kept in the file", "file", path)
+		}
+		secret = s
+	}
+	types, err := cfg.WebhookEventTypes()
+	if err != nil {
+		return err
+	}
+	o, err := webhooks.Open(webhooks.Options{
+		Path:         filepath.Join(dir.Root(), outboxFile),
+		URLs:         urls,
+		Events:       types,
+		Secret:       secret,
+		Timeout:      cfg.WebhookTimeout,
+		RetryFor:     cfg.WebhookRetryFor,
+		Keep:         cfg.WebhookKeep,
+		AllowPrivate: cfg.WebhookAllowPrivate,
+		Log:          log.With("component", "webhooks"),
+		Observer:     m,
+	})
+	if err != nil {
+		return err
+	}
+	a.webhooks = o
+	a.onClose(func(ctx context.Context) error {
+		if err := o.Close(ctx); err != nil {
+			log.Error("webhook outbox did not close cleanly", "err", err)
+			return err
+		}
+		return nil
+	})
+	if len(urls) == 0 {
+		log.Info("WEBHOOK_URL is not set: events are kept in the outbox but not delivered")
+	} else {
+		log.Info("webhooks on", "endpoints", len(urls), "events", types, "allow_private", cfg.WebhookAllowPrivate)
+	}
+	return nil
 }
 
 // fakeStateFile, in SESSIONS_DIR, is where the in-process fake WhatsApp

@@ -331,6 +331,49 @@ func (c *Client) Test(ctx context.Context, id, action string, p sessions.TestPar
 	return out, err
 }
 
+// Deliveries is GET /api/whatsapp/webhooks/deliveries: up to limit (0:
+// the API's default) webhook deliveries in state, oldest first, after the
+// delivery id after ("" for the first page); next is the after of the next
+// page, "" on the last one.
+func (c *Client) Deliveries(ctx context.Context, state sessions.DeliveryState, after string, limit int) (ds []sessions.Delivery, next string, err error) {
+	q := url.Values{"state": {string(state)}}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit != 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	var page struct {
+		Deliveries []sessions.Delivery `json:"deliveries"`
+		Next       *string             `json:"next"`
+	}
+	if _, err := c.call(ctx, http.MethodGet, "/api/whatsapp/webhooks/deliveries?"+q.Encode(), nil, &page); err != nil {
+		return nil, "", err
+	}
+	if page.Next != nil {
+		next = *page.Next
+	}
+	return page.Deliveries, next, nil
+}
+
+// RetryDelivery is POST /api/whatsapp/webhooks/deliveries/{id}/retry: the
+// delivery is sent again now (a dead one becomes pending).
+func (c *Client) RetryDelivery(ctx context.Context, id string) (sessions.Delivery, error) {
+	var d sessions.Delivery
+	_, err := c.call(ctx, http.MethodPost, "/api/whatsapp/webhooks/deliveries/"+url.PathEscape(id)+"/retry", nil, &d)
+	return d, err
+}
+
+// RetryDeadDeliveries is POST /api/whatsapp/webhooks/deliveries/retry:
+// every dead delivery is sent again; it says how many.
+func (c *Client) RetryDeadDeliveries(ctx context.Context) (int, error) {
+	var out struct {
+		Retried int `json:"retried"`
+	}
+	_, err := c.call(ctx, http.MethodPost, "/api/whatsapp/webhooks/deliveries/retry", nil, &out)
+	return out.Retried, err
+}
+
 // Sample is the value of the one sample of family name whose labels
 // include labels (name=value pairs), from families as Metrics returns them;
 // ok is false when there is none.

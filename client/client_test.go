@@ -38,6 +38,9 @@ var routes = map[string]string{
 	"POST /api/whatsapp/session/{senderId}/messages":           "Send",
 	"POST /api/whatsapp/session/{senderId}/messages/{id}/read": "MarkRead",
 	"POST /api/whatsapp/test/session/{senderId}/{action}":      "Test",
+	"GET /api/whatsapp/webhooks/deliveries":                    "Deliveries",
+	"POST /api/whatsapp/webhooks/deliveries/retry":             "RetryDeadDeliveries",
+	"POST /api/whatsapp/webhooks/deliveries/{id}/retry":        "RetryDelivery",
 }
 
 // Every route the API describes has a client method, and no method names a

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
 )
 
 // MinAPIKeyLength is the shortest API key the service accepts. A shorter key
@@ -99,6 +103,64 @@ type Config struct {
 	FakeServerAddr string `envconfig:"FAKE_WA_ADDR"`
 	FakeControlURL string `envconfig:"FAKE_WA_CONTROL_URL"`
 	FakeCAFile     string `envconfig:"FAKE_WA_CA_FILE"`
+
+	// WebhookURL is where events are delivered: one http(s) URL, or several
+	// comma-separated; empty delivers none (events are still kept in the
+	// outbox for WEBHOOK_KEEP). WebhookEvents, comma-separated, are the
+	// event types delivered (empty: all). WebhookSecret signs deliveries
+	// ("whsec_" and base64); empty: generated once into SessionsDir.
+	WebhookURL    string `envconfig:"WEBHOOK_URL"`
+	WebhookEvents string `envconfig:"WEBHOOK_EVENTS"`
+	WebhookSecret string `envconfig:"WEBHOOK_SECRET"`
+	// WebhookTimeout bounds one delivery attempt; WebhookRetryFor is how
+	// long a delivery is retried (1 s doubling to 1 h) before it is dead;
+	// WebhookKeep how long delivered events stay in the outbox.
+	WebhookTimeout  time.Duration `envconfig:"WEBHOOK_TIMEOUT" default:"10s"`
+	WebhookRetryFor time.Duration `envconfig:"WEBHOOK_RETRY_FOR" default:"72h"`
+	WebhookKeep     time.Duration `envconfig:"WEBHOOK_KEEP" default:"24h"`
+	// WebhookAllowPrivate lets webhook URLs reach loopback, private and
+	// link-local addresses (for tests and receivers on the same network).
+	WebhookAllowPrivate bool `envconfig:"WEBHOOK_ALLOW_PRIVATE" default:"false"`
+}
+
+// WebhookURLs are WebhookURL's URLs, in order, without blanks.
+func (c Config) WebhookURLs() []string {
+	var out []string
+	for _, u := range strings.Split(c.WebhookURL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// WebhookEventTypes are WebhookEvents' types (every type when empty), or
+// the reason one is not an event type.
+func (c Config) WebhookEventTypes() ([]sessions.EventType, error) {
+	var out []sessions.EventType
+	for _, name := range strings.Split(c.WebhookEvents, ",") {
+		t := sessions.EventType(strings.TrimSpace(name))
+		switch {
+		case t == "":
+			continue
+		case !slices.Contains(sessions.EventTypes, t):
+			return nil, fmt.Errorf("WEBHOOK_EVENTS names %q, which is not an event type: use %s", t, joinTypes(sessions.EventTypes))
+		case !slices.Contains(out, t):
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return sessions.EventTypes, nil
+	}
+	return out, nil
+}
+
+func joinTypes(types []sessions.EventType) string {
+	s := make([]string, len(types))
+	for i, t := range types {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
 }
 
 // Load reads the environment into a Config and validates it. A variable
@@ -180,10 +242,44 @@ func (c Config) Validate() error {
 	if c.FakeServerAddr != "" && !c.TestMode {
 		bad("FAKE_WA_ADDR needs WHATSAPP_TEST_MODE=true")
 	}
+	errs = append(errs, c.validateWebhooks()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// validateWebhooks reports every WEBHOOK_* setting that cannot work. No
+// message shows the secret or a URL's query (it may hold a token).
+func (c Config) validateWebhooks() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	urls := c.WebhookURLs()
+	for i, u := range urls {
+		if err := webhooks.CheckURL(u); err != nil {
+			bad("WEBHOOK_URL's URL number %d %v", i+1, err)
+		} else if j := slices.Index(urls, u); j < i {
+			bad("WEBHOOK_URL's URL number %d repeats number %d", i+1, j+1)
+		}
+	}
+	if _, err := c.WebhookEventTypes(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookSecret != "" {
+		if err := webhooks.CheckSecret(c.WebhookSecret); err != nil {
+			bad("WEBHOOK_SECRET %v, or unset it to have one generated", err)
+		}
+	}
+	if c.WebhookTimeout <= 0 {
+		bad("WEBHOOK_TIMEOUT must be positive, got %v", c.WebhookTimeout)
+	}
+	if c.WebhookRetryFor <= 0 {
+		bad("WEBHOOK_RETRY_FOR must be positive, got %v", c.WebhookRetryFor)
+	}
+	if c.WebhookKeep <= 0 {
+		bad("WEBHOOK_KEEP must be positive, got %v", c.WebhookKeep)
+	}
+	return errs
 }
 
 // Level is LogLevel as a slog level.

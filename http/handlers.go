@@ -36,6 +36,8 @@ type handlers struct {
 	log       *slog.Logger
 	test      sessions.TestDriver
 	ready     func() bool
+	// deliveries serves the webhook deliveries' routes (deliveries.go).
+	deliveries sessions.Deliveries
 }
 
 // handlerFunc is a handler that returns its error for wrap to write.

@@ -44,6 +44,9 @@ func (stubDriver) Act(context.Context, string, string, sessions.TestParams) (any
 
 var _ sessions.TestDriver = stubDriver{}
 
+// stubDeliveries makes NewHandler register the deliveries routes.
+type stubDeliveries struct{ sessions.Deliveries }
+
 // fakeSessions answers the calls these tests make. Any other call hits the
 // nil embedded interface and panics, which would mean a request got further
 // than the test meant it to.
@@ -66,9 +69,10 @@ func newRouter(t *testing.T) *mux.Router {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			_, _ = io.WriteString(w, "# no metrics in this test\n")
 		}),
-		OpenAPI:   api.OpenAPI(),
-		Test:      stubDriver{},
-		Messenger: fakeMessenger{},
+		OpenAPI:    api.OpenAPI(),
+		Test:       stubDriver{},
+		Messenger:  fakeMessenger{},
+		Deliveries: stubDeliveries{},
 	})
 	r, ok := h.(*mux.Router)
 	if !ok {
@@ -468,6 +472,9 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"SendRequest", reflect.TypeFor[sessions.SendRequest]()},
 		{"SentMessage", reflect.TypeFor[sessions.SentMessage]()},
 		{"ReadRequest", reflect.TypeFor[sessions.ReadRequest]()},
+		{"Delivery", reflect.TypeFor[sessions.Delivery]()},
+		{"DeliveryPage", reflect.TypeFor[api.DeliveryPage]()},
+		{"RetriedDeliveries", reflect.TypeFor[api.RetriedDeliveries]()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.schema, func(t *testing.T) {

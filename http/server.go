@@ -43,6 +43,8 @@ type Options struct {
 	Test sessions.TestDriver
 	// Messenger, when set, serves the message routes.
 	Messenger sessions.Messenger
+	// Deliveries, when set, serves the webhook deliveries' admin routes.
+	Deliveries sessions.Deliveries
 }
 
 // maxBody caps every request body.
@@ -56,7 +58,7 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Ready == nil {
 		opts.Ready = func() bool { return true }
 	}
-	h := &handlers{sessions: opts.Sessions, messenger: opts.Messenger, log: opts.Log, test: opts.Test, ready: opts.Ready}
+	h := &handlers{sessions: opts.Sessions, messenger: opts.Messenger, log: opts.Log, test: opts.Test, ready: opts.Ready, deliveries: opts.Deliveries}
 
 	r := mux.NewRouter()
 	// Keep "..", encoded slashes and empty ids as they came, so the id check
@@ -114,6 +116,11 @@ func NewHandler(opts Options) http.Handler {
 	}
 	if opts.Test != nil {
 		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/{action}", h.wrap(onSession(h.testAction))).Methods(http.MethodPost)
+	}
+	if opts.Deliveries != nil {
+		api.Handle("/whatsapp/webhooks/deliveries", h.wrap(h.listDeliveries)).Methods(http.MethodGet)
+		api.Handle("/whatsapp/webhooks/deliveries/retry", h.wrap(h.retryDead)).Methods(http.MethodPost)
+		api.Handle("/whatsapp/webhooks/deliveries/{id}/retry", h.wrap(h.retryDelivery)).Methods(http.MethodPost)
 	}
 	return r
 }

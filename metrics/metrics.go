@@ -1,6 +1,7 @@
 // Package metrics holds the Prometheus collectors of whatsapp-sessions: per
 // session state, connectivity, restarts, reconnects, disconnects and messages,
-// and fleet-wide session counts, restore timing and results, and HTTP traffic.
+// fleet-wide session counts, restore timing and results, HTTP traffic, and
+// webhook deliveries (results, queue depth, latency).
 //
 // Everything is registered on a Registerer handed to New, never on the
 // default registry, so tests and several instances in one process do not
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
 )
 
 // Metrics holds every collector of the service. Create it with New; all
@@ -38,6 +40,9 @@ type Metrics struct {
 	restoreResults       *prometheus.CounterVec
 	httpRequests         *prometheus.CounterVec
 	httpDuration         *prometheus.HistogramVec
+	webhookDeliveries    *prometheus.CounterVec
+	webhookQueueDepth    prometheus.Gauge
+	webhookLatency       prometheus.Histogram
 
 	// mu guards current and makes each SetSessionState and RemoveSession
 	// one step: without it a removal racing with a state change could leave
@@ -78,6 +83,16 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time taken to serve HTTP requests, by route template and method.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "method"}),
+		webhookDeliveries: counter("whatsapp_webhook_deliveries_total", "Webhook delivery attempts by result: delivered (a 2xx), failed (anything else; retried), dead (given up after WEBHOOK_RETRY_FOR).", "result"),
+		webhookQueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "whatsapp_webhook_queue_depth",
+			Help: "Webhook deliveries waiting in the outbox (pending or failed, not dead).",
+		}),
+		webhookLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "whatsapp_webhook_delivery_seconds",
+			Help:    "Time from an event to the webhook endpoint's 2xx for it.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}),
 	}
 
 	for _, r := range sessions.Reasons {
@@ -92,6 +107,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	// the first failure rather than the appearance of its series.
 	for _, r := range sessions.RestoreResults {
 		m.restoreResults.WithLabelValues(string(r))
+	}
+	for _, r := range webhooks.Results {
+		m.webhookDeliveries.WithLabelValues(r)
 	}
 
 	reg.MustRegister(
@@ -110,6 +128,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.restoreResults,
 		m.httpRequests,
 		m.httpDuration,
+		m.webhookDeliveries,
+		m.webhookQueueDepth,
+		m.webhookLatency,
 	)
 	return m
 }
@@ -249,6 +270,20 @@ func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
 }
 
 // gauge is a gauge vector named name with help and labels.
+// WebhookAttempt counts one webhook delivery attempt by result and, for a
+// delivery, observes the time from its event to the 2xx.
+func (m *Metrics) WebhookAttempt(result string, sinceEvent time.Duration) {
+	m.webhookDeliveries.WithLabelValues(result).Inc()
+	if result == webhooks.ResultDelivered {
+		m.webhookLatency.Observe(sinceEvent.Seconds())
+	}
+}
+
+// WebhookQueueDepth records how many webhook deliveries wait.
+func (m *Metrics) WebhookQueueDepth(n int) { m.webhookQueueDepth.Set(float64(n)) }
+
+var _ webhooks.Observer = (*Metrics)(nil)
+
 func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 }

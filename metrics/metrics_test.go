@@ -155,8 +155,8 @@ func TestMetricsHaveHelpAndPassLint(t *testing.T) {
 			t.Errorf("%s has no HELP", mf.GetName())
 		}
 	}
-	if len(ours) != 13 {
-		t.Errorf("got %d whatsapp_ families, want 13", len(ours))
+	if len(ours) != 16 {
+		t.Errorf("got %d whatsapp_ families, want 16", len(ours))
 	}
 	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
 	if err != nil {
@@ -536,5 +536,50 @@ func TestCountersStartAtZero(t *testing.T) {
 	m.SetSessionState("s1", sessions.StateConnected)
 	if v := mustValue(t, reg, "whatsapp_session_reconnects_total", map[string]string{"session": "s1"}); v != 1 {
 		t.Errorf("reconnects after a state change: %v, want 1", v)
+	}
+}
+
+// The webhook series exist from the start (results at 0), and count
+// attempts; only deliveries feed the latency histogram.
+func TestWebhookMetrics(t *testing.T) {
+	m, reg := newMetrics(t)
+	for _, r := range []string{"delivered", "failed", "dead"} {
+		if v, ok := value(t, reg, "whatsapp_webhook_deliveries_total", map[string]string{"result": r}); !ok || v != 0 {
+			t.Errorf("webhook result %s: %v, %v; want a series at 0", r, v, ok)
+		}
+	}
+	m.WebhookAttempt("failed", 0)
+	m.WebhookAttempt("delivered", 1500*time.Millisecond)
+	m.WebhookQueueDepth(7)
+	if v := mustValue(t, reg, "whatsapp_webhook_deliveries_total", map[string]string{"result": "failed"}); v != 1 {
+		t.Errorf("failed = %v", v)
+	}
+	if v := mustValue(t, reg, "whatsapp_webhook_queue_depth", nil); v != 7 {
+		t.Errorf("queue depth = %v", v)
+	}
+	want := `
+# HELP whatsapp_webhook_delivery_seconds Time from an event to the webhook endpoint's 2xx for it.
+# TYPE whatsapp_webhook_delivery_seconds histogram
+whatsapp_webhook_delivery_seconds_bucket{le="0.01"} 0
+whatsapp_webhook_delivery_seconds_bucket{le="0.025"} 0
+whatsapp_webhook_delivery_seconds_bucket{le="0.05"} 0
+whatsapp_webhook_delivery_seconds_bucket{le="0.1"} 0
+whatsapp_webhook_delivery_seconds_bucket{le="0.25"} 0
+whatsapp_webhook_delivery_seconds_bucket{le="0.5"} 0
+whatsapp_webhook_delivery_seconds_bucket{le="1"} 0
+whatsapp_webhook_delivery_seconds_bucket{le="2.5"} 1
+whatsapp_webhook_delivery_seconds_bucket{le="5"} 1
+whatsapp_webhook_delivery_seconds_bucket{le="10"} 1
+whatsapp_webhook_delivery_seconds_bucket{le="30"} 1
+whatsapp_webhook_delivery_seconds_bucket{le="60"} 1
+whatsapp_webhook_delivery_seconds_bucket{le="300"} 1
+whatsapp_webhook_delivery_seconds_bucket{le="900"} 1
+whatsapp_webhook_delivery_seconds_bucket{le="3600"} 1
+whatsapp_webhook_delivery_seconds_bucket{le="+Inf"} 1
+whatsapp_webhook_delivery_seconds_sum 1.5
+whatsapp_webhook_delivery_seconds_count 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "whatsapp_webhook_delivery_seconds"); err != nil {
+		t.Error(err)
 	}
 }

@@ -21,8 +21,10 @@ const (
 	stoppedFile   = "stopped"
 	lockFile      = ".lock"
 	apiKeyFile    = ".api-key"
-	dirMode       = 0o700
-	fileMode      = 0o600
+	// webhookSecretFile is not a session-* entry, so Discover skips it.
+	webhookSecretFile = ".webhook-secret"
+	dirMode           = 0o700
+	fileMode          = 0o600
 )
 
 // Dir is an open SESSIONS_DIR, owned by this process until Close.
@@ -283,57 +285,75 @@ func (d *Dir) Remove(id string) error {
 // random one (0600) on first use. It returns the file's path too, so the
 // caller can log where the key is without logging the key.
 func (d *Dir) APIKey() (key, path string, created bool, err error) {
-	path = filepath.Join(d.root, apiKeyFile)
+	return d.keyFile(apiKeyFile, "API key", func() (string, error) {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return "", err
+		}
+		return base64.RawURLEncoding.EncodeToString(raw), nil
+	})
+}
+
+// WebhookSecret returns the webhook signing secret kept in
+// SESSIONS_DIR/.webhook-secret, creating one with generate (0600) on first
+// use, like APIKey.
+func (d *Dir) WebhookSecret(generate func() (string, error)) (secret, path string, created bool, err error) {
+	return d.keyFile(webhookSecretFile, "webhook secret", generate)
+}
+
+// keyFile returns the secret kept in the file name (what names it in
+// errors), writing generate's (0600, never through a symlink) when there
+// is none.
+func (d *Dir) keyFile(name, what string, generate func() (string, error)) (key, path string, created bool, err error) {
+	path = filepath.Join(d.root, name)
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, syscall.ELOOP):
-		return "", path, false, fmt.Errorf("API key file %s is a symlink, which is never followed: put the key in the file itself (chmod 600), or delete it to have a new key generated", path)
+		return "", path, false, fmt.Errorf("%s file %s is a symlink, which is never followed: put the %s in the file itself (chmod 600), or delete it to have a new one generated", what, path, what)
 	case err == nil:
-		key, err = readKey(f, path)
+		key, err = readKey(f, path, what)
 		return key, path, false, err
 	case !errors.Is(err, fs.ErrNotExist):
-		return "", path, false, fmt.Errorf("read API key file: %w", err)
+		return "", path, false, fmt.Errorf("read %s file: %w", what, err)
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", path, false, fmt.Errorf("generate API key: %w", err)
+	if key, err = generate(); err != nil {
+		return "", path, false, fmt.Errorf("generate %s: %w", what, err)
 	}
-	key = base64.RawURLEncoding.EncodeToString(raw)
 	f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
 	if err != nil {
-		return "", path, false, fmt.Errorf("write API key file: %w", err)
+		return "", path, false, fmt.Errorf("write %s file: %w", what, err)
 	}
 	if _, err := f.WriteString(key + "\n"); err != nil {
 		f.Close()
-		return "", path, false, fmt.Errorf("write API key file: %w", err)
+		return "", path, false, fmt.Errorf("write %s file: %w", what, err)
 	}
 	if err := f.Close(); err != nil {
-		return "", path, false, fmt.Errorf("write API key file: %w", err)
+		return "", path, false, fmt.Errorf("write %s file: %w", what, err)
 	}
 	return key, path, true, nil
 }
 
 // readKey reads the key from an open key file, refusing one that is not a
 // regular file or that others than its owner may read or write.
-func readKey(f *os.File, path string) (string, error) {
+func readKey(f *os.File, path, what string) (string, error) {
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("read API key file: %w", err)
+		return "", fmt.Errorf("read %s file: %w", what, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("API key file %s is not a regular file: delete it to have a new key generated", path)
+		return "", fmt.Errorf("%s file %s is not a regular file: delete it to have a new one generated", what, path)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("API key file %s is readable or writable by group or others (mode %04o): run chmod 600 %s", path, perm, path)
+		return "", fmt.Errorf("%s file %s is readable or writable by group or others (mode %04o): run chmod 600 %s", what, path, perm, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
-		return "", fmt.Errorf("read API key file: %w", err)
+		return "", fmt.Errorf("read %s file: %w", what, err)
 	}
 	key := strings.TrimSpace(string(b))
 	if key == "" {
-		return "", fmt.Errorf("API key file %s is empty: delete it to have a new key generated", path)
+		return "", fmt.Errorf("%s file %s is empty: delete it to have a new one generated", what, path)
 	}
 	return key, nil
 }

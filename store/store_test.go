@@ -273,3 +273,31 @@ func TestAPIKeyIsGeneratedOnceAndPrivate(t *testing.T) {
 		t.Errorf("second APIKey = %q (created %v, %v), want the same key", again, created, err)
 	}
 }
+
+// The webhook secret is generated once into a private file, which
+// Discover does not take for a session.
+func TestWebhookSecretIsGeneratedOnceAndPrivate(t *testing.T) {
+	d := openDir(t)
+	gen := func() (string, error) { return "whsec_generated-secret", nil }
+	secret, path, created, err := d.WebhookSecret(gen)
+	if err != nil || !created || secret != "whsec_generated-secret" || filepath.Base(path) != ".webhook-secret" {
+		t.Fatalf("WebhookSecret = %v, %v, %v", path, created, err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("secret file mode %v", fi.Mode().Perm())
+	}
+	again, _, created, err := d.WebhookSecret(func() (string, error) { return "whsec_other", nil })
+	if err != nil || created || again != secret {
+		t.Errorf("second WebhookSecret: created %v, %v; want the same secret", created, err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := d.WebhookSecret(gen); err == nil || !strings.Contains(err.Error(), "webhook secret file") ||
+		!strings.Contains(err.Error(), "chmod 600") || strings.Contains(err.Error(), secret) {
+		t.Errorf("a group-readable secret file: %v", err)
+	}
+	if got, err := d.Discover(); err != nil || len(got) != 0 {
+		t.Errorf("Discover = %v, %v; want no session", got, err)
+	}
+}

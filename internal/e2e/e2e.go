@@ -77,7 +77,9 @@ func Config(dir string, f *Fake) config.Config {
 		RestartBudget: 3, RestartWindow: time.Minute,
 		RequestTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
 		DeviceName: "e2e", LogLevel: "info", LogFormat: "json",
-		TestMode: true,
+		TestMode:       true,
+		WebhookTimeout: 10 * time.Second, WebhookRetryFor: 72 * time.Hour, WebhookKeep: 24 * time.Hour,
+		WebhookAllowPrivate: true, // receivers in tests listen on loopback
 	}
 	if f != nil {
 		cfg.FakeServerAddr, cfg.FakeControlURL, cfg.FakeCAFile = f.Addr(), f.ControlURL, f.CAFile

@@ -1,0 +1,130 @@
+package webhooks
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+)
+
+// The specification's published test vector (the same in every one of
+// its libraries' tests): key, message id, timestamp and payload give this
+// signature.
+func TestSignSpecVector(t *testing.T) {
+	s, err := newSigner("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Errorf("signature %s, want the specification's %s", got, want)
+	}
+}
+
+func TestCheckSecret(t *testing.T) {
+	fresh, err := NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		secret string
+		ok     bool
+	}{
+		{fresh, true},
+		{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", true},
+		{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", false}, // no prefix
+		{"whsec_not base64!!", false},               // not base64
+		{"whsec_c2hvcnQ=", false},                   // 5 bytes
+	} {
+		err := CheckSecret(tt.secret)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckSecret(%.12s...) = %v, want ok=%v", tt.secret, err, tt.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), strings.TrimPrefix(tt.secret, SecretPrefix)) {
+			t.Errorf("the error shows the secret: %v", err)
+		}
+	}
+}
+
+func TestCheckURL(t *testing.T) {
+	for _, tt := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://hooks.example.com/whatsapp", true},
+		{"http://10.0.0.1:8080/x?token=abc", true}, // the address is checked when connecting
+		{"ftp://example.com/", false},
+		{"example.com/hook", false},
+		{"https:///nohost", false},
+		{"https://user:pass@example.com/", false},
+		{"https://example.com/#frag", false},
+		{"https://exa mple.com/", false},
+	} {
+		if err := CheckURL(tt.url); (err == nil) != tt.ok {
+			t.Errorf("CheckURL(%q) = %v, want ok=%v", tt.url, err, tt.ok)
+		}
+	}
+	if got := redact("https://h.example/p?token=secret"); got != "https://h.example/p" {
+		t.Errorf("redact = %q", got)
+	}
+}
+
+func TestRefusePrivate(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		kind string // "" when allowed
+	}{
+		{"127.0.0.1", "loopback"},
+		{"::1", "loopback"},
+		{"::ffff:127.0.0.1", "loopback"},
+		{"10.1.2.3", "private"},
+		{"172.16.0.1", "private"},
+		{"192.168.1.1", "private"},
+		{"fd12::1", "private"},
+		{"169.254.169.254", "metadata"},
+		{"fd00:ec2::254", "metadata"},
+		{"169.254.1.1", "link-local"},
+		{"fe80::1", "link-local"},
+		{"100.64.0.1", "reserved or shared"},
+		{"0.0.0.0", "unspecified"},
+		{"::", "unspecified"},
+		{"224.0.0.1", "multicast"},
+		{"ff02::1", "multicast"},
+		{"64:ff9b::a00:1", "reserved or shared"},
+		{"8.8.8.8", ""},
+		{"2001:4860:4860::8888", ""},
+		{"93.184.216.34", ""},
+	} {
+		err := refusePrivate("tcp", netip.AddrPortFrom(netip.MustParseAddr(tt.addr), 443).String(), nil)
+		switch {
+		case tt.kind == "" && err != nil:
+			t.Errorf("%s refused: %v", tt.addr, err)
+		case tt.kind != "" && (err == nil || !strings.Contains(err.Error(), tt.kind) || !strings.Contains(err.Error(), "WEBHOOK_ALLOW_PRIVATE")):
+			t.Errorf("%s: %v, want refused as %s", tt.addr, err, tt.kind)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for attempts := 1; attempts <= 40; attempts++ {
+		full := min(time.Second<<min(attempts-1, 20), time.Hour)
+		for range 50 {
+			d := Backoff(attempts)
+			if d < full/2 || d > full {
+				t.Fatalf("Backoff(%d) = %v, want within [%v, %v]", attempts, d, full/2, full)
+			}
+		}
+	}
+	if Backoff(30) < 30*time.Minute {
+		t.Error("the backoff does not reach the hour cap")
+	}
+}
+
+func TestErrClosedIsShuttingDown(t *testing.T) {
+	if !errors.Is(ErrClosed, sessions.ErrShuttingDown) {
+		t.Error("ErrClosed does not wrap sessions.ErrShuttingDown (the API's 503)")
+	}
+}

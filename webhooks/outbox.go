@@ -1,0 +1,497 @@
+package webhooks
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+)
+
+// dsn is the outbox's connection string. synchronous(FULL) syncs the WAL
+// at every commit, so an event reported committed survives kill -9 and
+// power loss; group commit pays that fsync once per batch.
+// _txlock=immediate takes the write lock at BEGIN, so the committer and
+// the admin API's updates queue on busy_timeout instead of failing.
+func dsn(path string) string {
+	return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_txlock=immediate"
+}
+
+// schema is the outbox: each event once (its id unique, so a redelivered
+// WhatsApp message is dropped), and a delivery per endpoint. Times are
+// Unix nanoseconds. A delivery's since starts its RETRY_FOR clock: when
+// it was created, or last retried by an operator.
+const schema = `
+CREATE TABLE IF NOT EXISTS events (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	id         TEXT NOT NULL UNIQUE,
+	type       TEXT NOT NULL,
+	sender_id  TEXT NOT NULL,
+	ts         INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	body       BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	event_seq   INTEGER NOT NULL REFERENCES events(seq),
+	endpoint    TEXT NOT NULL,
+	sender_id   TEXT NOT NULL,
+	state       TEXT NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	last_error  TEXT NOT NULL DEFAULT '',
+	created_at  INTEGER NOT NULL,
+	since       INTEGER NOT NULL,
+	next_try_at INTEGER,
+	last_try_at INTEGER,
+	done_at     INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(endpoint, sender_id, seq) WHERE state IN ('pending', 'failed');
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_seq);
+CREATE INDEX IF NOT EXISTS events_created ON events(created_at);
+`
+
+// active is the SQL condition of a delivery still to be sent; it matches
+// the deliveries_queue index's.
+const active = `state IN ('pending', 'failed')`
+
+// Outbox is the durable outbox and its dispatchers. It implements
+// sessions.EventSink and sessions.Deliveries.
+type Outbox struct {
+	db        *sql.DB
+	log       *slog.Logger
+	obs       Observer
+	now       func() time.Time
+	backoff   func(int) time.Duration
+	sign      *signer
+	client    *http.Client
+	endpoints []string
+	events    map[sessions.EventType]bool
+	timeout   time.Duration
+	retryFor  time.Duration
+	keep      time.Duration
+	conc      int
+
+	// mu guards the queue Publish and the workers append to and the
+	// committer takes, and the two steps of closing.
+	mu   sync.Mutex
+	cond *sync.Cond
+	// queue holds what the one writer commits next: published events and
+	// attempts' results. One writer, so that writes never wait on SQLite's
+	// lock (its busy handler sleeps up to 100 ms at a time), and every
+	// write shares the batch's one fsync.
+	queue   []batchItem
+	closing bool // Publish refuses
+	stopped bool // the committer ends once the queue is empty
+
+	commits   atomic.Int64
+	committed atomic.Int64
+	depth     atomic.Int64
+
+	wakes     []chan struct{} // one per endpoint: new or retried deliveries
+	stop      context.CancelFunc
+	committer sync.WaitGroup
+	workers   sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var (
+	_ sessions.EventSink  = (*Outbox)(nil)
+	_ sessions.Deliveries = (*Outbox)(nil)
+)
+
+// batchItem is one Publish call (its events, marshalled) or one attempt's
+// result (mark), and its done.
+type batchItem struct {
+	evs  []sessions.Event
+	body [][]byte
+	mark *mark
+	done func(error)
+}
+
+// mark is an attempt's result: the delivery's new state.
+type mark struct {
+	seq       int64
+	state     string // delivered, failed or dead
+	attempts  int
+	lastError string
+	at        int64
+	next      sql.NullInt64
+}
+
+// Open opens (or creates) the outbox at opts.Path and starts its
+// committer, its dispatchers (one per endpoint) and its pruning. Close
+// stops them.
+func Open(opts Options) (*Outbox, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Backoff == nil {
+		opts.Backoff = Backoff
+	}
+	opts.Timeout = cmp.Or(opts.Timeout, DefaultTimeout)
+	opts.RetryFor = cmp.Or(opts.RetryFor, DefaultRetryFor)
+	opts.Keep = cmp.Or(opts.Keep, DefaultKeep)
+	opts.Concurrency = cmp.Or(opts.Concurrency, DefaultConcurrency)
+	if len(opts.Events) == 0 {
+		opts.Events = sessions.EventTypes
+	}
+	for i, u := range opts.URLs {
+		if err := CheckURL(u); err != nil {
+			return nil, fmt.Errorf("webhook URL %s %v", redact(u), err)
+		}
+		// Each endpoint's dispatcher owns its rows: two would send each twice.
+		if slices.Contains(opts.URLs[:i], u) {
+			return nil, fmt.Errorf("webhook URL %s is listed twice", redact(u))
+		}
+	}
+	o := &Outbox{
+		log: opts.Log, obs: opts.Observer, now: opts.Now, backoff: opts.Backoff,
+		endpoints: slices.Clone(opts.URLs), events: map[sessions.EventType]bool{},
+		timeout: opts.Timeout, retryFor: opts.RetryFor, keep: opts.Keep, conc: opts.Concurrency,
+		client: newClient(opts.Timeout, opts.AllowPrivate, opts.Concurrency),
+	}
+	for _, t := range opts.Events {
+		o.events[t] = true
+	}
+	if len(o.endpoints) > 0 {
+		var err error
+		if o.sign, err = newSigner(opts.Secret); err != nil {
+			return nil, err
+		}
+	}
+	o.cond = sync.NewCond(&o.mu)
+
+	// Events hold message text: the file is the owner's alone (SQLite
+	// gives its -wal and -shm files the database file's mode), and never
+	// reached through a symlink planted in its place.
+	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+	}
+	err = f.Chmod(0o600)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+	}
+	// A few connections: the committer writes while dispatchers and the
+	// admin API read; WAL lets readers run beside the one writer.
+	o.db, _ = sql.Open("sqlite", dsn(opts.Path)) // sql.Open only checks the driver name
+	o.db.SetMaxOpenConns(6)
+	o.db.SetMaxIdleConns(6)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var n int64
+	_, err = o.db.ExecContext(ctx, schema)
+	if err == nil {
+		err = o.db.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE `+active).Scan(&n)
+	}
+	if err != nil {
+		o.db.Close()
+		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+	}
+	o.addDepth(n)
+	o.warnUnknownEndpoints(ctx)
+
+	runCtx, stop := context.WithCancel(context.Background())
+	o.stop = stop
+	o.committer.Add(1)
+	go o.commitLoop()
+	for _, ep := range o.endpoints {
+		wake := make(chan struct{}, 1)
+		o.wakes = append(o.wakes, wake)
+		o.workers.Add(1)
+		go o.dispatch(runCtx, ep, wake)
+	}
+	o.workers.Add(1)
+	go o.pruneLoop(runCtx)
+	return o, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// warnUnknownEndpoints logs deliveries waiting for endpoints that are no
+// longer configured: they stay in the outbox (and the queue depth) until
+// the endpoint comes back.
+func (o *Outbox) warnUnknownEndpoints(ctx context.Context) {
+	rows, err := o.db.QueryContext(ctx, `SELECT endpoint, count(*) FROM deliveries WHERE `+active+` GROUP BY endpoint`)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ep string
+		var n int
+		if rows.Scan(&ep, &n) == nil && !slices.Contains(o.endpoints, ep) {
+			o.log.Warn("deliveries wait for a webhook endpoint that WEBHOOK_URL no longer lists; they are sent if it comes back",
+				"endpoint", redact(ep), "deliveries", n)
+		}
+	}
+}
+
+// Publish queues evs for a durable commit and returns at once; done (when
+// not nil) hears the commit's result. An event whose id the outbox already
+// holds is dropped and counts as committed. After Close, done gets
+// ErrClosed before Publish returns.
+func (o *Outbox) Publish(evs []sessions.Event, done func(error)) {
+	if done == nil {
+		done = func(error) {}
+	}
+	item := batchItem{evs: evs, body: make([][]byte, len(evs)), done: done}
+	for i, ev := range evs {
+		if ev.ID == "" || ev.Type == "" || ev.SenderID == "" {
+			// An empty id would make every later such event a "duplicate".
+			done(fmt.Errorf("event %d of %d has no id, type or senderId", i+1, len(evs)))
+			return
+		}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			done(fmt.Errorf("event %s of type %s cannot be encoded: %w", ev.ID, ev.Type, err))
+			return
+		}
+		item.body[i] = b
+	}
+	if !o.enqueue(item) {
+		done(ErrClosed)
+	}
+}
+
+// commitLoop is the one writer: it takes everything queued, commits it
+// in one transaction, tells each publisher, and starts over, so the next
+// batch is whatever queued while this commit ran. Once stopped, it
+// returns when the queue is empty.
+func (o *Outbox) commitLoop() {
+	defer o.committer.Done()
+	for {
+		o.mu.Lock()
+		for len(o.queue) == 0 && !o.stopped {
+			o.cond.Wait()
+		}
+		batch := o.queue
+		o.queue = nil
+		stopped := o.stopped
+		o.mu.Unlock()
+		if len(batch) == 0 && stopped {
+			return
+		}
+		err := o.commit(batch)
+		if err != nil {
+			o.log.Error("webhook outbox commit failed; the events were not kept and their publishers were told", "events", countEvents(batch), "err", err)
+		}
+		for _, it := range batch {
+			it.done(err)
+		}
+	}
+}
+
+// enqueue queues it for the writer, unless the outbox no longer takes
+// such items: it reports whether it did.
+func (o *Outbox) enqueue(it batchItem) bool {
+	o.mu.Lock()
+	if o.stopped || (it.mark == nil && o.closing) {
+		o.mu.Unlock()
+		return false
+	}
+	o.queue = append(o.queue, it)
+	o.mu.Unlock()
+	o.cond.Signal()
+	return true
+}
+
+func countEvents(batch []batchItem) int {
+	n := 0
+	for _, it := range batch {
+		n += len(it.evs)
+	}
+	return n
+}
+
+// commit writes batch in one transaction: each new event with a pending
+// delivery per endpoint for the types delivered, and each attempt's
+// result.
+func (o *Outbox) commit(batch []batchItem) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("webhook outbox: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	now := o.now().UnixNano()
+	var added, left int64
+	for _, it := range batch {
+		if it.mark != nil {
+			m := it.mark
+			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, last_try_at = ?,
+				next_try_at = ?, done_at = CASE ? WHEN 'delivered' THEN ? END WHERE seq = ?`,
+				m.state, m.attempts, m.lastError, m.at, m.next, m.state, m.at, m.seq); err != nil {
+				return fmt.Errorf("webhook outbox: record an attempt: %w", err)
+			}
+			if m.state != "failed" {
+				left++
+			}
+			continue
+		}
+		for i, ev := range it.evs {
+			res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO events (id, type, sender_id, ts, created_at, body) VALUES (?, ?, ?, ?, ?, ?)`,
+				ev.ID, string(ev.Type), ev.SenderID, ev.Timestamp.UnixNano(), now, it.body[i])
+			if err != nil {
+				return fmt.Errorf("webhook outbox: insert event: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue // a duplicate: the first one is delivered
+			}
+			if !o.events[ev.Type] {
+				continue
+			}
+			seq, err := res.LastInsertId()
+			if err != nil {
+				return fmt.Errorf("webhook outbox: %w", err)
+			}
+			for _, ep := range o.endpoints {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (event_seq, endpoint, sender_id, state, created_at, since, next_try_at)
+					VALUES (?, ?, ?, 'pending', ?, ?, ?)`, seq, ep, ev.SenderID, now, now, now); err != nil {
+					return fmt.Errorf("webhook outbox: insert delivery: %w", err)
+				}
+				added++
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("webhook outbox: commit: %w", err)
+	}
+	o.commits.Add(1)
+	o.committed.Add(int64(countEvents(batch)))
+	if added != left {
+		o.addDepth(added - left)
+	}
+	if added > 0 {
+		o.wakeAll()
+	}
+	return nil
+}
+
+// wakeAll tells every dispatcher to look for due deliveries.
+func (o *Outbox) wakeAll() {
+	for _, w := range o.wakes {
+		select {
+		case w <- struct{}{}:
+		default: // already woken
+		}
+	}
+}
+
+func (o *Outbox) addDepth(n int64) {
+	d := o.depth.Add(n)
+	if o.obs != nil {
+		o.obs.WebhookQueueDepth(int(d))
+	}
+}
+
+// Stats are counts since Open, for tests and benchmarks.
+type Stats struct {
+	// Commits is how many transactions the committer made.
+	Commits int64
+	// Events is how many events were committed (duplicates included).
+	Events int64
+	// Queued is how many deliveries wait (pending or failed).
+	Queued int64
+}
+
+// Stats reports counts since Open.
+func (o *Outbox) Stats() Stats {
+	return Stats{Commits: o.commits.Load(), Events: o.committed.Load(), Queued: o.depth.Load()}
+}
+
+// pruneEvery is how often delivered deliveries older than Keep are
+// removed.
+const pruneEvery = time.Minute
+
+func (o *Outbox) pruneLoop(ctx context.Context) {
+	defer o.workers.Done()
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		if _, err := o.Prune(ctx); err != nil && ctx.Err() == nil {
+			o.log.Warn("webhook outbox: pruning failed; retrying later", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Prune removes deliveries delivered more than Keep ago, and events older
+// than Keep that have no delivery left (an event is kept that long even
+// without deliveries, so that a redelivered duplicate is still
+// recognised). It says how many deliveries it removed.
+func (o *Outbox) Prune(ctx context.Context) (int64, error) {
+	cutoff := o.now().Add(-o.keep).UnixNano()
+	res, err := o.db.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'delivered' AND done_at < ?`, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("prune deliveries: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := o.db.ExecContext(ctx, `DELETE FROM events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)`, cutoff); err != nil {
+		return n, fmt.Errorf("prune events: %w", err)
+	}
+	return n, nil
+}
+
+// Close stops taking events, stops the deliveries (one in flight is
+// abandoned and sent again after the next start), commits everything
+// already published and every recorded attempt (each publisher hears),
+// and closes the database. ctx bounds the wait for the deliveries to
+// stop.
+func (o *Outbox) Close(ctx context.Context) error {
+	var err error
+	o.closeOnce.Do(func() {
+		o.mu.Lock()
+		o.closing = true
+		o.mu.Unlock()
+		o.stop()
+		stopped := make(chan struct{})
+		go func() { o.workers.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			err = errors.New("webhook deliveries did not stop in time")
+			<-stopped // an attempt ends by its own timeout; the database must outlive it
+		}
+		o.mu.Lock()
+		o.stopped = true
+		o.mu.Unlock()
+		o.cond.Broadcast()
+		o.committer.Wait()
+		o.client.CloseIdleConnections()
+		if cerr := o.db.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close webhook outbox: %w", cerr)
+		}
+	})
+	return err
+}
