@@ -44,6 +44,21 @@ type Control interface {
 	Connections(ctx context.Context, user string) (int, error)
 	// Stats reports the server's counters.
 	Stats(ctx context.Context) (Stats, error)
+
+	// ContactSend makes the fake contact with phone number from send user
+	// a text, quoting message replyTo if not empty: end-to-end encrypted
+	// for each of user's linked devices, queued for each until it
+	// acknowledges it. It returns the message ID.
+	ContactSend(ctx context.Context, user, from, text, replyTo string) (id string, err error)
+	// ContactRead makes the contact that received message id from user
+	// send a read receipt for it.
+	ContactRead(ctx context.Context, user, id string) error
+	// Sent lists, in order, the messages user's sessions sent that fake
+	// contacts decrypted, with the receipts the contacts sent back.
+	Sent(ctx context.Context, user string) ([]SentMessage, error)
+	// Received lists, in order, the messages contacts sent to user, with
+	// what user's devices acknowledged.
+	Received(ctx context.Context, user string) ([]ReceivedMessage, error)
 }
 
 var (
@@ -83,6 +98,7 @@ type Stats struct {
 	PendingPairings int `json:"pendingPairings"` // unpaired clients waiting for a scan or code now
 	TLSHandshakes   int `json:"tlsHandshakes"`   // completed TLS handshakes since start
 	TLSResumed      int `json:"tlsResumed"`      // of which resumed a TLS session
+	Undecryptable   int `json:"undecryptable"`   // encrypted parts of messages no fake contact or phone could decrypt
 }
 
 // Errors of Control calls. Remote returns the same values for errors the
@@ -101,6 +117,15 @@ var (
 	ErrPairingInProgress = errors.New("pairing already in progress")
 	// ErrPairingFailed: the client refused the pairing or went away.
 	ErrPairingFailed = errors.New("pairing failed")
+	// ErrNotOnWhatsApp: the phone number has no WhatsApp account (it
+	// starts with 999).
+	ErrNotOnWhatsApp = errors.New("the phone number is not on WhatsApp")
+	// ErrNoDevice: the server knows no linked device of the account (it
+	// never logged in to this server).
+	ErrNoDevice = errors.New("the account has no linked device")
+	// ErrUnknownMessage: no contact received a message with this ID from
+	// the account.
+	ErrUnknownMessage = errors.New("no such message")
 )
 
 // SetLoginFailure implements Control.
@@ -146,7 +171,7 @@ func (s *Server) Unlink(_ context.Context, user string, device uint16) error {
 		return fmt.Errorf("%w: empty user", ErrInvalidArgument)
 	}
 	s.mu.Lock()
-	err := s.unlinkLocked(unlinkedDevice{user: user, device: device})
+	err := s.unlinkLocked(deviceRef{user: user, device: device})
 	live := s.takeLiveLocked(user, func(c *conn) bool { return c.device == device })
 	s.mu.Unlock()
 	for _, c := range live {
@@ -201,7 +226,8 @@ func (s *Server) Stats(context.Context) (Stats, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{Logins: s.logins, Pairings: s.pairings, PendingPairings: len(s.unpaired),
-		TLSHandshakes: int(s.tlsHandshakes.Load()), TLSResumed: int(s.tlsResumed.Load())}
+		TLSHandshakes: int(s.tlsHandshakes.Load()), TLSResumed: int(s.tlsResumed.Load()),
+		Undecryptable: int(s.undecryptable.Load())}
 	for _, u := range s.users {
 		st.Live += len(u.live)
 	}
