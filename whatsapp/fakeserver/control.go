@@ -99,6 +99,7 @@ type Stats struct {
 	TLSHandshakes   int `json:"tlsHandshakes"`   // completed TLS handshakes since start
 	TLSResumed      int `json:"tlsResumed"`      // of which resumed a TLS session
 	Undecryptable   int `json:"undecryptable"`   // encrypted parts of messages no fake contact or phone could decrypt
+	Queued          int `json:"queued"`          // messages and receipts waiting for a device's acknowledgement now
 }
 
 // Errors of Control calls. Remote returns the same values for errors the
@@ -224,12 +225,22 @@ func (s *Server) Connections(_ context.Context, user string) (int, error) {
 // Stats implements Control.
 func (s *Server) Stats(context.Context) (Stats, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := Stats{Logins: s.logins, Pairings: s.pairings, PendingPairings: len(s.unpaired),
 		TLSHandshakes: int(s.tlsHandshakes.Load()), TLSResumed: int(s.tlsResumed.Load()),
 		Undecryptable: int(s.undecryptable.Load())}
 	for _, u := range s.users {
 		st.Live += len(u.live)
+	}
+	queues := make([]*deviceQueue, 0, len(s.queues))
+	for _, q := range s.queues {
+		queues = append(queues, q)
+	}
+	s.mu.Unlock()
+	// A queue's lock is taken before s.mu, never under it.
+	for _, q := range queues {
+		q.mu.Lock()
+		st.Queued += len(q.items)
+		q.mu.Unlock()
 	}
 	return st, nil
 }

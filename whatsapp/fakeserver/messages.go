@@ -65,16 +65,6 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 		text, replyTo := textOf(&msg)
 		got = append(got, &SentMessage{ID: id, To: owner, Text: text, ReplyTo: replyTo, Timestamp: now})
 	}
-	ack := waBinary.Node{Tag: "ack", Attrs: waBinary.Attrs{"class": "message", "id": id, "t": now.Unix()}}
-	if to, ok := node.Attrs["to"]; ok {
-		ack.Attrs["from"] = to
-	}
-	if err := c.send(ack); err != nil {
-		c.log.Debug("message ack not sent", "err", err)
-	}
-	if len(got) == 0 {
-		return
-	}
 	for _, m := range got {
 		m.PhoneCopy = slices.ContainsFunc(copies, func(dsm *waE2E.DeviceSentMessage) bool {
 			dest, err := types.ParseJID(dsm.GetDestinationJID())
@@ -84,12 +74,22 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 		})
 		m.Delivered = true
 	}
-	s.rmu.Lock()
-	log := s.sentLogLocked(c.user)
-	for _, m := range got {
-		log.add(m.ID, m)
+	if len(got) > 0 {
+		s.rmu.Lock()
+		log := s.sentLogLocked(c.user)
+		for _, m := range got {
+			log.add(m.ID, m)
+		}
+		s.rmu.Unlock()
 	}
-	s.rmu.Unlock()
+	// Acknowledged once recorded: when SendMessage returns, Sent has it.
+	ack := waBinary.Node{Tag: "ack", Attrs: waBinary.Attrs{"class": "message", "id": id, "t": now.Unix()}}
+	if to, ok := node.Attrs["to"]; ok {
+		ack.Attrs["from"] = to
+	}
+	if err := c.send(ack); err != nil {
+		c.log.Debug("message ack not sent", "err", err)
+	}
 	for _, m := range got {
 		s.sendReceipt(c.user, m.To, m.ID, "")
 	}

@@ -2,9 +2,13 @@ package fakeserver_test
 
 import (
 	"context"
+	"errors"
+	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 
+	"go.mau.fi/whatsmeow/appstate"
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
@@ -108,9 +112,14 @@ func TestSessionSendsToContact(t *testing.T) {
 	if !sent[1].Read || sent[0].Read {
 		t.Errorf("read flags %v %v, want only the reply read", sent[0].Read, sent[1].Read)
 	}
-	if err := srv.ContactRead(ctx, user, "3ANOSUCHID"); err == nil {
-		t.Error("ContactRead of an unknown message succeeded")
+	if err := srv.ContactRead(ctx, user, "3ANOSUCHID"); !errors.Is(err, fakeserver.ErrUnknownMessage) {
+		t.Errorf("ContactRead of an unknown message: %v, want ErrUnknownMessage", err)
 	}
+	// The client acknowledged every receipt.
+	eventually(t, "no receipt queued", func() bool {
+		st, _ := srv.Stats(ctx)
+		return st.Queued == 0
+	})
 }
 
 // A contact sends two messages: the client decrypts a prekey message, then
@@ -170,4 +179,116 @@ func received(t *testing.T, srv fakeserver.Control, user, id string) fakeserver.
 	}
 	t.Fatalf("no record of message %s", id)
 	return fakeserver.ReceivedMessage{}
+}
+
+// A contact's message waits for a device that is offline, and for one
+// whose handler failed (SynchronousAck: no receipt), and is redelivered,
+// same ID, when the device logs in again; then it is acknowledged.
+func TestContactMessageRedelivered(t *testing.T) {
+	srv := startServer(t)
+	ctx := ctxTimeout(t)
+	const user, contact = "15550100004", "15557770004"
+	container, _ := seed(t, user)
+	tc := newClient(t, srv, firstDevice(t, container))
+	tc.SynchronousAck = true
+	tc.EnableDecryptedEventBuffer = true
+	var failures atomic.Int32
+	failures.Store(1)
+	tc.AddEventHandlerWithSuccessStatus(func(evt any) bool {
+		_, isMsg := evt.(*events.Message)
+		return !isMsg || failures.Add(-1) < 0
+	})
+	connect(t, tc)
+	waitEvent[*events.Connected](t, tc, nil)
+	tc.Disconnect()
+	waitConnections(t, srv, user, 0)
+
+	// Offline: queued.
+	id, err := srv.ContactSend(ctx, user, contact, "while you were away", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := received(t, srv, user, id); r.Pending != 1 || r.Deliveries != 0 {
+		t.Errorf("before login: %+v, want pending, not delivered", r)
+	}
+
+	// The first delivery fails in the handler: no receipt.
+	tc.reset()
+	connect(t, tc)
+	waitEvent(t, tc, func(m *events.Message) bool { return m.Info.ID == id })
+	eventually(t, "the failed handler", func() bool { return failures.Load() == 0 })
+	tc.Disconnect()
+	waitConnections(t, srv, user, 0)
+	if r := received(t, srv, user, id); r.Pending != 1 || r.Deliveries != 1 || r.Delivered {
+		t.Errorf("after a failed handler: %+v, want still pending after one delivery", r)
+	}
+
+	// The next login gets it again, the same message, and acknowledges it.
+	tc.reset()
+	connect(t, tc)
+	msg := waitEvent(t, tc, func(m *events.Message) bool { return m.Info.ID == id })
+	if msg.Message.GetConversation() != "while you were away" {
+		t.Errorf("redelivered text %q", msg.Message.GetConversation())
+	}
+	eventually(t, "the redelivered message acknowledged", func() bool {
+		r := received(t, srv, user, id)
+		return r.Pending == 0 && r.Delivered && r.Deliveries == 2
+	})
+}
+
+// A device paired by QR code gets messages encrypted with the keys it
+// registered, and the phone reads its copies on the session it opened at
+// pairing; after a restart of a server with a state file, contacts still
+// reach the device.
+func TestPairedDeviceMessaging(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	srv, err := fakeserver.Start(fakeserver.Options{StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx := ctxTimeout(t)
+	path := storePath(t, "paired")
+	tc, _, item := pairingClient(t, srv, path)
+	jid, err := srv.ScanQR(ctx, item.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent[*events.Connected](t, tc, nil)
+	waitEvent(t, tc, func(e *events.AppStateSyncComplete) bool { return e.Name == appstate.WAPatchCriticalBlock })
+	user := tc.Store.ID.User
+
+	const contact = "15557770005"
+	id, err := srv.ContactSend(ctx, user, contact, "hi new device", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, tc, func(m *events.Message) bool { return m.Info.ID == id && m.Message.GetConversation() == "hi new device" })
+	resp, err := tc.SendMessage(ctx, pn(contact), &waE2E.Message{Conversation: proto.String("hi contact")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, _ := srv.Sent(ctx, user)
+	if len(sent) != 1 || sent[0].ID != resp.ID || sent[0].Text != "hi contact" || !sent[0].PhoneCopy {
+		t.Errorf("sent %+v, want the text, with the phone's copy", sent)
+	}
+	tc.Disconnect()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv2, err := fakeserver.Start(fakeserver.Options{Addr: srv.Addr(), StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	id2, err := srv2.ContactSend(ctx, user, "15557770006", "after a restart", "")
+	if err != nil {
+		t.Fatalf("send to %s after a restart: %v", jid, err)
+	}
+	fresh := newClient(t, srv2, firstDevice(t, openStore(t, path)))
+	connect(t, fresh)
+	waitEvent(t, fresh, func(m *events.Message) bool {
+		return m.Info.ID == id2 && m.Message.GetConversation() == "after a restart"
+	})
 }

@@ -128,11 +128,3 @@ func (s *Server) acknowledge(d deviceRef, key stanzaKey) *queued {
 	}
 	return item
 }
-
-// pending is how many stanzas wait for device d.
-func (s *Server) pending(d deviceRef) int {
-	q := s.queueOf(d)
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}
