@@ -36,6 +36,7 @@ var routes = map[string]string{
 	"POST /api/whatsapp/session/{senderId}/stop":          "Stop",
 	"POST /api/whatsapp/session/{senderId}/logout":        "Logout",
 	"POST /api/whatsapp/test/session/{senderId}/{action}": "Test",
+	"GET /api/whatsapp/test/session/{senderId}/sent":      "TestSent",
 }
 
 // Every route the API describes has a client method, and no method names a

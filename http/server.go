@@ -107,6 +107,7 @@ func NewHandler(opts Options) http.Handler {
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/stop", h.wrap(h.statusOf(sessions.Service.Stop))).Methods(http.MethodPost)
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/logout", h.wrap(h.statusOf(sessions.Service.Logout))).Methods(http.MethodPost)
 	if opts.Test != nil {
+		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/sent", h.wrap(onSession(h.testSent))).Methods(http.MethodGet)
 		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/{action}", h.wrap(onSession(h.testAction))).Methods(http.MethodPost)
 	}
 	return r

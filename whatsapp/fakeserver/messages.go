@@ -52,8 +52,9 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 			err = proto.Unmarshal(plain, &msg)
 		}
 		if err != nil {
+			// Not the error: libsignal's name the address, a phone number.
 			s.undecryptable.Add(1)
-			c.log.Warn("message not decrypted", "err", err)
+			c.log.Warn("message part not decrypted", "enc_type", enc.AttrGetter().OptionalString("type"))
 			continue
 		}
 		if owner == c.user {
