@@ -36,17 +36,15 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 	now := time.Now()
 	var got []*SentMessage
 	var copies []*waE2E.DeviceSentMessage
-	parts, _ := node.GetOptionalChildByTag("participants")
-	for _, to := range parts.GetChildren() {
-		jid, _ := to.Attrs["jid"].(types.JID)
-		owner, ok := numberOf(jid)
-		enc, hasEnc := to.GetOptionalChildByTag("enc")
-		if to.Tag != "to" || !ok || !hasEnc || jid.Device != 0 || !onWhatsApp(owner) {
+	for _, t := range encryptedParts(node) {
+		owner, ok := numberOf(t.jid)
+		if !ok || t.jid.Device != 0 || !onWhatsApp(owner) {
 			// Other companions, own or a contact's, are not emulated.
 			continue
 		}
-		ciphertext, _ := enc.Content.([]byte)
-		plain, err := s.primaryOf(owner).decrypt(c.ctx, from, enc.AttrGetter().OptionalString("type"), ciphertext)
+		encAG := t.enc.AttrGetter()
+		ciphertext, _ := t.enc.Content.([]byte)
+		plain, err := s.primaryOf(owner).decrypt(c.ctx, from, encAG.OptionalString("type"), ciphertext)
 		var msg waE2E.Message
 		if err == nil {
 			err = proto.Unmarshal(plain, &msg)
@@ -54,7 +52,10 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 		if err != nil {
 			// Not the error: libsignal's name the address, a phone number.
 			s.undecryptable.Add(1)
-			c.log.Warn("message part not decrypted", "enc_type", enc.AttrGetter().OptionalString("type"))
+			c.log.Warn("message part not decrypted", "enc_type", encAG.OptionalString("type"))
+			if owner != c.user {
+				s.askRetry(from, owner, id, now, encAG.OptionalInt("count")+1)
+			}
 			continue
 		}
 		if owner == c.user {
@@ -79,7 +80,10 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 		s.rmu.Lock()
 		log := s.sentLogLocked(c.user)
 		for _, m := range got {
-			log.add(m.ID, m)
+			// A retried message is recorded once.
+			if prev := log.byID[m.ID]; prev == nil || prev.To != m.To {
+				log.add(m.ID, m)
+			}
 		}
 		s.rmu.Unlock()
 	}
@@ -94,6 +98,77 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 	for _, m := range got {
 		s.sendReceipt(c.user, m.To, m.ID, "")
 	}
+}
+
+// encryptedPart is an <enc> of a message and the device it is for.
+type encryptedPart struct {
+	jid types.JID
+	enc waBinary.Node
+}
+
+// encryptedParts lists a message's <enc> elements: one per participant
+// (<participants><to jid>), or, in a message whatsmeow resends after a
+// retry receipt, the message's own, for its "to".
+func encryptedParts(node *waBinary.Node) []encryptedPart {
+	var out []encryptedPart
+	if parts, ok := node.GetOptionalChildByTag("participants"); ok {
+		for _, to := range parts.GetChildren() {
+			jid, _ := to.Attrs["jid"].(types.JID)
+			if enc, ok := to.GetOptionalChildByTag("enc"); ok && to.Tag == "to" {
+				out = append(out, encryptedPart{jid: jid, enc: enc})
+			}
+		}
+		return out
+	}
+	to, _ := node.Attrs["to"].(types.JID)
+	for _, enc := range node.GetChildrenByTag("enc") {
+		out = append(out, encryptedPart{jid: to, enc: enc})
+	}
+	return out
+}
+
+// maxRetries bounds the retry receipts exchanged for one message, as
+// whatsmeow does.
+const maxRetries = 5
+
+// askRetry makes contact, which could not decrypt message id from device
+// d (its session was lost, say in a restart of the server), send d a
+// retry receipt carrying its keys: whatsmeow then opens a new session and
+// sends the message again.
+func (s *Server) askRetry(d deviceRef, contact, id string, msgTime time.Time, count int) {
+	if count > maxRetries {
+		return
+	}
+	p := s.primaryOf(contact)
+	bundle := p.bundleNode(nil)
+	var reg waBinary.Node
+	var keys []waBinary.Node
+	for _, child := range bundle.GetChildren() {
+		if child.Tag == "registration" {
+			reg = child
+		} else {
+			keys = append(keys, child)
+		}
+	}
+	node := waBinary.Node{
+		Tag: "receipt",
+		Attrs: waBinary.Attrs{
+			"from": types.JID{User: contact, Server: types.DefaultUserServer},
+			"id":   id,
+			"type": "retry",
+			"t":    time.Now().Unix(),
+		},
+		Content: []waBinary.Node{
+			{Tag: "retry", Attrs: waBinary.Attrs{"count": count, "id": id, "t": msgTime.Unix(), "v": "1"}},
+			reg,
+			{Tag: "keys", Content: keys},
+		},
+	}
+	p.forget(d)
+	q := s.queueOf(d)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s.enqueue(d, q, &queued{key: stanzaKey{class: "receipt", id: id, typ: "retry"}, node: node})
 }
 
 // textOf is the text of a text message (or a caption) and the ID of the
@@ -149,6 +224,10 @@ func (c *conn) handleReceipt(node *waBinary.Node) {
 		}
 	}
 	me := deviceRef{user: c.user, device: c.device}
+	if typ == "retry" {
+		retry, _ := node.GetOptionalChildByTag("retry")
+		s.resend(c.ctx, me, ids[0], retry.AttrGetter().OptionalInt("count"))
+	}
 	var acked []*queued
 	if typ != "retry" {
 		// A read receipt implies delivery.
@@ -203,6 +282,37 @@ func (c *conn) handleAck(node *waBinary.Node) {
 	}
 }
 
+// resend answers device d's retry receipt for a contact's message id: the
+// contact drops its session with d, encrypts the message again from a new
+// one (a prekey message) and queues it, as WhatsApp clients do. whatsmeow
+// also acknowledges the message it could not decrypt, before or after its
+// retry receipt: that takes the first copy off the queue.
+func (s *Server) resend(ctx context.Context, d deviceRef, id string, count int) {
+	if count <= 0 || count > maxRetries {
+		return
+	}
+	s.rmu.Lock()
+	var e *receivedEntry
+	if log := s.received[d.user]; log != nil {
+		e = log.byID[id]
+	}
+	s.rmu.Unlock()
+	if e == nil {
+		return
+	}
+	q := s.queueOf(d)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e.contact.forget(d)
+	item, err := s.encryptForDevice(ctx, d, id, e)
+	if err != nil {
+		return
+	}
+	enc := item.node.GetChildren()[0]
+	enc.Attrs["count"] = count
+	s.enqueue(d, q, item)
+}
+
 // ContactSend implements Control.
 func (s *Server) ContactSend(ctx context.Context, user, from, text, replyTo string) (string, error) {
 	from = strings.TrimPrefix(from, "+")
@@ -228,16 +338,19 @@ func (s *Server) ContactSend(ctx context.Context, user, from, text, replyTo stri
 	if err != nil {
 		return "", fmt.Errorf("marshal message: %w", err)
 	}
-	contact := s.primaryOf(from)
 	id := newMessageID()
 	now := time.Now()
-	rec := &ReceivedMessage{ID: id, From: from, Text: text, ReplyTo: replyTo, Timestamp: now.Truncate(time.Second)}
+	e := &receivedEntry{
+		ReceivedMessage: ReceivedMessage{ID: id, From: from, Text: text, ReplyTo: replyTo, Timestamp: now.Truncate(time.Second)},
+		contact:         s.primaryOf(from),
+		plain:           plaintext,
+	}
 	s.rmu.Lock()
-	s.receivedLogLocked(user).add(id, rec)
+	s.receivedLogLocked(user).add(id, e)
 	s.rmu.Unlock()
 	var errs []error
 	for _, d := range devices {
-		if err := s.sendToDevice(ctx, d, contact, id, now, plaintext, rec); err != nil {
+		if err := s.sendToDevice(ctx, d, id, e); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -248,15 +361,28 @@ func (s *Server) ContactSend(ctx context.Context, user, from, text, replyTo stri
 }
 
 // sendToDevice encrypts a contact's message for device d and queues it.
-func (s *Server) sendToDevice(ctx context.Context, d deviceRef, contact *primary, id string, now time.Time, plaintext []byte, rec *ReceivedMessage) error {
+func (s *Server) sendToDevice(ctx context.Context, d deviceRef, id string, e *receivedEntry) error {
 	q := s.queueOf(d)
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	item, err := s.encryptForDevice(ctx, d, id, e)
+	if err != nil {
+		return err
+	}
+	s.enqueue(d, q, item)
+	return nil
+}
+
+// encryptForDevice builds the stanza of contact message e for device d;
+// d's queue lock is held, so messages are encrypted in the order they are
+// queued.
+func (s *Server) encryptForDevice(ctx context.Context, d deviceRef, id string, e *receivedEntry) (*queued, error) {
+	contact := e.contact
 	ciphertext, pk, err := contact.encrypt(ctx, d, func() (*prekey.Bundle, error) {
 		return s.companionBundle(d)
-	}, padMessage(slices.Clone(plaintext)))
+	}, padMessage(slices.Clone(e.plain)))
 	if err != nil {
-		return fmt.Errorf("encrypt for device %d: %w", d.device, err)
+		return nil, fmt.Errorf("encrypt for device %d: %w", d.device, err)
 	}
 	encType := "msg"
 	if pk {
@@ -268,17 +394,16 @@ func (s *Server) sendToDevice(ctx context.Context, d deviceRef, contact *primary
 			"from":       types.JID{User: contact.user, Server: types.DefaultUserServer},
 			"sender_lid": types.JID{User: lidUser(contact.user), Server: types.HiddenUserServer},
 			"id":         id,
-			"t":          now.Unix(),
+			"t":          e.Timestamp.Unix(),
 			"type":       "text",
 			"notify":     seedPushName(contact.user),
 		},
 		Content: []waBinary.Node{{Tag: "enc", Attrs: waBinary.Attrs{"v": "2", "type": encType}, Content: ciphertext}},
 	}
 	s.rmu.Lock()
-	rec.Pending++
+	e.Pending++
 	s.rmu.Unlock()
-	s.enqueue(d, q, &queued{key: stanzaKey{class: "message", id: id}, node: node, contact: contact, prekey: pk, record: rec})
-	return nil
+	return &queued{key: stanzaKey{class: "message", id: id}, node: node, contact: contact, prekey: pk, record: e}, nil
 }
 
 // textMessage is a contact's text: a plain conversation, or an extended
@@ -340,8 +465,11 @@ func (s *Server) Sent(_ context.Context, user string) ([]SentMessage, error) {
 func (s *Server) Received(_ context.Context, user string) ([]ReceivedMessage, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	out := []ReceivedMessage{}
 	if log := s.received[user]; log != nil {
-		return log.copies(), nil
+		for _, e := range log.list {
+			out = append(out, e.ReceivedMessage)
+		}
 	}
-	return []ReceivedMessage{}, nil
+	return out, nil
 }

@@ -291,4 +291,48 @@ func TestPairedDeviceMessaging(t *testing.T) {
 	waitEvent(t, fresh, func(m *events.Message) bool {
 		return m.Info.ID == id2 && m.Message.GetConversation() == "after a restart"
 	})
+
+	// The restarted server's contact lost its session with the device:
+	// it cannot decrypt, asks for a retry with its keys, and whatsmeow
+	// sends the message again on a new session.
+	resp, err = fresh.SendMessage(ctx, pn(contact), &waE2E.Message{Conversation: proto.String("still there?")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the retried message decrypted", func() bool {
+		sent, _ := srv2.Sent(ctx, user)
+		return len(sent) == 1 && sent[0].ID == resp.ID && sent[0].Text == "still there?"
+	})
+}
+
+// A device that lost its session with a contact sends a retry receipt;
+// the contact encrypts the message again on a new session, and the device
+// gets it.
+func TestContactAnswersRetryReceipt(t *testing.T) {
+	srv := startServer(t)
+	const user, contact = "15550100007", "15557770007"
+	tc := connectedSeed(t, srv, user)
+	ctx := ctxTimeout(t)
+	id1, err := srv.ContactSend(ctx, user, contact, "one", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the first message acknowledged", func() bool { return received(t, srv, user, id1).Delivered })
+	lid, err := tc.Store.LIDs.GetLIDForPN(ctx, pn(contact))
+	if err != nil || lid.IsEmpty() {
+		t.Fatalf("contact's LID: %v %v", lid, err)
+	}
+	if err := tc.Store.Sessions.DeleteSession(ctx, lid.SignalAddress().String()); err != nil {
+		t.Fatal(err)
+	}
+
+	id2, err := srv.ContactSend(ctx, user, contact, "two", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, tc, func(m *events.Message) bool { return m.Info.ID == id2 && m.Message.GetConversation() == "two" })
+	eventually(t, "the retried message acknowledged", func() bool {
+		r := received(t, srv, user, id2)
+		return r.Delivered && r.Pending == 0 && r.Retries == 1
+	})
 }

@@ -28,11 +28,12 @@ type queued struct {
 	// sentOn is the connection it was last sent on: it is sent again
 	// only on another one.
 	sentOn *conn
-	// For a contact's message: the contact, and whether it is a prekey
-	// message (the session is established once it is acknowledged).
+	// For a contact's message: the contact, whether it is a prekey
+	// message (the session is established once it is acknowledged), and
+	// its record.
 	contact *primary
 	prekey  bool
-	record  *ReceivedMessage // guarded by s.rmu
+	record  *receivedEntry // guarded by s.rmu
 }
 
 // deviceQueue is one device's queue. mu is held while a stanza is

@@ -44,6 +44,14 @@ type ReceivedMessage struct {
 	Retries int `json:"retries"`
 }
 
+// receivedEntry is a ReceivedMessage and what the contact needs to
+// encrypt it again after a retry receipt.
+type receivedEntry struct {
+	ReceivedMessage
+	contact *primary
+	plain   []byte
+}
+
 // recordLog is an account's messages in one direction, in order, with an
 // index by message ID.
 type recordLog[T any] struct {
@@ -85,10 +93,10 @@ func (s *Server) sentLogLocked(user string) *recordLog[SentMessage] {
 	return l
 }
 
-func (s *Server) receivedLogLocked(user string) *recordLog[ReceivedMessage] {
+func (s *Server) receivedLogLocked(user string) *recordLog[receivedEntry] {
 	l := s.received[user]
 	if l == nil {
-		l = &recordLog[ReceivedMessage]{}
+		l = &recordLog[receivedEntry]{}
 		s.received[user] = l
 	}
 	return l

@@ -72,9 +72,9 @@ type Server struct {
 	pmu       sync.Mutex          // guards primaries
 	primaries map[string]*primary // the primary device of each number used
 
-	rmu      sync.Mutex                             // guards the records below
-	sent     map[string]*recordLog[SentMessage]     // by account: what its contacts decrypted
-	received map[string]*recordLog[ReceivedMessage] // by account: what its contacts sent it
+	rmu      sync.Mutex                           // guards the records below
+	sent     map[string]*recordLog[SentMessage]   // by account: what its contacts decrypted
+	received map[string]*recordLog[receivedEntry] // by account: what its contacts sent it
 
 	undecryptable atomic.Int64 // <enc> elements no primary could decrypt
 }
@@ -129,7 +129,7 @@ func Start(opts Options) (*Server, error) {
 		queues:      make(map[deviceRef]*deviceQueue),
 		primaries:   make(map[string]*primary),
 		sent:        make(map[string]*recordLog[SentMessage]),
-		received:    make(map[string]*recordLog[ReceivedMessage]),
+		received:    make(map[string]*recordLog[receivedEntry]),
 		linked:      make(map[types.JID]*linkedDevice),
 		deviceNames: make(map[string]string),
 		appState:    make(map[types.JID]*appState),
