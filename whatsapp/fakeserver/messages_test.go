@@ -19,7 +19,7 @@ import (
 
 // connectedSeed connects a client on a seeded device of user and waits
 // until it is connected.
-func connectedSeed(t *testing.T, srv *fakeserver.Server, user string) *testClient {
+func connectedSeed(t testing.TB, srv *fakeserver.Server, user string) *testClient {
 	t.Helper()
 	container, _ := seed(t, user)
 	tc := newClient(t, srv, firstDevice(t, container))
