@@ -20,7 +20,10 @@ type Options struct {
 	Addr string       // listen address; "" means "127.0.0.1:0"
 	Log  *slog.Logger // nil discards
 	// StateFile keeps what WhatsApp remembers across the server's
-	// restarts: the devices the phone unlinked. "" keeps it in memory.
+	// restarts: the devices the phone unlinked, and the public keys of the
+	// devices paired with it. "" keeps it in memory. Signal sessions of
+	// fake contacts and queued messages are not kept: after a restart,
+	// retry receipts open new sessions.
 	StateFile string
 }
 
