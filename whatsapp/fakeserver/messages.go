@@ -226,6 +226,13 @@ func (c *conn) handleReceipt(node *waBinary.Node) {
 	me := deviceRef{user: c.user, device: c.device}
 	if typ == "retry" {
 		retry, _ := node.GetOptionalChildByTag("retry")
+		if keys, ok := node.GetOptionalChildByTag("keys"); ok {
+			// From its second retry receipt the device sends its keys:
+			// the server may have had wrong ones (a device seeded by an
+			// older SeedDevice, or paired with a server that kept no
+			// state).
+			s.learnKeys(me, node, &keys)
+		}
 		s.resend(c.ctx, me, ids[0], retry.AttrGetter().OptionalInt("count"))
 	}
 	var acked []*queued

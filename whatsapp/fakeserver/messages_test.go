@@ -336,3 +336,28 @@ func TestContactAnswersRetryReceipt(t *testing.T) {
 		return r.Delivered && r.Pending == 0 && r.Retries == 1
 	})
 }
+
+// A device whose keys the server got wrong (here: a signed prekey changed
+// behind its back, as in a store seeded before keys were derived) cannot
+// decrypt; its second retry receipt carries its keys, and the contact's
+// next attempt uses them.
+func TestContactLearnsKeysFromRetryReceipt(t *testing.T) {
+	srv := startServer(t)
+	const user, contact = "15550100008", "15557770008"
+	container, _ := seed(t, user)
+	tc := newClient(t, srv, firstDevice(t, container))
+	tc.Store.SignedPreKey = tc.Store.IdentityKey.CreateSignedPreKey(1)
+	connect(t, tc)
+	waitEvent[*events.Connected](t, tc, nil)
+	ctx := ctxTimeout(t)
+
+	id, err := srv.ContactSend(ctx, user, contact, "can you read me", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, tc, func(m *events.Message) bool { return m.Info.ID == id && m.Message.GetConversation() == "can you read me" })
+	eventually(t, "the message acknowledged after retries", func() bool {
+		r := received(t, srv, user, id)
+		return r.Delivered && r.Pending == 0 && r.Retries == 2
+	})
+}

@@ -164,3 +164,26 @@ func preKeyFromNode(n waBinary.Node) (signedPreKey, bool) {
 	}
 	return out, true
 }
+
+// learnKeys records the keys device d sent in a retry receipt (node, with
+// its <keys> element keys): its registration ID, identity, signed prekey
+// and one one-time prekey, replacing what the server held.
+func (s *Server) learnKeys(d deviceRef, node, keys *waBinary.Node) {
+	reg, _ := node.GetChildByTag("registration").Content.([]byte)
+	id, _ := keys.GetChildByTag("identity").Content.([]byte)
+	spk, spkOK := preKeyFromNode(keys.GetChildByTag("skey"))
+	otk, otkOK := preKeyFromNode(keys.GetChildByTag("key"))
+	if len(reg) != 4 || len(id) != 32 || !spkOK {
+		return
+	}
+	k := &companionKeys{regID: binary.BigEndian.Uint32(reg), identity: [32]byte(id), signed: spk}
+	if otkOK {
+		k.preKeys = []oneTimePreKey{{id: otk.id, pub: otk.pub}}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setCompanionLocked(d, k)
+	if err := s.saveStateLocked(); err != nil {
+		s.log.Warn("device keys not kept in the state file", "err", err)
+	}
+}
