@@ -355,7 +355,9 @@ func TestContactLearnsKeysFromRetryReceipt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, tc, func(m *events.Message) bool { return m.Info.ID == id && m.Message.GetConversation() == "can you read me" })
+	waitEvent(t, tc, func(m *events.Message) bool {
+		return m.Info.ID == id && m.Message.GetConversation() == "can you read me"
+	})
 	eventually(t, "the message acknowledged after retries", func() bool {
 		r := received(t, srv, user, id)
 		return r.Delivered && r.Pending == 0 && r.Retries == 2
