@@ -33,11 +33,13 @@
 // redelivered at each login, as WhatsApp's offline queue does. The server
 // answers usync (is a number on WhatsApp: every number is, but those
 // starting with 999; device lists; LIDs) and prekey bundle fetches from the
-// keys devices registered or uploaded. Sent and Received tell what each
-// side got. docs/protocol.md lists what whatsmeow sends and expects.
+// keys devices registered or uploaded. A message from one session to
+// another's number is also relayed to that account's companions. Sent and
+// Received tell what each side got. docs/protocol.md lists what whatsmeow
+// sends and expects.
 //
-// Not emulated: groups, media, presence, history sync, messages between
-// two sessions, and any app state but the push name. Queries the server
+// Not emulated: groups, media, presence, history sync, copies for an
+// account's other companions, and any app state but the push name. Queries the server
 // does not know get an empty result, so clients do not hang on them.
 //
 // The service's binary links this package in for test mode

@@ -36,10 +36,19 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 	now := time.Now()
 	var got []*SentMessage
 	var copies []*waE2E.DeviceSentMessage
+	var relays []encryptedPart
 	for _, t := range encryptedParts(node) {
 		owner, ok := numberOf(t.jid)
-		if !ok || t.jid.Device != 0 || !onWhatsApp(owner) {
-			// Other companions, own or a contact's, are not emulated.
+		if !ok || !onWhatsApp(owner) {
+			continue
+		}
+		if t.jid.Device != 0 {
+			// Another session's companion gets the message as WhatsApp
+			// relays it; the account's own other companions do not
+			// (not emulated).
+			if owner != c.user {
+				relays = append(relays, t)
+			}
 			continue
 		}
 		encAG := t.enc.AttrGetter()
@@ -97,6 +106,58 @@ func (c *conn) handleMessage(node *waBinary.Node) {
 	}
 	for _, m := range got {
 		s.sendReceipt(c.user, m.To, m.ID, "")
+	}
+	s.relay(from, id, now, node, relays, got)
+}
+
+// relay queues the parts of a session's message meant for another
+// account's companions, as a message from the sending device. got are
+// what the accounts' phones decrypted: their texts go to the records.
+func (s *Server) relay(from deviceRef, id string, now time.Time, node *waBinary.Node, parts []encryptedPart, got []*SentMessage) {
+	identity, hasIdentity := node.GetOptionalChildByTag("device-identity")
+	records := make(map[string]*receivedEntry)
+	for _, t := range parts {
+		owner, _ := numberOf(t.jid)
+		d := deviceRef{user: owner, device: t.jid.Device}
+		if !slices.Contains(s.companionsOf(owner), d) {
+			continue
+		}
+		e := records[owner]
+		if e == nil {
+			e = &receivedEntry{ReceivedMessage: ReceivedMessage{ID: id, From: from.user, Timestamp: now.Truncate(time.Second)}}
+			for _, m := range got {
+				if m.To == owner {
+					e.Text, e.ReplyTo = m.Text, m.ReplyTo
+				}
+			}
+			records[owner] = e
+			s.rmu.Lock()
+			s.receivedLogLocked(owner).add(id, e)
+			s.rmu.Unlock()
+		}
+		content := []waBinary.Node{t.enc}
+		if hasIdentity && t.enc.AttrGetter().OptionalString("type") == "pkmsg" {
+			content = append(content, identity)
+		}
+		msg := waBinary.Node{
+			Tag: "message",
+			Attrs: waBinary.Attrs{
+				"from":       types.JID{User: from.user, Device: from.device, Server: types.DefaultUserServer},
+				"sender_lid": types.JID{User: lidUser(from.user), Device: from.device, Server: types.HiddenUserServer},
+				"id":         id,
+				"t":          now.Unix(),
+				"type":       "text",
+				"notify":     seedPushName(from.user),
+			},
+			Content: content,
+		}
+		q := s.queueOf(d)
+		q.mu.Lock()
+		s.rmu.Lock()
+		e.Pending++
+		s.rmu.Unlock()
+		s.enqueue(d, q, &queued{key: stanzaKey{class: "message", id: id}, node: msg, record: e})
+		q.mu.Unlock()
 	}
 }
 
@@ -304,8 +365,8 @@ func (s *Server) resend(ctx context.Context, d deviceRef, id string, count int) 
 		e = log.byID[id]
 	}
 	s.rmu.Unlock()
-	if e == nil {
-		return
+	if e == nil || e.contact == nil {
+		return // unknown, or relayed from another session: not ours to encrypt
 	}
 	q := s.queueOf(d)
 	q.mu.Lock()

@@ -363,3 +363,31 @@ func TestContactLearnsKeysFromRetryReceipt(t *testing.T) {
 		return r.Delivered && r.Pending == 0 && r.Retries == 2
 	})
 }
+
+// One session sends to another session's number: that account's phone
+// decrypts it as a contact would, and its companion gets it too, relayed
+// as WhatsApp does, from the sending device.
+func TestSessionToSession(t *testing.T) {
+	srv := startServer(t)
+	const alice, bob = "15550100011", "15550100012"
+	a := connectedSeed(t, srv, alice)
+	b := connectedSeed(t, srv, bob)
+	ctx := ctxTimeout(t)
+	for i, text := range []string{"hi bob", "still there?"} {
+		resp, err := a.SendMessage(ctx, pn(bob), &waE2E.Message{Conversation: proto.String(text)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := waitEvent(t, b, func(m *events.Message) bool { return m.Info.ID == resp.ID })
+		if msg.Message.GetConversation() != text || msg.Info.Chat != pn(alice) || msg.Info.IsFromMe {
+			t.Errorf("message %d at bob: %+v %v", i, msg.Info, msg.Message)
+		}
+		eventually(t, "bob's device acknowledged it", func() bool {
+			r := received(t, srv, bob, resp.ID)
+			return r.Delivered && r.Pending == 0 && r.Text == text && r.From == alice
+		})
+	}
+	if sent, _ := srv.Sent(ctx, alice); len(sent) != 2 || sent[1].To != bob {
+		t.Errorf("alice's sent messages: %+v", sent)
+	}
+}
