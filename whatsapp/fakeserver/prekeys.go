@@ -18,7 +18,8 @@ import (
 
 // knowCompanionLocked registers companion d if the server has no keys of
 // it yet: it logged in, so it is a device SeedDevice wrote (or one paired
-// with an earlier instance that kept no state file).
+// with an earlier instance that kept no state file). Its keys are derived
+// when first needed (takeBundle), not here: login holds s.mu.
 func (s *Server) knowCompanionLocked(d deviceRef) {
 	devs := s.companions[d.user]
 	if devs == nil {
@@ -26,7 +27,7 @@ func (s *Server) knowCompanionLocked(d deviceRef) {
 		s.companions[d.user] = devs
 	}
 	if devs[d.device] == nil {
-		devs[d.device] = seededCompanionKeys(d)
+		devs[d.device] = &companionKeys{seeded: true}
 	}
 }
 
@@ -55,20 +56,28 @@ func (s *Server) companionsOf(user string) []deviceRef {
 
 // takeBundle is the prekey bundle of companion d, with one of its uploaded
 // one-time prekeys, which it hands out only once (as WhatsApp does). A
-// device the server does not know gets the keys SeedDevice derives.
-func (s *Server) takeBundle(d deviceRef) (*companionKeys, *oneTimePreKey) {
+// device the server has no keys of gets the keys SeedDevice derives,
+// derived outside s.mu.
+func (s *Server) takeBundle(d deviceRef) (companionKeys, *oneTimePreKey) {
+	s.mu.Lock()
+	k := s.companions[d.user][d.device]
+	if k != nil && k.regID != 0 {
+		defer s.mu.Unlock()
+		var otk *oneTimePreKey
+		if len(k.preKeys) > 0 {
+			otk = &k.preKeys[0]
+			k.preKeys = k.preKeys[1:]
+		}
+		return companionKeys{regID: k.regID, identity: k.identity, signed: k.signed}, otk
+	}
+	s.mu.Unlock()
+	derived := seededCompanionKeys(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := s.companions[d.user][d.device]
-	if k == nil {
-		k = seededCompanionKeys(d)
+	if k := s.companions[d.user][d.device]; k != nil && k.regID == 0 {
+		k.regID, k.identity, k.signed = derived.regID, derived.identity, derived.signed
 	}
-	var otk *oneTimePreKey
-	if len(k.preKeys) > 0 {
-		otk = &k.preKeys[0]
-		k.preKeys = k.preKeys[1:]
-	}
-	return k, otk
+	return *derived, nil
 }
 
 // companionBundle is takeBundle as libsignal takes it.

@@ -73,12 +73,19 @@ func newPrimary(user string) *primary {
 // primaryOf returns the primary device of user, creating it.
 func (s *Server) primaryOf(user string) *primary {
 	s.pmu.Lock()
-	defer s.pmu.Unlock()
 	p := s.primaries[user]
-	if p == nil {
-		p = newPrimary(user)
-		s.primaries[user] = p
+	s.pmu.Unlock()
+	if p != nil {
+		return p
 	}
+	// Derived outside the lock (it is crypto); the first one stored wins.
+	p = newPrimary(user)
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if prev := s.primaries[user]; prev != nil {
+		return prev
+	}
+	s.primaries[user] = p
 	return p
 }
 
@@ -239,7 +246,9 @@ type companionKeys struct {
 	identity [32]byte
 	signed   signedPreKey
 	preKeys  []oneTimePreKey // uploaded and not handed out yet
-	seeded   bool            // derived: the server never saw an upload
+	// seeded: derived (regID 0 until takeBundle derives them), the
+	// server never saw the device register or upload.
+	seeded bool
 }
 
 // bundle is the libsignal bundle of a companion: its signed prekey, and
