@@ -470,6 +470,9 @@ func (s *Server) encryptForDevice(ctx context.Context, d deviceRef, id string, e
 	}
 	s.rmu.Lock()
 	e.Pending++
+	if pk {
+		e.prekeys++
+	}
 	s.rmu.Unlock()
 	return &queued{key: stanzaKey{class: "message", id: id}, node: node, contact: contact, prekey: pk, record: e}, nil
 }

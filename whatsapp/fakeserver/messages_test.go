@@ -155,6 +155,11 @@ func TestContactSendsToSession(t *testing.T) {
 	if r := received(t, srv, user, id2); r.Deliveries != 1 || r.Retries != 0 {
 		t.Errorf("second message %+v, want one delivery and no retry", r)
 	}
+	// The first opened the session (pkmsg); once the device acknowledged
+	// it, the second went as a plain message (msg).
+	if n1, n2 := fakeserver.PrekeyEncryptions(srv, user, id1), fakeserver.PrekeyEncryptions(srv, user, id2); n1 != 1 || n2 != 0 {
+		t.Errorf("prekey messages: %d and %d, want 1 and 0", n1, n2)
+	}
 
 	if err := tc.MarkRead(ctx, []types.MessageID{id1, id2}, msg2.Info.Timestamp, msg2.Info.Chat, msg2.Info.Sender); err != nil {
 		t.Fatal(err)

@@ -50,6 +50,7 @@ type receivedEntry struct {
 	ReceivedMessage
 	contact *primary
 	plain   []byte
+	prekeys int // encryptions that were prekey messages (pkmsg)
 }
 
 // recordLog is an account's messages in one direction, in order, with an
