@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// Control is what a phone or the network does to a session. Devices are
-// named by the user part of their JID: the phone number the fake server
-// assigned at pairing (or that SeedDevice was given), e.g. "15550001234".
+// Control is what a phone, the network or a contact does to a session,
+// and what the contacts got from it. Devices are named by the user part of
+// their JID: the phone number the fake server assigned at pairing (or that
+// SeedDevice was given), e.g. "15550001234".
 type Control interface {
 	// ScanQR acts as the phone scanning the QR string a client showed
 	// (events.QR or a GetQRChannel code), completes the pairing and returns
