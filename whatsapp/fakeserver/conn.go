@@ -271,6 +271,7 @@ func (c *conn) handleNode(node *waBinary.Node) {
 			c.srv.mu.Lock()
 			err := c.srv.unlinkLocked(deviceRef{user: c.user, device: c.device})
 			c.srv.mu.Unlock()
+			c.srv.dropQueue(deviceRef{user: c.user, device: c.device})
 			if err != nil {
 				c.log.Warn("logout not remembered", "err", err)
 			}

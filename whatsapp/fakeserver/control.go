@@ -176,6 +176,7 @@ func (s *Server) Unlink(_ context.Context, user string, device uint16) error {
 	err := s.unlinkLocked(deviceRef{user: user, device: device})
 	live := s.takeLiveLocked(user, func(c *conn) bool { return c.device == device })
 	s.mu.Unlock()
+	s.dropQueue(deviceRef{user: user, device: device})
 	for _, c := range live {
 		c.sendStreamError("401", string(StreamDeviceRemoved))
 	}

@@ -396,3 +396,30 @@ func TestSessionToSession(t *testing.T) {
 		t.Errorf("alice's sent messages: %+v", sent)
 	}
 }
+
+// A device the phone unlinks is no longer a destination: what waited for
+// it is dropped, and contacts send to the account's other devices only.
+func TestUnlinkedDeviceGetsNoMessages(t *testing.T) {
+	srv := startServer(t)
+	const user, contact = "15550100013", "15557770013"
+	tc := connectedSeed(t, srv, user)
+	tc.Disconnect()
+	waitConnections(t, srv, user, 0)
+	ctx := ctxTimeout(t)
+	id, err := srv.ContactSend(ctx, user, contact, "queued", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Unlink(ctx, user, 1); err != nil {
+		t.Fatal(err)
+	}
+	if r := received(t, srv, user, id); r.Pending != 0 {
+		t.Errorf("after unlink: %+v, want nothing pending", r)
+	}
+	if st, _ := srv.Stats(ctx); st.Queued != 0 {
+		t.Errorf("%d stanzas still queued", st.Queued)
+	}
+	if _, err := srv.ContactSend(ctx, user, contact, "to nobody", ""); !errors.Is(err, fakeserver.ErrNoDevice) {
+		t.Errorf("send to an account without devices: %v, want ErrNoDevice", err)
+	}
+}

@@ -129,3 +129,20 @@ func (s *Server) acknowledge(d deviceRef, key stanzaKey) *queued {
 	}
 	return item
 }
+
+// dropQueue forgets what waits for device d, which was unlinked: it will
+// never log in again.
+func (s *Server) dropQueue(d deviceRef) {
+	q := s.queueOf(d)
+	q.mu.Lock()
+	items := q.items
+	q.items = nil
+	q.mu.Unlock()
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for _, item := range items {
+		if item.record != nil {
+			item.record.Pending--
+		}
+	}
+}

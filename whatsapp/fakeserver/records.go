@@ -14,7 +14,8 @@ type SentMessage struct {
 	ReplyTo   string    `json:"replyTo,omitempty"` // the quoted message's ID
 	Timestamp time.Time `json:"timestamp"`         // when the server received it
 	// PhoneCopy: the account's phone decrypted the copy the session sent
-	// it (DeviceSentMessage), with the same destination and text.
+	// it (DeviceSentMessage), with the same destination and text, in the
+	// same stanza (so not for a message the contact got on a retry).
 	PhoneCopy bool `json:"phoneCopy"`
 	// Delivered and Read: the contact sent a delivery receipt (always,
 	// on receipt) and a read receipt (ContactRead).
