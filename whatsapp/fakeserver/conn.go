@@ -257,6 +257,10 @@ func (c *conn) handleNode(node *waBinary.Node) {
 		if c.user != "" {
 			reply = c.handleUsync(node)
 		}
+	case "privacy":
+		if ag.OptionalString("type") == "get" {
+			reply = privacySettings(node)
+		}
 	case "w:sync:app:state":
 		if c.user != "" {
 			reply = c.handleAppStateIQ(node)
