@@ -70,3 +70,45 @@ func TestPairingStateAlwaysHasAQRCode(t *testing.T) {
 		}
 	}
 }
+
+// The contact actions through the API: a contact's message is accepted
+// with its ID, sent lists what contacts decrypted (nothing yet), and bad
+// bodies, numbers not on WhatsApp and unknown messages get the API's
+// errors.
+func TestContactTestActions(t *testing.T) {
+	svc := e2e.Start(t, e2e.Config(t.TempDir(), nil))
+	svc.Call("POST", "/api/whatsapp/session/carol", "")
+	svc.WaitState("carol", "pairing", e2e.Wait)
+	eventuallyOK(t, func() bool { code, _ := svc.Call("GET", "/api/whatsapp/session/carol/qr", ""); return code == 200 })
+	if code, out := svc.Call("POST", "/api/whatsapp/test/session/carol/scan", ""); code != 200 {
+		t.Fatalf("scan: %d %v", code, out)
+	}
+	svc.WaitState("carol", "connected", e2e.Wait)
+
+	code, out := svc.Call("POST", "/api/whatsapp/test/session/carol/receive", `{"from":"+15557770030","text":"hi carol"}`)
+	if id, _ := out["id"].(string); code != 200 || out["action"] != "receive" || id == "" {
+		t.Errorf("receive: %d %v", code, out)
+	}
+	code, out = svc.Call("GET", "/api/whatsapp/test/session/carol/sent", "")
+	if msgs, ok := out["messages"].([]any); code != 200 || !ok || len(msgs) != 0 {
+		t.Errorf("sent: %d %v, want no messages", code, out)
+	}
+	for _, tt := range []struct {
+		action, body string
+		status       int
+		code         string
+	}{
+		{"receive", `{"from":"+15557770030"}`, 400, "bad_request"},
+		{"receive", `{"from":"+9995550000","text":"x"}`, 404, "not_found"},
+		{"read", `{}`, 400, "bad_request"},
+		{"read", `{"id":"3ANOSUCHMESSAGE"}`, 404, "not_found"},
+	} {
+		code, out := svc.Call("POST", "/api/whatsapp/test/session/carol/"+tt.action, tt.body)
+		if e, _ := out["error"].(map[string]any); code != tt.status || e["code"] != tt.code {
+			t.Errorf("%s %s: %d %v, want %d %s", tt.action, tt.body, code, out, tt.status, tt.code)
+		}
+	}
+	if code, _ := svc.Call("GET", "/api/whatsapp/test/session/nobody/sent", ""); code != 404 {
+		t.Errorf("sent of an unknown session: %d, want 404", code)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -315,12 +316,13 @@ func (c *Client) status(ctx context.Context, method, path string) (sessions.Stat
 type TestResult struct {
 	Action string `json:"action"`
 	Done   string `json:"done"`
+	ID     string `json:"id,omitempty"` // receive: the message's ID
 }
 
 // Test is POST /api/whatsapp/test/session/{id}/{action} (test mode only):
 // the fake WhatsApp's phone or network acts on the session (scan,
-// enter-code, unlink, ban, drop, replace, outdated, panic). A ban takes
-// p.Seconds.
+// enter-code, unlink, ban, drop, replace, outdated, receive, read, panic).
+// A ban takes p.Seconds; receive p.From, p.Text and p.ReplyTo; read p.ID.
 func (c *Client) Test(ctx context.Context, id, action string, p sessions.TestParams) (TestResult, error) {
 	var in any
 	if p != (sessions.TestParams{}) {
@@ -372,6 +374,44 @@ func (c *Client) RetryDeadDeliveries(ctx context.Context) (int, error) {
 	}
 	_, err := c.call(ctx, http.MethodPost, "/api/whatsapp/webhooks/deliveries/retry", nil, &out)
 	return out.Retried, err
+}
+
+// TestSentMessage is a message a session sent, as the fake contact that
+// decrypted it saw it.
+type TestSentMessage struct {
+	ID        string    `json:"id"`
+	To        string    `json:"to"` // the contact's phone number
+	Text      string    `json:"text"`
+	ReplyTo   string    `json:"replyTo,omitempty"`
+	Timestamp time.Time `json:"timestamp"`
+	PhoneCopy bool      `json:"phoneCopy"` // the account's phone decrypted its copy
+	Delivered bool      `json:"delivered"` // the contact sent a delivery receipt
+	Read      bool      `json:"read"`      // the contact sent a read receipt
+}
+
+// TestSent is GET /api/whatsapp/test/session/{id}/sent (test mode only):
+// what the session sent that fake contacts decrypted, in order.
+func (c *Client) TestSent(ctx context.Context, id string) ([]TestSentMessage, error) {
+	var out struct {
+		Messages []TestSentMessage `json:"messages"`
+	}
+	_, err := c.call(ctx, http.MethodGet, "/api/whatsapp/test/session/"+url.PathEscape(id)+"/sent", nil, &out)
+	return out.Messages, err
+}
+
+// TestReceive is Test with action receive: the fake contact with phone
+// number from sends the session text (a reply to replyTo if not empty).
+// It returns the message's ID.
+func (c *Client) TestReceive(ctx context.Context, id, from, text, replyTo string) (string, error) {
+	res, err := c.Test(ctx, id, "receive", sessions.TestParams{From: from, Text: text, ReplyTo: replyTo})
+	return res.ID, err
+}
+
+// TestRead is Test with action read: the contact that received message
+// msgID from the session sends a read receipt.
+func (c *Client) TestRead(ctx context.Context, id, msgID string) error {
+	_, err := c.Test(ctx, id, "read", sessions.TestParams{ID: msgID})
+	return err
 }
 
 // Sample is the value of the one sample of family name whose labels

@@ -41,6 +41,7 @@ var routes = map[string]string{
 	"GET /api/whatsapp/webhooks/deliveries":                    "Deliveries",
 	"POST /api/whatsapp/webhooks/deliveries/retry":             "RetryDeadDeliveries",
 	"POST /api/whatsapp/webhooks/deliveries/{id}/retry":        "RetryDelivery",
+	"GET /api/whatsapp/test/session/{senderId}/sent":           "TestSent",
 }
 
 // Every route the API describes has a client method, and no method names a

@@ -355,6 +355,17 @@ func (h *handlers) pairPhone(w http.ResponseWriter, r *http.Request, id string) 
 	return nil
 }
 
+// testSent is GET .../test/session/{id}/sent: what the session sent that
+// fake contacts decrypted.
+func (h *handlers) testSent(w http.ResponseWriter, r *http.Request, id string) error {
+	out, err := h.test.Act(r.Context(), id, "sent", sessions.TestParams{})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 func (h *handlers) testAction(w http.ResponseWriter, r *http.Request, id string) error {
 	var p sessions.TestParams
 	if err := decode(w, r, &p); err != nil {

@@ -115,6 +115,7 @@ func NewHandler(opts Options) http.Handler {
 		api.Handle("/whatsapp/session/{senderId:[^/]*}/messages/{id}/read", h.wrap(onSession(h.markRead))).Methods(http.MethodPost)
 	}
 	if opts.Test != nil {
+		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/sent", h.wrap(onSession(h.testSent))).Methods(http.MethodGet)
 		api.Handle("/whatsapp/test/session/{senderId:[^/]*}/{action}", h.wrap(onSession(h.testAction))).Methods(http.MethodPost)
 	}
 	if opts.Deliveries != nil {

@@ -39,13 +39,19 @@ type Inspection struct {
 }
 
 // TestDriver acts as the phone or the network for a session (test mode
-// only): action is scan, enter-code, unlink, ban, drop, replace, outdated
-// or panic. It returns this package's errors.
+// only): action is scan, enter-code, unlink, ban, drop, replace, outdated,
+// receive, read, sent or panic. It returns this package's errors.
 type TestDriver interface {
 	Act(ctx context.Context, id, action string, params TestParams) (any, error)
 }
 
 // TestParams are a test action's optional parameters.
 type TestParams struct {
-	Seconds int `json:"seconds"`
+	Seconds int `json:"seconds,omitempty"` // ban: how long
+	// receive: the contact's phone number, the text, and optionally the
+	// ID of the message it replies to.
+	From    string `json:"from,omitempty"`
+	Text    string `json:"text,omitempty"`
+	ReplyTo string `json:"replyTo,omitempty"`
+	ID      string `json:"id,omitempty"` // read: the message the contact reads
 }

@@ -1,12 +1,15 @@
 // Package testmode lets test mode act as the phone and the network for a
 // session, through the fake WhatsApp server's control: scan a pending
 // pairing, enter a pairing code, unlink the device, ban it, drop its
-// socket, replace its stream, refuse its client version, or make its actor
-// panic. It is wired only when WHATSAPP_TEST_MODE is on.
+// socket, replace its stream, refuse its client version, make its actor
+// panic, and act as its contacts: send it a message, read what it sent,
+// list what contacts decrypted. It is wired only when WHATSAPP_TEST_MODE
+// is on.
 package testmode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -49,13 +52,21 @@ func (d *Driver) Close() {
 	d.wg.Wait()
 }
 
-// Actions lists the test actions, as the API route names them.
-var Actions = []string{"scan", "enter-code", "unlink", "ban", "drop", "replace", "outdated", "panic"}
+// Actions lists the test actions, as the API's POST route names them;
+// "sent" is the GET route's.
+var Actions = []string{"scan", "enter-code", "unlink", "ban", "drop", "replace", "outdated", "receive", "read", "panic"}
 
 // Result is a test action's answer.
 type Result struct {
 	Action string `json:"action"`
 	Done   string `json:"done"`
+	ID     string `json:"id,omitempty"` // receive: the message's ID
+}
+
+// Sent is the "sent" answer: what the session sent that fake contacts
+// decrypted, in order.
+type Sent struct {
+	Messages []fakeserver.SentMessage `json:"messages"`
 }
 
 // Act performs action on session id.
@@ -102,6 +113,29 @@ func (d *Driver) Act(ctx context.Context, id, action string, p sessions.TestPara
 		d.clearAfter(user, expire)
 		_, err = d.control.Drop(ctx, user)
 		return d.done(action, fmt.Sprintf("banned for %d s", secs), err)
+	case "receive":
+		if p.From == "" || p.Text == "" {
+			return nil, sessions.Errorf(sessions.ErrInvalid, `receive needs {"from": "<phone number>", "text": "..."} and optionally "replyTo"`)
+		}
+		msgID, err := d.control.ContactSend(ctx, user, p.From, p.Text, p.ReplyTo)
+		if err != nil {
+			return nil, contactError(action, err)
+		}
+		return Result{Action: action, Done: "a contact sent the session a message", ID: msgID}, nil
+	case "read":
+		if p.ID == "" {
+			return nil, sessions.Errorf(sessions.ErrInvalid, `read needs {"id": "<message id>"}`)
+		}
+		if err := d.control.ContactRead(ctx, user, p.ID); err != nil {
+			return nil, contactError(action, err)
+		}
+		return Result{Action: action, Done: "the contact read the message"}, nil
+	case "sent":
+		msgs, err := d.control.Sent(ctx, user)
+		if err != nil {
+			return nil, contactError(action, err)
+		}
+		return Sent{Messages: msgs}, nil
 	case "outdated":
 		// One refused login, then WhatsApp accepts this client again, so
 		// that an operator's restore brings the session back.
@@ -142,6 +176,25 @@ func (d *Driver) scan(ctx context.Context, id string, insp sessions.Inspection) 
 		return nil, sessions.WrongState(insp.State, "session %s is %s: nothing to scan (create it first)", id, insp.State)
 	}
 	return d.done("scan", "the phone completed the pairing", err)
+}
+
+// contactError maps the fake server's answer to a contact action to this
+// service's errors: a bad argument, a number not on WhatsApp or an unknown
+// message is the caller's; a device the fake server never saw log in is
+// a session in the wrong state.
+func contactError(action string, err error) error {
+	switch {
+	case errors.Is(err, fakeserver.ErrInvalidArgument):
+		return sessions.Errorf(sessions.ErrInvalid, "%s: from must be a phone number in international form other than the session's, text 1 to 65,536 characters, replyTo at most 128", action)
+	case errors.Is(err, fakeserver.ErrNotOnWhatsApp):
+		return sessions.Errorf(sessions.ErrNotFound, "%s: the contact is not on WhatsApp", action)
+	case errors.Is(err, fakeserver.ErrUnknownMessage):
+		return sessions.Errorf(sessions.ErrNotFound, "%s: no contact received a message with this id from the session", action)
+	case errors.Is(err, fakeserver.ErrNoDevice):
+		return sessions.Errorf(sessions.ErrWrongState, "%s: the session's device has not logged in to the fake server", action)
+	}
+	// Not the error's text: the control API's paths name the number.
+	return fmt.Errorf("%w: fake server: %s failed", sessions.ErrWhatsApp, action)
 }
 
 func (d *Driver) done(action, what string, err error) (any, error) {

@@ -53,7 +53,7 @@ func TestDriverReturnsDomainErrors(t *testing.T) {
 	}{
 		{name: "drop", phone: phone{insp: paired}, control: fake, action: "drop"},
 		{name: "unknown action", phone: phone{insp: paired}, control: fake, action: "fly", want: sessions.ErrNotFound,
-			msg: "unknown test action: use scan, enter-code, unlink, ban, drop, replace, outdated or panic"},
+			msg: "unknown test action: use scan, enter-code, unlink, ban, drop, replace, outdated, receive, read or panic"},
 		{name: "ban without seconds", phone: phone{insp: paired}, control: fake, action: "ban", want: sessions.ErrInvalid,
 			msg: `ban needs {"seconds": N} with N from 1 to 86400`},
 		{name: "ban too long", phone: phone{insp: paired}, control: fake, action: "ban", params: sessions.TestParams{Seconds: 86401}, want: sessions.ErrInvalid},

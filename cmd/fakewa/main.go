@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, logw io.Writer, ready func(addrs)) 
 	controlAddr := fs.String("control", "127.0.0.1:9401", "listen address of the HTTP control API")
 	caOut := fs.String("ca-out", "", "write the PEM certificate of the CA clients must trust to this file (required)")
 	debug := fs.Bool("debug", false, "log connection-level debug messages")
-	state := fs.String("state", "", "file that keeps the devices the phone unlinked across restarts, as WhatsApp does (empty: memory only)")
+	state := fs.String("state", "", "file that keeps the devices the phone unlinked and the keys of paired devices across restarts, as WhatsApp does (empty: memory only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -54,6 +55,10 @@ type conn struct {
 
 	wmu sync.Mutex // serialises writes: transport counter and websocket
 	tr  *transport
+
+	// active is set once the logged-in client went active: from then on
+	// the server delivers its device's queue to it (queue.go).
+	active atomic.Bool
 
 	mu         sync.Mutex
 	waiters    map[string]chan *waBinary.Node // iq id -> reply channel of a control call
@@ -196,9 +201,23 @@ func (c *conn) request(ctx context.Context, node waBinary.Node) (*waBinary.Node,
 }
 
 // handleNode answers what the client sends. Nodes that need no answer
-// (ib, presence, ack, receipt) are dropped.
+// (ib, presence, chatstate) are dropped.
 func (c *conn) handleNode(node *waBinary.Node) {
-	if node.Tag != "iq" {
+	if c.user == "" && node.Tag != "iq" {
+		return
+	}
+	switch node.Tag {
+	case "iq":
+	case "message":
+		c.handleMessage(node)
+		return
+	case "receipt":
+		c.handleReceipt(node)
+		return
+	case "ack":
+		c.handleAck(node)
+		return
+	default:
 		return
 	}
 	ag := node.AttrGetter()
@@ -229,7 +248,18 @@ func (c *conn) handleNode(node *waBinary.Node) {
 		// Going active is when the server delivers what waited for the
 		// device; a freshly paired one gets its phone's initial sync.
 		if _, active := node.GetOptionalChildByTag("active"); active && c.user != "" {
-			then = c.sendInitialSync
+			then = func() {
+				c.sendInitialSync()
+				c.goActive()
+			}
+		}
+	case "usync":
+		if c.user != "" {
+			reply = c.handleUsync(node)
+		}
+	case "privacy":
+		if ag.OptionalString("type") == "get" {
+			reply = privacySettings(node)
 		}
 	case "w:sync:app:state":
 		if c.user != "" {
@@ -243,8 +273,9 @@ func (c *conn) handleNode(node *waBinary.Node) {
 			// A logout: WhatsApp forgets the device as if the phone had
 			// removed it.
 			c.srv.mu.Lock()
-			err := c.srv.unlinkLocked(unlinkedDevice{user: c.user, device: c.device})
+			err := c.srv.unlinkLocked(deviceRef{user: c.user, device: c.device})
 			c.srv.mu.Unlock()
+			c.srv.dropQueue(deviceRef{user: c.user, device: c.device})
 			if err != nil {
 				c.log.Warn("logout not remembered", "err", err)
 			}

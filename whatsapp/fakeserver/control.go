@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// Control is what a phone or the network does to a session. Devices are
-// named by the user part of their JID: the phone number the fake server
-// assigned at pairing (or that SeedDevice was given), e.g. "15550001234".
+// Control is what a phone, the network or a contact does to a session,
+// and what the contacts got from it. Devices are named by the user part of
+// their JID: the phone number the fake server assigned at pairing (or that
+// SeedDevice was given), e.g. "15550001234".
 type Control interface {
 	// ScanQR acts as the phone scanning the QR string a client showed
 	// (events.QR or a GetQRChannel code), completes the pairing and returns
@@ -44,6 +45,21 @@ type Control interface {
 	Connections(ctx context.Context, user string) (int, error)
 	// Stats reports the server's counters.
 	Stats(ctx context.Context) (Stats, error)
+
+	// ContactSend makes the fake contact with phone number from send user
+	// a text, quoting message replyTo if not empty: end-to-end encrypted
+	// for each of user's linked devices, queued for each until it
+	// acknowledges it. It returns the message ID.
+	ContactSend(ctx context.Context, user, from, text, replyTo string) (id string, err error)
+	// ContactRead makes the contact that received message id from user
+	// send a read receipt for it.
+	ContactRead(ctx context.Context, user, id string) error
+	// Sent lists, in order, the messages user's sessions sent that fake
+	// contacts decrypted, with the receipts the contacts sent back.
+	Sent(ctx context.Context, user string) ([]SentMessage, error)
+	// Received lists, in order, the messages contacts sent to user, with
+	// what user's devices acknowledged.
+	Received(ctx context.Context, user string) ([]ReceivedMessage, error)
 }
 
 var (
@@ -83,6 +99,8 @@ type Stats struct {
 	PendingPairings int `json:"pendingPairings"` // unpaired clients waiting for a scan or code now
 	TLSHandshakes   int `json:"tlsHandshakes"`   // completed TLS handshakes since start
 	TLSResumed      int `json:"tlsResumed"`      // of which resumed a TLS session
+	Undecryptable   int `json:"undecryptable"`   // encrypted parts of messages no fake contact or phone could decrypt
+	Queued          int `json:"queued"`          // messages and receipts waiting for a device's acknowledgement now
 }
 
 // Errors of Control calls. Remote returns the same values for errors the
@@ -101,6 +119,15 @@ var (
 	ErrPairingInProgress = errors.New("pairing already in progress")
 	// ErrPairingFailed: the client refused the pairing or went away.
 	ErrPairingFailed = errors.New("pairing failed")
+	// ErrNotOnWhatsApp: the phone number has no WhatsApp account (it
+	// starts with 999).
+	ErrNotOnWhatsApp = errors.New("the phone number is not on WhatsApp")
+	// ErrNoDevice: the server knows no linked device of the account (it
+	// never logged in to this server).
+	ErrNoDevice = errors.New("the account has no linked device")
+	// ErrUnknownMessage: no contact received a message with this ID from
+	// the account.
+	ErrUnknownMessage = errors.New("no such message")
 )
 
 // SetLoginFailure implements Control.
@@ -146,9 +173,10 @@ func (s *Server) Unlink(_ context.Context, user string, device uint16) error {
 		return fmt.Errorf("%w: empty user", ErrInvalidArgument)
 	}
 	s.mu.Lock()
-	err := s.unlinkLocked(unlinkedDevice{user: user, device: device})
+	err := s.unlinkLocked(deviceRef{user: user, device: device})
 	live := s.takeLiveLocked(user, func(c *conn) bool { return c.device == device })
 	s.mu.Unlock()
+	s.dropQueue(deviceRef{user: user, device: device})
 	for _, c := range live {
 		c.sendStreamError("401", string(StreamDeviceRemoved))
 	}
@@ -199,11 +227,22 @@ func (s *Server) Connections(_ context.Context, user string) (int, error) {
 // Stats implements Control.
 func (s *Server) Stats(context.Context) (Stats, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := Stats{Logins: s.logins, Pairings: s.pairings, PendingPairings: len(s.unpaired),
-		TLSHandshakes: int(s.tlsHandshakes.Load()), TLSResumed: int(s.tlsResumed.Load())}
+		TLSHandshakes: int(s.tlsHandshakes.Load()), TLSResumed: int(s.tlsResumed.Load()),
+		Undecryptable: int(s.undecryptable.Load())}
 	for _, u := range s.users {
 		st.Live += len(u.live)
+	}
+	queues := make([]*deviceQueue, 0, len(s.queues))
+	for _, q := range s.queues {
+		queues = append(queues, q)
+	}
+	s.mu.Unlock()
+	// A queue's lock is taken before s.mu, never under it.
+	for _, q := range queues {
+		q.mu.Lock()
+		st.Queued += len(q.items)
+		q.mu.Unlock()
 	}
 	return st, nil
 }

@@ -9,8 +9,12 @@ import (
 	"time"
 )
 
-// maxControlBody caps control request bodies.
-const maxControlBody = 64 << 10
+// maxControlBody caps control request bodies (a text may be 65,536
+// characters); maxControlAnswer caps the answers Remote reads.
+const (
+	maxControlBody   = 1 << 20
+	maxControlAnswer = 64 << 20
+)
 
 // The control API's request and response bodies, shared with Remote.
 type (
@@ -41,6 +45,20 @@ type (
 		BanCode       int `json:"banCode"`
 		ExpireSeconds int `json:"expireSeconds"`
 	}
+	contactSendRequest struct {
+		From    string `json:"from"`
+		Text    string `json:"text"`
+		ReplyTo string `json:"replyTo,omitempty"`
+	}
+	idBody struct {
+		ID string `json:"id"`
+	}
+	sentResponse struct {
+		Messages []SentMessage `json:"messages"`
+	}
+	receivedResponse struct {
+		Messages []ReceivedMessage `json:"messages"`
+	}
 	errorBody struct {
 		Error errorDetail `json:"error"`
 	}
@@ -63,6 +81,9 @@ var errorCodes = []struct {
 	{ErrWrongCode, "wrong_code", http.StatusUnprocessableEntity},
 	{ErrPairingInProgress, "pairing_in_progress", http.StatusConflict},
 	{ErrPairingFailed, "pairing_failed", http.StatusBadGateway},
+	{ErrNotOnWhatsApp, "not_on_whatsapp", http.StatusNotFound},
+	{ErrNoDevice, "no_device", http.StatusNotFound},
+	{ErrUnknownMessage, "unknown_message", http.StatusNotFound},
 	{context.DeadlineExceeded, "timeout", http.StatusGatewayTimeout},
 	{context.Canceled, "canceled", http.StatusServiceUnavailable},
 }
@@ -81,6 +102,10 @@ var errorCodes = []struct {
 //	PUT  /devices/{user}/keepalives {"ignore"}     -> 204
 //	GET  /devices/{user}/connections               -> {"count"}
 //	GET  /stats                                    -> Stats
+//	POST /devices/{user}/receive {"from","text","replyTo"} -> {"id"}
+//	POST /devices/{user}/read {"id"}               -> 204
+//	GET  /devices/{user}/sent                      -> {"messages": [SentMessage]}
+//	GET  /devices/{user}/received                  -> {"messages": [ReceivedMessage]}
 //
 // Errors are {"error": {"code", "message"}} with a matching status.
 func (s *Server) ControlHandler() http.Handler {
@@ -131,6 +156,21 @@ func (s *Server) ControlHandler() http.Handler {
 	handle("GET /stats", func(w http.ResponseWriter, r *http.Request) error {
 		st, err := s.Stats(r.Context())
 		return answer(w, st, err)
+	})
+	handle("POST /devices/{user}/receive", withBody(func(w http.ResponseWriter, r *http.Request, req contactSendRequest) error {
+		id, err := s.ContactSend(r.Context(), r.PathValue("user"), req.From, req.Text, req.ReplyTo)
+		return answer(w, idBody{ID: id}, err)
+	}))
+	handle("POST /devices/{user}/read", withBody(func(w http.ResponseWriter, r *http.Request, req idBody) error {
+		return noContent(w, s.ContactRead(r.Context(), r.PathValue("user"), req.ID))
+	}))
+	handle("GET /devices/{user}/sent", func(w http.ResponseWriter, r *http.Request) error {
+		msgs, err := s.Sent(r.Context(), r.PathValue("user"))
+		return answer(w, sentResponse{Messages: msgs}, err)
+	})
+	handle("GET /devices/{user}/received", func(w http.ResponseWriter, r *http.Request) error {
+		msgs, err := s.Received(r.Context(), r.PathValue("user"))
+		return answer(w, receivedResponse{Messages: msgs}, err)
 	})
 	handle("/", func(http.ResponseWriter, *http.Request) error {
 		return errNotFound

@@ -16,14 +16,31 @@
 // it reports is derived from the phone number, so a client stored by one
 // instance logs in to the next one unchanged. What it does remember is what
 // WhatsApp never forgets: the devices the phone unlinked (or that logged
-// out) are refused with 401, across restarts when Options.StateFile is set. What a phone or the network does to a
+// out) are refused with 401, and the public keys of the devices paired with
+// it, across restarts when Options.StateFile is set. What a phone or the network does to a
 // session (scan, ban, unlink, drop, replace) is driven through Control, in
 // process on *Server or over HTTP with Remote against ControlHandler.
 // SeedDevice writes stored sessions directly, for benchmarks.
 //
-// Not emulated: messages, receipts, presence, groups, media, history sync
-// and any app state but the push name. Queries the server does not know
-// get an empty result, so clients do not hang on them.
+// It also plays every other party of a 1:1 chat. Each phone number's
+// primary device has its own Signal identity (go.mau.fi/libsignal, keys
+// derived from the number), so a session's messages are really decrypted
+// by the fake contact they are for, and the copy for the account's own
+// devices by its phone; the contact answers with a delivery receipt, and a
+// read receipt on request (ContactRead). A contact sends a session text
+// (ContactSend), end-to-end encrypted for each of its devices, and the
+// message waits in the device's queue until the device acknowledges it,
+// redelivered at each login, as WhatsApp's offline queue does. The server
+// answers usync (is a number on WhatsApp: every number is, but those
+// starting with 999; device lists; LIDs) and prekey bundle fetches from the
+// keys devices registered or uploaded. A message from one session to
+// another's number is also relayed to that account's companions. Sent and
+// Received tell what each side got. docs/protocol.md lists what whatsmeow
+// sends and expects.
+//
+// Not emulated: groups, media, presence, history sync, copies for an
+// account's other companions, and any app state but the push name. Queries the server
+// does not know get an empty result, so clients do not hang on them.
 //
 // The service's binary links this package in for test mode
 // (WHATSAPP_TEST_MODE): only then does main start a server, or reach one

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math/big"
 	"strconv"
 	"sync"
 	"time"
@@ -65,14 +66,41 @@ func phoneIdentity(user string) *keys.KeyPair {
 }
 
 // lidUser is the LID user part the server assigns to phone number user: a
-// 15-digit number derived from it, so every server instance reports the
-// same LID for the same device.
+// 16-digit number that does not show the phone number but maps back to it
+// (userOfLID), so every server instance reports the same LID for the same
+// number and can tell whose LID a client addresses without remembering
+// it. Numbers of more than 15 digits, which no phone has, get a hash.
 func lidUser(user string) string {
-	sum := sha256.Sum256([]byte(lidSeed + user))
-	const base = 100_000_000_000_000 // 15 digits
-	n := binary.BigEndian.Uint64(sum[:8])%(9*base) + base
-	return strconv.FormatUint(n, 10)
+	n, ok := new(big.Int).SetString(user, 10)
+	if !ok || len(user) > 15 || n.Sign() <= 0 || user[0] == '0' {
+		sum := sha256.Sum256([]byte(lidSeed + user))
+		return "9" + strconv.FormatUint(binary.BigEndian.Uint64(sum[:8])%lidSpan.Uint64(), 10)
+	}
+	n.Mul(n, lidFactor).Add(n, lidShift).Mod(n, lidSpan).Add(n, lidSpan)
+	return n.String()
 }
+
+// userOfLID is the phone number whose LID user part is lid, if any.
+func userOfLID(lid string) (string, bool) {
+	n, ok := new(big.Int).SetString(lid, 10)
+	if !ok || len(lid) != 16 || lid[0] != '1' {
+		return "", false
+	}
+	n.Sub(n, lidSpan).Sub(n, lidShift).Mul(n, lidFactorInverse).Mod(n, lidSpan)
+	if n.Sign() <= 0 {
+		return "", false
+	}
+	return n.String(), true
+}
+
+// An LID is 10^15 + (phone * lidFactor + lidShift) mod 10^15: a bijection,
+// since lidFactor is prime to 10.
+var (
+	lidSpan          = big.NewInt(1_000_000_000_000_000)
+	lidFactor        = big.NewInt(385_461_829_067_331)
+	lidShift         = big.NewInt(271_828_182_845_904)
+	lidFactorInverse = new(big.Int).ModInverse(lidFactor, lidSpan)
+)
 
 // deviceLID is the LID of device number device of user.
 func deviceLID(user string, device uint16) types.JID {

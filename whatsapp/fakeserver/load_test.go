@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,5 +69,72 @@ func TestManyClients(t *testing.T) {
 	}
 	for _, tc := range clients {
 		waitEvent[*events.Disconnected](t, tc, nil)
+	}
+}
+
+// TestContactsSendToManySessions has contacts send 1,000 messages to 50
+// connected sessions from 8 goroutines at once: each session gets each of
+// its messages once, and acknowledges it.
+func TestContactsSendToManySessions(t *testing.T) {
+	const sessions, messages, senders = 50, 1000, 8
+	srv := startServer(t)
+	ctx := ctxTimeout(t)
+	clients := make([]*testClient, sessions)
+	users := make([]string, sessions)
+	for i := range clients {
+		users[i] = fmt.Sprintf("1555200%04d", i)
+		clients[i] = connectedSeed(t, srv, users[i])
+	}
+	var next atomic.Int64
+	errs := make(chan error, senders)
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for n := next.Add(1); n <= messages; n = next.Add(1) {
+				i := int(n) % sessions
+				// Two contacts per session, so sessions are opened and reused.
+				from := fmt.Sprintf("1555300%04d", int(n)%(2*sessions))
+				if _, err := srv.ContactSend(ctx, users[i], from, fmt.Sprintf("message %d", n), ""); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	eventually(t, "every message acknowledged", func() bool {
+		st, _ := srv.Stats(ctx)
+		return st.Queued == 0
+	})
+	total := 0
+	for i, tc := range clients {
+		seen := map[string]bool{}
+		got := 0
+		for _, evt := range tc.seen() {
+			if m, ok := evt.(*events.Message); ok {
+				if seen[m.Info.ID] {
+					t.Errorf("session %d: message %s twice", i, m.Info.ID)
+				}
+				seen[m.Info.ID] = true
+				got++
+			}
+		}
+		msgs, _ := srv.Received(ctx, users[i])
+		for _, m := range msgs {
+			if !m.Delivered || m.Pending != 0 || m.Retries != 0 {
+				t.Errorf("session %d, message %+v: want delivered once, no retry", i, m)
+			}
+		}
+		if got != len(msgs) {
+			t.Errorf("session %d: %d messages at the client, %d sent", i, got, len(msgs))
+		}
+		total += got
+	}
+	if st, _ := srv.Stats(ctx); total != messages || st.Undecryptable != 0 {
+		t.Errorf("%d messages delivered, want %d; %d undecryptable", total, messages, st.Undecryptable)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"strconv"
 	"time"
 
-	"go.mau.fi/whatsmeow"
 	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/types/events"
 )
@@ -24,7 +23,7 @@ func (c *conn) login(username uint64, device uint32) bool {
 	s.mu.Lock()
 	u := s.userLocked(user)
 	failure := u.failure
-	if _, removed := s.unlinked[unlinkedDevice{user: user, device: dev}]; removed {
+	if _, removed := s.unlinked[deviceRef{user: user, device: dev}]; removed {
 		// The phone removed this device: WhatsApp refuses its keys.
 		failure = LoginFailure{Reason: int(events.ConnectFailureLoggedOut)}
 	}
@@ -44,6 +43,9 @@ func (c *conn) login(username uint64, device uint32) bool {
 		// a later pairing on this instance.
 		s.phones[user] = struct{}{}
 		s.devices[user] = max(s.devices[user], dev)
+		if dev != 0 {
+			s.knowCompanionLocked(deviceRef{user: user, device: dev})
+		}
 	}
 	s.mu.Unlock()
 	for _, other := range replaced {
@@ -78,29 +80,4 @@ func (c *conn) login(username uint64, device uint32) bool {
 	}
 	c.log.Debug("logged in", "user", user, "device", dev)
 	return true
-}
-
-// handleEncryptIQ answers the prekey iqs of a fresh login: the count query
-// and the upload. The count is what this instance saw uploaded; a device it
-// never saw (a seeded one, or after a restart) is assumed to hold a full
-// batch, as the real server would after an earlier session.
-func (c *conn) handleEncryptIQ(node *waBinary.Node) *waBinary.Node {
-	jid := deviceJID(c.user, c.device)
-	if _, ok := node.GetOptionalChildByTag("count"); ok {
-		s := c.srv
-		s.mu.Lock()
-		n, known := s.preKeys[jid]
-		s.mu.Unlock()
-		if !known {
-			n = whatsmeow.WantedPreKeyCount
-		}
-		return &waBinary.Node{Content: []waBinary.Node{{Tag: "count", Attrs: waBinary.Attrs{"value": n}}}}
-	}
-	if list, ok := node.GetOptionalChildByTag("list"); ok && c.user != "" {
-		s := c.srv
-		s.mu.Lock()
-		s.preKeys[jid] += len(list.GetChildren())
-		s.mu.Unlock()
-	}
-	return nil
 }

@@ -47,6 +47,15 @@ type registration struct {
 	deviceName string
 }
 
+// companionKeys are the public keys the registration carries.
+func (r *registration) companionKeys() *companionKeys {
+	return &companionKeys{
+		regID:    r.registrationID,
+		identity: r.identityPub,
+		signed:   signedPreKey{id: r.signedPreKeyID, pub: r.signedPreKey, sig: r.signedPreSig},
+	}
+}
+
 // startPairing validates an unpaired client's registration data and sends
 // the pair-device iq with QR refs.
 func (c *conn) startPairing(noisePub *[32]byte, data *waWa6.ClientPayload_DevicePairingRegistrationData) error {
@@ -265,7 +274,11 @@ func (c *conn) completePairing(ctx context.Context, phone string, advSecret []by
 	s.mu.Lock()
 	s.forgetPairingLocked(c)
 	s.pairings++
-	s.preKeys[jid] = 0 // a new device has uploaded nothing yet
+	// A new device has uploaded no one-time prekeys yet.
+	s.setCompanionLocked(deviceRef{user: phone, device: device}, c.reg.companionKeys())
+	if err := s.saveStateLocked(); err != nil {
+		c.log.Warn("paired device keys not kept in the state file", "err", err)
+	}
 	// Once the new device logs in, its phone sends it the initial sync.
 	s.linked[jid] = &linkedDevice{phone: phone, reg: *c.reg, pushName: seedPushName(phone)}
 	s.deviceNames[phone] = c.reg.deviceName

@@ -8,13 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"go.mau.fi/libsignal/ecc"
-	"go.mau.fi/libsignal/keys/identity"
 	"go.mau.fi/libsignal/keys/prekey"
-	"go.mau.fi/libsignal/protocol"
-	"go.mau.fi/libsignal/session"
-	"go.mau.fi/libsignal/state/record"
-	"go.mau.fi/libsignal/util/optional"
 	"go.mau.fi/whatsmeow/appstate"
 	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/proto/waE2E"
@@ -66,7 +60,7 @@ func (c *conn) sendInitialSync() {
 	if ld == nil {
 		return
 	}
-	msg, state, err := ld.initialSync(jid)
+	msg, state, err := ld.initialSync(s.primaryOf(c.user), jid)
 	if err == nil {
 		err = c.send(*msg)
 	}
@@ -84,7 +78,7 @@ func (c *conn) sendInitialSync() {
 
 // initialSync builds the key share message for device jid and the app
 // state it unlocks.
-func (ld *linkedDevice) initialSync(jid types.JID) (*waBinary.Node, *appState, error) {
+func (ld *linkedDevice) initialSync(phone *primary, jid types.JID) (*waBinary.Node, *appState, error) {
 	ctx := context.Background()
 	keyID := make([]byte, 6)
 	keyData := make([]byte, 32)
@@ -114,9 +108,18 @@ func (ld *linkedDevice) initialSync(jid types.JID) (*waBinary.Node, *appState, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("marshal key share: %w", err)
 	}
-	ciphertext, err := ld.encrypt(ctx, jid, padMessage(plaintext))
+	// The phone's session with the device stays: the device answers on
+	// it when it sends the phone the copies of its messages.
+	to := deviceRef{user: ld.phone, device: jid.Device}
+	phone.forget(to) // a session with an earlier device of that number
+	ciphertext, prekeyMsg, err := phone.encrypt(ctx, to, func() (*prekey.Bundle, error) {
+		return ld.reg.companionKeys().bundle(jid.Device, nil), nil
+	}, padMessage(plaintext))
 	if err != nil {
 		return nil, nil, err
+	}
+	if !prekeyMsg {
+		return nil, nil, fmt.Errorf("the first message to a new device is not a prekey message")
 	}
 	msg := &waBinary.Node{
 		Tag: "message",
@@ -134,40 +137,6 @@ func (ld *linkedDevice) initialSync(jid types.JID) (*waBinary.Node, *appState, e
 		}},
 	}
 	return msg, &appState{patches: map[appstate.WAPatchName][]byte{appstate.WAPatchCriticalBlock: patch}}, nil
-}
-
-// encrypt opens a Signal session from the phone (device 0) to the companion
-// with the prekey bundle it registered, and encrypts one message. Without a
-// one-time prekey the session rests on the signed prekey alone, which
-// libsignal allows.
-func (ld *linkedDevice) encrypt(ctx context.Context, to types.JID, plaintext []byte) ([]byte, error) {
-	phone := phoneIdentity(ld.phone)
-	st := &phoneSignalStore{
-		identity: identity.NewKeyPair(
-			identity.NewKey(ecc.NewDjbECPublicKey(*phone.Pub)),
-			ecc.NewDjbECPrivateKey(*phone.Priv),
-		),
-		registrationID: randomUint32()%16380 + 1,
-	}
-	addr := protocol.NewSignalAddress(to.User, uint32(to.Device))
-	builder := session.NewBuilder(st, st, st, st, addr, store.SignalProtobufSerializer)
-	bundle := prekey.NewBundle(
-		ld.reg.registrationID, uint32(to.Device),
-		optional.NewEmptyUint32(), ld.reg.signedPreKeyID,
-		nil, ecc.NewDjbECPublicKey(ld.reg.signedPreKey), ld.reg.signedPreSig,
-		identity.NewKey(ecc.NewDjbECPublicKey(ld.reg.identityPub)),
-	)
-	if err := builder.ProcessBundle(ctx, bundle); err != nil {
-		return nil, fmt.Errorf("open signal session: %w", err)
-	}
-	msg, err := session.NewCipher(builder, addr).Encrypt(ctx, plaintext)
-	if err != nil {
-		return nil, fmt.Errorf("signal encrypt: %w", err)
-	}
-	if msg.Type() != protocol.PREKEY_TYPE {
-		return nil, fmt.Errorf("first signal message is type %d, not a prekey message", msg.Type())
-	}
-	return msg.Serialize(), nil
 }
 
 // pushNamePatch is the critical_block patch (version 1, from an empty
@@ -253,85 +222,4 @@ func (a *appStateKeyStore) GetAppStateSyncKey(_ context.Context, id []byte) (*st
 		return a.key, nil
 	}
 	return nil, nil
-}
-
-// phoneSignalStore is the phone's Signal state for one message: its
-// identity and the one session it opens. The phone never receives, so it
-// holds no prekeys.
-type phoneSignalStore struct {
-	identity       *identity.KeyPair
-	registrationID uint32
-	session        *record.Session
-}
-
-func (p *phoneSignalStore) LoadSession(context.Context, *protocol.SignalAddress) (*record.Session, error) {
-	if p.session == nil {
-		return record.NewSession(store.SignalProtobufSerializer.Session, store.SignalProtobufSerializer.State), nil
-	}
-	return p.session, nil
-}
-
-func (p *phoneSignalStore) GetSubDeviceSessions(context.Context, string) ([]uint32, error) {
-	return nil, nil
-}
-
-func (p *phoneSignalStore) StoreSession(_ context.Context, _ *protocol.SignalAddress, r *record.Session) error {
-	p.session = r
-	return nil
-}
-
-func (p *phoneSignalStore) ContainsSession(context.Context, *protocol.SignalAddress) (bool, error) {
-	return p.session != nil, nil
-}
-
-func (p *phoneSignalStore) DeleteSession(context.Context, *protocol.SignalAddress) error {
-	p.session = nil
-	return nil
-}
-
-func (p *phoneSignalStore) DeleteAllSessions(context.Context) error {
-	p.session = nil
-	return nil
-}
-
-func (p *phoneSignalStore) LoadPreKey(context.Context, uint32) (*record.PreKey, error) {
-	return nil, nil
-}
-
-func (p *phoneSignalStore) StorePreKey(context.Context, uint32, *record.PreKey) error { return nil }
-
-func (p *phoneSignalStore) ContainsPreKey(context.Context, uint32) (bool, error) { return false, nil }
-
-func (p *phoneSignalStore) RemovePreKey(context.Context, uint32) error { return nil }
-
-func (p *phoneSignalStore) LoadSignedPreKey(context.Context, uint32) (*record.SignedPreKey, error) {
-	return nil, nil
-}
-
-func (p *phoneSignalStore) LoadSignedPreKeys(context.Context) ([]*record.SignedPreKey, error) {
-	return nil, nil
-}
-
-func (p *phoneSignalStore) StoreSignedPreKey(context.Context, uint32, *record.SignedPreKey) error {
-	return nil
-}
-
-func (p *phoneSignalStore) ContainsSignedPreKey(context.Context, uint32) (bool, error) {
-	return false, nil
-}
-
-func (p *phoneSignalStore) RemoveSignedPreKey(context.Context, uint32) error { return nil }
-
-func (p *phoneSignalStore) GetIdentityKeyPair() *identity.KeyPair { return p.identity }
-
-func (p *phoneSignalStore) GetLocalRegistrationID() uint32 { return p.registrationID }
-
-func (p *phoneSignalStore) SaveIdentity(context.Context, *protocol.SignalAddress, *identity.Key) error {
-	return nil
-}
-
-// IsTrustedIdentity trusts the companion: the phone just verified it while
-// pairing.
-func (p *phoneSignalStore) IsTrustedIdentity(context.Context, *protocol.SignalAddress, *identity.Key) (bool, error) {
-	return true, nil
 }

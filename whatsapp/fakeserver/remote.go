@@ -87,6 +87,32 @@ func (r *Remote) Stats(ctx context.Context) (Stats, error) {
 	return st, err
 }
 
+// ContactSend implements Control.
+func (r *Remote) ContactSend(ctx context.Context, user, from, text, replyTo string) (string, error) {
+	var resp idBody
+	err := r.do(ctx, http.MethodPost, devicePath(user, "receive"), contactSendRequest{From: from, Text: text, ReplyTo: replyTo}, &resp)
+	return resp.ID, err
+}
+
+// ContactRead implements Control.
+func (r *Remote) ContactRead(ctx context.Context, user, id string) error {
+	return r.do(ctx, http.MethodPost, devicePath(user, "read"), idBody{ID: id}, nil)
+}
+
+// Sent implements Control.
+func (r *Remote) Sent(ctx context.Context, user string) ([]SentMessage, error) {
+	var resp sentResponse
+	err := r.do(ctx, http.MethodGet, devicePath(user, "sent"), nil, &resp)
+	return resp.Messages, err
+}
+
+// Received implements Control.
+func (r *Remote) Received(ctx context.Context, user string) ([]ReceivedMessage, error) {
+	var resp receivedResponse
+	err := r.do(ctx, http.MethodGet, devicePath(user, "received"), nil, &resp)
+	return resp.Messages, err
+}
+
 // jid posts body to a route that answers with a JID.
 func (r *Remote) jid(ctx context.Context, path string, body any) (string, error) {
 	var resp jidResponse
@@ -128,7 +154,7 @@ func (r *Remote) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("fake server control %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxControlBody))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxControlAnswer))
 	if err != nil {
 		return fmt.Errorf("fake server control %s: read answer: %w", path, err)
 	}

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
@@ -80,6 +82,30 @@ func TestRemote(t *testing.T) {
 		}
 	})
 
+	t.Run("messages", func(t *testing.T) {
+		const user, contact = "15550100010", "15557770010"
+		tc := connectedSeed(t, srv, user)
+		id, err := remote.ContactSend(ctx, user, contact, "over http", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, tc, func(m *events.Message) bool { return m.Info.ID == id && m.Message.GetConversation() == "over http" })
+		eventually(t, "the message acknowledged", func() bool { return received(t, remote, user, id).Delivered })
+
+		resp, err := tc.SendMessage(ctx, pn(contact), &waE2E.Message{Conversation: proto.String("back")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.ContactRead(ctx, user, resp.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, tc, func(r *events.Receipt) bool { return r.Type == types.ReceiptTypeRead && r.MessageIDs[0] == resp.ID })
+		sent, err := remote.Sent(ctx, user)
+		if err != nil || len(sent) != 1 || sent[0].ID != resp.ID || sent[0].Text != "back" || !sent[0].Read || sent[0].To != contact {
+			t.Errorf("Sent = %+v, %v", sent, err)
+		}
+	})
+
 	t.Run("expire", func(t *testing.T) {
 		_, qrs, item := pairingClient(t, srv, storePath(t, "remote-expire"))
 		if err := remote.ExpireQR(ctx, item.Code); err != nil {
@@ -109,6 +135,25 @@ func TestRemote(t *testing.T) {
 			{"bad stream error kind", func() error {
 				return remote.SendStreamError(ctx, "15550009999", "bogus")
 			}, fakeserver.ErrInvalidArgument},
+			{"contact not on WhatsApp", func() error {
+				_, err := remote.ContactSend(ctx, "15550100010", "+9995550001", "hi", "")
+				return err
+			}, fakeserver.ErrNotOnWhatsApp},
+			{"contact not a number", func() error {
+				_, err := remote.ContactSend(ctx, "15550100010", "alice", "hi", "")
+				return err
+			}, fakeserver.ErrInvalidArgument},
+			{"empty text", func() error {
+				_, err := remote.ContactSend(ctx, "15550100010", "15557770011", "", "")
+				return err
+			}, fakeserver.ErrInvalidArgument},
+			{"account without devices", func() error {
+				_, err := remote.ContactSend(ctx, "15550009999", "15557770011", "hi", "")
+				return err
+			}, fakeserver.ErrNoDevice},
+			{"read of an unknown message", func() error {
+				return remote.ContactRead(ctx, "15550009999", "3ANOSUCHID")
+			}, fakeserver.ErrUnknownMessage},
 			{"bad failure reason", func() error {
 				return remote.SetLoginFailure(ctx, "15550009999", fakeserver.LoginFailure{Reason: 42})
 			}, fakeserver.ErrInvalidArgument},

@@ -22,16 +22,21 @@ const (
 
 // SeedDevice writes a paired device for user (a phone number) into
 // container with whatsmeow's own sqlstore, as if it had been paired with a
-// fake server earlier: fresh keys, ID user:1@s.whatsapp.net, the LID the
-// server reports for it, an account identity signed by the user's phone, a
-// push name, and a few prekeys marked uploaded (so its first login does not
-// generate and upload 812 of them). Any fake server accepts its
-// login. Benchmarks use it to create many stored sessions fast.
+// fake server earlier: Signal keys derived from user (so every fake server
+// knows them without seeing them; seeding a user twice gives the same
+// keys), ID user:1@s.whatsapp.net, the LID the server reports for it, an
+// account identity signed by the user's phone, a push name, and a few
+// prekeys marked uploaded (so its first login does not generate and upload
+// 812 of them). Any fake server accepts its login. Benchmarks use it to
+// create many stored sessions fast.
 func SeedDevice(ctx context.Context, container *sqlstore.Container, user string) (*store.Device, error) {
 	if user == "" || digitsOnly(user) != user {
 		return nil, fmt.Errorf("seed device: %w: user must be a phone number", ErrInvalidArgument)
 	}
 	dev := container.NewDevice()
+	// Keys the server derives too (seededKeys), so that contacts reach the
+	// device without the server having seen it register.
+	dev.IdentityKey, dev.SignedPreKey, dev.RegistrationID = seededKeys(user, seedDevice)
 	identity, _, err := phoneSignedIdentity(user, seedDevice, dev.IdentityKey.Pub[:])
 	if err != nil {
 		return nil, fmt.Errorf("seed device: %w", err)

@@ -20,7 +20,10 @@ type Options struct {
 	Addr string       // listen address; "" means "127.0.0.1:0"
 	Log  *slog.Logger // nil discards
 	// StateFile keeps what WhatsApp remembers across the server's
-	// restarts: the devices the phone unlinked. "" keeps it in memory.
+	// restarts: the devices the phone unlinked, and the public keys of the
+	// devices paired with it. "" keeps it in memory. Signal sessions of
+	// fake contacts and queued messages are not kept: after a restart,
+	// retry receipts open new sessions.
 	StateFile string
 }
 
@@ -51,7 +54,6 @@ type Server struct {
 	codeConns map[string]*conn            // phone -> unpaired connection that asked for a pairing code
 	phones    map[string]struct{}         // phone numbers assigned or used for pairing by this server
 	devices   map[string]uint16           // phone -> last device number it paired
-	preKeys   map[types.JID]int           // prekeys uploaded per device, as far as this instance saw
 	linked    map[types.JID]*linkedDevice // paired devices still owed their initial sync
 	// deviceNames is the name each paired phone number's companion gave
 	// itself, as the phone lists it.
@@ -59,10 +61,25 @@ type Server struct {
 	appState    map[types.JID]*appState // app state the phone shared with a device
 	// unlinked holds the devices the phone removed: their logins are
 	// refused. Kept in statePath when it is set.
-	unlinked  map[unlinkedDevice]struct{}
+	unlinked  map[deviceRef]struct{}
 	statePath string
 	logins    int
 	pairings  int
+	// companions are the public keys of the linked devices the server
+	// knows, by phone number and device number (prekeys.go).
+	companions map[string]map[uint16]*companionKeys
+	// queues hold, per device, what the server delivers to it until it
+	// acknowledges it (messages.go).
+	queues map[deviceRef]*deviceQueue
+
+	pmu       sync.Mutex          // guards primaries
+	primaries map[string]*primary // the primary device of each number used
+
+	rmu      sync.Mutex                           // guards the records below
+	sent     map[string]*recordLog[SentMessage]   // by account: what its contacts decrypted
+	received map[string]*recordLog[receivedEntry] // by account: what its contacts sent it
+
+	undecryptable atomic.Int64 // <enc> elements no primary could decrypt
 }
 
 // userState is what the server holds about one phone number.
@@ -111,11 +128,15 @@ func Start(opts Options) (*Server, error) {
 		codeConns:   make(map[string]*conn),
 		phones:      make(map[string]struct{}),
 		devices:     make(map[string]uint16),
-		preKeys:     make(map[types.JID]int),
+		companions:  make(map[string]map[uint16]*companionKeys),
+		queues:      make(map[deviceRef]*deviceQueue),
+		primaries:   make(map[string]*primary),
+		sent:        make(map[string]*recordLog[SentMessage]),
+		received:    make(map[string]*recordLog[receivedEntry]),
 		linked:      make(map[types.JID]*linkedDevice),
 		deviceNames: make(map[string]string),
 		appState:    make(map[types.JID]*appState),
-		unlinked:    make(map[unlinkedDevice]struct{}),
+		unlinked:    make(map[deviceRef]struct{}),
 		statePath:   opts.StateFile,
 	}
 	if s.statePath != "" {

@@ -14,13 +14,14 @@ import (
 	"syscall"
 )
 
-// unlinkedDevice names a companion device the phone removed.
-type unlinkedDevice struct {
+// deviceRef names one device of a phone number: 0 is the phone itself,
+// others its linked companions.
+type deviceRef struct {
 	user   string
 	device uint16
 }
 
-func (d unlinkedDevice) String() string {
+func (d deviceRef) String() string {
 	return d.user + ":" + strconv.Itoa(int(d.device))
 }
 
@@ -30,6 +31,19 @@ type stateFile struct {
 	// Unlinked lists the devices the phone removed, as "user:device";
 	// their logins are refused with 401 for good.
 	Unlinked []string `json:"unlinked"`
+	// Devices are the public keys of the devices paired with this
+	// server, so that contacts still reach them after a restart.
+	Devices []stateDevice `json:"devices,omitempty"`
+}
+
+// stateDevice is a paired companion's public keys in the state file.
+type stateDevice struct {
+	Device         string `json:"device"` // "user:device"
+	RegistrationID uint32 `json:"registrationId"`
+	Identity       []byte `json:"identity"`
+	SignedPreKeyID uint32 `json:"signedPreKeyId"`
+	SignedPreKey   []byte `json:"signedPreKey"`
+	Signature      []byte `json:"signature"`
 }
 
 // loadState reads path into the server's memory; a missing file is an
@@ -48,28 +62,63 @@ func (s *Server) loadState(path string) error {
 		return fmt.Errorf("fake whatsapp server: state file %s: %w", path, err)
 	}
 	for _, name := range st.Unlinked {
-		user, dev, ok := strings.Cut(name, ":")
-		n, err := strconv.ParseUint(dev, 10, 16)
-		if !ok || user == "" || err != nil {
-			return fmt.Errorf("fake whatsapp server: state file %s: bad device %q", path, name)
+		d, err := parseDeviceRef(name)
+		if err != nil {
+			return fmt.Errorf("fake whatsapp server: state file %s: %w", path, err)
 		}
-		d := unlinkedDevice{user: user, device: uint16(n)}
 		s.unlinked[d] = struct{}{}
-		// A later pairing of the same number must not reuse the number
-		// of a removed device.
-		s.phones[user] = struct{}{}
-		s.devices[user] = max(s.devices[user], d.device)
+		s.reserveDeviceLocked(d)
+	}
+	for _, sd := range st.Devices {
+		d, err := parseDeviceRef(sd.Device)
+		if err == nil && (len(sd.Identity) != 32 || len(sd.SignedPreKey) != 32 || len(sd.Signature) != 64) {
+			err = fmt.Errorf("bad keys of device %q", sd.Device)
+		}
+		if err != nil {
+			return fmt.Errorf("fake whatsapp server: state file %s: %w", path, err)
+		}
+		s.setCompanionLocked(d, &companionKeys{
+			regID:    sd.RegistrationID,
+			identity: [32]byte(sd.Identity),
+			signed:   signedPreKey{id: sd.SignedPreKeyID, pub: [32]byte(sd.SignedPreKey), sig: [64]byte(sd.Signature)},
+		})
+		s.reserveDeviceLocked(d)
 	}
 	return nil
 }
 
-// unlinkLocked records that the phone removed d and writes the state file,
-// replacing it whole, so that a crash leaves the old or the new one.
-func (s *Server) unlinkLocked(d unlinkedDevice) error {
+// parseDeviceRef reads "user:device".
+func parseDeviceRef(name string) (deviceRef, error) {
+	user, dev, ok := strings.Cut(name, ":")
+	n, err := strconv.ParseUint(dev, 10, 16)
+	if !ok || user == "" || err != nil {
+		return deviceRef{}, fmt.Errorf("bad device %q", name)
+	}
+	return deviceRef{user: user, device: uint16(n)}, nil
+}
+
+// reserveDeviceLocked keeps a later pairing of the same number from
+// reusing d's number or device number.
+func (s *Server) reserveDeviceLocked(d deviceRef) {
+	s.phones[d.user] = struct{}{}
+	s.devices[d.user] = max(s.devices[d.user], d.device)
+}
+
+// unlinkLocked records that the phone removed d, which contacts no longer
+// reach, and writes the state file.
+func (s *Server) unlinkLocked(d deviceRef) error {
 	if _, ok := s.unlinked[d]; ok {
 		return nil
 	}
 	s.unlinked[d] = struct{}{}
+	delete(s.companions[d.user], d.device)
+	return s.saveStateLocked()
+}
+
+// saveStateLocked writes the state file (if any), replacing it whole, so
+// that a crash leaves the old or the new one. Seeded devices are not kept:
+// their keys derive from their names.
+func (s *Server) saveStateLocked() error {
 	if s.statePath == "" {
 		return nil
 	}
@@ -78,6 +127,22 @@ func (s *Server) unlinkLocked(d unlinkedDevice) error {
 		st.Unlinked = append(st.Unlinked, d.String())
 	}
 	slices.Sort(st.Unlinked)
+	for user, devs := range s.companions {
+		for dev, k := range devs {
+			if k.seeded {
+				continue
+			}
+			st.Devices = append(st.Devices, stateDevice{
+				Device:         deviceRef{user: user, device: dev}.String(),
+				RegistrationID: k.regID,
+				Identity:       k.identity[:],
+				SignedPreKeyID: k.signed.id,
+				SignedPreKey:   k.signed.pub[:],
+				Signature:      k.signed.sig[:],
+			})
+		}
+	}
+	slices.SortFunc(st.Devices, func(a, b stateDevice) int { return strings.Compare(a.Device, b.Device) })
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -92,7 +157,7 @@ func (s *Server) unlinkLocked(d unlinkedDevice) error {
 func (s *Server) isUnlinked(user string, dev uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.unlinked[unlinkedDevice{user: user, device: dev}]
+	_, ok := s.unlinked[deviceRef{user: user, device: dev}]
 	return ok
 }
 
