@@ -30,6 +30,7 @@ func messagingService(t *testing.T) (*e2e.Service, *e2e.Fake, *e2e.Receiver) {
 	f := e2e.NewFake(t, fakeserver.Options{})
 	cfg := e2e.Config(t.TempDir(), f)
 	cfg.WebhookURL, cfg.WebhookSecret = rcv.URL, secret
+	cfg.LogLevel = "debug" // the most the logs ever say, checked for personal data
 	return e2e.Start(t, cfg), f, rcv
 }
 
@@ -221,7 +222,7 @@ func TestMessagingEndToEnd(t *testing.T) {
 	svc.Stop()
 
 	// Nothing personal in the logs or the metrics.
-	secrets := []string{hello[:12], "hi alice", "re: hi", "exactly once", "something else",
+	secrets := []string{"hello bob", "hi alice", "re: hi", "exactly once", "something else",
 		bob[1:], carol[1:], user, "9995550001"}
 	for i, l := range logs {
 		for _, s := range secrets {
@@ -238,6 +239,115 @@ func TestMessagingEndToEnd(t *testing.T) {
 			t.Errorf("/metrics holds %q", s)
 		}
 	}
+}
+
+// What happens while a session is stopped is not lost: a contact's
+// message and a read receipt wait at WhatsApp and become events once the
+// session is started again. Concurrent sends with one Idempotency-Key send
+// once; mark-read takes the chat as a phone number too.
+func TestMessagingWhileStoppedAndConcurrentRetries(t *testing.T) {
+	svc, f, rcv := messagingService(t)
+	ctx := context.Background()
+	c := svc.Client
+	user := e2e.User(svc.Pair("alice"))
+	const bob = "+15550002001"
+
+	sent, err := c.Send(ctx, "alice", sessions.SendRequest{To: bob, Text: "before the stop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAck(t, svc, rcv, sessions.AckDelivered, sent.ID, bob[1:]+"@s.whatsapp.net")
+	if _, err := c.Stop(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	svc.WaitState("alice", sessions.StateStopped, e2e.Wait)
+	if _, err := c.Send(ctx, "alice", sessions.SendRequest{To: bob, Text: "x"}); apiError(t, err).Status != 409 {
+		t.Errorf("send from a stopped session: %v, want 409", err)
+	}
+	// The test routes need a running session; WhatsApp does not.
+	inID, err := f.ContactSend(ctx, user, bob, "while you were away", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ContactRead(ctx, user, sent.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restore(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	svc.WaitState("alice", sessions.StateConnected, e2e.Wait)
+	if m := waitMessage(t, svc, rcv, inID); m.Text != "while you were away" {
+		t.Errorf("the waiting message arrived as %q", m.Text)
+	}
+	waitAck(t, svc, rcv, sessions.AckRead, sent.ID, bob[1:]+"@s.whatsapp.net")
+
+	// Mark-read with the chat as a phone number.
+	if err := c.MarkRead(ctx, "alice", sessions.ReadRequest{ID: inID, Chat: bob}); err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitFor(t, e2e.Wait, "bob to see his message read", func() (bool, string) {
+		rs, err := f.Received(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.ID == inID {
+				return r.Read, fmt.Sprintf("%+v", r)
+			}
+		}
+		return false, "no such message"
+	}, svc.Logs)
+
+	// Eight requests at once with one key: all answered alike (the first
+	// answer, or 409 while it is in progress), one message sent.
+	req := sessions.SendRequest{To: bob, Text: "once, concurrently", IdempotencyKey: "burst-1"}
+	answers := make(chan error, 8)
+	ids := make(chan string, 8)
+	for range 8 {
+		go func() {
+			m, err := c.Send(ctx, "alice", req)
+			if err == nil {
+				ids <- m.ID
+			}
+			answers <- err
+		}()
+	}
+	for range 8 {
+		if err := <-answers; err != nil {
+			if ce := apiError(t, err); ce.Status != 409 || ce.Code != "idempotency_in_progress" {
+				t.Errorf("a concurrent retry: %v", err)
+			}
+		}
+	}
+	close(ids)
+	var first string
+	for id := range ids {
+		if first == "" {
+			first = id
+		}
+		if id != first {
+			t.Errorf("concurrent retries answered ids %s and %s", first, id)
+		}
+	}
+	if first == "" {
+		t.Fatal("no concurrent request was answered 200")
+	}
+	e2e.WaitFor(t, e2e.Wait, "the concurrent send decrypted", func() (bool, string) {
+		got, err := c.TestSent(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, m := range got {
+			if m.Text == req.Text {
+				n++
+			}
+		}
+		if n > 1 {
+			t.Fatalf("bob got the idempotent message %d times", n)
+		}
+		return n == 1, fmt.Sprint(n)
+	}, svc.Logs)
 }
 
 // waitSent waits until fake contacts decrypted at least n messages from

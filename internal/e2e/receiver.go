@@ -37,7 +37,8 @@ type Receiver struct {
 	served   sync.WaitGroup
 	status   int
 	delay    time.Duration
-	location string // Location of a 3xx answer
+	location string         // Location of a 3xx answer
+	per      map[string]int // a status for one session's events, overriding status
 	got      []Delivery
 	tries    []Try
 }
@@ -52,8 +53,9 @@ type Delivery struct {
 // Try is one request that reached the Receiver, whatever it answered.
 type Try struct {
 	WebhookID string
-	Status    int   // what the receiver answered (0: it gave up on a slow answer)
-	Err       error // why the signature or body was refused, if it was
+	SenderID  string // the event's session, once its body verified
+	Status    int    // what the receiver answered (0: it gave up on a slow answer)
+	Err       error  // why the signature or body was refused, if it was
 	At        time.Time
 }
 
@@ -155,9 +157,15 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, try.Err.Error(), try.Status)
 		return
 	}
+	try.SenderID = ev.SenderID
 	if location != "" {
 		w.Header().Set("Location", location)
 	}
+	r.mu.Lock()
+	if s, ok := r.per[ev.SenderID]; ok {
+		status = s
+	}
+	r.mu.Unlock()
 	try.Status = status
 	if status/100 == 2 {
 		r.mu.Lock()
@@ -172,6 +180,22 @@ func (r *Receiver) Answer(status int, delay time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.status, r.delay, r.location = status, delay, ""
+}
+
+// AnswerFor makes the receiver answer status to the events of session
+// senderID from now on, whatever it answers others; a status of 0 ends
+// that.
+func (r *Receiver) AnswerFor(senderID string, status int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if status == 0 {
+		delete(r.per, senderID)
+		return
+	}
+	if r.per == nil {
+		r.per = map[string]int{}
+	}
+	r.per[senderID] = status
 }
 
 // Redirect makes the receiver answer status (a 3xx) with a Location of

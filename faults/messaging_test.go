@@ -1,0 +1,495 @@
+package faults_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
+	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
+	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp"
+)
+
+// hooked is a run of the service binary whose sessions fake contacts write
+// to, with its events delivered to a signature-verifying receiver.
+type hooked struct {
+	t      *testing.T
+	svc    *e2e.Service
+	f      *fake
+	rcv    *e2e.Receiver
+	root   string
+	secret string
+	ids    []string          // the sessions
+	users  map[string]string // session -> its account's phone number
+	sent   *sentLog
+}
+
+// startHooked seeds n paired sessions, starts the service on them with
+// message.received events going to a fresh receiver (extra "NAME=value"
+// settings win), and waits until every session is connected.
+func startHooked(t *testing.T, n int, extra ...string) *hooked {
+	t.Helper()
+	secret, err := webhooks.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hooked{t: t, f: newFake(t), rcv: e2e.NewReceiver(t, secret), root: t.TempDir(), secret: secret,
+		users: map[string]string{}, sent: &sentLog{}}
+	const userBase = "1555761"
+	h.ids = seed(t, h.root, n, seedOptions{prefix: "hook", userBase: userBase})
+	for i, id := range h.ids {
+		h.users[id] = fmt.Sprintf("%s%04d", userBase, i)
+	}
+	h.svc = h.start(extra...)
+	return h
+}
+
+// start runs the service on h's directory and waits until every session is
+// connected.
+func (h *hooked) start(extra ...string) *e2e.Service {
+	h.svc = startService(h.t, h.f, h.root, append([]string{"WEBHOOK_URL=" + h.rcv.URL, "WEBHOOK_SECRET=" + h.secret,
+		"WEBHOOK_EVENTS=message.received"}, extra...)...)
+	h.svc.WaitConnected(len(h.ids), 60*time.Second)
+	return h.svc
+}
+
+// contactOf is the phone number of the fake contact that writes to session
+// id.
+func (h *hooked) contactOf(id string) string { return "1555990" + h.users[id][len(h.users[id])-4:] }
+
+// send has session id's contact send it the next message, and records it.
+func (h *hooked) send(t testing.TB, id string) {
+	t.Helper()
+	text := fmt.Sprintf("message %d to %s", h.sent.count(id), id)
+	mid, err := h.f.ContactSend(context.Background(), h.users[id], "+"+h.contactOf(id), text, "")
+	if err != nil {
+		t.Errorf("contact send to %s: %v", id, err)
+		return
+	}
+	h.sent.add(id, sentMessage{id: mid, text: text,
+		event: whatsapp.MessageEventID(id, h.contactOf(id)+"@s.whatsapp.net", mid)})
+}
+
+// sendEach has every session's contact send it n messages, in rounds.
+func (h *hooked) sendEach(t testing.TB, n int) {
+	for range n {
+		for _, id := range h.ids {
+			h.send(t, id)
+		}
+	}
+}
+
+// waitAcknowledged waits until every device acknowledged every message its
+// contacts sent: the service committed each message's event to its outbox
+// (it acknowledges nothing before), whatever the receiver did.
+func (h *hooked) waitAcknowledged(t *testing.T) {
+	t.Helper()
+	e2e.WaitFor(t, 30*time.Second, "every message acknowledged to WhatsApp", func() (bool, string) {
+		pending := 0
+		for _, id := range h.ids {
+			rs, err := h.f.Received(context.Background(), h.users[id])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				pending += r.Pending
+			}
+		}
+		return pending == 0, fmt.Sprint(pending, " pending")
+	}, h.svc.Logs)
+}
+
+// waitArrived waits until the receiver accepted every message sent so far
+// to the sessions ids, at least once each.
+func (h *hooked) waitArrived(t *testing.T, timeout time.Duration, ids ...string) {
+	t.Helper()
+	e2e.WaitFor(t, timeout, "every message at the receiver", func() (bool, string) {
+		missing := h.missing(ids...)
+		return missing == 0, fmt.Sprint(missing, " missing")
+	}, h.svc.Logs)
+}
+
+// missing counts the messages sent to sessions ids that the receiver has not
+// accepted.
+func (h *hooked) missing(ids ...string) int {
+	got := map[string]bool{}
+	for _, m := range h.rcv.Messages() {
+		got[m.ID] = true
+	}
+	n := 0
+	for _, id := range ids {
+		for _, m := range h.sent.of(id) {
+			if !got[m.id] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// checkDelivered checks what "nothing lost" means for webhooks: every
+// message sent to sessions ids reached the receiver at least once, with
+// the text sent, under the webhook-id of its event (the same for each
+// duplicate), for its session, and nothing else arrived; and, when
+// inOrder, each session's messages first arrived in the order they were
+// sent. It returns how many deliveries were duplicates.
+func (h *hooked) checkDelivered(t *testing.T, inOrder bool, ids ...string) (dups int) {
+	t.Helper()
+	want := map[string]sentMessage{}
+	owner := map[string]string{}
+	for _, id := range ids {
+		for _, m := range h.sent.of(id) {
+			want[m.id], owner[m.id] = m, id
+		}
+	}
+	seen := map[string]bool{}
+	firsts := map[string][]string{}
+	for _, m := range h.rcv.Messages() {
+		w, ok := want[m.ID]
+		switch {
+		case !ok:
+			t.Errorf("the receiver got message %s, which no contact sent to %v", m.ID, ids)
+			continue
+		case m.Text != w.text || m.Event.SenderID != owner[m.ID] || m.From != h.contactOf(owner[m.ID])+"@s.whatsapp.net":
+			t.Errorf("message %s arrived as %q from %s to %s, sent as %q to %s", m.ID, m.Text, m.From, m.Event.SenderID, w.text, owner[m.ID])
+		case m.WebhookID != w.event:
+			t.Errorf("message %s arrived with webhook-id %s, want its event's id %s", m.ID, m.WebhookID, w.event)
+		}
+		if seen[m.ID] {
+			dups++
+			continue
+		}
+		seen[m.ID] = true
+		firsts[m.Event.SenderID] = append(firsts[m.Event.SenderID], m.ID)
+	}
+	for _, id := range ids {
+		var sentIDs []string
+		for _, m := range h.sent.of(id) {
+			sentIDs = append(sentIDs, m.id)
+			if !seen[m.id] {
+				t.Errorf("message %s to %s never reached the receiver", m.id, id)
+			}
+		}
+		if inOrder && !slices.Equal(firsts[id], sentIDs) {
+			t.Errorf("%s's messages arrived in the order %v, sent in the order %v", id, firsts[id], sentIDs)
+		}
+	}
+	if r := h.rcv.Refused(); len(r) > 0 {
+		t.Errorf("%d deliveries did not verify, the first: %v", len(r), r[0].Err)
+	}
+	return dups
+}
+
+// deliveries is the service's deliveries in state.
+func (h *hooked) deliveries(t *testing.T, state sessions.DeliveryState) []sessions.Delivery {
+	t.Helper()
+	ds, _, err := h.svc.Client.Deliveries(context.Background(), state, "", 1000)
+	if err != nil {
+		t.Fatalf("deliveries %s: %v", state, err)
+	}
+	return ds
+}
+
+// sentMessage is one message a contact sent.
+type sentMessage struct{ id, text, event string }
+
+// sentLog is what the contacts sent, per session, in order.
+type sentLog struct {
+	mu   sync.Mutex
+	byID map[string][]sentMessage
+}
+
+func (l *sentLog) add(id string, m sentMessage) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byID == nil {
+		l.byID = map[string][]sentMessage{}
+	}
+	l.byID[id] = append(l.byID[id], m)
+}
+
+func (l *sentLog) of(id string) []sentMessage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.byID[id])
+}
+
+func (l *sentLog) count(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.byID[id])
+}
+
+// TestWebhookReceiverDown: while the receiver's port refuses connections,
+// contacts' messages are still acknowledged to WhatsApp (committed to the
+// outbox) and wait; once it listens again, every one arrives, in order per
+// session. Nothing lost: each message the contacts sent reaches the
+// receiver at least once, with its text, under its event's webhook-id.
+func TestWebhookReceiverDown(t *testing.T) {
+	h := startHooked(t, 3)
+	h.rcv.Down()
+	h.sendEach(t, 5)
+	h.waitAcknowledged(t)
+	// Down for a while: until each session's head delivery failed twice.
+	e2e.WaitFor(t, 30*time.Second, "failed attempts while the receiver is down", func() (bool, string) {
+		n := h.svc.Metric("whatsapp_webhook_deliveries_total", "result", "failed")
+		return n >= 6, fmt.Sprint(n)
+	}, h.svc.Logs)
+	if n := h.svc.Metric("whatsapp_webhook_queue_depth"); n != 15 {
+		t.Errorf("queue depth %v while the receiver is down, want the 15 messages", n)
+	}
+	if len(h.rcv.Tries()) != 0 {
+		t.Fatalf("a down receiver got requests")
+	}
+	h.rcv.Up()
+	h.waitArrived(t, 30*time.Second, h.ids...)
+	if dups := h.checkDelivered(t, true, h.ids...); dups != 0 {
+		t.Errorf("%d duplicates, though no delivery reached the receiver before it came back", dups)
+	}
+	e2e.WaitFor(t, 10*time.Second, "an empty queue", func() (bool, string) {
+		n := h.svc.Metric("whatsapp_webhook_queue_depth")
+		return n == 0, fmt.Sprint(n)
+	}, h.svc.Logs)
+}
+
+// TestWebhookErrorHoldsOnlyItsSession: the receiver answers 500 to one
+// session's events and 2xx to the others': the others' arrive meanwhile,
+// the failing session's head is retried alone (the same webhook-id each
+// time, nothing after it sent), and once the receiver answers 200 they all
+// arrive, in order. Nothing lost: as in TestWebhookReceiverDown.
+func TestWebhookErrorHoldsOnlyItsSession(t *testing.T) {
+	h := startHooked(t, 3)
+	stuck, others := h.ids[0], h.ids[1:]
+	h.rcv.AnswerFor(stuck, http.StatusInternalServerError)
+	h.sendEach(t, 5)
+	h.waitArrived(t, 30*time.Second, others...)
+	head := h.sent.of(stuck)[0].event
+	e2e.WaitFor(t, 30*time.Second, "the stuck session's head retried", func() (bool, string) {
+		var tries []string
+		for _, try := range h.rcv.Tries() {
+			if try.SenderID == stuck {
+				tries = append(tries, try.WebhookID)
+			}
+		}
+		for _, id := range tries {
+			if id != head {
+				t.Fatalf("the receiver got %s's event %s while its head %s failed: order per session broken", stuck, id, head)
+			}
+		}
+		return len(tries) >= 2, fmt.Sprint(tries)
+	}, h.svc.Logs)
+	if h.missing(stuck) != 5 {
+		t.Fatalf("%d of %s's messages missing while the receiver fails them, want all 5", h.missing(stuck), stuck)
+	}
+	failed := h.deliveries(t, sessions.DeliveryFailed)
+	if len(failed) != 1 || failed[0].EventID != head || failed[0].SenderID != stuck || failed[0].Attempts < 2 ||
+		failed[0].LastError != "answered 500 Internal Server Error" || failed[0].NextTryAt == nil {
+		t.Errorf("failed deliveries %+v, want %s's head with the 500", failed, stuck)
+	}
+	if pending := h.deliveries(t, sessions.DeliveryPending); len(pending) != 4 {
+		t.Errorf("%d deliveries pending behind the failed head, want 4", len(pending))
+	}
+	h.rcv.AnswerFor(stuck, 0)
+	h.waitArrived(t, 30*time.Second, stuck)
+	if dups := h.checkDelivered(t, true, h.ids...); dups != 0 {
+		t.Errorf("%d duplicates accepted", dups)
+	}
+}
+
+// TestWebhookTimeout: the receiver answers after WEBHOOK_TIMEOUT: each
+// attempt fails as timed out and is retried; once it answers in time, the
+// events arrive in order. Nothing lost: as in TestWebhookReceiverDown.
+func TestWebhookTimeout(t *testing.T) {
+	h := startHooked(t, 1, "WEBHOOK_TIMEOUT=500ms")
+	h.rcv.Answer(http.StatusNoContent, 5*time.Second)
+	h.sendEach(t, 3)
+	e2e.WaitFor(t, 30*time.Second, "two timed-out attempts", func() (bool, string) {
+		failed := h.deliveries(t, sessions.DeliveryFailed)
+		return len(failed) == 1 && failed[0].Attempts >= 2, fmt.Sprintf("%+v", failed)
+	}, h.svc.Logs)
+	if d := h.deliveries(t, sessions.DeliveryFailed)[0]; !strings.Contains(d.LastError, "WEBHOOK_TIMEOUT") {
+		t.Errorf("a timed-out delivery's last error: %q", d.LastError)
+	}
+	if len(h.rcv.Got()) != 0 {
+		t.Fatalf("the receiver accepted a delivery the service gave up on")
+	}
+	h.rcv.Answer(http.StatusNoContent, 0)
+	h.waitArrived(t, 30*time.Second, h.ids...)
+	h.checkDelivered(t, true, h.ids...)
+}
+
+// TestWebhookRedirectIsNotFollowed: the receiver answers 301 to another
+// address (a private one: loopback); the service does not follow it, and
+// the delivery fails and is retried at the endpoint it was given. Nothing
+// lost: as in TestWebhookReceiverDown, once the endpoint answers 2xx.
+func TestWebhookRedirectIsNotFollowed(t *testing.T) {
+	h := startHooked(t, 1)
+	elsewhere := e2e.NewReceiver(t, h.secret)
+	h.rcv.Redirect(http.StatusMovedPermanently, elsewhere.URL)
+	h.sendEach(t, 2)
+	e2e.WaitFor(t, 30*time.Second, "two refused redirects", func() (bool, string) {
+		failed := h.deliveries(t, sessions.DeliveryFailed)
+		return len(failed) == 1 && failed[0].Attempts >= 2, fmt.Sprintf("%+v", failed)
+	}, h.svc.Logs)
+	if d := h.deliveries(t, sessions.DeliveryFailed)[0]; !strings.Contains(d.LastError, "301") {
+		t.Errorf("a redirected delivery's last error: %q", d.LastError)
+	}
+	if n := len(elsewhere.Tries()); n != 0 {
+		t.Fatalf("the service followed the redirect %d times", n)
+	}
+	h.rcv.Answer(http.StatusOK, 0)
+	h.waitArrived(t, 30*time.Second, h.ids...)
+	h.checkDelivered(t, true, h.ids...)
+	if n := len(elsewhere.Tries()); n != 0 {
+		t.Errorf("the service followed the redirect %d times", n)
+	}
+}
+
+// TestKill9WhileContactsSend kills the service with SIGKILL while contacts
+// send 200 messages at a steady rate to several sessions, restarts it, and
+// checks "nothing lost": every message reaches the receiver at least once
+// (counted by message id), with the text the contact sent (so nothing was
+// decrypted twice wrongly: a message redelivered after the kill is served
+// from whatsmeow's decrypted-event buffer, or decrypted afresh if it never
+// was), duplicates under the same webhook-id; and WhatsApp holds nothing
+// unacknowledged and got no retry receipt (no message failed to decrypt).
+func TestKill9WhileContactsSend(t *testing.T) {
+	const total, sessionsN, spread = 200, 4, 4 * time.Second
+	h := startHooked(t, sessionsN, "LOG_LEVEL=debug")
+	first := h.svc
+	// Contacts send at a steady rate, whatever happens to the service.
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		tick := time.NewTicker(spread / total)
+		defer tick.Stop()
+		for i := range total {
+			<-tick.C
+			h.send(t, h.ids[i%sessionsN])
+		}
+	}()
+	// The kill lands in the middle of the stream.
+	time.Sleep(spread / 3) // the fault's timing, not a synchronisation
+	at := len(h.rcv.Messages())
+	first.Kill()
+	h.f.waitQuiet(t)
+	h.start("LOG_LEVEL=debug")
+	<-sent
+	h.waitArrived(t, 60*time.Second, h.ids...)
+	h.waitAcknowledged(t)
+	dups := h.checkDelivered(t, true, h.ids...)
+	retries, redelivered := 0, 0
+	for _, id := range h.ids {
+		rs, err := h.f.Received(context.Background(), h.users[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			retries += r.Retries
+			if r.Deliveries > 1 {
+				redelivered++
+			}
+		}
+	}
+	if retries != 0 {
+		t.Errorf("%d retry receipts: a device failed to decrypt a message redelivered after the kill", retries)
+	}
+	t.Logf("%d messages at the receiver when killed; WhatsApp redelivered %d after the restart; %d duplicates delivered", at, redelivered, dups)
+	assertNoDoubleLogin(t, h.f, first.Logs, h.svc.Logs)
+}
+
+// TestKill9BeforeTheCommitUsesTheDecryptedBuffer makes the moment between
+// decryption and the outbox's commit last: another process holds the
+// outbox database's write lock while a contact's second message (a plain
+// Signal message, whose key the first decryption used up) arrives. The
+// session decrypts it into whatsmeow's decrypted-event buffer and waits for
+// the commit; it is killed then. After the restart WhatsApp redelivers the
+// same stanza, which can no longer be decrypted: the plaintext must come
+// from the buffer. Nothing lost: both messages reach the receiver with
+// the texts sent, WhatsApp got no retry receipt and holds nothing
+// unacknowledged, and the buffer keeps no plaintext.
+func TestKill9BeforeTheCommitUsesTheDecryptedBuffer(t *testing.T) {
+	h := startHooked(t, 1)
+	id := h.ids[0]
+	h.send(t, id) // a prekey message: sets the Signal session up
+	h.waitArrived(t, 30*time.Second, id)
+
+	lock := lockDB(t, filepath.Join(h.root, "outbox.db"))
+	h.send(t, id)
+	buffered := filepath.Join(h.root, "session-"+id, "whatsapp.db")
+	e2e.WaitFor(t, 30*time.Second, "the second message's plaintext in the decrypted-event buffer", func() (bool, string) {
+		n := countRows(t, buffered, "SELECT count(*) FROM whatsmeow_event_buffer WHERE plaintext IS NOT NULL")
+		return n == 1, fmt.Sprint(n)
+	}, h.svc.Logs)
+	h.svc.Kill()
+	h.f.waitQuiet(t)
+	lock()
+
+	h.start()
+	h.waitArrived(t, 30*time.Second, id)
+	h.waitAcknowledged(t)
+	h.checkDelivered(t, true, id)
+	rs, err := h.f.Received(context.Background(), h.users[id])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || rs[1].Retries != 0 || rs[1].Deliveries < 2 {
+		t.Errorf("WhatsApp's record of the messages: %+v; want the second delivered twice, without a retry receipt", rs)
+	}
+	t.Logf("WhatsApp's record: %+v", rs)
+	if n := countRows(t, buffered, "SELECT count(*) FROM whatsmeow_event_buffer WHERE plaintext IS NOT NULL"); n != 0 {
+		t.Errorf("%d plaintexts left in the decrypted-event buffer", n)
+	}
+}
+
+// lockDB takes the write lock of the SQLite database at path, as another
+// process would, and returns what releases it.
+func lockDB(t *testing.T, path string) (release func()) {
+	t.Helper()
+	db, err := sql.Open(store.DriverName, "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("lock %s: %v", path, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+			_ = conn.Close()
+			_ = db.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// countRows is the count query returns from the SQLite database at path,
+// read only (a running service may hold it).
+func countRows(t *testing.T, path, query string) int {
+	t.Helper()
+	db, err := sql.Open(store.DriverName, "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
