@@ -43,7 +43,8 @@ type Receiver struct {
 	tries    []Try
 }
 
-// Delivery is one delivery the Receiver accepted (answered 2xx).
+// Delivery is one delivery the Receiver accepted: verified and to be
+// answered 2xx (even if the sender gave up before the answer).
 type Delivery struct {
 	WebhookID string
 	Event     sessions.Event
@@ -54,7 +55,7 @@ type Delivery struct {
 type Try struct {
 	WebhookID string
 	SenderID  string // the event's session, once its body verified
-	Status    int    // what the receiver answered (0: it gave up on a slow answer)
+	Status    int    // what the receiver answered (0: the sender left before a slow answer)
 	Err       error  // why the signature or body was refused, if it was
 	At        time.Time
 }
@@ -135,16 +136,6 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		try.Err = err
 		return
 	}
-	r.mu.Lock()
-	status, delay, location := r.status, r.delay, r.location
-	r.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-time.After(delay): // the answer the test asked for is slow
-		case <-req.Context().Done():
-			return
-		}
-	}
 	var ev sessions.Event
 	if err := r.wh.Verify(body, req.Header); err != nil {
 		try.Err, try.Status = fmt.Errorf("signature: %w", err), http.StatusUnauthorized
@@ -158,20 +149,29 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	try.SenderID = ev.SenderID
-	if location != "" {
-		w.Header().Set("Location", location)
-	}
 	r.mu.Lock()
+	status, delay, location := r.status, r.delay, r.location
 	if s, ok := r.per[ev.SenderID]; ok {
 		status = s
 	}
-	r.mu.Unlock()
-	try.Status = status
 	if status/100 == 2 {
-		r.mu.Lock()
+		// Accepted as a receiver that processes first and answers
+		// after: a late answer makes the sender try again, and the
+		// receiver sees a duplicate.
 		r.got = append(r.got, Delivery{WebhookID: try.WebhookID, Event: ev, At: time.Now()})
-		r.mu.Unlock()
 	}
+	r.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay): // the answer the test asked for is slow
+		case <-req.Context().Done():
+			return
+		}
+	}
+	if location != "" {
+		w.Header().Set("Location", location)
+	}
+	try.Status = status
 	w.WriteHeader(status)
 }
 
