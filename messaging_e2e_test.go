@@ -152,6 +152,7 @@ func TestMessagingEndToEnd(t *testing.T) {
 		{"blank text", "alice", sessions.SendRequest{To: bob, Text: " \n "}, 400, "bad_request"},
 		{"oversized text", "alice", sessions.SendRequest{To: bob, Text: strings.Repeat("é", sessions.MaxTextLength+1)}, 400, "bad_request"},
 		{"not on WhatsApp", "alice", sessions.SendRequest{To: "+9995550001", Text: "x"}, 404, "recipient_not_found"},
+		{"not on WhatsApp, as a JID", "alice", sessions.SendRequest{To: "9995550002@s.whatsapp.net", Text: "x"}, 404, "recipient_not_found"},
 	} {
 		_, err := c.Send(ctx, tc.id, tc.req)
 		ce := apiError(t, err)

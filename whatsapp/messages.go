@@ -180,11 +180,19 @@ func (r *contacts) resolve(ctx context.Context, phone string) (types.JID, error)
 	return types.EmptyJID, sessions.ErrNoRecipient
 }
 
-// recipient is the JID of to, a phone number (asked of WhatsApp) or a JID.
+// recipient is the JID of to, a phone number or a phone-number JID (both
+// asked of WhatsApp, so that one not on it is ErrNoRecipient rather than a
+// failed send), or a LID, used as is.
 func (c *client) recipient(ctx context.Context, to string) (types.JID, error) {
 	phone, jid, err := parseRecipient(to)
-	if err != nil || phone == "" {
+	if err != nil {
 		return jid, err
+	}
+	if phone == "" && jid.Server == types.DefaultUserServer && phoneNumber.MatchString(jid.User) {
+		phone = jid.User
+	}
+	if phone == "" {
+		return jid, nil
 	}
 	return c.contacts.resolve(ctx, phone)
 }

@@ -118,6 +118,31 @@ func TestContactsResolveCachesPositiveAnswers(t *testing.T) {
 	}
 }
 
+// A phone-number JID is looked up like a phone number: one not on
+// WhatsApp is ErrNoRecipient (the API's 404), not a send that fails at
+// WhatsApp (502); a LID is used as is.
+func TestRecipientLooksPhoneNumberJIDsUp(t *testing.T) {
+	l := &lookupFake{}
+	c := &client{contacts: contacts{lookup: l.lookup}}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		to, want string
+		err      error
+		lookups  int
+	}{
+		{"+4915112345678", "4915112345678@s.whatsapp.net", nil, 1},
+		{"4915112345679@s.whatsapp.net", "4915112345679@s.whatsapp.net", nil, 1},
+		{"9991234567@s.whatsapp.net", "", sessions.ErrNoRecipient, 1},
+		{"123456789012345@lid", "123456789012345@lid", nil, 0},
+	} {
+		before := l.calls
+		jid, err := c.recipient(ctx, tc.to)
+		if !errors.Is(err, tc.err) || (err == nil && jid.String() != tc.want) || l.calls-before != tc.lookups {
+			t.Errorf("recipient(%s) = %v, %v after %d lookups; want %s, %v after %d", tc.to, jid, err, l.calls-before, tc.want, tc.err, tc.lookups)
+		}
+	}
+}
+
 // testSink is an EventSink that keeps the events and calls done as answer
 // decides.
 type testSink struct {
