@@ -77,7 +77,7 @@ func (h *hooked) contactOf(id string) string { return "1555990" + h.users[id][le
 // send has session id's contact send it the next message, and records it.
 func (h *hooked) send(t testing.TB, id string) {
 	t.Helper()
-	text := fmt.Sprintf("message %d to %s", h.sent.count(id), id)
+	text := fmt.Sprintf("%s %d to %s", textMark, h.sent.count(id), id)
 	mid, err := h.f.ContactSend(context.Background(), h.users[id], "+"+h.contactOf(id), text, "")
 	if err != nil {
 		t.Errorf("contact send to %s: %v", id, err)
@@ -92,6 +92,30 @@ func (h *hooked) sendEach(t testing.TB, n int) {
 	for range n {
 		for _, id := range h.ids {
 			h.send(t, id)
+		}
+	}
+}
+
+// textMark starts every text contacts send here, to look for in logs.
+const textMark = "contact's text"
+
+// checkLogsClean checks that logs hold no message text, no contact's or
+// account's phone number (so no JID either).
+func (h *hooked) checkLogsClean(t *testing.T, logs ...*e2e.Logs) {
+	t.Helper()
+	personal := []string{textMark}
+	for _, id := range h.ids {
+		personal = append(personal, h.users[id], h.contactOf(id))
+	}
+	for i, l := range logs {
+		text := l.String()
+		if len(l.Records()) == 0 {
+			t.Errorf("run %d logged nothing", i+1)
+		}
+		for _, p := range personal {
+			if strings.Contains(text, p) {
+				t.Errorf("run %d's logs hold %q", i+1, p)
+			}
 		}
 	}
 }
@@ -455,6 +479,7 @@ func streamThroughAStop(t *testing.T, stop func(*e2e.Service)) {
 	}
 	t.Logf("%d messages at the receiver when stopped; WhatsApp redelivered %d after the restart; %d duplicates delivered", at, redelivered, dups)
 	assertNoDoubleLogin(t, h.f, first.Logs, h.svc.Logs)
+	h.checkLogsClean(t, first.Logs, h.svc.Logs)
 }
 
 // TestKill9BeforeTheCommitUsesTheDecryptedBuffer makes the moment between
@@ -468,11 +493,12 @@ func streamThroughAStop(t *testing.T, stop func(*e2e.Service)) {
 // the texts sent, WhatsApp got no retry receipt and holds nothing
 // unacknowledged, and the buffer keeps no plaintext.
 func TestKill9BeforeTheCommitUsesTheDecryptedBuffer(t *testing.T) {
-	h := startHooked(t, 1)
+	h := startHooked(t, 1, "LOG_LEVEL=debug")
 	id := h.ids[0]
 	h.send(t, id) // a prekey message: sets the Signal session up
 	h.waitArrived(t, 30*time.Second, id)
 
+	first := h.svc
 	lock := lockDB(t, filepath.Join(h.root, "outbox.db"))
 	h.send(t, id)
 	buffered := filepath.Join(h.root, "session-"+id, "whatsapp.db")
@@ -484,7 +510,7 @@ func TestKill9BeforeTheCommitUsesTheDecryptedBuffer(t *testing.T) {
 	h.f.waitQuiet(t)
 	lock()
 
-	h.start()
+	h.start("LOG_LEVEL=debug")
 	h.waitArrived(t, 30*time.Second, id)
 	h.waitAcknowledged(t)
 	h.checkDelivered(t, true, id)
@@ -495,10 +521,10 @@ func TestKill9BeforeTheCommitUsesTheDecryptedBuffer(t *testing.T) {
 	if len(rs) != 2 || rs[1].Retries != 0 || rs[1].Deliveries < 2 {
 		t.Errorf("WhatsApp's record of the messages: %+v; want the second delivered twice, without a retry receipt", rs)
 	}
-	t.Logf("WhatsApp's record: %+v", rs)
 	if n := countRows(t, buffered, "SELECT count(*) FROM whatsmeow_event_buffer WHERE plaintext IS NOT NULL"); n != 0 {
 		t.Errorf("%d plaintexts left in the decrypted-event buffer", n)
 	}
+	h.checkLogsClean(t, first.Logs, h.svc.Logs)
 }
 
 // lockDB takes the write lock of the SQLite database at path, as another
