@@ -640,3 +640,39 @@ func readRow(t *testing.T, path, query string, dest ...any) {
 		t.Fatalf("%s: %v", query, err)
 	}
 }
+
+// TestUncommittedMessageIsDeliveredAgainWithoutARestart: the outbox cannot
+// commit a contact's message (another process holds its write lock past
+// the busy timeout), so the session does not acknowledge it; it drops its
+// connection and logs in again, WhatsApp delivers the message again, and
+// it is committed then, without a restart. Nothing lost: every message
+// reaches the receiver with its text (the redelivered one from the
+// decrypted-event buffer: no retry receipt), none stays unacknowledged.
+func TestUncommittedMessageIsDeliveredAgainWithoutARestart(t *testing.T) {
+	h := startHooked(t, 1)
+	id := h.ids[0]
+	h.send(t, id)
+	h.waitArrived(t, 30*time.Second, id)
+	lock := lockDB(t, filepath.Join(h.root, "outbox.db"))
+	h.send(t, id)
+	// The outbox gives up after its busy timeout (10 s).
+	e2e.WaitFor(t, 30*time.Second, "the event not committed", func() (bool, string) {
+		return strings.Contains(h.svc.Logs.String(), "event not committed"), ""
+	}, h.svc.Logs)
+	lock()
+	h.send(t, id)
+	h.waitArrived(t, 30*time.Second, id)
+	h.waitAcknowledged(t)
+	h.checkDelivered(t, false, id)
+	rs, err := h.f.Received(context.Background(), h.users[id])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 3 || rs[1].Deliveries != 2 || rs[1].Retries != 0 {
+		t.Errorf("WhatsApp's record %+v; want the second message delivered twice, without a retry receipt", rs)
+	}
+	if st := h.svc.WaitState(id, sessions.StateConnected, 30*time.Second); st.Reconnects != 1 {
+		t.Errorf("%d reconnects, want the 1 that made WhatsApp deliver again", st.Reconnects)
+	}
+	h.checkLogsClean(t, h.svc.Logs)
+}

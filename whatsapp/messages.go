@@ -387,15 +387,38 @@ func (c *client) commit(ev sessions.Event) bool {
 	case err := <-done:
 		if err != nil {
 			c.log.Warn("event not committed; WhatsApp will deliver it again", "type", ev.Type, "event_id", ev.ID, "err", err)
+			c.redeliver()
 			return false
 		}
 		return true
 	case <-t.C:
 		c.log.Warn("event not committed in time; WhatsApp will deliver it again", "type", ev.Type, "event_id", ev.ID, "timeout", c.publishTimeout)
+		c.redeliver()
 		return false
 	case <-c.closed:
 		return false
 	}
+}
+
+// redeliver drops the connection after an event could not be committed,
+// once per connection. WhatsApp delivers again what a client did not
+// acknowledge only when it logs in again: without a new login the message
+// would wait for the next disconnect, hours or days away, while later ones
+// pass it. The session reconnects by its backoff, which also paces a sink
+// that keeps failing.
+func (c *client) redeliver() {
+	if c.redelivering.Swap(true) {
+		return
+	}
+	c.log.Warn("dropping the connection so that WhatsApp delivers again what was not committed")
+	go func() {
+		c.drop()
+		select {
+		case <-c.closed:
+		default:
+			c.emit(Disconnected{})
+		}
+	}()
 }
 
 // DiscardEvents is an EventSink that keeps nothing: it reports every event

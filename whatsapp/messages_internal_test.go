@@ -173,8 +173,45 @@ func newTestClient(sink sessions.EventSink, emit func(Event)) *client {
 	if emit == nil {
 		emit = func(Event) {}
 	}
-	return &client{id: "alice", sink: sink, emit: emit, closed: make(chan struct{}),
+	return &client{id: "alice", sink: sink, emit: emit, closed: make(chan struct{}), drop: func() {},
 		log: slog.New(slog.DiscardHandler), publishTimeout: 200 * time.Millisecond}
+}
+
+// An event the sink could not commit drops the connection, once per
+// connection, and tells the session it was lost: WhatsApp delivers what
+// was not acknowledged again at the next login, which the session's
+// reconnect makes.
+func TestUncommittedEventDropsTheConnectionOnce(t *testing.T) {
+	var mu sync.Mutex
+	var drops, lost int
+	emitted := make(chan struct{}, 4)
+	sink := &testSink{answer: func(done func(error)) { done(errors.New("disk full")) }}
+	c := newTestClient(sink, func(ev Event) {
+		if _, ok := ev.(Disconnected); ok {
+			mu.Lock()
+			lost++
+			mu.Unlock()
+			emitted <- struct{}{}
+		}
+	})
+	c.drop = func() {
+		mu.Lock()
+		drops++
+		mu.Unlock()
+	}
+	if c.handle(incoming("M1", "one")) || c.handle(incoming("M2", "two")) {
+		t.Fatal("a message whose event failed to commit was acknowledged")
+	}
+	select {
+	case <-emitted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Disconnected after an event was not committed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if drops != 1 || lost != 1 {
+		t.Errorf("%d drops and %d Disconnected for two failures on one connection, want 1 and 1", drops, lost)
+	}
 }
 
 func incoming(id, text string) *events.Message {
