@@ -487,47 +487,60 @@ func streamThroughAStop(t *testing.T, stop func(*e2e.Service)) {
 
 // TestKill9BeforeTheCommitUsesTheDecryptedBuffer makes the moment between
 // decryption and the outbox's commit last: another process holds the
-// outbox database's write lock while a contact's second message (a plain
-// Signal message, whose key the first decryption used up) arrives. The
-// session decrypts it into whatsmeow's decrypted-event buffer and waits for
-// the commit; it is killed then. After the restart WhatsApp redelivers the
+// outbox database's write lock while a contact's message arrives (its
+// first, a prekey message whose one-time prekey the decryption uses up;
+// or a later, plain one whose message key it uses up). The session
+// decrypts it into whatsmeow's decrypted-event buffer and waits for the
+// commit; it is killed then. After the restart WhatsApp redelivers the
 // same stanza, which can no longer be decrypted: the plaintext must come
-// from the buffer. Nothing lost: both messages reach the receiver with
-// the texts sent, WhatsApp got no retry receipt and holds nothing
+// from the buffer. Nothing lost: every message reaches the receiver with
+// the text sent, WhatsApp got no retry receipt and holds nothing
 // unacknowledged, and the buffer keeps no plaintext.
 func TestKill9BeforeTheCommitUsesTheDecryptedBuffer(t *testing.T) {
-	h := startHooked(t, 1, "LOG_LEVEL=debug")
-	id := h.ids[0]
-	h.send(t, id) // a prekey message: sets the Signal session up
-	h.waitArrived(t, 30*time.Second, id)
+	for _, tc := range []struct {
+		name   string
+		before int // messages the contact sent before, committed
+	}{
+		{"a prekey message", 0},
+		{"a plain message", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startHooked(t, 1, "LOG_LEVEL=debug")
+			id := h.ids[0]
+			for range tc.before {
+				h.send(t, id)
+			}
+			h.waitArrived(t, 30*time.Second, id)
 
-	first := h.svc
-	lock := lockDB(t, filepath.Join(h.root, "outbox.db"))
-	h.send(t, id)
-	buffered := filepath.Join(h.root, "session-"+id, "whatsapp.db")
-	e2e.WaitFor(t, 30*time.Second, "the second message's plaintext in the decrypted-event buffer", func() (bool, string) {
-		n := countRows(t, buffered, "SELECT count(*) FROM whatsmeow_event_buffer WHERE plaintext IS NOT NULL")
-		return n == 1, fmt.Sprint(n)
-	}, h.svc.Logs)
-	h.svc.Kill()
-	h.f.waitQuiet(t)
-	lock()
+			first := h.svc
+			lock := lockDB(t, filepath.Join(h.root, "outbox.db"))
+			h.send(t, id)
+			buffered := filepath.Join(h.root, "session-"+id, "whatsapp.db")
+			e2e.WaitFor(t, 30*time.Second, "the message's plaintext in the decrypted-event buffer", func() (bool, string) {
+				n := countRows(t, buffered, "SELECT count(*) FROM whatsmeow_event_buffer WHERE plaintext IS NOT NULL")
+				return n == 1, fmt.Sprint(n)
+			}, h.svc.Logs)
+			h.svc.Kill()
+			h.f.waitQuiet(t)
+			lock()
 
-	h.start("LOG_LEVEL=debug")
-	h.waitArrived(t, 30*time.Second, id)
-	h.waitAcknowledged(t)
-	h.checkDelivered(t, true, id)
-	rs, err := h.f.Received(context.Background(), h.users[id])
-	if err != nil {
-		t.Fatal(err)
+			h.start("LOG_LEVEL=debug")
+			h.waitArrived(t, 30*time.Second, id)
+			h.waitAcknowledged(t)
+			h.checkDelivered(t, true, id)
+			rs, err := h.f.Received(context.Background(), h.users[id])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last := rs[len(rs)-1]; len(rs) != tc.before+1 || last.Retries != 0 || last.Deliveries < 2 {
+				t.Errorf("WhatsApp's record of the messages: %+v; want the last delivered twice, without a retry receipt", rs)
+			}
+			if n := countRows(t, buffered, "SELECT count(*) FROM whatsmeow_event_buffer WHERE plaintext IS NOT NULL"); n != 0 {
+				t.Errorf("%d plaintexts left in the decrypted-event buffer", n)
+			}
+			h.checkLogsClean(t, first.Logs, h.svc.Logs)
+		})
 	}
-	if len(rs) != 2 || rs[1].Retries != 0 || rs[1].Deliveries < 2 {
-		t.Errorf("WhatsApp's record of the messages: %+v; want the second delivered twice, without a retry receipt", rs)
-	}
-	if n := countRows(t, buffered, "SELECT count(*) FROM whatsmeow_event_buffer WHERE plaintext IS NOT NULL"); n != 0 {
-		t.Errorf("%d plaintexts left in the decrypted-event buffer", n)
-	}
-	h.checkLogsClean(t, first.Logs, h.svc.Logs)
 }
 
 // lockDB takes the write lock of the SQLite database at path, as another
