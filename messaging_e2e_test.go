@@ -83,11 +83,11 @@ func TestMessagingEndToEnd(t *testing.T) {
 	}
 
 	// The contact's delivery receipt, then its read receipt, become acks.
-	waitAck(t, svc, rcv, sessions.AckDelivered, sent.ID, bobJID)
+	waitAck(t, svc, rcv, "alice", sessions.AckDelivered, sent.ID, bobJID)
 	if err := c.TestRead(ctx, "alice", sent.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitAck(t, svc, rcv, sessions.AckRead, sent.ID, bobJID)
+	waitAck(t, svc, rcv, "alice", sessions.AckRead, sent.ID, bobJID)
 
 	// A contact sends: message.received with text, from, chat, pushName.
 	hi := "hi alice 👋"
@@ -269,7 +269,7 @@ func TestMessagingWhileStoppedAndConcurrentRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitAck(t, svc, rcv, sessions.AckDelivered, sent.ID, bob[1:]+"@s.whatsapp.net")
+	waitAck(t, svc, rcv, "alice", sessions.AckDelivered, sent.ID, bob[1:]+"@s.whatsapp.net")
 	if _, err := c.Stop(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestMessagingWhileStoppedAndConcurrentRetries(t *testing.T) {
 	if m := waitMessage(t, svc, rcv, inID); m.Text != "while you were away" {
 		t.Errorf("the waiting message arrived as %q", m.Text)
 	}
-	waitAck(t, svc, rcv, sessions.AckRead, sent.ID, bob[1:]+"@s.whatsapp.net")
+	waitAck(t, svc, rcv, "alice", sessions.AckRead, sent.ID, bob[1:]+"@s.whatsapp.net")
 
 	// Mark-read with the chat as a phone number.
 	if err := c.MarkRead(ctx, "alice", sessions.ReadRequest{ID: inID, Chat: bob}); err != nil {
@@ -363,6 +363,39 @@ func TestMessagingWhileStoppedAndConcurrentRetries(t *testing.T) {
 	}, svc.Logs)
 }
 
+// Two sessions of the service write to each other (test mode relays a
+// session's message to another session's account): each receives the
+// other's message as message.received, replies quote, and a mark-read
+// becomes the sender's message.ack read.
+func TestSessionToSessionMessaging(t *testing.T) {
+	svc, _, rcv := messagingService(t)
+	ctx := context.Background()
+	c := svc.Client
+	alice := "+" + e2e.User(svc.Pair("alice"))
+	bob := "+" + e2e.User(svc.Pair("bob"))
+
+	hi, err := c.Send(ctx, "alice", sessions.SendRequest{To: bob, Text: "hi bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := waitMessage(t, svc, rcv, hi.ID)
+	if in.Event.SenderID != "bob" || in.From != alice[1:]+"@s.whatsapp.net" || in.Chat != in.From || in.Text != "hi bob" {
+		t.Fatalf("bob got %s's %+v", in.Event.SenderID, in.MessageData)
+	}
+	waitAck(t, svc, rcv, "alice", sessions.AckDelivered, hi.ID, bob[1:]+"@s.whatsapp.net")
+	re, err := c.Send(ctx, "bob", sessions.SendRequest{To: in.Chat, Text: "hi alice", ReplyTo: hi.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := waitMessage(t, svc, rcv, re.ID); m.Event.SenderID != "alice" || m.ReplyTo != hi.ID {
+		t.Errorf("alice got %s's %+v, want a reply to %s", m.Event.SenderID, m.MessageData, hi.ID)
+	}
+	if err := c.MarkRead(ctx, "bob", sessions.ReadRequest{ID: hi.ID, Chat: in.Chat}); err != nil {
+		t.Fatal(err)
+	}
+	waitAck(t, svc, rcv, "alice", sessions.AckRead, hi.ID, bob[1:]+"@s.whatsapp.net")
+}
+
 // waitSent waits until fake contacts decrypted at least n messages from
 // session id (and each of them acknowledged), and returns them in order.
 func waitSent(t *testing.T, svc *e2e.Service, id string, n int) []client.TestSentMessage {
@@ -395,13 +428,14 @@ func waitMessage(t *testing.T, svc *e2e.Service, rcv *e2e.Receiver, id string) e
 	return out
 }
 
-// waitAck waits for a message.ack with status for sent message id in chat.
-func waitAck(t *testing.T, svc *e2e.Service, rcv *e2e.Receiver, status sessions.AckStatus, id, chat string) {
+// waitAck waits for session sender's message.ack with status for sent
+// message id in chat.
+func waitAck(t *testing.T, svc *e2e.Service, rcv *e2e.Receiver, sender string, status sessions.AckStatus, id, chat string) {
 	t.Helper()
 	e2e.WaitFor(t, e2e.Wait, fmt.Sprintf("message.ack %s for %s", status, id), func() (bool, string) {
 		var seen []string
 		for _, a := range rcv.Acks() {
-			if a.Status == status && slices.Contains(a.IDs, id) && a.Chat == chat && a.Event.SenderID == "alice" {
+			if a.Status == status && slices.Contains(a.IDs, id) && a.Chat == chat && a.Event.SenderID == sender {
 				return true, ""
 			}
 			b, _ := json.Marshal(a.AckData)
