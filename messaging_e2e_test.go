@@ -163,13 +163,21 @@ func TestMessagingEndToEnd(t *testing.T) {
 			t.Errorf("%s: the error repeats the recipient: %q", tc.name, ce.Message)
 		}
 	}
-	// The largest text WhatsApp takes goes through whole.
-	long := strings.Repeat("é", sessions.MaxTextLength)
+	// The longest text WhatsApp takes, in its widest characters, goes
+	// through whole.
+	long := strings.Repeat("😀", sessions.MaxTextLength) // 4 bytes each in UTF-8, 12 escaped in JSON
 	if _, err := c.Send(ctx, "alice", sessions.SendRequest{To: bob, Text: long}); err != nil {
 		t.Fatalf("a %d-character text: %v", sessions.MaxTextLength, err)
 	}
 	if got := waitSent(t, svc, "alice", 3); got[2].Text != long {
 		t.Errorf("bob decrypted %d characters of the longest text", len([]rune(got[2].Text)))
+	}
+	longID, err := f.ContactSend(ctx, user, bob, long, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := waitMessage(t, svc, rcv, longID); m.Text != long {
+		t.Errorf("the receiver got %d characters of the longest text", len([]rune(m.Text)))
 	}
 
 	// Idempotency-Key: a retry answers the first answer and sends nothing.
@@ -189,7 +197,7 @@ func TestMessagingEndToEnd(t *testing.T) {
 	e2e.WaitFor(t, e2e.Wait, "the message counters", func() (bool, string) {
 		out := svc.Metric("whatsapp_session_messages_total", "session", "alice", "direction", "out")
 		in := svc.Metric("whatsapp_session_messages_total", "session", "alice", "direction", "in")
-		return out == 4 && in == 2, fmt.Sprintf("out %v in %v", out, in)
+		return out == 4 && in == 3, fmt.Sprintf("out %v in %v", out, in)
 	}, svc.Logs)
 	e2e.WaitFor(t, e2e.Wait, "the webhook metrics", func() (bool, string) {
 		fams, err := c.Metrics(ctx)
