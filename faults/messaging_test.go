@@ -547,7 +547,8 @@ func TestKill9BeforeTheCommitUsesTheDecryptedBuffer(t *testing.T) {
 // process would, and returns what releases it.
 func lockDB(t *testing.T, path string) (release func()) {
 	t.Helper()
-	db, err := sql.Open(store.DriverName, "file:"+path)
+	// It waits its turn: the service writes there too.
+	db, err := sql.Open(store.DriverName, "file:"+path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
