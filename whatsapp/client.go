@@ -155,7 +155,7 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 	cli.SynchronousAck = true
 	cli.EnableDecryptedEventBuffer = true
 	c := &client{cli: cli, sess: sess, emit: emit, closed: make(chan struct{}), id: id, log: log,
-		sink: o.opts.Sink, publishTimeout: o.opts.PublishTimeout, contacts: contacts{lookup: cli.IsOnWhatsApp}}
+		sink: o.opts.Sink, publishTimeout: o.opts.PublishTimeout, contacts: contacts{lookup: cli.IsOnWhatsApp}, drop: cli.Disconnect}
 	if id := sess.Device.ID; id != nil {
 		c.jid.Store(ptrTo(*id))
 	}
@@ -193,6 +193,11 @@ type client struct {
 	sink           sessions.EventSink
 	publishTimeout time.Duration
 	contacts       contacts
+	// drop ends the connection without an event (whatsmeow's
+	// Disconnect); redelivering is set from a drop for an event not
+	// committed until the next login.
+	drop         func()
+	redelivering atomic.Bool
 
 	// jid is the paired device's JID, kept apart from whatsmeow's store,
 	// which its own goroutines clear on a logout, so that forget reads it
@@ -328,6 +333,7 @@ func (c *client) Close() error {
 func (c *client) handle(raw any) bool {
 	switch e := raw.(type) {
 	case *events.Connected:
+		c.redelivering.Store(false)
 		jid := c.cli.Store.GetJID()
 		c.jid.Store(&jid)
 		c.emit(Connected{JID: jid.String(), PushName: c.cli.Store.PushName})

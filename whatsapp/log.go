@@ -13,9 +13,15 @@ import (
 // its log lines, and personal data stays out of ours.
 var longNumber = regexp.MustCompile(`\d{7,}`)
 
+// nameAttr matches the attributes of the stanzas whatsmeow puts in some
+// warnings ("Node handling took ... for <message ... notify=...>") that
+// carry a person's display name.
+var nameAttr = regexp.MustCompile(`\b(notify|name|verified_name|pushname)="[^"]*"`)
+
 // Logger adapts an slog.Logger to whatsmeow's logger. whatsmeow's info and
 // debug lines become debug (they are chatty); warnings and errors keep
-// their level. Digit runs that could be phone numbers are redacted.
+// their level. Digit runs that could be phone numbers, and display names
+// in stanzas, are redacted.
 func Logger(l *slog.Logger, module string) waLog.Logger {
 	return &logAdapter{l: l.With("module", module)}
 }
@@ -26,7 +32,8 @@ func (a *logAdapter) log(level slog.Level, format string, args ...any) {
 	if !a.l.Enabled(context.Background(), level) {
 		return
 	}
-	msg := longNumber.ReplaceAllString(fmt.Sprintf(format, args...), "[redacted]")
+	msg := nameAttr.ReplaceAllString(fmt.Sprintf(format, args...), `$1="[redacted]"`)
+	msg = longNumber.ReplaceAllString(msg, "[redacted]")
 	a.l.Log(context.Background(), level, msg)
 }
 

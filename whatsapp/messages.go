@@ -180,11 +180,19 @@ func (r *contacts) resolve(ctx context.Context, phone string) (types.JID, error)
 	return types.EmptyJID, sessions.ErrNoRecipient
 }
 
-// recipient is the JID of to, a phone number (asked of WhatsApp) or a JID.
+// recipient is the JID of to, a phone number or a phone-number JID (both
+// asked of WhatsApp, so that one not on it is ErrNoRecipient rather than a
+// failed send), or a LID, used as is.
 func (c *client) recipient(ctx context.Context, to string) (types.JID, error) {
 	phone, jid, err := parseRecipient(to)
-	if err != nil || phone == "" {
+	if err != nil {
 		return jid, err
+	}
+	if phone == "" && jid.Server == types.DefaultUserServer && phoneNumber.MatchString(jid.User) {
+		phone = jid.User
+	}
+	if phone == "" {
+		return jid, nil
 	}
 	return c.contacts.resolve(ctx, phone)
 }
@@ -379,15 +387,38 @@ func (c *client) commit(ev sessions.Event) bool {
 	case err := <-done:
 		if err != nil {
 			c.log.Warn("event not committed; WhatsApp will deliver it again", "type", ev.Type, "event_id", ev.ID, "err", err)
+			c.redeliver()
 			return false
 		}
 		return true
 	case <-t.C:
 		c.log.Warn("event not committed in time; WhatsApp will deliver it again", "type", ev.Type, "event_id", ev.ID, "timeout", c.publishTimeout)
+		c.redeliver()
 		return false
 	case <-c.closed:
 		return false
 	}
+}
+
+// redeliver drops the connection after an event could not be committed,
+// once per connection. WhatsApp delivers again what a client did not
+// acknowledge only when it logs in again: without a new login the message
+// would wait for the next disconnect, hours or days away, while later ones
+// pass it. The session reconnects by its backoff, which also paces a sink
+// that keeps failing.
+func (c *client) redeliver() {
+	if c.redelivering.Swap(true) {
+		return
+	}
+	c.log.Warn("dropping the connection so that WhatsApp delivers again what was not committed")
+	go func() {
+		c.drop()
+		select {
+		case <-c.closed:
+		default:
+			c.emit(Disconnected{})
+		}
+	}()
 }
 
 // DiscardEvents is an EventSink that keeps nothing: it reports every event

@@ -118,6 +118,31 @@ func TestContactsResolveCachesPositiveAnswers(t *testing.T) {
 	}
 }
 
+// A phone-number JID is looked up like a phone number: one not on
+// WhatsApp is ErrNoRecipient (the API's 404), not a send that fails at
+// WhatsApp (502); a LID is used as is.
+func TestRecipientLooksPhoneNumberJIDsUp(t *testing.T) {
+	l := &lookupFake{}
+	c := &client{contacts: contacts{lookup: l.lookup}}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		to, want string
+		err      error
+		lookups  int
+	}{
+		{"+4915112345678", "4915112345678@s.whatsapp.net", nil, 1},
+		{"4915112345679@s.whatsapp.net", "4915112345679@s.whatsapp.net", nil, 1},
+		{"9991234567@s.whatsapp.net", "", sessions.ErrNoRecipient, 1},
+		{"123456789012345@lid", "123456789012345@lid", nil, 0},
+	} {
+		before := l.calls
+		jid, err := c.recipient(ctx, tc.to)
+		if !errors.Is(err, tc.err) || (err == nil && jid.String() != tc.want) || l.calls-before != tc.lookups {
+			t.Errorf("recipient(%s) = %v, %v after %d lookups; want %s, %v after %d", tc.to, jid, err, l.calls-before, tc.want, tc.err, tc.lookups)
+		}
+	}
+}
+
 // testSink is an EventSink that keeps the events and calls done as answer
 // decides.
 type testSink struct {
@@ -148,8 +173,45 @@ func newTestClient(sink sessions.EventSink, emit func(Event)) *client {
 	if emit == nil {
 		emit = func(Event) {}
 	}
-	return &client{id: "alice", sink: sink, emit: emit, closed: make(chan struct{}),
+	return &client{id: "alice", sink: sink, emit: emit, closed: make(chan struct{}), drop: func() {},
 		log: slog.New(slog.DiscardHandler), publishTimeout: 200 * time.Millisecond}
+}
+
+// An event the sink could not commit drops the connection, once per
+// connection, and tells the session it was lost: WhatsApp delivers what
+// was not acknowledged again at the next login, which the session's
+// reconnect makes.
+func TestUncommittedEventDropsTheConnectionOnce(t *testing.T) {
+	var mu sync.Mutex
+	var drops, lost int
+	emitted := make(chan struct{}, 4)
+	sink := &testSink{answer: func(done func(error)) { done(errors.New("disk full")) }}
+	c := newTestClient(sink, func(ev Event) {
+		if _, ok := ev.(Disconnected); ok {
+			mu.Lock()
+			lost++
+			mu.Unlock()
+			emitted <- struct{}{}
+		}
+	})
+	c.drop = func() {
+		mu.Lock()
+		drops++
+		mu.Unlock()
+	}
+	if c.handle(incoming("M1", "one")) || c.handle(incoming("M2", "two")) {
+		t.Fatal("a message whose event failed to commit was acknowledged")
+	}
+	select {
+	case <-emitted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Disconnected after an event was not committed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if drops != 1 || lost != 1 {
+		t.Errorf("%d drops and %d Disconnected for two failures on one connection, want 1 and 1", drops, lost)
+	}
 }
 
 func incoming(id, text string) *events.Message {

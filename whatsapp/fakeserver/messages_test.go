@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.mau.fi/whatsmeow/appstate"
 	"go.mau.fi/whatsmeow/proto/waE2E"
@@ -392,9 +393,22 @@ func TestSessionToSession(t *testing.T) {
 			return r.Delivered && r.Pending == 0 && r.Text == text && r.From == alice
 		})
 	}
-	if sent, _ := srv.Sent(ctx, alice); len(sent) != 2 || sent[1].To != bob {
-		t.Errorf("alice's sent messages: %+v", sent)
+	sent, _ := srv.Sent(ctx, alice)
+	if len(sent) != 2 || sent[1].To != bob {
+		t.Fatalf("alice's sent messages: %+v", sent)
 	}
+	// Bob reads the last one: alice gets his read receipt.
+	if err := b.MarkRead(ctx, []types.MessageID{sent[1].ID}, time.Now(), pn(alice), types.EmptyJID); err != nil {
+		t.Fatal(err)
+	}
+	r := waitEvent(t, a, func(r *events.Receipt) bool { return r.Type == types.ReceiptTypeRead })
+	if !slices.Equal(r.MessageIDs, []types.MessageID{sent[1].ID}) || r.Chat != pn(bob) {
+		t.Errorf("alice's read receipt: %+v", r)
+	}
+	eventually(t, "alice's sent message marked read", func() bool {
+		sent, _ := srv.Sent(ctx, alice)
+		return sent[1].Read && !sent[0].Read
+	})
 }
 
 // A device the phone unlinks is no longer a destination: what waited for

@@ -109,29 +109,40 @@ func (c *conn) handleReceipt(node *waBinary.Node) {
 			}
 		}
 	}
+	// A read receipt for a message another session sent goes on to that
+	// account's devices, as the contact's would (after s.rmu: sendReceipt
+	// takes the queues' locks).
+	var readFrom []string // pairs: the sending account, the message id
 	s.rmu.Lock()
-	defer s.rmu.Unlock()
 	for _, item := range acked {
 		if item.record != nil {
 			item.record.Pending--
 			item.record.Delivered = true
 		}
 	}
-	log := s.received[c.user]
-	if log == nil {
-		return
+	if log := s.received[c.user]; log != nil {
+		for _, id := range ids {
+			r := log.byID[id]
+			if r == nil {
+				continue
+			}
+			switch typ {
+			case "read":
+				r.Read = true
+				if sent := s.sent[r.From]; sent != nil && sent.byID[id] != nil && sent.byID[id].To == c.user {
+					sent.byID[id].Read = true
+					readFrom = append(readFrom, r.From, id)
+				}
+			case "read-self":
+				r.Read = true
+			case "retry":
+				r.Retries++
+			}
+		}
 	}
-	for _, id := range ids {
-		r := log.byID[id]
-		if r == nil {
-			continue
-		}
-		switch typ {
-		case "read", "read-self":
-			r.Read = true
-		case "retry":
-			r.Retries++
-		}
+	s.rmu.Unlock()
+	for i := 0; i < len(readFrom); i += 2 {
+		s.sendReceipt(readFrom[i], c.user, readFrom[i+1], "read")
 	}
 }
 
