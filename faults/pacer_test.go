@@ -105,6 +105,7 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 	// to have taken its token (the fault is the slow disk, not a
 	// synchronisation).
 	time.Sleep(n * time.Second / rate * 3 / 2)
+	lag := watchSchedulingLag()
 	close(opener.gate)
 	e2e.WaitFor(t, 10*time.Second, "every session connected", func() (bool, string) {
 		fl, err := mgr.Fleet(ctx)
@@ -113,9 +114,12 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 		}
 		return fl.Counts[sessions.StateConnected] == n, fmt.Sprint(fl.Counts)
 	})
+	// Dials delayed alike by a loaded machine bunch by up to its
+	// scheduling lag (capped: all n at once must still fail).
+	slack := rate * min(100*time.Millisecond, lag()).Seconds()
 	worst, k, dt := burstiest(opener.dials.since(0), rate)
-	t.Logf("at worst %d dials within %v (%.1f above the rate)", k, dt, worst)
-	if worst > burst+1 {
+	t.Logf("at worst %d dials within %v (%.1f above the rate; %.1f allowed)", k, dt, worst, burst+1+slack)
+	if worst > burst+1+slack {
 		t.Errorf("%d dials within %v, more than burst %d + rate %d/s allows (actors/session.go dial)", k, dt, burst, rate)
 	}
 }
