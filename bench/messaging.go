@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -274,6 +277,7 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 		}
 	}
 	res.missing = len(tr.pending)
+	writeTimeline(filepath.Join(b.work, "logs", "messaging-timeline.csv"), tr.sentAt, tr.arrived)
 	tr.mu.Unlock()
 	pr.latency = summarize(lats)
 	logf("messaging: %d of %d delivered, p50 %v, p99 %v, max %v; others %.0f%%", res.delivered, pr.sent,
@@ -332,6 +336,30 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 	default:
 	}
 	return res, nil
+}
+
+// writeTimeline writes each message's send (seconds from the first) and
+// latency (seconds; empty if it never arrived), in order of sending, for
+// a look at how the latency moved over a run.
+func writeTimeline(path string, sentAt, arrived map[string]time.Time) {
+	type row struct{ sent, arrived time.Time }
+	rows := make([]row, 0, len(sentAt))
+	for id, t0 := range sentAt {
+		rows = append(rows, row{t0, arrived[id]})
+	}
+	slices.SortFunc(rows, func(a, b row) int { return a.sent.Compare(b.sent) })
+	var buf bytes.Buffer
+	buf.WriteString("sent_s,latency_s\n")
+	for _, r := range rows {
+		fmt.Fprintf(&buf, "%.3f,", r.sent.Sub(rows[0].sent).Seconds())
+		if !r.arrived.IsZero() {
+			fmt.Fprintf(&buf, "%.3f", r.arrived.Sub(r.sent).Seconds())
+		}
+		buf.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		logf("messaging: timeline: %v", err)
+	}
 }
 
 // phase measures the CPU of the service, the fake server and the bench,
