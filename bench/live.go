@@ -45,7 +45,7 @@ type healResult struct {
 // the load phases (if load) and the heal runs (if wanted) against it.
 func (b *bench) runLive(ctx context.Context, rep *report, env []string, backoff string, load bool) error {
 	n := b.loadSessions
-	fr, err := b.startFleet(ctx, n, env, 0)
+	fr, err := b.startFleet(ctx, n, env, nil, 0)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,11 @@
 // alone. Scenarios: restore (a fresh process restores N stored sessions
 // until all are connected; -restarts more runs on the same stores),
 // load (status routes under closed-loop load), heal (injected panics and
-// dropped sockets to connected again), and profile (the same restore in
-// this process, built by app.New as main.go builds it, with pprof).
+// dropped sockets to connected again), profile (the same restore in
+// this process, built by app.New as main.go builds it, with pprof), and
+// messaging (fake contacts send to connected sessions at a fixed rate and
+// a webhook receiver in the bench times each event; then the sessions
+// send through the API).
 //
 // Memory, goroutines and files come from the service's /metrics; CPU,
 // peak RSS, peak open files and others' CPU from /proc. Each figure
@@ -13,6 +16,7 @@
 //
 //	go run ./bench -scenarios restore -sizes 1000 -restarts 2
 //	go run ./bench -scenarios profile -profile-sessions 1000
+//	go run ./bench -scenarios messaging -work /tmp/wss-bench-msg
 //	go run ./bench -h   # every flag; BENCHMARKS.md has the figures
 package main
 
@@ -37,7 +41,8 @@ import (
 type bench struct {
 	work, template, serviceBin, fakeBin, apiKey                     string
 	restarts, loadSessions, fleetClients, healRuns, profileSessions int
-	settle, duration                                                time.Duration
+	msgSessions, msgRate, sendRate                                  int
+	settle, duration, msgDuration, sendDuration                     time.Duration
 	dbOnly                                                          bool // -store-files db: whatsapp.db alone
 	serviceEnv, backoffs                                            []string
 	scenarios                                                       map[string]bool
@@ -66,7 +71,7 @@ func logf(format string, args ...any) {
 func run(ctx context.Context, args []string) error {
 	b := &bench{scenarios: map[string]bool{}}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile")
+	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile, messaging")
 	sizes := fs.String("sizes", "100,1000,10000", "restore: numbers of stored sessions, one fresh process each")
 	fs.IntVar(&b.restarts, "restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
 	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (as the service left them) or db (whatsapp.db alone: no WAL files, no clean marker)")
@@ -78,6 +83,11 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.healRuns, "heal-runs", 200, "heal: injections of each kind, each on its own session")
 	backoffs := fs.String("heal-backoffs", "default,100ms", "heal: BACKOFF_MIN values, one service each (default: unset, 1s)")
 	fs.IntVar(&b.profileSessions, "profile-sessions", 1000, "profile: sessions restored in process")
+	fs.IntVar(&b.msgSessions, "msg-sessions", 1000, "messaging: connected sessions")
+	fs.IntVar(&b.msgRate, "msg-rate", 1000, "messaging: messages a second the contacts send, in total")
+	fs.DurationVar(&b.msgDuration, "msg-duration", time.Minute, "messaging: how long the contacts send")
+	fs.IntVar(&b.sendRate, "send-rate", 500, "messaging: messages a second the sessions send through the API, in total")
+	fs.DurationVar(&b.sendDuration, "send-duration", time.Minute, "messaging: how long the sessions send")
 	fs.StringVar(&b.work, "work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
 	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
@@ -89,13 +99,16 @@ func run(ctx context.Context, args []string) error {
 	if *storeFiles != "all" && *storeFiles != "db" {
 		return fmt.Errorf("-store-files: want all or db, got %q", *storeFiles)
 	}
+	if b.msgRate <= 0 || b.sendRate <= 0 || b.msgSessions <= 0 {
+		return fmt.Errorf("-msg-sessions, -msg-rate and -send-rate must be positive")
+	}
 	if b.restarts < 0 {
 		return fmt.Errorf("-restarts: want 0 or more, got %d", b.restarts)
 	}
 	b.apiKey, b.template, b.dbOnly = rand.Text(), filepath.Join(b.work, "seed"), *storeFiles == "db"
 	b.backoffs, b.serviceEnv = list(*backoffs), list(*serviceEnv)
 	for _, s := range list(*which) {
-		if s != "restore" && s != "load" && s != "heal" && s != "profile" {
+		if s != "restore" && s != "load" && s != "heal" && s != "profile" && s != "messaging" {
 			return fmt.Errorf("unknown scenario %q", s)
 		}
 		b.scenarios[s] = true
@@ -162,6 +175,13 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 			if err := b.runLive(ctx, rep, env, bo, b.scenarios["load"] && i == 0); err != nil {
 				return err
 			}
+		}
+	}
+	if b.scenarios["messaging"] {
+		r, err := b.runMessaging(ctx, b.msgSessions)
+		rep.messaging = append(rep.messaging, r)
+		if err != nil {
+			return err
 		}
 	}
 	if b.scenarios["profile"] {

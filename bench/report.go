@@ -10,13 +10,14 @@ import (
 
 // report is everything one bench invocation measured.
 type report struct {
-	machine  string
-	settle   time.Duration
-	restores []restoreResult
-	loads    []loadResult
-	heals    []healResult
-	profiles []profileResult
-	work     string
+	machine   string
+	settle    time.Duration
+	restores  []restoreResult
+	loads     []loadResult
+	heals     []healResult
+	profiles  []profileResult
+	messaging []messagingResult
+	work      string
 }
 
 // dur is a duration that prints rounded to about three significant figures.
@@ -126,8 +127,39 @@ func (r *report) writeTables(w io.Writer) {
 			kib(p.mem.HeapInuse), kib(float64(p.mem.HeapInuse)/float64(p.sessions)), kib(p.mem.StackInuse), kib(p.mem.Sys), kib(p.rss), p.goroutines)
 		fmt.Fprintf(w, "  go tool pprof -top %[1]s.cpu.pprof\n  go tool pprof -top -sample_index=inuse_space %[1]s.heap.pprof\n  less %[1]s.goroutines.txt\n", p.profiles)
 	}
+	for _, m := range r.messaging {
+		writeMessaging(w, m)
+	}
 	for _, n := range notes {
 		fmt.Fprintln(w, "  "+n)
 	}
 	fmt.Fprintf(w, "\nlogs and profiles: %s\n", strings.TrimSuffix(r.work, "/"))
+}
+
+// writeMessaging prints the messaging scenario's figures.
+func writeMessaging(w io.Writer, m messagingResult) {
+	cpuPer := func(p msgPhase, n int) string {
+		if n == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0fµs", float64(time.Duration(p.serviceCPU))/float64(time.Microsecond)/float64(n))
+	}
+	r, s := m.recv, m.send
+	table(w, fmt.Sprintf("Messaging, %d connected sessions: contacts send, a webhook receiver in the bench gets message.received", m.sessions),
+		"rate,for,sent,send errors,delivered,missing,dup ids,p50,p99,max,behind max,queue max (samples),drained,generator late,service CPU,per message,fake CPU,bench CPU,others",
+		[][]any{{r.rate, r.duration, r.sent, r.errors, m.delivered, m.missing, m.duplicateIDs, r.latency.p50, r.latency.p99, r.latency.max,
+			m.maxBehind, fmt.Sprintf("%.0f (%d)", m.maxDepth, m.depthSamples), r.drained, r.generatorLate, r.serviceCPU, cpuPer(r, m.delivered), r.fakeCPU, r.self, others(r.taken)}})
+	table(w, "Messaging: sessions send through POST /api/whatsapp/session/{id}/messages (latency to the 200)",
+		"rate,for,sent,errors,p50,p90,p99,max,p99 after each session's first,generator late,service CPU,per message,fake CPU,bench CPU,others",
+		[][]any{{s.rate, s.duration, s.sent, s.errors, s.latency.p50, s.latency.p90, s.latency.p99, s.latency.max, m.sendLater.p99,
+			s.generatorLate, s.serviceCPU, cpuPer(s, s.sent), s.fakeCPU, s.self, others(s.taken)}})
+	fmt.Fprintf(w, "  receiver: events %v; deliveries with a webhook-id seen before: %d; bad signatures: %d\n", m.events, m.duplicates, m.badSignatures)
+	fmt.Fprintf(w, "  whatsapp_webhook_delivery_seconds (from the event's WhatsApp timestamp, whole seconds): le 0.5/1/2.5 s and count: %v\n", m.deliverySeconds)
+	fmt.Fprintf(w, "  RSS per session (minus a 0-session service): %s connected and settled, %s after both phases; fake server: %d undecryptable, %d queued; shutdown %v\n",
+		kib(m.rssBefore), kib(m.rssAfter), m.fakeUndecryptable, m.fakeQueued, m.shutdown)
+	for _, e := range []string{r.firstErr, s.firstErr, m.failure} {
+		if e != "" {
+			fmt.Fprintln(w, "  error: "+e)
+		}
+	}
 }

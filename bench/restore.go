@@ -57,11 +57,13 @@ type fleetRun struct {
 
 // startFleet copies n seeded sessions into a fresh SESSIONS_DIR (a restart
 // reuses the previous run's), starts a fake server and the service (with
-// env), and waits for its HTTP server and, for n > 0, the restore's end. A
-// restore that does not finish is a result (ok false), not an error.
-func (b *bench) startFleet(ctx context.Context, n int, env []string, restart int) (*fleetRun, error) {
+// env, and hidden, which the names of its files do not show), and waits
+// for its HTTP server and, for n > 0, the restore's end. A restore that
+// does not finish is a result (ok false), not an error.
+func (b *bench) startFleet(ctx context.Context, n int, env, hidden []string, restart int) (*fleetRun, error) {
 	env = append(append([]string(nil), b.serviceEnv...), env...)
 	tag := strings.NewReplacer("=", "_", "/", "_").Replace(strings.Join(append([]string{fmt.Sprintf("n%d", n)}, env...), "-"))
+	env = append(env, hidden...)
 	runDir := filepath.Join(b.work, "run", tag)
 	if restart > 0 {
 		tag += fmt.Sprintf("-restart%d", restart)
@@ -201,7 +203,7 @@ func (fr *fleetRun) stop() {
 // runRestore is the restore scenario for one size: a process restores n
 // stored sessions, is measured once settled, and is stopped.
 func (b *bench) runRestore(ctx context.Context, n int, baseline *restoreResult, restart int) (restoreResult, error) {
-	fr, err := b.startFleet(ctx, n, nil, restart)
+	fr, err := b.startFleet(ctx, n, nil, nil, restart)
 	if err != nil {
 		return restoreResult{}, err
 	}

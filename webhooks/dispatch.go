@@ -26,18 +26,39 @@ type head struct {
 // most a tenth of the time while commits keep waking the dispatcher.
 const minQueryGap = 20 * time.Millisecond
 
-// dispatch delivers to one endpoint until ctx ends: it starts a worker
-// for each session whose head delivery is due (at most conc at once) and
-// sleeps until a worker ends, a commit or retry wakes it, or the earliest
-// waiting head is due. Only the heads (one row per session) are read.
+// dispatch delivers to one endpoint until ctx ends: it reads the queue
+// heads, starts a worker for each session whose head delivery is due (at
+// most conc at once), and whenever a worker ends starts the next due head
+// of that read, so that the workers stay busy between reads. It reads the
+// heads again when a commit or retry wakes it, or the earliest waiting
+// head is due, but never sooner than the gap after the last read. Only the
+// heads (one row per session) are read. A head started from an older read
+// may have been delivered meanwhile: its worker then finds nothing due.
 func (o *Outbox) dispatch(ctx context.Context, ep string, wake <-chan struct{}) {
 	defer o.workers.Done()
 	inflight := map[string]bool{}
 	ended := make(chan string)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	// wait waits up to d for a worker to end, a wake, or d to pass; it
-	// reports false when ctx ended (after every worker ended).
+	var due []string // sessions whose head was due at the last read, not yet started since
+	// startDue starts workers for the due sessions, up to conc at once.
+	startDue := func() {
+		for len(due) > 0 && len(inflight) < o.conc {
+			sender := due[0]
+			due = due[1:]
+			if inflight[sender] {
+				continue
+			}
+			inflight[sender] = true
+			go func() {
+				o.work(ctx, ep, sender)
+				ended <- sender
+			}()
+		}
+	}
+	// wait waits up to d for a worker to end (starting the next due one),
+	// a wake, or d to pass; it reports false when ctx ended (after every
+	// worker ended).
 	wait := func(d time.Duration, wake <-chan struct{}) bool {
 		timer.Reset(d)
 		select {
@@ -48,6 +69,7 @@ func (o *Outbox) dispatch(ctx context.Context, ep string, wake <-chan struct{}) 
 			return false
 		case s := <-ended:
 			delete(inflight, s)
+			startDue()
 		case <-wake:
 		case <-timer.C:
 		}
@@ -63,28 +85,20 @@ func (o *Outbox) dispatch(ctx context.Context, ep string, wake <-chan struct{}) 
 			next = time.Second
 		}
 		now := o.now()
+		due = due[:0]
 		for _, h := range heads {
-			if inflight[h.senderID] {
-				continue
-			}
 			if d := h.next.Sub(now); d > 0 {
 				next = min(next, d)
-				continue
+			} else if !inflight[h.senderID] {
+				due = append(due, h.senderID)
 			}
-			if len(inflight) >= o.conc {
-				break // a worker's end wakes this loop
-			}
-			inflight[h.senderID] = true
-			go func(sender string) {
-				o.work(ctx, ep, sender)
-				ended <- sender
-			}(h.senderID)
 		}
+		startDue()
 		if !wait(next, wake) {
 			return
 		}
 		// Whatever woke the loop, read the heads again only after the gap;
-		// workers that end meanwhile are collected.
+		// workers that end meanwhile make room for the next due heads.
 		for d := gap - time.Since(start); d > 0; d = gap - time.Since(start) {
 			if !wait(d, nil) {
 				return
