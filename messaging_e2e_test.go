@@ -123,18 +123,7 @@ func TestMessagingEndToEnd(t *testing.T) {
 	if err := c.MarkRead(ctx, "alice", sessions.ReadRequest{ID: inID, Chat: in.Chat}); err != nil {
 		t.Fatal(err)
 	}
-	e2e.WaitFor(t, e2e.Wait, "carol to see her message read", func() (bool, string) {
-		rs, err := f.Received(ctx, user)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range rs {
-			if r.ID == inID {
-				return r.Read, fmt.Sprintf("%+v", r)
-			}
-		}
-		return false, "no such message"
-	}, svc.Logs)
+	waitRead(t, svc, f.Server, user, inID)
 
 	// The error answers, none repeating the recipient.
 	svc.StartPairing("dave") // not connected
@@ -306,18 +295,7 @@ func TestMessagingWhileStoppedAndConcurrentRetries(t *testing.T) {
 	if err := c.MarkRead(ctx, "alice", sessions.ReadRequest{ID: inID, Chat: bob}); err != nil {
 		t.Fatal(err)
 	}
-	e2e.WaitFor(t, e2e.Wait, "bob to see his message read", func() (bool, string) {
-		rs, err := f.Received(ctx, user)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range rs {
-			if r.ID == inID {
-				return r.Read, fmt.Sprintf("%+v", r)
-			}
-		}
-		return false, "no such message"
-	}, svc.Logs)
+	waitRead(t, svc, f.Server, user, inID)
 
 	// Eight requests at once with one key: all answered alike (the first
 	// answer, or 409 while it is in progress), one message sent.
@@ -461,4 +439,22 @@ func rawMetrics(t *testing.T, svc *e2e.Service) string {
 		t.Fatalf("/metrics: %d", code)
 	}
 	return string(body)
+}
+
+// waitRead waits until the contact that received message id from user's
+// account has seen it read.
+func waitRead(t *testing.T, svc *e2e.Service, f *fakeserver.Server, user, id string) {
+	t.Helper()
+	e2e.WaitFor(t, e2e.Wait, "the contact to see message "+id+" read", func() (bool, string) {
+		rs, err := f.Received(context.Background(), user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.ID == id {
+				return r.Read, fmt.Sprintf("%+v", r)
+			}
+		}
+		return false, "no such message"
+	}, svc.Logs)
 }
