@@ -84,9 +84,11 @@ func TestFailingSessionDoesNotBlockOthers(t *testing.T) {
 	})
 	o := open(t, testOptions(t.TempDir(), rcv.srv.URL))
 	want := publishAll(t, o, 5, "stuck", "alice", "bob")
+	// A 2xx is recorded a little after the receiver has the event: wait
+	// for the records too.
 	waitFor(t, 10*time.Second, "the other sessions' events, and stuck's head retried", func() (bool, string) {
-		f := list(t, o, sessions.DeliveryFailed)
-		return len(rcv.received()) == 10 && len(f) == 1 && f[0].Attempts >= 2, fmt.Sprint(len(rcv.received()), f)
+		f, p := list(t, o, sessions.DeliveryFailed), list(t, o, sessions.DeliveryPending)
+		return len(rcv.received()) == 10 && len(f) == 1 && f[0].Attempts >= 2 && len(p) == 4, fmt.Sprint(len(rcv.received()), f, len(p))
 	})
 	for _, s := range []string{"alice", "bob"} {
 		if got := rcv.idsOf(s); !slices.Equal(got, want[s]) {
