@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"golang.org/x/sync/errgroup"
@@ -113,8 +112,9 @@ func seedStore(ctx context.Context, dir *sessionstore.Dir, empty []byte, s Seed)
 	if err := os.WriteFile(dbPath, empty, 0o600); err != nil {
 		return err
 	}
-	dsn := strings.Replace(sessionstore.DSN(dbPath), "synchronous(FULL)", "synchronous(OFF)", 1)
-	db, err := sql.Open(sessionstore.DriverName, dsn)
+	// The service's own connection string: its synchronous(NORMAL) syncs
+	// nothing per commit, only at the checkpoint of the close.
+	db, err := sql.Open(sessionstore.DriverName, sessionstore.DSN(dbPath))
 	if err != nil {
 		return err
 	}
