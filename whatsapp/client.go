@@ -49,7 +49,8 @@ type Client interface {
 	// PairPhone asks for a pairing code for phone (international digits),
 	// once StartPairing has shown its first code.
 	PairPhone(ctx context.Context, phone string) (string, error)
-	// Logout unlinks the device on WhatsApp and deletes its credentials.
+	// Logout unlinks the device on WhatsApp and deletes its credentials,
+	// synced to the database file (they survive a power loss).
 	Logout(ctx context.Context) error
 	// Send sends a text message to one user and returns once WhatsApp's
 	// server acknowledged it: ErrInvalid for a bad recipient or text,
