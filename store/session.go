@@ -124,9 +124,12 @@ func (s *Session) Close() error {
 // also goes to the store's WriteWatcher. It is for the writes that DSN's
 // synchronous(NORMAL) must not risk: credentials saved or deleted.
 func (s *Session) Sync(ctx context.Context) error {
+	// Not under mu: a Close meanwhile waits for the connection in use (see
+	// watchedConnector), and one before makes the query fail.
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return fmt.Errorf("%w: sync: %v", ErrUnavailable, errClosed)
 	}
 	// busy is 1 when a reader or writer kept the checkpoint from finishing;

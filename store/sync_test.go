@@ -107,3 +107,20 @@ func TestSyncAfterClose(t *testing.T) {
 		t.Errorf("Sync after Close = %v, want ErrUnavailable", err)
 	}
 }
+
+// Sync racing Close either completes or is ErrUnavailable, and the store
+// closes all the same.
+func TestSyncRacingClose(t *testing.T) {
+	d := openDir(t)
+	for range 20 {
+		s := create(t, d, "racing")
+		synced := make(chan error, 1)
+		go func() { synced <- s.Sync(context.Background()) }()
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := <-synced; err != nil && !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("Sync racing Close = %v, want nil or ErrUnavailable", err)
+		}
+	}
+}
