@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"golang.org/x/sync/errgroup"
@@ -112,9 +113,13 @@ func seedStore(ctx context.Context, dir *sessionstore.Dir, empty []byte, s Seed)
 	if err := os.WriteFile(dbPath, empty, 0o600); err != nil {
 		return err
 	}
-	// The service's own connection string: its synchronous(NORMAL) syncs
-	// nothing per commit, only at the checkpoint of the close.
-	db, err := sql.Open(sessionstore.DriverName, sessionstore.DSN(dbPath))
+	// The service's connection string, syncing nothing (seeding is for
+	// tests and benches); an error if store.DSN changed under this.
+	dsn := strings.Replace(sessionstore.DSN(dbPath), "synchronous(NORMAL)", "synchronous(OFF)", 1)
+	if !strings.Contains(dsn, "synchronous(OFF)") {
+		return fmt.Errorf("seed %s: store.DSN has no synchronous(NORMAL) to turn off", s.ID)
+	}
+	db, err := sql.Open(sessionstore.DriverName, dsn)
 	if err != nil {
 		return err
 	}
