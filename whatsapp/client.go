@@ -50,7 +50,8 @@ type Client interface {
 	// once StartPairing has shown its first code.
 	PairPhone(ctx context.Context, phone string) (string, error)
 	// Logout unlinks the device on WhatsApp and deletes its credentials,
-	// synced to the database file (they survive a power loss).
+	// then syncs the store so that the deletion survives a power loss (a
+	// failed sync is logged).
 	Logout(ctx context.Context) error
 	// Send sends a text message to one user and returns once WhatsApp's
 	// server acknowledged it: ErrInvalid for a bad recipient or text,
