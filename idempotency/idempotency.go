@@ -129,7 +129,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open idempotency store %s: %w", path, err)
 	}
 	f.Close()
-	db, err := sql.Open(store.DriverName, store.DSN(path))
+	db, err := sql.Open(store.DriverName, store.DurableDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("open idempotency store %s: %w", path, err)
 	}

@@ -22,16 +22,36 @@ import (
 // DriverName is the database/sql driver modernc.org/sqlite registers.
 const DriverName = "sqlite"
 
-// DSN is the connection string of the store at path. foreign_keys is
-// required by whatsmeow; WAL with busy_timeout and immediate transactions
-// keeps concurrent writers from failing with SQLITE_BUSY. synchronous(FULL)
-// syncs the WAL at every commit: a committed write (credentials included)
-// survives kill -9 and power loss alike, for the price of one fsync per
-// transaction, which a session makes rarely.
-func DSN(path string) string {
+// DSN is the connection string of the session store at path. foreign_keys
+// is required by whatsmeow; WAL with busy_timeout and immediate
+// transactions keeps concurrent writers from failing with SQLITE_BUSY.
+//
+// synchronous(NORMAL) in WAL mode: a commit writes its WAL frames into the
+// kernel before it returns but syncs nothing, so every committed write
+// survives kill -9 (the kernel still writes it out), while a power loss or
+// a kernel crash can lose the transactions committed since the WAL was
+// last synced, never corrupting the file. SQLite syncs the WAL before each
+// checkpoint and the database after it: at each automatic checkpoint, when
+// the store's connection closes (idle, Rest, Close), and at Sync. What such
+// a loss can take is Signal ratchet state and prekeys (WhatsApp's retry
+// receipts heal them: whatsmeow answers and sends them) and the buffered
+// plaintext of incoming messages (their events are in the outbox, which
+// syncs every commit, and a message is acknowledged only after that
+// commit). Credentials are made durable explicitly: after a pairing saved
+// them and after a logout deleted them, the client calls Sync. FULL would
+// cost two fsyncs per incoming message (whatsmeow's decryption transaction
+// and the clearing of its buffered plaintext).
+func DSN(path string) string { return dsn(path, "NORMAL") }
+
+// DurableDSN is DSN with synchronous(FULL): every commit syncs the WAL and
+// survives a power loss, for a database whose every commit must (the
+// idempotency store).
+func DurableDSN(path string) string { return dsn(path, "FULL") }
+
+func dsn(path, synchronous string) string {
 	return "file:" + path +
 		"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
-		"&_pragma=synchronous(FULL)&_pragma=journal_size_limit(0)&_txlock=immediate"
+		"&_pragma=synchronous(" + synchronous + ")&_pragma=journal_size_limit(0)&_txlock=immediate"
 }
 
 // OpenOptions tune Open.
@@ -93,6 +113,36 @@ func (s *Session) Close() error {
 	if s.connector.checked.Load() && !s.connector.tainted.Load() {
 		// Best effort: without the marker the next Open checks the store.
 		_ = writeCleanMarker(s.connector.marker)
+	}
+	return nil
+}
+
+// Sync makes every write committed so far survive a power loss: a full
+// checkpoint copies the WAL into the database file, and SQLite syncs the
+// WAL before it and the database after it, so the database file alone
+// holds them. It fails if the checkpoint could not complete; its result
+// also goes to the store's WriteWatcher. It is for the writes that DSN's
+// synchronous(NORMAL) must not risk: credentials saved or deleted.
+func (s *Session) Sync(ctx context.Context) error {
+	// Not under mu: a Close meanwhile waits for the connection in use (see
+	// watchedConnector), and one before makes the query fail.
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("%w: sync: %v", ErrUnavailable, errClosed)
+	}
+	// busy is 1 when a reader or writer kept the checkpoint from finishing;
+	// log and done count the WAL's frames and those copied (-1 when the
+	// store is not in WAL mode, which DSN rules out).
+	var busy, log, done int
+	err := s.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(FULL)").Scan(&busy, &log, &done)
+	s.connector.observe(err)
+	if err != nil {
+		return classify("sync", err)
+	}
+	if busy != 0 || log != done {
+		return fmt.Errorf("%w: sync: checkpoint incomplete (%d of %d WAL frames copied, busy %d)", ErrUnavailable, done, log, busy)
 	}
 	return nil
 }

@@ -49,7 +49,9 @@ type Client interface {
 	// PairPhone asks for a pairing code for phone (international digits),
 	// once StartPairing has shown its first code.
 	PairPhone(ctx context.Context, phone string) (string, error)
-	// Logout unlinks the device on WhatsApp and deletes its credentials.
+	// Logout unlinks the device on WhatsApp and deletes its credentials,
+	// then syncs the store so that the deletion survives a power loss (a
+	// failed sync is logged).
 	Logout(ctx context.Context) error
 	// Send sends a text message to one user and returns once WhatsApp's
 	// server acknowledged it: ErrInvalid for a bad recipient or text,
@@ -214,11 +216,14 @@ type client struct {
 // forgetTimeout bounds deleting a logged-out device's credentials.
 const forgetTimeout = 30 * time.Second
 
-// forget deletes the device WhatsApp logged out from the store, committed,
-// and reports why it could not. whatsmeow deletes it too, but on the
-// connection's context, which the session cancels as soon as it hears of
-// the logout: that delete is often lost, and the revoked keys would log in
-// again at the next start.
+// syncTimeout bounds making a newly paired device's credentials durable.
+const syncTimeout = 30 * time.Second
+
+// forget deletes the device WhatsApp logged out from the store, committed
+// and synced (see syncCredentials), and reports why it could not delete
+// it. whatsmeow deletes it too, but on the connection's context, which the
+// session cancels as soon as it hears of the logout: that delete is often
+// lost, and the revoked keys would log in again at the next start.
 func (c *client) forget() error {
 	jid := c.jid.Load()
 	if jid == nil {
@@ -226,7 +231,23 @@ func (c *client) forget() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), forgetTimeout)
 	defer cancel()
-	return c.sess.Container.DeleteDevice(ctx, &wastore.Device{ID: jid})
+	if err := c.sess.Container.DeleteDevice(ctx, &wastore.Device{ID: jid}); err != nil {
+		return err
+	}
+	c.syncCredentials(ctx, "logout")
+	return nil
+}
+
+// syncCredentials makes the credentials a pairing just saved, or a logout
+// just deleted, survive a power loss (store.Session.Sync): the store runs
+// at synchronous(NORMAL), whose commits survive kill -9 only. A failure is
+// logged, not returned: the write itself committed, and only a power loss
+// before the next checkpoint (the store's connection closing, at the
+// latest) could undo it. after names the write, for the log.
+func (c *client) syncCredentials(ctx context.Context, after string) {
+	if err := c.sess.Sync(ctx); err != nil {
+		c.log.Error("store not synced after "+after+": a power loss before its next checkpoint may undo it", "err", err)
+	}
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -314,7 +335,11 @@ func (c *client) Logout(ctx context.Context) error {
 		// unlink; what failed after that is deleting the credentials.
 		return fmt.Errorf("%w: %v", ErrUnlinkedNotDeleted, err)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	c.syncCredentials(ctx, "logout")
+	return nil
 }
 
 func (c *client) Close() error {
@@ -362,7 +387,11 @@ func (c *client) handle(raw any) bool {
 	case *events.StreamError:
 		c.emit(StreamError{Code: e.Code})
 	case *events.PairSuccess:
+		// whatsmeow saved the device before dispatching the event.
 		c.jid.Store(ptrTo(e.ID))
+		ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+		c.syncCredentials(ctx, "pairing")
+		cancel()
 		c.emit(PairSuccess{JID: e.ID.String()})
 	case *events.PushNameSetting:
 		c.emit(PushNameChanged{Name: e.Action.GetName()})
