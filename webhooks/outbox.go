@@ -102,11 +102,14 @@ type Outbox struct {
 	committed atomic.Int64
 	depth     atomic.Int64
 
-	wakes     []chan struct{} // one per endpoint: new or retried deliveries
-	stop      context.CancelFunc
-	committer sync.WaitGroup
-	workers   sync.WaitGroup
-	closeOnce sync.Once
+	lanes []*lane // one per endpoint
+	// commitHook, when set (tests only), runs before each commit with how
+	// many attempts' results it holds.
+	commitHook func(results int)
+	stop       context.CancelFunc
+	committer  sync.WaitGroup
+	workers    sync.WaitGroup
+	closeOnce  sync.Once
 }
 
 var (
@@ -166,7 +169,8 @@ func Open(opts Options) (*Outbox, error) {
 		log: opts.Log, obs: opts.Observer, now: opts.Now, backoff: opts.Backoff,
 		endpoints: slices.Clone(opts.URLs), events: map[sessions.EventType]bool{},
 		timeout: opts.Timeout, retryFor: opts.RetryFor, keep: opts.Keep, conc: opts.Concurrency,
-		client: newClient(opts.Timeout, opts.AllowPrivate, opts.Concurrency),
+		client:     newClient(opts.Timeout, opts.AllowPrivate, opts.Concurrency),
+		commitHook: opts.commitHook,
 	}
 	for _, t := range opts.Events {
 		o.events[t] = true
@@ -215,10 +219,10 @@ func Open(opts Options) (*Outbox, error) {
 	o.committer.Add(1)
 	go o.commitLoop()
 	for _, ep := range o.endpoints {
-		wake := make(chan struct{}, 1)
-		o.wakes = append(o.wakes, wake)
+		l := newLane(ep)
+		o.lanes = append(o.lanes, l)
 		o.workers.Add(1)
-		go o.dispatch(runCtx, ep, wake)
+		go o.dispatch(runCtx, l)
 	}
 	o.workers.Add(1)
 	go o.pruneLoop(runCtx)
@@ -321,6 +325,34 @@ func (o *Outbox) enqueue(it batchItem) bool {
 	return true
 }
 
+func countResults(batch []batchItem) int {
+	n := 0
+	for _, it := range batch {
+		if it.mark != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// flush waits until everything queued before it is committed (or its
+// commit failed): the admin API reads and changes deliveries only after
+// the results recorded so far are in the database. It returns at once
+// when the outbox is closing (no results are recorded then but those
+// the writer is finishing).
+func (o *Outbox) flush(ctx context.Context) error {
+	done := make(chan struct{})
+	if !o.enqueue(batchItem{done: func(error) { close(done) }}) {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func countEvents(batch []batchItem) int {
 	n := 0
 	for _, it := range batch {
@@ -333,6 +365,9 @@ func countEvents(batch []batchItem) int {
 // delivery per endpoint for the types delivered, and each attempt's
 // result.
 func (o *Outbox) commit(batch []batchItem) error {
+	if o.commitHook != nil {
+		o.commitHook(countResults(batch))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tx, err := o.db.BeginTx(ctx, nil)
@@ -396,9 +431,9 @@ func (o *Outbox) commit(batch []batchItem) error {
 
 // wakeAll tells every dispatcher to look for due deliveries.
 func (o *Outbox) wakeAll() {
-	for _, w := range o.wakes {
+	for _, l := range o.lanes {
 		select {
-		case w <- struct{}{}:
+		case l.wake <- struct{}{}:
 		default: // already woken
 		}
 	}
