@@ -2,6 +2,7 @@ package webhooks_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,10 +23,11 @@ import (
 // slowCommits makes every commit that holds attempts' results take d
 // first, as commits do while the disk is busy with the session stores.
 func slowCommits(opts webhooks.Options, d time.Duration) webhooks.Options {
-	return webhooks.WithCommitHook(opts, func(results int) {
+	return webhooks.WithCommitHook(opts, func(results int) error {
 		if results > 0 {
 			time.Sleep(d)
 		}
+		return nil
 	})
 }
 
@@ -137,6 +140,39 @@ func TestFailedAttemptKeepsBackoffBeforeCommit(t *testing.T) {
 	}
 }
 
+// A commit of results that fails (the disk is full, say) forgets them:
+// those deliveries are sent again, with the same webhook-id, and recorded
+// by a later commit. The later deliveries of the session whose results
+// were committed meanwhile are not sent again, so the repeat comes after
+// them: the first delivery of each event kept the session's order.
+func TestFailedCommitOfResultsRedelivers(t *testing.T) {
+	rcv := newReceiver(t)
+	var failed atomic.Bool
+	o := open(t, webhooks.WithCommitHook(testOptions(t.TempDir(), rcv.srv.URL), func(results int) error {
+		if results > 0 && failed.CompareAndSwap(false, true) {
+			return errors.New("disk full (test)")
+		}
+		return nil
+	}))
+	evs := []sessions.Event{event("alice", 1), event("alice", 2), event("alice", 3)}
+	publish(t, o, evs...)
+	waitFor(t, 10*time.Second, "every event recorded delivered", func() (bool, string) {
+		return len(list(t, o, sessions.DeliveryDelivered)) == len(evs), fmt.Sprint(rcv.idsOf("alice"))
+	})
+	got := rcv.idsOf("alice")
+	if !failed.Load() || len(got) <= len(evs) {
+		t.Fatalf("received %v, failed commit %v: want a redelivery after the failed commit", got, failed.Load())
+	}
+	if want := []string{evs[0].ID, evs[1].ID, evs[2].ID}; !slices.Equal(got[:len(evs)], want) {
+		t.Errorf("first deliveries %v, want %v", got[:len(evs)], want)
+	}
+	for _, r := range rcv.received() {
+		if r.WebhookID != r.Event.ID {
+			t.Errorf("webhook-id %s for event %s", r.WebhookID, r.Event.ID)
+		}
+	}
+}
+
 // The child process of TestKillBeforeResultsCommit: it delivers every
 // event of the outbox at path to url, but no commit of results ever
 // ends, until it is killed. It prints "ready" once its events are
@@ -145,10 +181,11 @@ func deliverUntilKilled(path, url string) {
 	opts := testOptions(filepath.Dir(path), url)
 	opts.Path = path
 	block := make(chan struct{})
-	o, err := webhooks.Open(webhooks.WithCommitHook(opts, func(results int) {
+	o, err := webhooks.Open(webhooks.WithCommitHook(opts, func(results int) error {
 		if results > 0 {
 			<-block // held until the kill
 		}
+		return nil
 	}))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -46,6 +46,14 @@ type lane struct {
 	done map[string][]int64
 }
 
+// poke wakes the lane's dispatcher to read the queue again.
+func (l *lane) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default: // already woken
+	}
+}
+
 func newLane(ep string) *lane {
 	return &lane{ep: ep, wake: make(chan struct{}, 1), marks: map[int64]mark{}, done: map[string][]int64{}}
 }
@@ -61,8 +69,12 @@ func (l *lane) add(sender string, m mark) {
 }
 
 // settle forgets m once its commit ended: committed, the database says
-// the same; failed, the delivery is sent again.
-func (l *lane) settle(sender string, m mark) {
+// the same; failed (err), the delivery is sent again, and the dispatcher
+// is woken to do so.
+func (l *lane) settle(sender string, m mark, err error) {
+	if err != nil {
+		defer l.poke()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cur, ok := l.marks[m.seq]; ok && cur.attempts == m.attempts {
@@ -354,8 +366,8 @@ func (o *Outbox) attempt(ctx context.Context, l *lane, sender string, d pendingD
 // the delivery is sent again (at least once).
 func (o *Outbox) record(l *lane, sender string, m mark) bool {
 	l.add(sender, m)
-	if !o.enqueue(batchItem{mark: &m, done: func(error) { l.settle(sender, m) }}) {
-		l.settle(sender, m)
+	if !o.enqueue(batchItem{mark: &m, done: func(err error) { l.settle(sender, m, err) }}) {
+		l.settle(sender, m, nil)
 		return false
 	}
 	return true

@@ -104,8 +104,8 @@ type Outbox struct {
 
 	lanes []*lane // one per endpoint
 	// commitHook, when set (tests only), runs before each commit with how
-	// many attempts' results it holds.
-	commitHook func(results int)
+	// many attempts' results it holds; an error fails the commit.
+	commitHook func(results int) error
 	stop       context.CancelFunc
 	committer  sync.WaitGroup
 	workers    sync.WaitGroup
@@ -366,7 +366,9 @@ func countEvents(batch []batchItem) int {
 // result.
 func (o *Outbox) commit(batch []batchItem) error {
 	if o.commitHook != nil {
-		o.commitHook(countResults(batch))
+		if err := o.commitHook(countResults(batch)); err != nil {
+			return fmt.Errorf("webhook outbox: %w", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -432,10 +434,7 @@ func (o *Outbox) commit(batch []batchItem) error {
 // wakeAll tells every dispatcher to look for due deliveries.
 func (o *Outbox) wakeAll() {
 	for _, l := range o.lanes {
-		select {
-		case l.wake <- struct{}{}:
-		default: // already woken
-		}
+		l.poke()
 	}
 }
 

@@ -90,8 +90,9 @@ type Options struct {
 	Backoff func(attempts int) time.Duration
 
 	// commitHook, when set (tests only: export_test.go), runs before
-	// each commit with how many attempts' results it holds.
-	commitHook func(results int)
+	// each commit with how many attempts' results it holds; an error
+	// fails the commit.
+	commitHook func(results int) error
 }
 
 // The defaults of the Options' durations.
