@@ -297,14 +297,19 @@ func (o *Outbox) work(ctx context.Context, l *lane, sender string) {
 	}
 }
 
+// selectNext selects an endpoint's (first ?) deliveries still to be sent
+// of a session (second ?), with their events.
+const selectNext = `SELECT d.seq, d.attempts, d.since, coalesce(d.next_try_at, 0), e.id, e.ts, e.body
+	FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.endpoint = ? AND d.sender_id = ? AND d.` + active
+
 // next reads sender's first few undelivered deliveries at l's endpoint,
 // leaving out those delivered but not yet committed.
 func (o *Outbox) next(ctx context.Context, l *lane, sender string) ([]pendingDelivery, error) {
-	lo, hi, _ := l.skip(sender) // 0, 0 when none: every seq is above
-	rows, err := o.db.QueryContext(ctx, `SELECT d.seq, d.attempts, d.since, coalesce(d.next_try_at, 0), e.id, e.ts, e.body
-		FROM deliveries d JOIN events e ON e.seq = d.event_seq
-		WHERE d.endpoint = ? AND d.sender_id = ? AND d.`+active+` AND (d.seq < ? OR d.seq > ?) ORDER BY d.seq LIMIT ?`,
-		l.ep, sender, lo, hi, readAhead)
+	q, args := selectNext+` ORDER BY d.seq LIMIT ?`, []any{l.ep, sender, readAhead}
+	if lo, hi, ok := l.skip(sender); ok {
+		q, args = selectNext+` AND (d.seq < ? OR d.seq > ?) ORDER BY d.seq LIMIT ?`, []any{l.ep, sender, lo, hi, readAhead}
+	}
+	rows, err := o.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
