@@ -73,6 +73,7 @@ const active = `state IN ('pending', 'failed')`
 // sessions.EventSink and sessions.Deliveries.
 type Outbox struct {
 	db        *sql.DB
+	writer    *sql.Conn // the committer's own connection
 	log       *slog.Logger
 	obs       Observer
 	now       func() time.Time
@@ -195,17 +196,22 @@ func Open(opts Options) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
 	}
-	// A few connections: the committer writes while dispatchers and the
-	// admin API read; WAL lets readers run beside the one writer.
+	// A few connections: the committer writes on one of its own while
+	// dispatchers and the admin API read on the others; WAL lets readers
+	// run beside the one writer. The writer's own connection keeps the
+	// commits from queueing behind 32 workers per endpoint for the pool.
 	o.db, _ = sql.Open("sqlite", dsn(opts.Path)) // sql.Open only checks the driver name
-	o.db.SetMaxOpenConns(6)
-	o.db.SetMaxIdleConns(6)
+	o.db.SetMaxOpenConns(7)
+	o.db.SetMaxIdleConns(7)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var n int64
 	_, err = o.db.ExecContext(ctx, schema)
 	if err == nil {
 		err = o.db.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE `+active).Scan(&n)
+	}
+	if err == nil {
+		o.writer, err = o.db.Conn(ctx)
 	}
 	if err != nil {
 		o.db.Close()
@@ -372,7 +378,7 @@ func (o *Outbox) commit(batch []batchItem) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tx, err := o.db.BeginTx(ctx, nil)
+	tx, err := o.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("webhook outbox: begin: %w", err)
 	}
@@ -523,6 +529,7 @@ func (o *Outbox) Close(ctx context.Context) error {
 		o.cond.Broadcast()
 		o.committer.Wait()
 		o.client.CloseIdleConnections()
+		o.writer.Close() //nolint:errcheck // returns the connection to the pool, closed next
 		if cerr := o.db.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("close webhook outbox: %w", cerr)
 		}
