@@ -207,10 +207,10 @@ func (o *Outbox) dispatch(ctx context.Context, l *lane) {
 	}
 }
 
-// heads lists each session's first undelivered delivery at l's endpoint
-// that is not delivered but uncommitted, with its next try as the lane
-// knows it. A session whose every delivery is delivered but uncommitted
-// has none.
+// heads lists each session's first delivery still to be sent at l's
+// endpoint, with its next try as the lane knows it. Deliveries whose 2xx
+// (or death) is recorded but not yet committed do not count: a session
+// that has nothing else has no head.
 func (o *Outbox) heads(ctx context.Context, l *lane) ([]head, error) {
 	rows, err := o.db.QueryContext(ctx, `SELECT d.seq, h.last, d.sender_id, d.next_try_at FROM deliveries d
 		JOIN (SELECT min(seq) AS seq, max(seq) AS last FROM deliveries WHERE endpoint = ? AND `+active+` GROUP BY sender_id) h ON d.seq = h.seq
@@ -297,8 +297,8 @@ func (o *Outbox) work(ctx context.Context, l *lane, sender string) {
 	}
 }
 
-// selectNext selects an endpoint's (first ?) deliveries still to be sent
-// of a session (second ?), with their events.
+// selectNext selects the deliveries still to be sent at an endpoint
+// (the first parameter) of a session (the second), with their events.
 const selectNext = `SELECT d.seq, d.attempts, d.since, coalesce(d.next_try_at, 0), e.id, e.ts, e.body
 	FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.endpoint = ? AND d.sender_id = ? AND d.` + active
 
