@@ -269,11 +269,18 @@ const readAhead = 8
 // deliveries go at the endpoint's speed, not the disk's.
 func (o *Outbox) work(ctx context.Context, l *lane, sender string) {
 	var ahead []pendingDelivery
+	more := true // the last read may have left rows unread
 	for range workerTurn {
 		if ctx.Err() != nil {
 			return
 		}
 		if len(ahead) == 0 {
+			if !more {
+				// The session had no more rows when last read; newer ones
+				// are found by the dispatcher's next read of the heads,
+				// which follows every worker's end.
+				return
+			}
 			var err error
 			if ahead, err = o.next(ctx, l, sender); err != nil {
 				if ctx.Err() == nil {
@@ -284,6 +291,7 @@ func (o *Outbox) work(ctx context.Context, l *lane, sender string) {
 			if len(ahead) == 0 {
 				return
 			}
+			more = len(ahead) == readAhead
 		}
 		d := ahead[0]
 		ahead = ahead[1:]
