@@ -41,6 +41,9 @@ func (o *Outbox) List(ctx context.Context, state sessions.DeliveryState, after s
 		return nil, sessions.Errorf(sessions.ErrInvalid, "limit must be 1 to %d, got %d", MaxListLimit, limit)
 	}
 	var from int64
+	if err := o.flush(ctx); err != nil {
+		return nil, err
+	}
 	if after != "" {
 		var err error
 		if from, err = parseID(after); err != nil {
@@ -73,6 +76,11 @@ func (o *Outbox) Retry(ctx context.Context, id string) (sessions.Delivery, error
 	if err != nil {
 		return sessions.Delivery{}, err
 	}
+	// Every result recorded so far first: a dead delivery's result, still
+	// in memory, would otherwise be written over the retry.
+	if err := o.flush(ctx); err != nil {
+		return sessions.Delivery{}, err
+	}
 	d, err := o.get(ctx, seq)
 	if err != nil {
 		return d, err
@@ -101,6 +109,9 @@ func (o *Outbox) Retry(ctx context.Context, id string) (sessions.Delivery, error
 // RetryDead makes every dead delivery due now, with a fresh RETRY_FOR,
 // and says how many there were.
 func (o *Outbox) RetryDead(ctx context.Context) (int, error) {
+	if err := o.flush(ctx); err != nil {
+		return 0, err
+	}
 	now := o.now().UnixNano()
 	res, err := o.db.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', next_try_at = ?, since = ? WHERE state = 'dead'`, now, now)
 	if err != nil {

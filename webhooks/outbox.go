@@ -73,6 +73,7 @@ const active = `state IN ('pending', 'failed')`
 // sessions.EventSink and sessions.Deliveries.
 type Outbox struct {
 	db        *sql.DB
+	writer    *sql.Conn // the committer's own connection
 	log       *slog.Logger
 	obs       Observer
 	now       func() time.Time
@@ -102,11 +103,14 @@ type Outbox struct {
 	committed atomic.Int64
 	depth     atomic.Int64
 
-	wakes     []chan struct{} // one per endpoint: new or retried deliveries
-	stop      context.CancelFunc
-	committer sync.WaitGroup
-	workers   sync.WaitGroup
-	closeOnce sync.Once
+	lanes []*lane // one per endpoint
+	// commitHook, when set (tests only), runs before each commit with how
+	// many attempts' results it holds; an error fails the commit.
+	commitHook func(results int) error
+	stop       context.CancelFunc
+	committer  sync.WaitGroup
+	workers    sync.WaitGroup
+	closeOnce  sync.Once
 }
 
 var (
@@ -166,7 +170,8 @@ func Open(opts Options) (*Outbox, error) {
 		log: opts.Log, obs: opts.Observer, now: opts.Now, backoff: opts.Backoff,
 		endpoints: slices.Clone(opts.URLs), events: map[sessions.EventType]bool{},
 		timeout: opts.Timeout, retryFor: opts.RetryFor, keep: opts.Keep, conc: opts.Concurrency,
-		client: newClient(opts.Timeout, opts.AllowPrivate, opts.Concurrency),
+		client:     newClient(opts.Timeout, opts.AllowPrivate, opts.Concurrency),
+		commitHook: opts.commitHook,
 	}
 	for _, t := range opts.Events {
 		o.events[t] = true
@@ -191,17 +196,22 @@ func Open(opts Options) (*Outbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
 	}
-	// A few connections: the committer writes while dispatchers and the
-	// admin API read; WAL lets readers run beside the one writer.
+	// A few connections: the committer writes on one of its own while
+	// dispatchers and the admin API read on the others; WAL lets readers
+	// run beside the one writer. The writer's own connection keeps the
+	// commits from queueing behind 32 workers per endpoint for the pool.
 	o.db, _ = sql.Open("sqlite", dsn(opts.Path)) // sql.Open only checks the driver name
-	o.db.SetMaxOpenConns(6)
-	o.db.SetMaxIdleConns(6)
+	o.db.SetMaxOpenConns(7)
+	o.db.SetMaxIdleConns(7)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var n int64
 	_, err = o.db.ExecContext(ctx, schema)
 	if err == nil {
 		err = o.db.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE `+active).Scan(&n)
+	}
+	if err == nil {
+		o.writer, err = o.db.Conn(ctx)
 	}
 	if err != nil {
 		o.db.Close()
@@ -215,10 +225,10 @@ func Open(opts Options) (*Outbox, error) {
 	o.committer.Add(1)
 	go o.commitLoop()
 	for _, ep := range o.endpoints {
-		wake := make(chan struct{}, 1)
-		o.wakes = append(o.wakes, wake)
+		l := newLane(ep)
+		o.lanes = append(o.lanes, l)
 		o.workers.Add(1)
-		go o.dispatch(runCtx, ep, wake)
+		go o.dispatch(runCtx, l)
 	}
 	o.workers.Add(1)
 	go o.pruneLoop(runCtx)
@@ -321,6 +331,34 @@ func (o *Outbox) enqueue(it batchItem) bool {
 	return true
 }
 
+func countResults(batch []batchItem) int {
+	n := 0
+	for _, it := range batch {
+		if it.mark != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// flush waits until everything queued before it is committed (or its
+// commit failed): the admin API reads and changes deliveries only after
+// the results recorded so far are in the database. It returns at once
+// when the outbox is closing (no results are recorded then but those
+// the writer is finishing).
+func (o *Outbox) flush(ctx context.Context) error {
+	done := make(chan struct{})
+	if !o.enqueue(batchItem{done: func(error) { close(done) }}) {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func countEvents(batch []batchItem) int {
 	n := 0
 	for _, it := range batch {
@@ -333,9 +371,14 @@ func countEvents(batch []batchItem) int {
 // delivery per endpoint for the types delivered, and each attempt's
 // result.
 func (o *Outbox) commit(batch []batchItem) error {
+	if o.commitHook != nil {
+		if err := o.commitHook(countResults(batch)); err != nil {
+			return fmt.Errorf("webhook outbox: %w", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tx, err := o.db.BeginTx(ctx, nil)
+	tx, err := o.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("webhook outbox: begin: %w", err)
 	}
@@ -396,11 +439,8 @@ func (o *Outbox) commit(batch []batchItem) error {
 
 // wakeAll tells every dispatcher to look for due deliveries.
 func (o *Outbox) wakeAll() {
-	for _, w := range o.wakes {
-		select {
-		case w <- struct{}{}:
-		default: // already woken
-		}
+	for _, l := range o.lanes {
+		l.poke()
 	}
 }
 
@@ -489,6 +529,7 @@ func (o *Outbox) Close(ctx context.Context) error {
 		o.cond.Broadcast()
 		o.committer.Wait()
 		o.client.CloseIdleConnections()
+		o.writer.Close() //nolint:errcheck // returns the connection to the pool, closed next
 		if cerr := o.db.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("close webhook outbox: %w", cerr)
 		}

@@ -15,8 +15,11 @@
 // within the timeout is a delivery; after RetryFor without one, a delivery
 // is dead and stops blocking its session until an operator retries it.
 // Every state lives in the database, so a restart carries on where the
-// last run stopped, and nothing but the in-flight deliveries is held in
-// memory.
+// last run stopped. A worker does not wait for its attempt's result to be
+// committed before its session's next delivery: until the commit lands,
+// the result is held in memory and every read of the queue sees it
+// there. A crash before that commit sends the delivery again, with the
+// same webhook-id (delivery is at least once).
 package webhooks
 
 import (
@@ -85,6 +88,11 @@ type Options struct {
 	// Backoff is the wait after a delivery's attempts-th failure; nil
 	// means Backoff (1 s doubling to 1 h, with jitter).
 	Backoff func(attempts int) time.Duration
+
+	// commitHook, when set (tests only: export_test.go), runs before
+	// each commit with how many attempts' results it holds; an error
+	// fails the commit.
+	commitHook func(results int) error
 }
 
 // The defaults of the Options' durations.
