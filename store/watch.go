@@ -199,15 +199,67 @@ type conn interface {
 type watchedConn struct {
 	driver.Conn
 	c *watchedConnector
+	// stmts are the statements run on this connection, each prepared once:
+	// whatsmeow's store runs the same few dozen SQL texts through
+	// QueryContext and ExecContext, and SQLite parsing each one every time
+	// was a quarter of the service's CPU per message. database/sql uses a
+	// connection from one goroutine at a time, so no lock.
+	stmts map[string]*cachedStmt
+}
+
+// maxCachedStmts bounds a connection's statement cache: texts past it (a
+// query built for a number of arguments, say) are prepared each time.
+const maxCachedStmts = 64
+
+// cachedStmt is a statement prepared once on a connection; busy while
+// rows read from it are open (a query run again meanwhile, in the same
+// transaction, is prepared anew instead of resetting those rows).
+type cachedStmt struct {
+	st   stmt
+	busy bool
 }
 
 func (w *watchedConn) inner() conn { return w.Conn.(conn) }
 
 // Close closes the connection; database/sql closes each one once.
 func (w *watchedConn) Close() error {
+	for _, cs := range w.stmts {
+		cs.st.Close()
+	}
+	w.stmts = nil
 	err := w.Conn.Close()
 	w.c.leave()
 	return err
+}
+
+// cached is query's statement on this connection, prepared now if it is
+// new; nil when it is in use or the cache is full (the caller runs the
+// query unprepared).
+func (w *watchedConn) cached(ctx context.Context, query string) *cachedStmt {
+	if cs, ok := w.stmts[query]; ok {
+		if cs.busy {
+			return nil
+		}
+		return cs
+	}
+	if len(w.stmts) >= maxCachedStmts {
+		return nil
+	}
+	st, err := w.inner().PrepareContext(ctx, query)
+	if err != nil {
+		return nil // the unprepared run reports it
+	}
+	s, ok := st.(stmt)
+	if !ok {
+		st.Close()
+		return nil
+	}
+	if w.stmts == nil {
+		w.stmts = map[string]*cachedStmt{}
+	}
+	cs := &cachedStmt{st: s}
+	w.stmts[query] = cs
+	return cs
 }
 
 func (w *watchedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
@@ -229,18 +281,47 @@ func (w *watchedConn) PrepareContext(ctx context.Context, query string) (driver.
 	return &watchedStmt{Stmt: st, c: w.c}, nil
 }
 
-func (w *watchedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	r, err := w.inner().ExecContext(ctx, query, args)
+// drop closes a cached statement whose run failed: the next run prepares
+// it anew rather than trusting its state.
+func (w *watchedConn) drop(query string, cs *cachedStmt) {
+	delete(w.stmts, query)
+	cs.st.Close()
+}
+
+func (w *watchedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (r driver.Result, err error) {
+	if cs := w.cached(ctx, query); cs != nil {
+		if r, err = cs.st.ExecContext(ctx, args); err != nil {
+			w.drop(query, cs)
+		}
+	} else {
+		r, err = w.inner().ExecContext(ctx, query, args)
+	}
 	w.c.observe(err)
 	return r, err
 }
 
 func (w *watchedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	r, err := w.inner().QueryContext(ctx, query, args)
-	if err != nil {
-		w.c.taint(err)
+	cs := w.cached(ctx, query)
+	if cs == nil {
+		r, err := w.inner().QueryContext(ctx, query, args)
+		if err != nil {
+			w.c.taint(err)
+		}
+		return r, err
 	}
-	return r, err
+	r, err := cs.st.QueryContext(ctx, args)
+	if err != nil {
+		w.drop(query, cs)
+		w.c.taint(err)
+		return nil, err
+	}
+	mr, ok := r.(modernRows)
+	if !ok { // not modernc's rows: read them as they are, prepared anew next time
+		delete(w.stmts, query)
+		return &closingRows{Rows: r, st: cs.st}, nil
+	}
+	cs.busy = true
+	return &cachedRows{modernRows: mr, cs: cs}, nil
 }
 
 func (w *watchedConn) Ping(ctx context.Context) error         { return w.inner().Ping(ctx) }
@@ -285,6 +366,44 @@ func (s *watchedStmt) QueryContext(ctx context.Context, args []driver.NamedValue
 		s.c.taint(err)
 	}
 	return r, err
+}
+
+// modernRows is what modernc's rows implement beyond driver.Rows, kept
+// visible through cachedRows for database/sql's ColumnTypes.
+type modernRows interface {
+	driver.Rows
+	driver.RowsColumnTypeDatabaseTypeName
+	driver.RowsColumnTypeLength
+	driver.RowsColumnTypeNullable
+	driver.RowsColumnTypePrecisionScale
+	driver.RowsColumnTypeScanType
+}
+
+// cachedRows are rows read from a cached statement, which is free again
+// once they are closed.
+type cachedRows struct {
+	modernRows
+	cs *cachedStmt
+}
+
+func (r *cachedRows) Close() error {
+	err := r.modernRows.Close()
+	r.cs.busy = false
+	return err
+}
+
+// closingRows close their statement with them.
+type closingRows struct {
+	driver.Rows
+	st driver.Stmt
+}
+
+func (r *closingRows) Close() error {
+	err := r.Rows.Close()
+	if e := r.st.Close(); err == nil {
+		err = e
+	}
+	return err
 }
 
 // noWatch ignores everything.

@@ -31,10 +31,11 @@ import (
 
 // patchedFiles are the files the patch changes, as patched.
 var patchedFiles = map[string]string{
-	"client.go":             "5c0a7dbaf43a6b2d1070342982c7a734d4e1380df98846337c4a244bfeaa8982",
-	"retry.go":              "eee92518e01517df68117a225a4099e193a2b73e27ffe25936dcf34db153026d",
-	"socket/framesocket.go": "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
-	"socket/noisesocket.go": "6bae39bfa1f0ab2b901f0375904052c9bd48ecb51d698b4be5b902a456be6437",
+	"client.go":                    "50b25a7c35d858ca1e597f777c94bde9106dd742f8ceeff8b9b64fe12bbed059",
+	"recentmessages_patch_test.go": "0d966f5d945b6136a7eadf38c815699ad2c0903c3a3f1a9b41c617c6abb7cac2",
+	"retry.go":                     "5b09c5fd5510b4196e5807b36885d81a3e316d461bb3166bcf21626779812d21",
+	"socket/framesocket.go":        "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
+	"socket/noisesocket.go":        "6bae39bfa1f0ab2b901f0375904052c9bd48ecb51d698b4be5b902a456be6437",
 }
 
 func TestWhatsmeowCopyIsThePinnedVersionPatched(t *testing.T) {

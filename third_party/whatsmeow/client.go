@@ -146,7 +146,7 @@ type Client struct {
 	userDevicesCacheLock sync.Mutex
 
 	recentMessagesMap  map[recentMessageKey]RecentMessage
-	recentMessagesList *[recentMessagesSize]recentMessageKey // whatsapp-sessions patch: allocated on first use
+	recentMessagesList []recentMessageKey // whatsapp-sessions patch: grows on use, up to recentMessagesSize
 	recentMessagesPtr  int
 	recentMessagesLock sync.RWMutex
 

@@ -79,18 +79,16 @@ func (cli *Client) addRecentMessage(ctx context.Context, to types.JID, id types.
 	}
 	cli.recentMessagesLock.Lock()
 	key := recentMessageKey{to, id}
-	if cli.recentMessagesList == nil { // whatsapp-sessions patch: allocated on first use
-		cli.recentMessagesList = new([recentMessagesSize]recentMessageKey)
-	}
-	if cli.recentMessagesList[cli.recentMessagesPtr].ID != "" {
+	// whatsapp-sessions patch: the list grows with use up to
+	// recentMessagesSize, then the oldest entry is replaced.
+	if len(cli.recentMessagesList) < recentMessagesSize {
+		cli.recentMessagesList = append(cli.recentMessagesList, key)
+	} else {
 		delete(cli.recentMessagesMap, cli.recentMessagesList[cli.recentMessagesPtr])
+		cli.recentMessagesList[cli.recentMessagesPtr] = key
+		cli.recentMessagesPtr = (cli.recentMessagesPtr + 1) % recentMessagesSize
 	}
 	cli.recentMessagesMap[key] = RecentMessage{wa: wa, fb: fb}
-	cli.recentMessagesList[cli.recentMessagesPtr] = key
-	cli.recentMessagesPtr++
-	if cli.recentMessagesPtr >= len(cli.recentMessagesList) {
-		cli.recentMessagesPtr = 0
-	}
 	cli.recentMessagesLock.Unlock()
 	return nil
 }
