@@ -437,15 +437,23 @@ func (s *session) onPairPhoneDone(m pairPhoneDone) {
 }
 
 func (s *session) onLogout(ctx actor.Context, m logoutCmd) {
+	s.whileConnected(ctx, m.fail, "logout needs a connected session, since WhatsApp must unlink the device (DELETE removes a session in any state)",
+		func(c whatsapp.Client, l *link) any {
+			return logoutDone{link: l, err: c.Logout(l.ctx), reply: m.reply}
+		})
+}
+
+// whileConnected runs work on the connected session's client, off the
+// mailbox, and sends the message work returns back to the actor; a session
+// that is not connected fails with needs, the sentence saying why.
+func (s *session) whileConnected(ctx actor.Context, fail func(error), needs string, work func(c whatsapp.Client, l *link) any) {
 	c := s.clientIf(sessions.StateConnected)
 	if c == nil {
-		m.fail(sessions.WrongState(s.st.State, "session %s is %s: logout needs a connected session, since WhatsApp must unlink the device (DELETE removes a session in any state)", s.id, s.st.State))
+		fail(sessions.WrongState(s.st.State, "session %s is %s: %s", s.id, s.st.State, needs))
 		return
 	}
 	l, pid, send := s.link, ctx.Self(), s.deps.send
-	s.goSafe(l, pid, func() {
-		send(pid, logoutDone{link: l, err: c.Logout(l.ctx), reply: m.reply})
-	})
+	s.goSafe(l, pid, func() { send(pid, work(c, l)) })
 }
 
 func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
@@ -475,17 +483,11 @@ func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
 // onSend sends a message through a connected session's client, off the
 // mailbox; sendDone answers.
 func (s *session) onSend(ctx actor.Context, m sendCmd) {
-	c := s.clientIf(sessions.StateConnected)
-	if c == nil {
-		m.fail(sessions.WrongState(s.st.State, "session %s is %s: sending needs a connected session", s.id, s.st.State))
-		return
-	}
-	l, pid, send := s.link, ctx.Self(), s.deps.send
-	s.goSafe(l, pid, func() {
+	s.whileConnected(ctx, m.fail, "sending needs a connected session", func(c whatsapp.Client, l *link) any {
 		wctx, cancel := l.bound(m.ctx)
 		defer cancel()
 		sent, err := c.Send(wctx, m.out)
-		send(pid, sendDone{link: l, sent: sent, err: err, reply: m.reply})
+		return sendDone{link: l, sent: sent, err: err, reply: m.reply}
 	})
 }
 
@@ -501,17 +503,10 @@ func (s *session) onSendDone(m sendDone) {
 // onMarkRead sends a read receipt through a connected session's client,
 // off the mailbox; markReadDone answers.
 func (s *session) onMarkRead(ctx actor.Context, m markReadCmd) {
-	c := s.clientIf(sessions.StateConnected)
-	if c == nil {
-		m.fail(sessions.WrongState(s.st.State, "session %s is %s: marking a message read needs a connected session", s.id, s.st.State))
-		return
-	}
-	l, pid, send := s.link, ctx.Self(), s.deps.send
-	s.goSafe(l, pid, func() {
+	s.whileConnected(ctx, m.fail, "marking a message read needs a connected session", func(c whatsapp.Client, l *link) any {
 		wctx, cancel := l.bound(m.ctx)
 		defer cancel()
-		err := c.MarkRead(wctx, m.chat, m.ids)
-		send(pid, markReadDone{link: l, err: err, reply: m.reply})
+		return markReadDone{link: l, err: c.MarkRead(wctx, m.chat, m.ids), reply: m.reply}
 	})
 }
 
