@@ -12,11 +12,15 @@ const maxIdleGrowth = 4
 
 // lifetime closes a store's connection once it has been idle for its idle
 // timeout, a timeout that follows the store's use. It starts at the
-// configured one (base). A store whose connection is opened again within
-// base of its idle close was closed too early: its next connection stays
-// open twice as long when idle, up to maxIdleGrowth × base. One that stays
-// closed for longer than base, or rests (Session.Rest), starts again at
-// base. So a session that sends or receives every few seconds keeps its
+// configured one (base), and grows two ways, up to maxIdleGrowth × base:
+//   - a connection in use for a while stays open, when idle, for half the
+//     time it has been in use (from its opening to its last use);
+//   - a store whose connection is opened again within base of its idle
+//     close was closed too early: its next connection's timeout is twice
+//     the last one's.
+//
+// One that stays closed for longer than base, or rests (Session.Rest),
+// starts again at base. So a session that sends or receives every few seconds keeps its
 // store, its statement cache and its schema open instead of paying for a
 // reopen (SQLite's open, the schema parse, every statement prepared anew,
 // a checkpoint at each close) on every message, while one used once in a
@@ -36,7 +40,8 @@ type lifetime struct {
 	lastUse atomic.Int64
 
 	mu       sync.Mutex
-	timeout  time.Duration // the current connection's idle timeout
+	timeout  time.Duration // the current connection's idle timeout, before its use
+	openedAt time.Time     // the current connection's
 	closedAt time.Time     // of the last idle close; zero if the last close was not one
 	timer    *time.Timer
 	stopped  bool
@@ -68,6 +73,7 @@ func (l *lifetime) opened() {
 		}
 		l.closedAt = time.Time{}
 	}
+	l.openedAt = now
 	if l.timer == nil {
 		l.timer = time.AfterFunc(l.timeout, l.check)
 	} else {
@@ -83,7 +89,10 @@ func (l *lifetime) check() {
 		l.mu.Unlock()
 		return
 	}
-	if idle := time.Since(time.Unix(0, l.lastUse.Load())); idle < l.timeout {
+	last := time.Unix(0, l.lastUse.Load())
+	// The timeout may have grown with use since the timer was set.
+	l.timeout = min(max(l.timeout, last.Sub(l.openedAt)/2), maxIdleGrowth*l.base)
+	if idle := time.Since(last); idle < l.timeout {
 		l.timer.Reset(l.timeout - idle)
 		l.mu.Unlock()
 		return

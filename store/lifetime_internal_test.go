@@ -19,7 +19,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // An idle store's connection closes after the idle timeout; one reopened
 // within that timeout of its idle close keeps its next connection twice as
-// long, up to maxIdleGrowth times; a store used steadily stays open; one
+// long, up to maxIdleGrowth times; a store used steadily stays open, when
+// idle, for half the time it was in use (within the same bound); one
 // that stayed closed, or rested, starts again at the configured timeout.
 func TestIdleTimeoutFollowsUse(t *testing.T) {
 	d, err := OpenDir(t.TempDir())
@@ -86,6 +87,19 @@ func TestIdleTimeoutFollowsUse(t *testing.T) {
 	use()
 	if got := s.life.idleTimeout(); got != base {
 		t.Fatalf("idle timeout %v after Rest, want %v", got, base)
+	}
+	// In use for 8 × base: idle, it stays open for 4 × base (half that).
+	for range 16 {
+		time.Sleep(base / 2)
+		use()
+	}
+	time.Sleep(2 * base)
+	if closed() {
+		t.Fatal("a store in use for 800 ms closed after 200 ms idle")
+	}
+	waitFor(t, "the idle connection closed", closed)
+	if got := s.life.idleTimeout(); got != 4*base {
+		t.Fatalf("idle timeout %v after 800 ms of use, want %v", got, 4*base)
 	}
 	// A connection in use past its timeout is not closed under its user.
 	conn, err := s.db.Conn(ctx)
