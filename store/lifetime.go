@@ -8,7 +8,7 @@ import (
 
 // maxIdleGrowth bounds how far a store's idle timeout may grow with use:
 // at most this many times OpenOptions.IdleTimeout.
-const maxIdleGrowth = 4
+const maxIdleGrowth = 2
 
 // lifetime closes a store's connection once it has been idle for its idle
 // timeout, a timeout that follows the store's use. It starts at the
