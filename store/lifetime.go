@@ -20,11 +20,11 @@ const maxIdleGrowth = 2
 //     the last one's.
 //
 // One that stays closed for longer than base, or rests (Session.Rest),
-// starts again at base. So a session that sends or receives every few seconds keeps its
-// store, its statement cache and its schema open instead of paying for a
-// reopen (SQLite's open, the schema parse, every statement prepared anew,
-// a checkpoint at each close) on every message, while one used once in a
-// while still closes after base, as before.
+// starts again at base. So a session that sends or receives every few
+// seconds keeps its store, its statement cache and its schema open instead
+// of paying for a reopen (SQLite's open, the schema parse, every statement
+// prepared anew, a checkpoint at each close) on every message, while one
+// used once in a while still closes after base, as before.
 //
 // database/sql's own SetConnMaxIdleTime is not used: its cleaner looks
 // only every max(timeout, 1 s), so a connection idle for 2 s closed

@@ -63,8 +63,8 @@ type OpenOptions struct {
 	Log waLog.Logger
 	// IdleTimeout closes the store's one connection after this long unused
 	// (an open connection costs about 500 KiB, a resting store 36 KiB);
-	// a store reopened soon after such a close keeps its connection open
-	// longer, up to twice this (see lifetime). Zero means 30 s.
+	// a store in steady use keeps it longer when idle, up to twice this
+	// (see lifetime). Zero means 30 s.
 	IdleTimeout time.Duration
 	// Watch hears about failed and succeeding writes; nil ignores them.
 	Watch WriteWatcher
