@@ -299,8 +299,11 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 	defer hc.CloseIdleConnections()
 	api := client.New("http://"+fr.svc.addr, b.apiKey).WithHTTPClient(hc)
 	var lats2, later []time.Duration
+	var sendRows bytes.Buffer // the send timeline: start (s from the phase's), latency (s)
+	sendRows.WriteString("sent_s,latency_s\n")
 	firstDone := make([]atomic.Bool, n)
 	w = startPhase(fr)
+	sendStart := time.Now()
 	ps.generatorLate = dur(pace(ctx, b.sendRate, b.sendDuration, 512, func(i int) {
 		s := i % n
 		first := firstDone[s].CompareAndSwap(false, true)
@@ -316,12 +319,16 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 		}
 		ps.sent++
 		lats2 = append(lats2, lat)
+		fmt.Fprintf(&sendRows, "%.3f,%.4f\n", t0.Sub(sendStart).Seconds(), lat.Seconds())
 		if !first {
 			later = append(later, lat)
 		}
 	}))
 	w.end(ps)
 	ps.latency, res.sendLater = summarize(lats2), summarize(later)
+	if err := os.WriteFile(filepath.Join(b.work, "logs", "messaging-send-timeline.csv"), sendRows.Bytes(), 0o644); err != nil {
+		logf("messaging: send timeline: %v", err)
+	}
 	logf("messaging: sessions sent %d (%d errors), p50 %v, p99 %v", ps.sent, ps.errors, ps.latency.p50, ps.latency.p99)
 	stopSampling()
 

@@ -65,7 +65,9 @@ type Config struct {
 	// this long. An open connection costs ~450 KiB and 3 file descriptors
 	// (the store, its -wal and -shm); a resting store ~36 KiB and none, and
 	// reopening one costs ~2 ms. Short, so that a restore of thousands of
-	// sessions never holds thousands of connections at once.
+	// sessions never holds thousands of connections at once. A store in
+	// steady use keeps its connection up to twice this long (store's
+	// lifetime).
 	StoreIdleTimeout time.Duration `envconfig:"STORE_IDLE_TIMEOUT" default:"2s"`
 
 	// BackoffMin and BackoffMax bound the delay between reconnect attempts;

@@ -32,6 +32,9 @@ type Dir struct {
 	root          string
 	lock          *os.File
 	groupWritable bool
+	// mem counts the open connections of the stores opened here, and
+	// gives memory back after many closed (see reclaimer).
+	mem *reclaimer
 }
 
 // OpenDir creates root if needed (0700) and takes its lock. A second
@@ -78,7 +81,7 @@ func OpenDir(root string) (*Dir, error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &Dir{root: abs, lock: f, groupWritable: fi.Mode().Perm()&0o020 != 0}, nil
+	return &Dir{root: abs, lock: f, groupWritable: fi.Mode().Perm()&0o020 != 0, mem: newReclaimer()}, nil
 }
 
 // checkDirMode refuses a sessions directory that every local user may
@@ -124,6 +127,7 @@ func (d *Dir) Close() error {
 	if d.lock == nil {
 		return nil
 	}
+	d.mem.stop()
 	err := d.lock.Close()
 	d.lock = nil
 	return err

@@ -62,8 +62,9 @@ type OpenOptions struct {
 	// Log receives whatsmeow's store logs; nil discards them.
 	Log waLog.Logger
 	// IdleTimeout closes the store's one connection after this long unused
-	// (an open connection costs about 200 KiB, a resting store 36 KiB).
-	// Zero means 30 s.
+	// (an open connection costs about 500 KiB, a resting store 36 KiB);
+	// a store in steady use keeps it longer when idle, up to twice this
+	// (see lifetime). Zero means 30 s.
 	IdleTimeout time.Duration
 	// Watch hears about failed and succeeding writes; nil ignores them.
 	Watch WriteWatcher
@@ -81,6 +82,7 @@ type Session struct {
 
 	db        *sql.DB
 	connector *watchedConnector
+	life      *lifetime
 	// mu orders Rest and Close: database/sql's Close does not wait for a
 	// connection that SetMaxIdleConns is closing on another goroutine, and
 	// nothing may touch the store's files once Close returned (a delete
@@ -103,6 +105,7 @@ func (s *Session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	s.life.stop()
 	if err := s.Container.Close(); err != nil {
 		s.connector.shutDown(connDrainTimeout)
 		return err
@@ -149,10 +152,23 @@ func (s *Session) Sync(ctx context.Context) error {
 
 // Rest closes the store's database connection if it is idle, as the idle
 // timeout would later: a connected session rarely touches its store, and
-// an open connection costs ~450 KiB. The next use reopens it.
+// an open connection costs ~500 KiB. The next use reopens it, with the
+// configured idle timeout.
 func (s *Session) Rest() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closeIdleLocked()
+	s.life.rested()
+}
+
+// closeIdle closes the store's connection unless it is in use.
+func (s *Session) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeIdleLocked()
+}
+
+func (s *Session) closeIdleLocked() {
 	if s.closed {
 		return
 	}
@@ -199,45 +215,52 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	}
 	// Read before the first connection opens: opening removes the marker.
 	clean := hasCleanMarker(dir)
-	connector := &watchedConnector{dsn: DSN(path), drv: &sqlite.Driver{}, watch: watch,
-		marker: filepath.Join(dir, cleanFile)}
-	db := sql.OpenDB(connector)
 	idle := opts.IdleTimeout
 	if idle <= 0 {
 		idle = 30 * time.Second
 	}
+	life := newLifetime(idle)
+	connector := &watchedConnector{dsn: DSN(path), drv: &sqlite.Driver{}, watch: watch,
+		marker: filepath.Join(dir, cleanFile), life: life, mem: d.mem}
+	db := sql.OpenDB(connector)
 	// One connection per store: whatsmeow's writes serialise on it anyway,
-	// and every extra open connection costs memory.
+	// and every extra open connection costs memory. The lifetime closes it
+	// when idle.
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(idle)
+	s := &Session{ID: id, Checked: !clean, db: db, connector: connector, life: life}
+	life.closeIdle, life.open = s.closeIdle, connector.isOpen
+	// fail closes what Open opened; closing is the database's or the
+	// container's (which closes the database).
+	fail := func(closing func() error, err error) (*Session, error) {
+		life.stop()
+		closing()
+		return nil, err
+	}
 
 	if err := check(ctx, db, !clean); err != nil {
-		db.Close()
-		return nil, err
+		return fail(db.Close, err)
 	}
 	// A clean close of this store may mark it clean from now on.
 	connector.checked.Store(true)
 	// From now on keep the WAL files, on this connection and the next.
 	connector.persistWAL.Store(true)
 	if err := withDriverConn(ctx, db, persistWAL); err != nil {
-		db.Close()
-		return nil, classify("persist WAL", err)
+		return fail(db.Close, classify("persist WAL", err))
 	}
 	for _, f := range []string{path, path + "-wal", path + "-shm"} {
 		_ = os.Chmod(f, fileMode)
 	}
 	container := sqlstore.NewWithDB(db, DriverName, opts.Log)
 	if err := container.Upgrade(ctx); err != nil {
-		container.Close()
-		return nil, classify("upgrade schema", err)
+		return fail(container.Close, classify("upgrade schema", err))
 	}
 	dev, err := container.GetFirstDevice(ctx)
 	if err != nil {
-		container.Close()
-		return nil, classify("load device", err)
+		return fail(container.Close, classify("load device", err))
 	}
-	return &Session{ID: id, Container: container, Device: dev, Checked: !clean, db: db, connector: connector}, nil
+	s.Container, s.Device = container, dev
+	return s, nil
 }
 
 // withDriverConn runs f on the store's one open driver connection.

@@ -43,6 +43,10 @@ type watchedConnector struct {
 	dsn   string
 	drv   *sqlite.Driver
 	watch WriteWatcher
+	// life closes the connection when idle; mem counts it among the
+	// Dir's open connections.
+	life *lifetime
+	mem  *reclaimer
 	// persistWAL is set once the store passed its check (see persistWAL);
 	// until then a failed open leaves nothing behind next to the store.
 	persistWAL atomic.Bool
@@ -87,6 +91,13 @@ func (c *watchedConnector) leave() {
 	if c.shut && c.live == 0 {
 		close(c.drained)
 	}
+}
+
+// isOpen reports whether a connection is being opened or open.
+func (c *watchedConnector) isOpen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live > 0
 }
 
 // shutDown refuses new connections and waits up to limit for the open ones
@@ -135,6 +146,8 @@ func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
 		c.leave()
 		return nil, err
 	}
+	c.mem.opened()
+	c.life.opened()
 	return &watchedConn{Conn: conn, c: c}, nil
 }
 
@@ -229,6 +242,7 @@ func (w *watchedConn) Close() error {
 	w.stmts = nil
 	err := w.Conn.Close()
 	w.c.leave()
+	w.c.mem.closed()
 	return err
 }
 
@@ -263,6 +277,7 @@ func (w *watchedConn) cached(ctx context.Context, query string) *cachedStmt {
 }
 
 func (w *watchedConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	w.c.life.used()
 	tx, err := w.inner().BeginTx(ctx, opts)
 	if err != nil {
 		if IsWriteFailure(err) {
@@ -289,6 +304,7 @@ func (w *watchedConn) drop(query string, cs *cachedStmt) {
 }
 
 func (w *watchedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (r driver.Result, err error) {
+	w.c.life.used()
 	if cs := w.cached(ctx, query); cs != nil {
 		if r, err = cs.st.ExecContext(ctx, args); err != nil {
 			w.drop(query, cs)
@@ -301,6 +317,7 @@ func (w *watchedConn) ExecContext(ctx context.Context, query string, args []driv
 }
 
 func (w *watchedConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	w.c.life.used()
 	cs := w.cached(ctx, query)
 	if cs == nil {
 		r, err := w.inner().QueryContext(ctx, query, args)
@@ -355,12 +372,14 @@ type watchedStmt struct {
 }
 
 func (s *watchedStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	s.c.life.used()
 	r, err := s.Stmt.(stmt).ExecContext(ctx, args)
 	s.c.observe(err)
 	return r, err
 }
 
 func (s *watchedStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	s.c.life.used()
 	r, err := s.Stmt.(stmt).QueryContext(ctx, args)
 	if err != nil {
 		s.c.taint(err)

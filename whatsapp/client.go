@@ -77,7 +77,8 @@ type Options struct {
 	// HTTPClient dials WhatsApp's websocket; nil means the real WhatsApp.
 	// Test mode gives one that dials the local fake server.
 	HTTPClient *http.Client
-	// StoreIdleTimeout closes a store's idle database connection.
+	// StoreIdleTimeout closes a store's idle database connection (up to
+	// twice as late for a store in steady use; see store.OpenOptions).
 	StoreIdleTimeout time.Duration
 	// Sink keeps the events of incoming messages and receipts; a message
 	// is acknowledged to WhatsApp only once its event is committed there.
