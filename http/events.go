@@ -47,7 +47,7 @@ func (h *handlers) eventsRoute(w http.ResponseWriter, r *http.Request) error {
 	ids := q["senderId"]
 	for _, id := range ids {
 		if err := store.ValidateID(id); err != nil {
-			return fmt.Errorf("senderId: %w", err)
+			return err
 		}
 	}
 	sub, err := h.events.Subscribe(ids, r.Header.Get("Last-Event-ID"))
@@ -62,11 +62,10 @@ func (h *handlers) eventsRoute(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer sub.Close()
 
+	// The server's ReadTimeout does not end the stream: net/http lifts
+	// the read deadline once a request without a body is read. Its
+	// WriteTimeout would: each write sets its own deadline instead.
 	rc := http.NewResponseController(w)
-	// The server's ReadTimeout would cancel the request's context once it
-	// expires (net/http's background read fails), ending the stream: a
-	// GET has nothing more to read, so lift it.
-	_ = rc.SetReadDeadline(time.Time{})
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-store")
