@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/whatsapp-sessions/whatsapp-sessions/events"
 	api "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
@@ -27,7 +29,11 @@ type streamObserver struct {
 
 func (o *streamObserver) StreamClients(n int) { o.mu.Lock(); o.clients = n; o.mu.Unlock() }
 func (o *streamObserver) StreamDropped()      { o.mu.Lock(); o.dropped++; o.mu.Unlock() }
-func (o *streamObserver) get() (int, int)     { o.mu.Lock(); defer o.mu.Unlock(); return o.clients, o.dropped }
+func (o *streamObserver) get() (int, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.clients, o.dropped
+}
 
 // streamServer serves the API with a hub behind api.NewServer (the
 // production server, its timeouts shortened to readTimeout when set), and
@@ -223,6 +229,7 @@ func TestEventStreamHeartbeatOutlivesServerTimeouts(t *testing.T) {
 // and its stream ends; the hub (the actors' side) never waits, and other
 // clients get everything.
 func TestEventStreamSlowClientIsDisconnected(t *testing.T) {
+	noLeaks(t)
 	obs := &streamObserver{}
 	srv, hub := streamServer(t, events.Options{Buffer: 4, Observer: obs, Size: 16}, time.Hour, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -269,6 +276,7 @@ func TestEventStreamSlowClientIsDisconnected(t *testing.T) {
 // Shutting the server down ends open streams at once instead of waiting
 // for them.
 func TestEventStreamEndsOnShutdown(t *testing.T) {
+	noLeaks(t)
 	srv, _ := streamServer(t, events.Options{}, time.Hour, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -283,4 +291,12 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 	if b, err := io.ReadAll(s.r); err != nil || len(b) != 0 {
 		t.Errorf("after shutdown: %q, %v; want the end of the stream", b, err)
 	}
+}
+
+// noLeaks checks, after the test's other cleanups (the server's close),
+// that no goroutine it started is left: the streams' handlers ended.
+func noLeaks(t *testing.T) {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 }
