@@ -412,7 +412,10 @@ func (a *App) startFake(stateFile string) (*http.Client, fakeserver.Control, err
 // servers scrape it.
 const metricsMaxConns = 16
 
-var _ apihttp.ConnObserver = (*metrics.Conns)(nil)
+var (
+	_ apihttp.ConnObserver = (*metrics.Conns)(nil)
+	_ events.Observer      = (*metrics.Metrics)(nil)
+)
 
 // connCap is HTTP_MAX_CONNS, or else the cap apihttp.MaxConns sizes from
 // the process's file descriptor limit (Go raises the soft limit to the hard

@@ -583,3 +583,22 @@ whatsapp_webhook_delivery_seconds_count 1
 		t.Error(err)
 	}
 }
+
+// The event stream's gauge and counter exist from the start at 0.
+func TestEventStreamMetrics(t *testing.T) {
+	m, reg := newMetrics(t)
+	for _, name := range []string{"whatsapp_events_stream_clients", "whatsapp_events_stream_dropped_total"} {
+		if v, ok := value(t, reg, name, nil); !ok || v != 0 {
+			t.Errorf("%s: %v, %v; want a series at 0", name, v, ok)
+		}
+	}
+	m.StreamClients(3)
+	m.StreamDropped()
+	m.StreamClients(2)
+	if v := mustValue(t, reg, "whatsapp_events_stream_clients", nil); v != 2 {
+		t.Errorf("clients = %v, want 2", v)
+	}
+	if v := mustValue(t, reg, "whatsapp_events_stream_dropped_total", nil); v != 1 {
+		t.Errorf("dropped = %v, want 1", v)
+	}
+}
