@@ -48,6 +48,8 @@ func touchAll(m *metrics.Metrics, session string) {
 	m.ObserveRestore(1500 * time.Millisecond)
 	m.RestoreResult(sessions.ResultRestored)
 	m.ObserveHTTP("/api/whatsapp/session/{senderId}/status", "GET", 200, 20*time.Millisecond)
+	m.StreamClients(1)
+	m.StreamDropped()
 }
 
 // gather returns the metric families of reg by name.
@@ -155,8 +157,8 @@ func TestMetricsHaveHelpAndPassLint(t *testing.T) {
 			t.Errorf("%s has no HELP", mf.GetName())
 		}
 	}
-	if len(ours) != 16 {
-		t.Errorf("got %d whatsapp_ families, want 16", len(ours))
+	if len(ours) != 18 {
+		t.Errorf("got %d whatsapp_ families, want 18", len(ours))
 	}
 	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
 	if err != nil {
