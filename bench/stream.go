@@ -34,6 +34,9 @@ type streamResult struct {
 	// (min and max over the clients); same: how many clients received
 	// exactly the reference client's sequence (ids and data).
 	announced, gotMin, gotMax, same int
+	// reconnects: streams the service ended that the clients reopened
+	// with Last-Event-ID (all clients); resets: reset events they got.
+	reconnects, resets int
 	// delivered: from the restore request until every client first had
 	// every announced event (polled every 50 ms); it must still hold
 	// -settle later.
@@ -42,41 +45,58 @@ type streamResult struct {
 	shutdown  dur
 }
 
-// streamReader is one client of the stream: what it received.
+// streamReader is one client of the stream: what it received. Like a
+// real client, it reconnects with Last-Event-ID when the service ends its
+// stream (it fell too far behind).
 type streamReader struct {
-	mu     sync.Mutex
-	states int    // session.state events
-	sum    uint64 // FNV-1a of every event's id, type and data, in order
-	err    error  // why its stream ended early
+	mu         sync.Mutex
+	states     int    // session.state events
+	sum        uint64 // FNV-1a of every event's id, type and data, in order
+	reconnects int
+	resets     int   // reset events: events it missed for good
+	err        error // why it stopped reading early
 }
 
-// read counts s's events until it ends.
-func (r *streamReader) read(s *client.EventStream) {
+// read reads the stream s, and its continuations, until ctx ends.
+func (r *streamReader) read(ctx context.Context, c *client.Client, s *client.EventStream) {
 	h := fnv.New64a()
 	for {
 		ev, err := s.Next()
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
-				r.mu.Lock()
-				r.err = err
-				r.mu.Unlock()
+			s.Close()
+			if ctx.Err() != nil {
+				return
 			}
-			return
+			if errors.Is(err, io.EOF) {
+				s, err = c.Events(ctx, client.EventsOptions{LastEventID: s.LastEventID()})
+			}
+			r.mu.Lock()
+			r.reconnects++
+			r.err = err
+			r.mu.Unlock()
+			if err != nil {
+				return
+			}
+			continue
 		}
 		_, _ = io.WriteString(h, ev.ID+"\n"+ev.Type+"\n"+string(ev.Data)+"\n")
 		r.mu.Lock()
-		if ev.Type == string(sessions.EventSessionState) {
+		switch ev.Type {
+		case string(sessions.EventSessionState):
 			r.states++
+		case "reset":
+			r.resets++
 		}
 		r.sum = h.Sum64()
 		r.mu.Unlock()
 	}
 }
 
-func (r *streamReader) get() (int, uint64, error) {
+// get is what r received so far.
+func (r *streamReader) get() (states int, sum uint64, reconnects, resets int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.states, r.sum, r.err
+	return r.states, r.sum, r.reconnects, r.resets, r.err
 }
 
 // runStream restores n stored sessions in a fresh service (restore asked
@@ -112,7 +132,7 @@ func (b *bench) runStream(ctx context.Context, n, k int) (res streamResult, err 
 		r := &streamReader{}
 		readers[i] = r
 		wg.Add(1)
-		go func() { defer wg.Done(); defer s.Close(); r.read(s) }()
+		go func() { defer wg.Done(); r.read(sctx, sc, s) }()
 	}
 
 	began, cpu0 := time.Now(), cpu(fr.svc.pid())
@@ -141,7 +161,7 @@ func (b *bench) runStream(ctx context.Context, n, k int) (res streamResult, err 
 		}
 		res.gotMin, res.gotMax = -1, 0
 		for _, r := range readers {
-			got, _, _ := r.get()
+			got, _, _, _, _ := r.get()
 			if res.gotMin < 0 || got < res.gotMin {
 				res.gotMin = got
 			}
@@ -163,11 +183,15 @@ func (b *bench) runStream(ctx context.Context, n, k int) (res streamResult, err 
 		time.Sleep(50 * time.Millisecond)
 	}
 	if k > 0 {
-		_, want, _ := readers[0].get()
+		_, want, _, _, _ := readers[0].get()
 		for i, r := range readers {
-			if _, sum, err := r.get(); sum == want {
+			_, sum, reconnects, resets, err := r.get()
+			if sum == want {
 				res.same++
-			} else if err != nil && res.failure == "" {
+			}
+			res.reconnects += reconnects
+			res.resets += resets
+			if err != nil && res.failure == "" {
 				res.failure = fmt.Sprintf("client %d: %v", i, err)
 			}
 		}
@@ -177,14 +201,15 @@ func (b *bench) runStream(ctx context.Context, n, k int) (res streamResult, err 
 	if m, err := fr.svc.api.Metrics(mctx); err == nil {
 		res.dropped, _ = client.Sample(m, "whatsapp_events_stream_dropped_total")
 	}
-	logf("stream: %d sessions, %d clients: restore took %v, service CPU %v; %d state events announced, clients got %d..%d, %d identical; all delivered %v after the request",
-		n, k, res.restoreTook, res.serviceCPU, res.announced, res.gotMin, res.gotMax, res.same, res.delivered)
+	logf("stream: %d sessions, %d clients: restore took %v, service CPU %v; %d state events announced, clients got %d..%d, %d identical, %d reconnects, %d resets; all delivered %v after the request",
+		n, k, res.restoreTook, res.serviceCPU, res.announced, res.gotMin, res.gotMax, res.same, res.reconnects, res.resets, res.delivered)
 	return res, nil
 }
 
 // writeStreams prints the stream scenario's figures.
 func writeStreams(w io.Writer, rs []streamResult) {
 	var rows [][]any
+	var failures []string
 	for _, r := range rs {
 		per, got, same, delivered := "-", "-", "-", "-"
 		if r.sessions > 0 {
@@ -193,11 +218,15 @@ func writeStreams(w io.Writer, rs []streamResult) {
 		if r.clients > 0 {
 			got, same, delivered = fmt.Sprintf("%d..%d", r.gotMin, r.gotMax), fmt.Sprintf("%d/%d", r.same, r.clients), r.delivered.String()
 		}
-		rows = append(rows, []any{r.sessions, r.clients, r.restoreTook, r.serviceCPU, per, r.announced, got, same, r.dropped, delivered, others(r.taken), r.shutdown})
+		rows = append(rows, []any{r.sessions, r.clients, r.restoreTook, r.serviceCPU, per, r.announced, got, same, r.dropped,
+			r.reconnects, r.resets, delivered, others(r.taken), r.shutdown})
 		if r.failure != "" {
-			rows = append(rows, []any{"FAILED: " + r.failure})
+			failures = append(failures, fmt.Sprintf("  %d sessions, %d clients FAILED: %s", r.sessions, r.clients, r.failure))
 		}
 	}
 	table(w, "Restore of N stored sessions while k clients read GET /api/whatsapp/events (restore requested once the clients are connected)",
-		"sessions,clients,restore took,service CPU,per session,state events announced,per client,identical to client 0,dropped,all delivered after,others,shutdown", rows)
+		"sessions,clients,restore took,service CPU,per session,state events announced,per client,identical to client 0,dropped,reconnects,resets,all delivered after,others,shutdown", rows)
+	for _, f := range failures {
+		fmt.Fprintln(w, f)
+	}
 }
