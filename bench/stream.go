@@ -28,6 +28,10 @@ type streamResult struct {
 	// them; serviceCPU: the service's user + kernel CPU from the restore
 	// request to its end.
 	restoreTook, serviceCPU dur
+	// serviceCPUAll and benchCPU (the clients): from the restore request
+	// until every client had every event (or the restore's end without
+	// clients).
+	serviceCPUAll, benchCPU dur
 	taken
 	// announced: session.state events the service committed to its
 	// outbox (so announced) by the check; got: what each client received
@@ -135,7 +139,7 @@ func (b *bench) runStream(ctx context.Context, n, k int) (res streamResult, err 
 		go func() { defer wg.Done(); r.read(sctx, sc, s) }()
 	}
 
-	began, cpu0 := time.Now(), cpu(fr.svc.pid())
+	began, cpu0, self0 := time.Now(), cpu(fr.svc.pid()), cpu(0)
 	window := startWindow(fr.svc.pid(), fr.fake.pid())
 	if err := fr.svc.api.Restore(ctx); err != nil {
 		return res, fmt.Errorf("restore: %w", err)
@@ -170,6 +174,7 @@ func (b *bench) runStream(ctx context.Context, n, k int) (res streamResult, err 
 		if k == 0 || (res.gotMin == res.announced && res.gotMax == res.announced) {
 			if res.delivered == 0 {
 				res.delivered = dur(time.Since(began))
+				res.serviceCPUAll, res.benchCPU = dur(cpu(fr.svc.pid())-cpu0), dur(cpu(0)-self0)
 			}
 			// Late events (a push name after connected) must arrive too.
 			if time.Since(began) >= time.Duration(res.delivered)+b.settle {
@@ -219,13 +224,13 @@ func writeStreams(w io.Writer, rs []streamResult) {
 			got, same, delivered = fmt.Sprintf("%d..%d", r.gotMin, r.gotMax), fmt.Sprintf("%d/%d", r.same, r.clients), r.delivered.String()
 		}
 		rows = append(rows, []any{r.sessions, r.clients, r.restoreTook, r.serviceCPU, per, r.announced, got, same, r.dropped,
-			r.reconnects, r.resets, delivered, others(r.taken), r.shutdown})
+			r.reconnects, r.resets, delivered, r.serviceCPUAll, r.benchCPU, others(r.taken), r.shutdown})
 		if r.failure != "" {
 			failures = append(failures, fmt.Sprintf("  %d sessions, %d clients FAILED: %s", r.sessions, r.clients, r.failure))
 		}
 	}
 	table(w, "Restore of N stored sessions while k clients read GET /api/whatsapp/events (restore requested once the clients are connected)",
-		"sessions,clients,restore took,service CPU,per session,state events announced,per client,identical to client 0,dropped,reconnects,resets,all delivered after,others,shutdown", rows)
+		"sessions,clients,restore took,service CPU,per session,state events announced,per client,identical to client 0,dropped,reconnects,resets,all delivered after,service CPU to then,bench CPU to then,others,shutdown", rows)
 	for _, f := range failures {
 		fmt.Fprintln(w, f)
 	}
