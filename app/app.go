@@ -281,9 +281,6 @@ func (a *App) Sessions() sessions.Service { return a.mgr }
 // WEBHOOK_URL: the sessions' event sink and the deliveries' admin API.
 func (a *App) Webhooks() *webhooks.Outbox { return a.webhooks }
 
-// Events is the live event stream's hub.
-func (a *App) Events() *events.Hub { return a.events }
-
 // Registry is the Prometheus registry /metrics serves.
 func (a *App) Registry() *prometheus.Registry { return a.registry }
 
