@@ -28,6 +28,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	"github.com/whatsapp-sessions/whatsapp-sessions/events"
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
@@ -49,6 +50,7 @@ type App struct {
 	apiKey   string
 	addr     string
 	webhooks *webhooks.Outbox
+	events   *events.Hub
 	ready    atomic.Bool
 	serveErr chan error
 
@@ -108,8 +110,12 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		return a, err
 	}
 	// The outbox keeps the sessions' events (messages, receipts, state
-	// changes) until the webhooks have them.
-	var sink sessions.EventSink = a.webhooks
+	// changes) until the webhooks have them; the live event stream gets
+	// each once it is committed. Streams may take half the connections.
+	maxConns := connCap(cfg, dir, log)
+	a.events = events.New(events.Options{Observer: m, MaxClients: maxConns / 2})
+	a.onClose(func(context.Context) error { a.events.Close(); return nil })
+	sink := a.events.Feed(a.webhooks)
 	idem, err := idempotency.Open(filepath.Join(dir.Root(), idempotency.File), idempotency.Options{Log: log})
 	if err != nil {
 		return a, err
@@ -164,6 +170,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		OpenAPI:    apihttp.OpenAPI(),
 		Ready:      a.ready.Load,
 		Deliveries: a.webhooks,
+		Events:     a.events,
 	}
 	// /metrics names every session: on the API port it needs the key; with
 	// METRICS_ADDR it is served there alone, and not on the API port.
@@ -175,10 +182,11 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		a.onClose(func(context.Context) error { driver.Close(); return nil })
 		hopts.Test = driver
 	}
-	maxConns := connCap(cfg, dir, log)
 	conns.SetMax("api", maxConns)
 	limit := apihttp.NewConnLimit("api", maxConns, conns)
 	srv := apihttp.NewServer(apihttp.NewHandler(hopts), log, limit)
+	// Open streams end as the shutdown starts, instead of holding it.
+	srv.RegisterOnShutdown(a.events.Close)
 	if a.addr, err = a.serve(srv, limit, cfg.HTTPAddr, "HTTP_ADDR"); err != nil {
 		return a, err
 	}
@@ -401,7 +409,10 @@ func (a *App) startFake(stateFile string) (*http.Client, fakeserver.Control, err
 // servers scrape it.
 const metricsMaxConns = 16
 
-var _ apihttp.ConnObserver = (*metrics.Conns)(nil)
+var (
+	_ apihttp.ConnObserver = (*metrics.Conns)(nil)
+	_ events.Observer      = (*metrics.Metrics)(nil)
+)
 
 // connCap is HTTP_MAX_CONNS, or else the cap apihttp.MaxConns sizes from
 // the process's file descriptor limit (Go raises the soft limit to the hard

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/events"
 	api "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
@@ -73,6 +74,7 @@ func newRouter(t *testing.T) *mux.Router {
 		Test:       stubDriver{},
 		Messenger:  fakeMessenger{},
 		Deliveries: stubDeliveries{},
+		Events:     events.New(events.Options{}),
 	})
 	r, ok := h.(*mux.Router)
 	if !ok {
@@ -466,6 +468,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"Status", reflect.TypeFor[sessions.Status]()},
 		{"SessionError", reflect.TypeFor[sessions.ErrorInfo]()},
 		{"Fleet", reflect.TypeFor[sessions.Fleet]()},
+		{"Event", reflect.TypeFor[sessions.Event]()},
 		{"RestoreProgress", reflect.TypeFor[sessions.RestoreProgress]()},
 		{"QR", reflect.TypeFor[sessions.QR]()},
 		{"TestParams", reflect.TypeFor[sessions.TestParams]()},
