@@ -304,13 +304,8 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.system.Shutdown()
 	// A dial that was opening a store when its session stopped closes it
 	// itself: wait for those too, so no store outlives Shutdown.
-	idle := make(chan struct{})
-	go func() {
-		m.deps.running.Wait()
-		close(idle)
-	}()
 	select {
-	case <-idle:
+	case <-m.deps.running.idle():
 	case <-ctx.Done():
 		if err == nil {
 			err = fmt.Errorf("shutdown: session goroutines still running: %w", ctx.Err())

@@ -27,7 +27,7 @@ type deps struct {
 	send    func(pid *actor.PID, msg any)
 	// running counts the goroutines actors started, so that Shutdown can
 	// wait until none still holds a store.
-	running sync.WaitGroup
+	running goroutines
 	// refused counts the state moves set refused: bugs, which tests
 	// expect to be none.
 	refused atomic.Int64
@@ -35,11 +35,55 @@ type deps struct {
 
 // goroutine runs f on its own goroutine, counted in running.
 func (d *deps) goroutine(f func()) {
-	d.running.Add(1)
+	d.running.add()
 	go func() {
-		defer d.running.Done()
+		defer d.running.done()
 		f()
 	}()
+}
+
+// goroutines counts running goroutines. Unlike a sync.WaitGroup it may
+// gain one while someone waits for none: after a Shutdown whose deadline
+// passed, sessions still stopping start goroutines (a dial closing its
+// store), and a WaitGroup panics when Add meets a Wait that has not
+// returned.
+type goroutines struct {
+	mu   sync.Mutex
+	n    int
+	none chan struct{} // closed once n is 0; nil while it has been 0 throughout
+}
+
+// add counts one more.
+func (g *goroutines) add() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == 0 {
+		g.none = make(chan struct{})
+	}
+	g.n++
+}
+
+// done counts one fewer.
+func (g *goroutines) done() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n--
+	if g.n == 0 {
+		close(g.none)
+	}
+}
+
+// idle is closed when none is running: now, or once the ones running now
+// and any they start have ended.
+func (g *goroutines) idle() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == 0 {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return g.none
 }
 
 // session is the actor of one session: it owns the session's client (and
