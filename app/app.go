@@ -28,6 +28,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	"github.com/whatsapp-sessions/whatsapp-sessions/console"
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
@@ -164,6 +165,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		OpenAPI:    apihttp.OpenAPI(),
 		Ready:      a.ready.Load,
 		Deliveries: a.webhooks,
+		Console:    console.Handler(),
 	}
 	// /metrics names every session: on the API port it needs the key; with
 	// METRICS_ADDR it is served there alone, and not on the API port.
