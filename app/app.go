@@ -29,6 +29,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/console"
+	"github.com/whatsapp-sessions/whatsapp-sessions/events"
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
@@ -50,6 +51,7 @@ type App struct {
 	apiKey   string
 	addr     string
 	webhooks *webhooks.Outbox
+	events   *events.Hub
 	ready    atomic.Bool
 	serveErr chan error
 
@@ -109,8 +111,12 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		return a, err
 	}
 	// The outbox keeps the sessions' events (messages, receipts, state
-	// changes) until the webhooks have them.
-	var sink sessions.EventSink = a.webhooks
+	// changes) until the webhooks have them; the live event stream gets
+	// each once it is committed. Streams may take half the connections.
+	maxConns := connCap(cfg, dir, log)
+	a.events = events.New(events.Options{Observer: m, MaxClients: maxConns / 2})
+	a.onClose(func(context.Context) error { a.events.Close(); return nil })
+	sink := a.events.Feed(a.webhooks)
 	idem, err := idempotency.Open(filepath.Join(dir.Root(), idempotency.File), idempotency.Options{Log: log})
 	if err != nil {
 		return a, err
@@ -166,6 +172,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		Ready:      a.ready.Load,
 		Deliveries: a.webhooks,
 		Console:    console.Handler(),
+		Events:     a.events,
 	}
 	// /metrics names every session: on the API port it needs the key; with
 	// METRICS_ADDR it is served there alone, and not on the API port.
@@ -177,10 +184,11 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		a.onClose(func(context.Context) error { driver.Close(); return nil })
 		hopts.Test = driver
 	}
-	maxConns := connCap(cfg, dir, log)
 	conns.SetMax("api", maxConns)
 	limit := apihttp.NewConnLimit("api", maxConns, conns)
 	srv := apihttp.NewServer(apihttp.NewHandler(hopts), log, limit)
+	// Open streams end as the shutdown starts, instead of holding it.
+	srv.RegisterOnShutdown(a.events.Close)
 	if a.addr, err = a.serve(srv, limit, cfg.HTTPAddr, "HTTP_ADDR"); err != nil {
 		return a, err
 	}
@@ -274,6 +282,9 @@ func (a *App) Sessions() sessions.Service { return a.mgr }
 // Webhooks is the durable outbox that keeps events and delivers them to
 // WEBHOOK_URL: the sessions' event sink and the deliveries' admin API.
 func (a *App) Webhooks() *webhooks.Outbox { return a.webhooks }
+
+// Events is the live event stream's hub.
+func (a *App) Events() *events.Hub { return a.events }
 
 // Registry is the Prometheus registry /metrics serves.
 func (a *App) Registry() *prometheus.Registry { return a.registry }

@@ -29,6 +29,7 @@ var routes = map[string]string{
 	"POST /api/whatsapp/sessions/restore":                      "Restore",
 	"GET /api/whatsapp/sessions/status":                        "Fleet",
 	"GET /api/whatsapp/info":                                   "Info",
+	"GET /api/whatsapp/events":                                 "Events",
 	"POST /api/whatsapp/session/{senderId}":                    "Create",
 	"DELETE /api/whatsapp/session/{senderId}":                  "Delete",
 	"GET /api/whatsapp/session/{senderId}/status":              "Status",

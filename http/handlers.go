@@ -38,6 +38,9 @@ type handlers struct {
 	ready     func() bool
 	// deliveries serves the webhook deliveries' routes (deliveries.go).
 	deliveries sessions.Deliveries
+	// events serves the live event stream (events.go), heartbeat apart.
+	events    EventStream
+	heartbeat time.Duration
 }
 
 // handlerFunc is a handler that returns its error for wrap to write.

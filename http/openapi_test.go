@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/events"
 	api "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
@@ -78,6 +79,7 @@ func newRouter(t *testing.T) *mux.Router {
 		Messenger:  fakeMessenger{},
 		Deliveries: stubDeliveries{},
 		Console:    http.NotFoundHandler(),
+		Events:     events.New(events.Options{}),
 	})
 	r, ok := h.(*mux.Router)
 	if !ok {
@@ -474,6 +476,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		{"Status", reflect.TypeFor[sessions.Status]()},
 		{"SessionError", reflect.TypeFor[sessions.ErrorInfo]()},
 		{"Fleet", reflect.TypeFor[sessions.Fleet]()},
+		{"Event", reflect.TypeFor[sessions.Event]()},
 		{"RestoreProgress", reflect.TypeFor[sessions.RestoreProgress]()},
 		{"QR", reflect.TypeFor[sessions.QR]()},
 		{"Info", reflect.TypeFor[sessions.Info]()},

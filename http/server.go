@@ -5,6 +5,7 @@
 package http
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -50,6 +51,11 @@ type Options struct {
 	// handler sees the path below /console), without a key: the page asks
 	// the operator for it.
 	Console http.Handler
+	// Events, when set, serves the live event stream GET
+	// /api/whatsapp/events; Heartbeat is how often an idle stream gets a
+	// comment line (DefaultHeartbeat when zero).
+	Events    EventStream
+	Heartbeat time.Duration
 }
 
 // maxBody caps every request body.
@@ -63,7 +69,8 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Ready == nil {
 		opts.Ready = func() bool { return true }
 	}
-	h := &handlers{sessions: opts.Sessions, messenger: opts.Messenger, log: opts.Log, test: opts.Test, ready: opts.Ready, deliveries: opts.Deliveries}
+	h := &handlers{sessions: opts.Sessions, messenger: opts.Messenger, log: opts.Log, test: opts.Test, ready: opts.Ready, deliveries: opts.Deliveries,
+		events: opts.Events, heartbeat: cmp.Or(opts.Heartbeat, DefaultHeartbeat)}
 
 	r := mux.NewRouter()
 	// Keep "..", encoded slashes and empty ids as they came, so the id check
@@ -134,6 +141,9 @@ func NewHandler(opts Options) http.Handler {
 		api.Handle("/whatsapp/webhooks/deliveries", h.wrap(h.listDeliveries)).Methods(http.MethodGet)
 		api.Handle("/whatsapp/webhooks/deliveries/retry", h.wrap(h.retryDead)).Methods(http.MethodPost)
 		api.Handle("/whatsapp/webhooks/deliveries/{id}/retry", h.wrap(h.retryDelivery)).Methods(http.MethodPost)
+	}
+	if opts.Events != nil {
+		api.Handle("/whatsapp/events", h.wrap(h.eventsRoute)).Methods(http.MethodGet)
 	}
 	return r
 }
@@ -277,3 +287,7 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.status = code
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection's writer: the
+// event stream flushes and sets deadlines through it.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

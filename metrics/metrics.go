@@ -1,7 +1,8 @@
 // Package metrics holds the Prometheus collectors of whatsapp-sessions: per
 // session state, connectivity, restarts, reconnects, disconnects and messages,
-// fleet-wide session counts, restore timing and results, HTTP traffic, and
-// webhook deliveries (results, queue depth, latency).
+// fleet-wide session counts, restore timing and results, HTTP traffic,
+// webhook deliveries (results, queue depth, latency), and the live event
+// stream's clients.
 //
 // Everything is registered on a Registerer handed to New, never on the
 // default registry, so tests and several instances in one process do not
@@ -43,6 +44,8 @@ type Metrics struct {
 	webhookDeliveries    *prometheus.CounterVec
 	webhookQueueDepth    prometheus.Gauge
 	webhookLatency       prometheus.Histogram
+	streamClients        prometheus.Gauge
+	streamDropped        prometheus.Counter
 
 	// mu guards current and makes each SetSessionState and RemoveSession
 	// one step: without it a removal racing with a state change could leave
@@ -93,6 +96,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from an event to the webhook endpoint's 2xx for it.",
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
 		}),
+		streamClients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "whatsapp_events_stream_clients",
+			Help: "Open live event streams (GET /api/whatsapp/events).",
+		}),
+		streamDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "whatsapp_events_stream_dropped_total",
+			Help: "Live event streams cut off because the client fell a whole buffer of events behind.",
+		}),
 	}
 
 	for _, r := range sessions.Reasons {
@@ -131,6 +142,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.webhookDeliveries,
 		m.webhookQueueDepth,
 		m.webhookLatency,
+		m.streamClients,
+		m.streamDropped,
 	)
 	return m
 }
@@ -281,6 +294,12 @@ func (m *Metrics) WebhookAttempt(result string, sinceEvent time.Duration) {
 
 // WebhookQueueDepth records how many webhook deliveries wait.
 func (m *Metrics) WebhookQueueDepth(n int) { m.webhookQueueDepth.Set(float64(n)) }
+
+// StreamClients records how many live event streams are open.
+func (m *Metrics) StreamClients(n int) { m.streamClients.Set(float64(n)) }
+
+// StreamDropped counts a live event stream cut off for being slow.
+func (m *Metrics) StreamDropped() { m.streamDropped.Inc() }
 
 var _ webhooks.Observer = (*Metrics)(nil)
 
