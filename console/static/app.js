@@ -62,6 +62,7 @@ async function signIn(e) {
     const snapshot = await callJSON('GET', FLEET, { key });
     storeKey(key);
     $('key').value = '';
+    $('signin-error').textContent = '';
     await enter(snapshot);
   } catch (err) {
     $('signin-error').textContent = err instanceof ApiError && err.status === 401
@@ -137,7 +138,7 @@ async function reload() {
 function restoreProgress(r) {
   restoring = Boolean(r && r.started && !r.finished);
   if (!r || !r.started) {
-    $('restore').textContent = 'No restore has run since the service started.';
+    $('restore').textContent = 'No restore has run yet in this run of the service.';
     return;
   }
   const parts = `${r.found} found, ${r.restored} restored, ${r.needsPairing} need pairing, ` +
@@ -277,7 +278,7 @@ async function create(e) {
 async function restoreAll() {
   try {
     const out = await callJSON('POST', '/api/whatsapp/sessions/restore');
-    say('fleet-result', `${out.message}. ${out.note}`);
+    say('fleet-result', `${out.message}: the stored sessions that are not running come back in the background (stopped ones stay stopped).`);
     restoring = true;
     reloadSoon();
   } catch (err) {

@@ -219,6 +219,7 @@ export class Fleet {
     for (let i = 1; i < COLUMNS.length; i++) {
       const td = document.createElement('td');
       td.dataset.label = COLUMNS[i];
+      if (i === 2 || i === 3) td.className = 'time';
       if (i === 4 || i === 5) td.className = 'num';
       if (i === 6) td.className = 'err';
       tr.append(td);

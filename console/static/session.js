@@ -75,7 +75,8 @@ export class Detail {
     this.section.hidden = false;
     $('testmode').hidden = !this.testMode;
     this.render();
-    $('detail-title').focus();
+    this.section.scrollIntoView({ block: 'start' });
+    $('detail-title').focus({ preventScroll: true });
   }
 
   close() {
