@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image/png"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,12 +108,13 @@ func (p *page) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// eval is the value of a JavaScript expression in the page.
+// eval is the value of a JavaScript expression in the page (a promise's
+// value once it settles).
 func eval[T any](p *page, expr string) T {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, browserWait)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		p.t.Fatalf("evaluate %s: %v", expr, err)
 	}
@@ -344,6 +346,11 @@ func TestBrowserSessionLife(t *testing.T) {
 		t.Errorf("text under 4.5:1 contrast: %v", low)
 	}
 
+	// Restore one: carol, stopped (and never paired), is started again.
+	p.click(`#rows button[data-id="carol"]`)
+	p.click(`button[data-act="restore"]`)
+	p.until("carol restored (to be paired)", rowState("carol", "needs_pairing"), browserWait)
+
 	// An error the API answers is shown as its message.
 	p.click(`#rows button[data-id="dave"]`)
 	p.click(`button[data-test="unlink"]`)
@@ -481,4 +488,76 @@ func seedStopped(t *testing.T, root string, n int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Outside test mode the console shows no test-mode badge and no phone
+// actions.
+func TestBrowserOutsideTestMode(t *testing.T) {
+	dir := t.TempDir()
+	seedStopped(t, dir, 1) // stopped: nothing dials WhatsApp
+	cfg := e2e.Config(dir, nil)
+	cfg.TestMode = false
+	svc := e2e.Start(t, cfg)
+	p := newPage(t, svc.Base)
+	p.do("open the console", chromedp.Navigate(svc.Base+"/"), chromedp.WaitVisible(chromedp.CSS("#key")))
+	p.signIn(e2e.APIKey)
+	p.until("the fleet, live", rowState("fleet0000", "stopped")+` && document.getElementById('live').textContent === 'Live'`, browserWait)
+	p.click(`#rows button[data-id="fleet0000"]`)
+	p.until("the session's panel", `!document.getElementById('detail').hidden`, browserWait)
+	if shown := eval[bool](p, `!document.getElementById('mode').hidden || !document.getElementById('testmode').hidden`); shown {
+		t.Error("test mode's badge or actions are shown outside test mode")
+	}
+	// Signing out forgets the key and shows the sign-in again.
+	p.click("#signout")
+	p.until("the sign-in", `!document.getElementById('signin').hidden && document.getElementById('console').hidden`, browserWait)
+	if k := eval[*string](p, `sessionStorage.getItem('whatsapp-sessions.apiKey')`); k != nil {
+		t.Error("the key is still in sessionStorage after signing out")
+	}
+	p.checkConsole()
+}
+
+// The console's modules on their own, in the browser: the event stream's
+// parser (chunks split anywhere, CRLF, comments, multi-line data, ids
+// kept for Last-Event-ID) and the fleet's rule that an older status never
+// overwrites a newer one.
+func TestBrowserModules(t *testing.T) {
+	srv := httptest.NewServer(router(false))
+	t.Cleanup(srv.Close)
+	p := newPage(t, srv.URL)
+	p.do("open the console", chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#key")))
+	got := eval[string](p, `(async () => {
+		const { Stream } = await import('/console/stream.js');
+		const seen = [];
+		const s = new Stream('/nowhere', { event: (type, data, id) => seen.push(type + '|' + data + '|' + id) });
+		s.stopped = false;
+		const chunks = [': ping\n\n', 'id: 7\nevent: session.state\nda', 'ta: {"a":1}\n\n', 'id: 8\r', '\nevent: reset\r\ndata: {}\r\n\r\n',
+			'data: line1\ndata: line2\n\n', 'id: 9\n\n', 'event: x\ndata:no-space\n\n'];
+		const body = new ReadableStream({ start(c) { for (const k of chunks) c.enqueue(new TextEncoder().encode(k)); c.close(); } });
+		await s.read(body);
+		return seen.join(' ; ') + ' ; last=' + s.lastId;
+	})()`)
+	want := `session.state|{"a":1}|7 ; reset|{}|8 ; message|line1` + "\n" + `line2|8 ; x|no-space|9 ; last=9`
+	if got != want {
+		t.Errorf("stream parser:\n got %q\nwant %q", got, want)
+	}
+
+	order := eval[string](p, `(async () => {
+		const { Fleet } = await import('/console/fleet.js');
+		const tbody = document.createElement('tbody');
+		const f = new Fleet(tbody, { open() {}, changed() {} });
+		const st = (id, state, since) => ({ senderId: id, state, since, userAction: 'none', restarts: 0, reconnects: 0, error: null });
+		f.replace([st('b', 'connected', '2026-01-01T00:00:02Z'), st('a', 'pairing', '2026-01-01T00:00:01Z')]);
+		f.apply(st('b', 'reconnecting', '2026-01-01T00:00:01Z')); // older: ignored
+		f.apply(st('a', 'connecting', '2026-01-01T00:00:03Z'));   // newer: shown
+		f.apply(st('c', 'restoring', '2026-01-01T00:00:04Z'));    // new: inserted in order
+		f.apply(st('A', 'stopped', '2026-01-01T00:00:04Z'));      // byte order: before a
+		f.flush();
+		f.remove('b');
+		f.flush();
+		return [...tbody.children].map((tr) => tr.dataset.id + '=' + tr.dataset.state).join(',');
+	})()`)
+	if want := "A=stopped,a=connecting,c=restoring"; order != want {
+		t.Errorf("fleet rows %q, want %q", order, want)
+	}
+	p.checkConsole()
 }
