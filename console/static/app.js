@@ -99,11 +99,9 @@ async function enter(snapshot) {
   startLive();
 }
 
-/** show draws a snapshot, then what the stream said while it loaded. */
+/** show draws a snapshot of the fleet. */
 function show(snapshot) {
-  performance.mark('fleet-render-start');
   fleet.replace(snapshot.sessions || []);
-  performance.measure('fleet-render', 'fleet-render-start');
   restoreProgress(snapshot.restore);
   counts();
 }
@@ -148,28 +146,43 @@ function restoreProgress(r) {
     : `Restore in progress since ${when(r.started)}: ${parts}.`;
 }
 
+/**
+ * counts shows the number of sessions in each state, as buttons that
+ * filter by it. The buttons are made once and updated in place, so that
+ * one with the keyboard focus keeps it while the counts change.
+ */
 function counts() {
   const c = fleet.counts();
-  const items = [['', 'all', fleet.size]];
-  for (const s of STATES) if (c[s] > 0) items.push([s, stateWord(s), c[s]]);
   const filter = $('filter-state').value;
-  $('counts').replaceChildren(...items.map(([state, word, n]) => {
+  for (const b of $('counts').querySelectorAll('button')) {
+    const state = b.dataset.state;
+    const n = state ? c[state] : fleet.size;
+    const num = b.querySelector('.n');
+    if (num.textContent !== String(n)) num.textContent = String(n);
+    b.parentElement.hidden = state !== '' && n === 0 && filter !== state;
+  }
+  $('empty').hidden = fleet.size > 0;
+  shownLine(fleet.shown());
+}
+
+/** countButtons makes the counts' buttons: every session, then each state. */
+function countButtons() {
+  $('counts').replaceChildren(...['', ...STATES].map((state) => {
+    const word = state ? stateWord(state) : 'all';
     const li = document.createElement('li');
     const b = document.createElement('button');
     b.type = 'button';
     b.className = state ? `badge s-${state}` : 'badge';
     b.dataset.state = state;
-    b.setAttribute('aria-pressed', String(filter === state));
+    b.setAttribute('aria-pressed', String(state === ''));
     b.title = state ? `Show only the ${word} sessions` : 'Show every session';
     const num = document.createElement('span');
     num.className = 'n';
-    num.textContent = String(n);
+    num.textContent = '0';
     b.append(word, ' ', num);
     li.append(b);
     return li;
   }));
-  $('empty').hidden = fleet.size > 0;
-  shownLine(fleet.shown());
 }
 
 function shownLine(n) {
@@ -181,6 +194,7 @@ function applyFilter() {
   for (const b of $('counts').querySelectorAll('button')) {
     b.setAttribute('aria-pressed', String(b.dataset.state === $('filter-state').value));
   }
+  counts();
 }
 
 // ---- live updates --------------------------------------------------------
@@ -291,6 +305,7 @@ async function restoreAll() {
 function init() {
   const select = $('filter-state');
   for (const s of STATES) select.append(new Option(stateWord(s), s));
+  countButtons();
   fleet = new Fleet($('rows'), {
     open: (id) => detail.open(id),
     changed(ids) {

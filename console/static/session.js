@@ -27,7 +27,7 @@ function enabled(act, st) {
     case 'restore':
       return ['failed', 'conflict', 'stopped', 'needs_pairing'].includes(st.state);
     case 'logout':
-      return st.loggedIn || st.jid !== null;
+      return Boolean(st.loggedIn || st.jid);
     default:
       return true;
   }
@@ -66,6 +66,7 @@ export class Detail {
   /** open shows session id's panel and moves the focus there. */
   open(id) {
     if (this.id !== id) {
+      this.shown = undefined;
       this.qr.stop();
       $('pair-code').textContent = '';
       for (const r of ['d-result', 't-result']) say(r, '');
@@ -79,6 +80,7 @@ export class Detail {
     $('detail-title').focus({ preventScroll: true });
   }
 
+  /** close hides the panel and gives the focus back to the session's row. */
   close() {
     if (this.id === null) return;
     const id = this.id;
@@ -89,6 +91,7 @@ export class Detail {
     this.fleet.select(null);
     const b = this.fleet.button(id);
     if (b) b.focus();
+    else $('fleet-table').parentElement.focus();
   }
 
   /** changed is told which sessions a batch changed. */
@@ -145,7 +148,11 @@ export class Detail {
 
   buttons(st) {
     for (const b of this.section.querySelectorAll('button[data-act]')) {
-      b.disabled = st === null ? b.dataset.act !== 'delete' : !enabled(b.dataset.act, st);
+      const off = st === null ? b.dataset.act !== 'delete' : !enabled(b.dataset.act, st);
+      // A button that goes off under the keyboard's focus hands it to the
+      // panel's title rather than losing it to the page.
+      if (off && document.activeElement === b) $('detail-title').focus({ preventScroll: true });
+      b.disabled = off;
     }
   }
 
@@ -176,6 +183,7 @@ export class Detail {
           if (!(await confirmIn('delete-dialog', id))) return;
           await call('DELETE', sessionPath(id));
           this.onDeleted(id);
+          this.fleet.flush(); // the row goes first, so the focus lands on the table
           this.close();
           say('fleet-result', `${id} deleted.`);
           this.announce(`${id} deleted.`);
