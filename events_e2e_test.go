@@ -40,7 +40,8 @@ func stateOf(t *testing.T, ev client.StreamEvent) sessions.Status {
 // Through the real service in test mode: a stream sees a new session's
 // states up to connected, in order, each as GET .../status shows it; a
 // stream reopened with Last-Event-ID gets exactly what it missed, then
-// the live events; a filtered stream sees its session only; and the
+// the live events; an unknown id gets a reset; a filtered stream sees its
+// session only; and the
 // streams end when the service stops, without holding its shutdown.
 func TestEventStreamThroughTheService(t *testing.T) {
 	svc := e2e.Start(t, e2e.Config(t.TempDir(), nil))
@@ -138,6 +139,17 @@ func TestEventStreamThroughTheService(t *testing.T) {
 	if n := svc.Metric("whatsapp_events_stream_clients"); n != 3 {
 		t.Errorf("whatsapp_events_stream_clients %v, want 3 (ref, bobOnly, again)", n)
 	}
+	// An id this run never gave out (another run's): a reset first.
+	old, err := c.Events(ctx, client.EventsOptions{LastEventID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := nextEvent(t, old)
+	newest, _ := strconv.ParseUint(ev.ID, 10, 64)
+	if bobs, _ := strconv.ParseUint(want.ID, 10, 64); ev.Type != "reset" || string(ev.Data) != "{}" || newest < bobs {
+		t.Errorf("Last-Event-ID 1: %s %s %s, want a reset with the newest id (at least %s)", ev.ID, ev.Type, ev.Data, want.ID)
+	}
+	old.Close()
 
 	start := time.Now()
 	svc.Stop()

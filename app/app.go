@@ -283,9 +283,6 @@ func (a *App) Sessions() sessions.Service { return a.mgr }
 // WEBHOOK_URL: the sessions' event sink and the deliveries' admin API.
 func (a *App) Webhooks() *webhooks.Outbox { return a.webhooks }
 
-// Events is the live event stream's hub.
-func (a *App) Events() *events.Hub { return a.events }
-
 // Registry is the Prometheus registry /metrics serves.
 func (a *App) Registry() *prometheus.Registry { return a.registry }
 
@@ -414,7 +411,10 @@ func (a *App) startFake(stateFile string) (*http.Client, fakeserver.Control, err
 // servers scrape it.
 const metricsMaxConns = 16
 
-var _ apihttp.ConnObserver = (*metrics.Conns)(nil)
+var (
+	_ apihttp.ConnObserver = (*metrics.Conns)(nil)
+	_ events.Observer      = (*metrics.Metrics)(nil)
+)
 
 // connCap is HTTP_MAX_CONNS, or else the cap apihttp.MaxConns sizes from
 // the process's file descriptor limit (Go raises the soft limit to the hard

@@ -8,7 +8,8 @@
 // this process, built by app.New as main.go builds it, with pprof), and
 // messaging (fake contacts send to connected sessions at a fixed rate and
 // a webhook receiver in the bench times each event; then the sessions
-// send through the API).
+// send through the API), and stream (a restore while clients read the live
+// event stream, and the same restore without them).
 //
 // Memory, goroutines and files come from the service's /metrics; CPU,
 // peak RSS, peak open files and others' CPU from /proc. Each figure
@@ -17,6 +18,7 @@
 //	go run ./bench -scenarios restore -sizes 1000 -restarts 2
 //	go run ./bench -scenarios profile -profile-sessions 1000
 //	go run ./bench -scenarios messaging -work /tmp/wss-bench-msg
+//	go run ./bench -scenarios stream -stream-sessions 1000 -stream-clients 0,100
 //	go run ./bench -h   # every flag; BENCHMARKS.md has the figures
 package main
 
@@ -42,6 +44,8 @@ type bench struct {
 	work, template, serviceBin, fakeBin, apiKey                     string
 	restarts, loadSessions, fleetClients, healRuns, profileSessions int
 	msgSessions, msgRate, sendRate                                  int
+	streamSessions, streamRepeat                                    int
+	streamClients                                                   []int
 	settle, duration, msgDuration, sendDuration                     time.Duration
 	dbOnly                                                          bool // -store-files db: whatsapp.db alone
 	serviceEnv, backoffs                                            []string
@@ -71,7 +75,7 @@ func logf(format string, args ...any) {
 func run(ctx context.Context, args []string) error {
 	b := &bench{scenarios: map[string]bool{}}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile, messaging")
+	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile, messaging, stream")
 	sizes := fs.String("sizes", "100,1000,10000", "restore: numbers of stored sessions, one fresh process each")
 	fs.IntVar(&b.restarts, "restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
 	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (as the service left them) or db (whatsapp.db alone: no WAL files, no clean marker)")
@@ -88,6 +92,9 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&b.msgDuration, "msg-duration", time.Minute, "messaging: how long the contacts send")
 	fs.IntVar(&b.sendRate, "send-rate", 500, "messaging: messages a second the sessions send through the API, in total")
 	fs.DurationVar(&b.sendDuration, "send-duration", time.Minute, "messaging: how long the sessions send")
+	fs.IntVar(&b.streamSessions, "stream-sessions", 1000, "stream: stored sessions restored")
+	streamClients := fs.String("stream-clients", "0,100", "stream: numbers of event stream clients, one fresh service each")
+	fs.IntVar(&b.streamRepeat, "stream-repeat", 1, "stream: run the -stream-clients list this many times")
 	fs.StringVar(&b.work, "work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
 	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
@@ -108,7 +115,7 @@ func run(ctx context.Context, args []string) error {
 	b.apiKey, b.template, b.dbOnly = rand.Text(), filepath.Join(b.work, "seed"), *storeFiles == "db"
 	b.backoffs, b.serviceEnv = list(*backoffs), list(*serviceEnv)
 	for _, s := range list(*which) {
-		if s != "restore" && s != "load" && s != "heal" && s != "profile" && s != "messaging" {
+		if s != "restore" && s != "load" && s != "heal" && s != "profile" && s != "messaging" && s != "stream" {
 			return fmt.Errorf("unknown scenario %q", s)
 		}
 		b.scenarios[s] = true
@@ -124,6 +131,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if b.clients, err = ints(*clients); err != nil {
 		return fmt.Errorf("-clients: %w", err)
+	}
+	if b.streamClients, err = ints(*streamClients); err != nil {
+		return fmt.Errorf("-stream-clients: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(b.work, "logs"), 0o755); err != nil {
 		return err
@@ -182,6 +192,18 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 		rep.messaging = append(rep.messaging, r)
 		if err != nil {
 			return err
+		}
+	}
+	if b.scenarios["stream"] {
+		for range max(b.streamRepeat, 1) {
+			for _, k := range b.streamClients {
+				logf("stream: %d sessions, %d clients", b.streamSessions, k)
+				r, err := b.runStream(ctx, b.streamSessions, k)
+				rep.streams = append(rep.streams, r)
+				if err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if b.scenarios["profile"] {

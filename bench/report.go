@@ -17,6 +17,7 @@ type report struct {
 	heals     []healResult
 	profiles  []profileResult
 	messaging []messagingResult
+	streams   []streamResult
 	work      string
 }
 
@@ -130,6 +131,7 @@ func (r *report) writeTables(w io.Writer) {
 	for _, m := range r.messaging {
 		writeMessaging(w, m)
 	}
+	writeStreams(w, r.streams)
 	for _, n := range notes {
 		fmt.Fprintln(w, "  "+n)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,7 +93,8 @@ func (b *bench) startFleet(ctx context.Context, n int, env, hidden []string, res
 		return fr, nil
 	}
 	fr.res.httpReady = dur(time.Since(svc.started))
-	if n > 0 {
+	// Without the automatic restore the caller asks for it and waits.
+	if n > 0 && !slices.Contains(env, "AUTO_RESTORE_SESSIONS=false") {
 		fr.waitRestore(ctx)
 	}
 	fr.res.taken = window()

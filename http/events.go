@@ -30,8 +30,16 @@ const DefaultHeartbeat = 15 * time.Second
 // (which would end every stream 30 s after it started) is replaced by it.
 const streamWriteTimeout = 30 * time.Second
 
-// streamBatch is how many queued events are written before a flush.
+// streamBatch is how many replayed events are written before a flush.
 const streamBatch = 64
+
+// streamFlushEvery is the least time between two flushes of a stream
+// (the most an event waits for the next flush), and streamFlushBytes how
+// much is written at once regardless.
+const (
+	streamFlushEvery = 20 * time.Millisecond
+	streamFlushBytes = 64 << 10
+)
 
 // eventsRoute is GET /api/whatsapp/events?senderId=a&senderId=b: Server-Sent
 // Events, with Last-Event-ID replay or reset. It returns (ending the
@@ -94,31 +102,60 @@ func (h *handlers) eventsRoute(w http.ResponseWriter, r *http.Request) error {
 
 	beat := time.NewTicker(h.heartbeat)
 	defer beat.Stop()
+	// Flushes are at least streamFlushEvery apart: an event after a quiet
+	// spell goes out at once, and a burst (a fleet restoring) goes out in
+	// a few large writes instead of one write per event and client.
+	pace := time.NewTimer(time.Hour)
+	pace.Stop()
+	defer pace.Stop()
+	var lastFlush time.Time
+	pending := false
+	flush := func() bool {
+		pending, lastFlush = false, time.Now()
+		pace.Stop()
+		return send()
+	}
 	for {
 		select {
 		case <-r.Context().Done():
 			return nil
 		case <-beat.C:
 			buf.WriteString(": ping\n\n")
+			if !pending && !flush() {
+				return nil
+			}
+		case <-pace.C:
+			if !flush() {
+				return nil
+			}
 		case ev, ok := <-sub.C:
 			if !ok {
-				return nil // cut off for being slow, or shutting down
+				flush() // what was queued; then cut off for being slow, or shutting down
+				return nil
 			}
 			writeEvent(&buf, ev)
-			// Write what else is queued in one go.
-			for n := 1; n < streamBatch && ok; n++ {
+			// Take what else is queued now.
+			for more := true; more && buf.Len() < streamFlushBytes; {
 				select {
 				case ev, ok = <-sub.C:
-					if ok {
-						writeEvent(&buf, ev)
+					if !ok {
+						flush()
+						return nil
 					}
+					writeEvent(&buf, ev)
 				default:
-					n = streamBatch
+					more = false
 				}
 			}
-		}
-		if !send() {
-			return nil
+			switch wait := streamFlushEvery - time.Since(lastFlush); {
+			case wait <= 0 || buf.Len() >= streamFlushBytes:
+				if !flush() {
+					return nil
+				}
+			case !pending:
+				pending = true
+				pace.Reset(wait)
+			}
 		}
 	}
 }

@@ -300,3 +300,57 @@ func noLeaks(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 }
+
+// flushCounter is a ResponseWriter that counts flushes; safe to read
+// while the handler writes.
+type flushCounter struct {
+	mu      sync.Mutex
+	header  http.Header
+	body    strings.Builder
+	flushes int
+}
+
+func (f *flushCounter) Header() http.Header { return f.header }
+func (f *flushCounter) WriteHeader(int)     {}
+func (f *flushCounter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.body.Write(p)
+}
+func (f *flushCounter) Flush() { f.mu.Lock(); f.flushes++; f.mu.Unlock() }
+func (f *flushCounter) get() (events, flushes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Count(f.body.String(), "\nevent: "), f.flushes
+}
+
+// A burst of events goes out in flushes at least 20 ms apart, not one
+// flush per event.
+func TestEventStreamPacesFlushes(t *testing.T) {
+	hub := events.New(events.Options{FirstSeq: 1})
+	defer hub.Close()
+	h := api.NewHandler(api.Options{Sessions: fakeSessions{}, APIKey: testKey, Events: hub, Heartbeat: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/whatsapp/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	w := &flushCounter{header: http.Header{}}
+	done := make(chan struct{})
+	go func() { defer close(done); h.ServeHTTP(w, req) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return hub.Clients() == 1 })
+
+	const n = 1000
+	start := time.Now()
+	for i := range n {
+		hub.Add(stateEvent("a", i))
+	}
+	waitFor(t, func() bool { got, _ := w.get(); return got == n })
+	elapsed := time.Since(start)
+	_, flushes := w.get()
+	// One for the headers, then at most one per 20 ms, and one more for
+	// the last partial window.
+	if most := 2 + int(elapsed/(20*time.Millisecond)) + 1; flushes > most {
+		t.Errorf("%d flushes for %d events in %v, want at most %d", flushes, n, elapsed, most)
+	}
+	t.Logf("%d events in %d flushes, %v", n, flushes, elapsed)
+}

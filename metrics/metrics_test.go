@@ -48,6 +48,8 @@ func touchAll(m *metrics.Metrics, session string) {
 	m.ObserveRestore(1500 * time.Millisecond)
 	m.RestoreResult(sessions.ResultRestored)
 	m.ObserveHTTP("/api/whatsapp/session/{senderId}/status", "GET", 200, 20*time.Millisecond)
+	m.StreamClients(1)
+	m.StreamDropped()
 }
 
 // gather returns the metric families of reg by name.
@@ -155,8 +157,8 @@ func TestMetricsHaveHelpAndPassLint(t *testing.T) {
 			t.Errorf("%s has no HELP", mf.GetName())
 		}
 	}
-	if len(ours) != 16 {
-		t.Errorf("got %d whatsapp_ families, want 16", len(ours))
+	if len(ours) != 18 {
+		t.Errorf("got %d whatsapp_ families, want 18", len(ours))
 	}
 	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
 	if err != nil {
@@ -581,5 +583,24 @@ whatsapp_webhook_delivery_seconds_count 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "whatsapp_webhook_delivery_seconds"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The event stream's gauge and counter exist from the start at 0.
+func TestEventStreamMetrics(t *testing.T) {
+	m, reg := newMetrics(t)
+	for _, name := range []string{"whatsapp_events_stream_clients", "whatsapp_events_stream_dropped_total"} {
+		if v, ok := value(t, reg, name, nil); !ok || v != 0 {
+			t.Errorf("%s: %v, %v; want a series at 0", name, v, ok)
+		}
+	}
+	m.StreamClients(3)
+	m.StreamDropped()
+	m.StreamClients(2)
+	if v := mustValue(t, reg, "whatsapp_events_stream_clients", nil); v != 2 {
+		t.Errorf("clients = %v, want 2", v)
+	}
+	if v := mustValue(t, reg, "whatsapp_events_stream_dropped_total", nil); v != 1 {
+		t.Errorf("dropped = %v, want 1", v)
 	}
 }
