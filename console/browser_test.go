@@ -5,12 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
 	"image/png"
+	"maps"
 	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -183,7 +187,7 @@ func (p *page) screenshot(name string, height int64) {
 		p.t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, img); err != nil {
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, paletted(img)); err != nil {
 		p.t.Fatal(err)
 	}
 	path := filepath.Join("..", "docs", "console-"+name+".png")
@@ -191,6 +195,43 @@ func (p *page) screenshot(name string, height int64) {
 		p.t.Fatal(err)
 	}
 	p.t.Logf("wrote %s (%d KiB)", path, buf.Len()>>10)
+}
+
+// paletted is img in its 256 most used colours (the rest, anti-aliased
+// edges mostly, mapped to the nearest): a screenshot of the console looks
+// the same and weighs about a third.
+func paletted(img image.Image) *image.Paletted {
+	b := img.Bounds()
+	rgba := func(x, y int) color.RGBA {
+		r, g, bl, a := img.At(x, y).RGBA()
+		return color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(bl >> 8), uint8(a >> 8)}
+	}
+	count := map[color.RGBA]int{}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			count[rgba(x, y)]++
+		}
+	}
+	colors := slices.Collect(maps.Keys(count))
+	slices.SortFunc(colors, func(c, d color.RGBA) int { return count[d] - count[c] })
+	pal := make(color.Palette, min(len(colors), 256))
+	for i := range pal {
+		pal[i] = colors[i]
+	}
+	out := image.NewPaletted(b, pal)
+	index := map[color.RGBA]uint8{}
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := rgba(x, y)
+			i, ok := index[c]
+			if !ok {
+				i = uint8(pal.Index(c))
+				index[c] = i
+			}
+			out.SetColorIndex(x, y, i)
+		}
+	}
+	return out
 }
 
 // checkConsole fails the test on any exception or Content-Security-Policy
