@@ -600,5 +600,34 @@ func TestBrowserModules(t *testing.T) {
 	if want := "A=stopped,a=connecting,c=restoring"; order != want {
 		t.Errorf("fleet rows %q, want %q", order, want)
 	}
+
+	// A thousand sessions changing at once (a restore) cost one batch: how
+	// long the page is busy drawing it.
+	busy := eval[float64](p, `(async () => {
+		const { Fleet } = await import('/console/fleet.js');
+		const tbody = document.createElement('tbody');
+		document.getElementById('rows').replaceWith(tbody);
+		document.getElementById('signin').hidden = true;
+		document.getElementById('console').hidden = false; // laid out, as when signed in
+		const f = new Fleet(tbody, { open() {}, changed() {} });
+		const st = (i, state, s) => ({ senderId: 'user' + String(i).padStart(4, '0'), state, since: new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString(),
+			lastConnectedAt: null, userAction: 'wait', restarts: 0, reconnects: i, error: null });
+		f.replace(Array.from({ length: 1000 }, (_, i) => st(i, 'restoring', 1)));
+		document.body.offsetHeight;
+		// The median of five rounds, each a new state for every row.
+		const times = [];
+		for (let round = 0; round < 5; round++) {
+			const began = performance.now();
+			for (let i = 0; i < 1000; i++) f.apply(st(i, round % 2 ? 'connected' : 'reconnecting', 2 + round));
+			f.flush();
+			document.body.offsetHeight; // layout included
+			times.push(performance.now() - began);
+		}
+		return times.sort((a, b) => a - b)[2];
+	})()`)
+	t.Logf("1,000 rows changing in one batch: the page busy %.1f ms (median of 5)", busy)
+	if busy > 250 {
+		t.Errorf("1,000 changes kept the page busy %.0f ms, want under 250 ms", busy)
+	}
 	p.checkConsole()
 }
