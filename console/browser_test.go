@@ -548,6 +548,18 @@ func TestBrowserOutsideTestMode(t *testing.T) {
 	if shown := eval[bool](p, `!document.getElementById('mode').hidden || !document.getElementById('testmode').hidden`); shown {
 		t.Error("test mode's badge or actions are shown outside test mode")
 	}
+	// The key lasts as long as the tab: a reload signs in by itself.
+	p.do("reload", chromedp.Reload())
+	p.until("the fleet again, without signing in", rowState("fleet0000", "stopped")+` && document.getElementById('signin').hidden`, browserWait)
+	// A key the service no longer takes (changed meanwhile) sends the
+	// operator back to the sign-in, saying why.
+	p.do("a stale key", chromedp.Evaluate[chromedp.Void](`sessionStorage.setItem('whatsapp-sessions.apiKey', 'stale-key-0123456789abcdefghij')`), chromedp.Reload())
+	p.until("the sign-in, with the reason", `!document.getElementById('signin').hidden && document.getElementById('signin-error').textContent.includes('refused the API key')`, browserWait)
+	if k := eval[*string](p, `sessionStorage.getItem('whatsapp-sessions.apiKey')`); k != nil {
+		t.Error("a refused key stayed in sessionStorage")
+	}
+	p.signIn(e2e.APIKey)
+	p.until("the fleet", rowState("fleet0000", "stopped"), browserWait)
 	// Signing out forgets the key and shows the sign-in again.
 	p.click("#signout")
 	p.until("the sign-in", `!document.getElementById('signin').hidden && document.getElementById('console').hidden`, browserWait)
