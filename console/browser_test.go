@@ -505,7 +505,7 @@ const contrastJS = `(() => {
 		return [255, 255, 255];
 	};
 	const low = [];
-	for (const el of document.querySelectorAll('.badge, button, label, th, td, .help, .restore, .shown, h1, h2')) {
+	for (const el of document.querySelectorAll('.badge, button, label, th, td, dt, dd, .help, .restore, .shown, .live, .mode, .result, .error, .error-text, h1, h2, h3')) {
 		if (!el.offsetParent || el.disabled || !el.textContent.trim()) continue;
 		const a = lum(rgb(getComputedStyle(el).color)), b = lum(bg(el));
 		const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
