@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/console"
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/testmode"
 )
 
 const key = "console-test-key-0123456789abcdef"
@@ -205,5 +207,54 @@ func TestStaticFiles(t *testing.T) {
 	body, _ := io.ReadAll(rec.Body)
 	if string(body) != html {
 		t.Error("/ does not serve index.html")
+	}
+}
+
+// The console's lists follow the service's: its states are sessions.States
+// in order, it has a sentence for every user action, and each test-mode
+// button names one of testmode.Actions.
+func TestListsFollowTheService(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("static", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	fleet := read("fleet.js")
+	m := regexp.MustCompile(`(?s)export const STATES = \[(.*?)\];`).FindStringSubmatch(fleet)
+	if m == nil {
+		t.Fatal("fleet.js has no STATES list")
+	}
+	var states []string
+	for _, q := range regexp.MustCompile(`'([a-z_]+)'`).FindAllStringSubmatch(m[1], -1) {
+		states = append(states, q[1])
+	}
+	var want []string
+	for _, s := range sessions.States {
+		want = append(want, string(s))
+	}
+	if !slices.Equal(states, want) {
+		t.Errorf("fleet.js STATES %v, want sessions.States %v", states, want)
+	}
+	for _, a := range sessions.UserActions {
+		if !strings.Contains(fleet, "case '"+string(a)+"':") {
+			t.Errorf("fleet.js has no sentence for the user action %s", a)
+		}
+	}
+	html := read("index.html")
+	buttons := regexp.MustCompile(`data-test="([a-z-]+)"`).FindAllStringSubmatch(html, -1)
+	if len(buttons) == 0 {
+		t.Fatal("index.html has no test-mode buttons")
+	}
+	for _, b := range buttons {
+		if !slices.Contains(testmode.Actions, b[1]) {
+			t.Errorf("index.html's test-mode button %q is not one of testmode.Actions %v", b[1], testmode.Actions)
+		}
+	}
+	for _, a := range []string{"scan", "unlink", "ban", "drop", "replace", "outdated", "panic"} {
+		if !strings.Contains(html, `data-test="`+a+`"`) {
+			t.Errorf("index.html has no button for the phone's action %s", a)
+		}
 	}
 }
