@@ -3,13 +3,16 @@
 // message.received, message.ack) in a bounded in-memory ring, each with a
 // sequence number, and hands them to subscribers: first what a
 // reconnecting subscriber missed (or a reset when the ring no longer holds
-// it), then every new event, through a bounded buffer per subscriber.
+// it), then every new event.
 //
-// Publishers never wait for subscribers: a subscriber whose buffer is full
-// is cut off (its channel closes) and counted, and reconnects with the
-// last sequence number it saw. The ring lives in memory only: after a
-// restart sequence numbers start higher than any of the previous run, so
-// that a subscriber coming back with an old one gets a reset.
+// Each subscriber reads the shared ring through its own cursor, so it
+// costs no memory of its own however far behind it is. Publishers never
+// wait for subscribers: one that falls more than MaxLag events behind the
+// newest (at most the ring's size, so before the ring drops an event it
+// has not read) is cut off and counted, and reconnects with the last
+// sequence number it saw. The ring lives in memory only: after a restart
+// sequence numbers start higher than any of the previous run, so that a
+// subscriber coming back with an old one gets a reset.
 package events
 
 import (
@@ -27,9 +30,6 @@ import (
 const (
 	// DefaultSize is how many events the ring holds.
 	DefaultSize = 10_000
-	// DefaultBuffer is how many events a subscriber may fall behind
-	// before it is cut off.
-	DefaultBuffer = 1024
 )
 
 // Errors of Subscribe.
@@ -54,8 +54,9 @@ type Observer interface {
 type Options struct {
 	// Size is how many events the ring holds (DefaultSize).
 	Size int
-	// Buffer is each subscriber's buffer (DefaultBuffer).
-	Buffer int
+	// MaxLag is how many events a subscriber may fall behind the newest
+	// before it is cut off: Size when zero or more than Size.
+	MaxLag int
 	// MaxClients caps the subscribers connected at once (0: no cap).
 	MaxClients int
 	// FirstSeq is the first event's sequence number. Zero means the
@@ -88,7 +89,7 @@ type Event struct {
 // Hub is the ring and its subscribers. Its methods are safe for
 // concurrent use, and Add never waits for a subscriber.
 type Hub struct {
-	size, buffer, maxClients int
+	size, maxLag, maxClients int
 	obs                      Observer
 
 	mu     sync.Mutex
@@ -107,9 +108,10 @@ func New(opts Options) *Hub {
 	if first == 0 {
 		first = uint64(time.Now().UnixMicro())
 	}
+	size := cmp.Or(opts.Size, DefaultSize)
 	h := &Hub{
-		size:       cmp.Or(opts.Size, DefaultSize),
-		buffer:     cmp.Or(opts.Buffer, DefaultBuffer),
+		size:       size,
+		maxLag:     min(cmp.Or(opts.MaxLag, size), size),
 		maxClients: opts.MaxClients,
 		obs:        opts.Observer,
 		next:       first,
@@ -120,10 +122,10 @@ func New(opts Options) *Hub {
 	return h
 }
 
-// Add appends evs to the ring, in order, and hands each to the
-// subscribers that want it. An event whose id the ring already holds (a
-// redelivery) is dropped. A subscriber with no room left is cut off. After
-// Close, Add does nothing.
+// Add appends evs to the ring, in order, and wakes the subscribers. An
+// event whose id the ring already holds (a redelivery) is dropped. A
+// subscriber now more than MaxLag events behind is cut off. After Close,
+// Add does nothing.
 func (h *Hub) Add(evs ...sessions.Event) {
 	// Encoded before taking the lock: subscribers share the bytes.
 	out := make([]Event, 0, len(evs))
@@ -143,6 +145,7 @@ func (h *Hub) Add(evs ...sessions.Event) {
 	if h.closed {
 		return
 	}
+	added := false
 	for _, ev := range out {
 		if _, dup := h.ids[ev.id]; dup {
 			continue
@@ -150,20 +153,21 @@ func (h *Hub) Add(evs ...sessions.Event) {
 		ev.Seq = h.next
 		h.next++
 		h.push(ev)
-		for s := range h.subs {
-			if !s.wants(ev.SenderID) {
-				continue
+		added = true
+	}
+	if !added {
+		return
+	}
+	for s := range h.subs {
+		if h.next-s.next > uint64(h.maxLag) {
+			s.dropped = true
+			h.remove(s)
+			if h.obs != nil {
+				h.obs.StreamDropped()
 			}
-			select {
-			case s.ch <- ev:
-			default:
-				s.dropped = true
-				h.remove(s)
-				if h.obs != nil {
-					h.obs.StreamDropped()
-				}
-			}
+			continue
 		}
+		s.wake()
 	}
 }
 
@@ -184,16 +188,20 @@ func (h *Hub) push(ev Event) {
 	h.ids[ev.id] = ev.Seq
 }
 
-// at is the i-th oldest event in the ring. h.mu is held.
-func (h *Hub) at(i int) Event { return h.ring[(h.start+i)%h.size] }
+// bySeq is the event with sequence number seq, which the ring holds.
+// h.mu is held.
+func (h *Hub) bySeq(seq uint64) Event {
+	oldest := h.next - uint64(h.n)
+	return h.ring[(h.start+int(seq-oldest))%h.size]
+}
 
 // Subscribe starts a subscription to the events about senderIDs (every
 // session when empty). With lastEventID "" it starts live: only events
 // added from now on. With the sequence number of the last event the
-// subscriber saw, it first replays the later events the ring holds; when
+// subscriber saw, it starts with the later events the ring holds; when
 // the ring no longer holds all of them, or lastEventID is not a sequence
-// number this run gave out, the subscription says Reset instead and
-// replays nothing. Close it when done.
+// number this run gave out, the subscription says Reset instead and starts
+// live. Close it when done.
 func (h *Hub) Subscribe(senderIDs []string, lastEventID string) (*Subscription, error) {
 	s := &Subscription{hub: h}
 	if len(senderIDs) > 0 {
@@ -210,27 +218,20 @@ func (h *Hub) Subscribe(senderIDs []string, lastEventID string) (*Subscription, 
 	if h.maxClients > 0 && len(h.subs) >= h.maxClients {
 		return nil, ErrTooManyClients
 	}
-	s.Newest = h.next - 1
+	s.Newest, s.next = h.next-1, h.next
 	if lastEventID != "" {
 		last, err := strconv.ParseUint(lastEventID, 10, 64)
 		// Covered when the subscriber saw everything before the oldest
 		// event held and nothing beyond the newest given out.
-		oldest := h.next
-		if h.n > 0 {
-			oldest = h.at(0).Seq
-		}
+		oldest := h.next - uint64(h.n)
 		if err != nil || last+1 < oldest || last >= h.next {
 			s.Reset = true
 		} else {
-			for i := h.n - int(h.next-1-last); i < h.n; i++ {
-				if ev := h.at(i); s.wants(ev.SenderID) {
-					s.Replay = append(s.Replay, ev)
-				}
-			}
+			s.next = last + 1
 		}
 	}
-	s.ch = make(chan Event, h.buffer)
-	s.C = s.ch
+	s.ready = make(chan struct{}, 1)
+	s.wake()
 	h.subs[s] = struct{}{}
 	if h.obs != nil {
 		h.obs.StreamClients(len(h.subs))
@@ -238,13 +239,14 @@ func (h *Hub) Subscribe(senderIDs []string, lastEventID string) (*Subscription, 
 	return s, nil
 }
 
-// remove ends s: its channel closes. h.mu is held.
+// remove ends s and wakes its reader. h.mu is held.
 func (h *Hub) remove(s *Subscription) {
-	if _, ok := h.subs[s]; !ok {
+	if s.ended {
 		return
 	}
+	s.ended = true
 	delete(h.subs, s)
-	close(s.ch)
+	s.wake()
 	if h.obs != nil {
 		h.obs.StreamClients(len(h.subs))
 	}
@@ -269,28 +271,25 @@ func (h *Hub) Clients() int {
 	return len(h.subs)
 }
 
-// Subscription is one subscriber's view of the stream.
+// Subscription is one subscriber's view of the stream: a cursor in the
+// ring. Its reader waits for Ready, then calls Take.
 type Subscription struct {
 	// Reset says that the ring no longer holds everything after the
 	// lastEventID given (or it was not this run's): the subscriber should
-	// reload the whole state, then carry on with C.
+	// reload the whole state, then carry on with what Take gives.
 	Reset bool
 	// Newest is the sequence number of the newest event given out when
 	// the subscription started (the first one's minus one if none): a
 	// reset carries it as its id.
 	Newest uint64
-	// Replay is what the subscriber missed, oldest first, to be handled
-	// before C.
-	Replay []Event
-	// C carries every later event the subscriber wants. It is closed
-	// when the subscription ends: Close, the hub's Close, or the
-	// subscriber fell a whole buffer behind (Dropped).
-	C <-chan Event
 
-	hub     *Hub
-	filter  map[string]bool // nil: every session
-	ch      chan Event
-	dropped bool // guarded by hub.mu
+	hub    *Hub
+	filter map[string]bool // nil: every session
+	ready  chan struct{}   // holds a token while there may be something to take
+	// Guarded by hub.mu:
+	next    uint64 // the sequence number of the next event to look at
+	ended   bool
+	dropped bool
 }
 
 // wants reports whether the subscriber wants events about senderID.
@@ -298,8 +297,43 @@ func (s *Subscription) wants(senderID string) bool {
 	return s.filter == nil || s.filter[senderID]
 }
 
-// Dropped reports whether the subscription was cut off because its buffer
-// was full.
+// wake tells the reader to call Take, without waiting.
+func (s *Subscription) wake() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Ready receives when Take may have something: events, or the end.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Take appends to buf up to max of the events waiting for the subscriber,
+// oldest first, and reports whether the subscription is still open. Once
+// it reports false (Close, the hub's Close, or the subscriber fell more
+// than MaxLag events behind: Dropped), nothing more comes. When it leaves
+// events waiting, Ready receives again.
+func (s *Subscription) Take(buf []Event, max int) ([]Event, bool) {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.ended {
+		return buf, false
+	}
+	for n := 0; s.next < h.next && n < max; s.next++ {
+		if ev := h.bySeq(s.next); s.wants(ev.SenderID) {
+			buf = append(buf, ev)
+			n++
+		}
+	}
+	if s.next < h.next {
+		s.wake()
+	}
+	return buf, true
+}
+
+// Dropped reports whether the subscription was cut off because it fell
+// too far behind.
 func (s *Subscription) Dropped() bool {
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()

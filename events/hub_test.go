@@ -66,23 +66,33 @@ func subscribe(t *testing.T, h *events.Hub, ids []string, last string) *events.S
 	return s
 }
 
-// receive takes n events from s.C, failing after a deadline.
+// receive takes n events from s, failing after a deadline.
 func receive(t *testing.T, s *events.Subscription, n int) []events.Event {
 	t.Helper()
 	var out []events.Event
 	deadline := time.After(5 * time.Second)
 	for len(out) < n {
 		select {
-		case ev, ok := <-s.C:
-			if !ok {
-				t.Fatalf("channel closed after %d of %d events", len(out), n)
+		case <-s.Ready():
+			var open bool
+			if out, open = s.Take(out, n-len(out)); !open {
+				t.Fatalf("subscription ended after %d of %d events", len(out), n)
 			}
-			out = append(out, ev)
 		case <-deadline:
 			t.Fatalf("got %d of %d events", len(out), n)
 		}
 	}
 	return out
+}
+
+// waiting is every event s can take now.
+func waiting(t *testing.T, s *events.Subscription) []events.Event {
+	t.Helper()
+	evs, open := s.Take(nil, 1<<30)
+	if !open {
+		t.Fatal("subscription ended")
+	}
+	return evs
 }
 
 // The ring keeps the newest Size events across its wrap-around, and a
@@ -111,20 +121,17 @@ func TestRingWrapAroundAndReplay(t *testing.T) {
 	} {
 		t.Run(tc.last, func(t *testing.T) {
 			s := subscribe(t, h, nil, tc.last)
-			if s.Reset != tc.reset || !slices.Equal(seqs(s.Replay), tc.want) {
-				t.Errorf("reset %v, replay %v; want %v, %v", s.Reset, seqs(s.Replay), tc.reset, tc.want)
+			if replay := waiting(t, s); s.Reset != tc.reset || !slices.Equal(seqs(replay), tc.want) {
+				t.Errorf("reset %v, replay %v; want %v, %v", s.Reset, seqs(replay), tc.reset, tc.want)
 			}
 			if s.Newest != 111 {
 				t.Errorf("newest %d, want 111", s.Newest)
-			}
-			if s.Reset && len(s.Replay) > 0 {
-				t.Error("a reset replays nothing")
 			}
 		})
 	}
 	// The replayed events are the ones added, in order.
 	s := subscribe(t, h, nil, "108")
-	for i, ev := range s.Replay {
+	for i, ev := range waiting(t, s) {
 		var d struct{ N int }
 		if err := json.Unmarshal(ev.Data, &d); err != nil || d.N != 9+i || ev.Type != sessions.EventSessionState || ev.SenderID != "a" {
 			t.Errorf("replay %d: %+v (%s)", i, ev, ev.Data)
@@ -137,8 +144,8 @@ func TestRingWrapAroundAndReplay(t *testing.T) {
 func TestEmptyRingAndLiveAfterReplay(t *testing.T) {
 	h := newHub(t, events.Options{Size: 10})
 	s := subscribe(t, h, nil, strconv.Itoa(first-1))
-	if s.Reset || len(s.Replay) != 0 || s.Newest != first-1 {
-		t.Fatalf("fresh hub: reset %v replay %d newest %d", s.Reset, len(s.Replay), s.Newest)
+	if replay := waiting(t, s); s.Reset || len(replay) != 0 || s.Newest != first-1 {
+		t.Fatalf("fresh hub: reset %v replay %d newest %d", s.Reset, len(replay), s.Newest)
 	}
 	if s := subscribe(t, h, nil, strconv.Itoa(first-2)); !s.Reset {
 		t.Error("a number below the first one is another run's: want a reset")
@@ -146,7 +153,7 @@ func TestEmptyRingAndLiveAfterReplay(t *testing.T) {
 	h.Add(state("a", 1), state("a", 2))
 	s2 := subscribe(t, h, nil, strconv.Itoa(first))
 	h.Add(state("a", 3))
-	if got := append(seqs(s2.Replay), seqs(receive(t, s2, 1))...); !slices.Equal(got, []uint64{101, 102}) {
+	if got := seqs(receive(t, s2, 2)); !slices.Equal(got, []uint64{101, 102}) {
 		t.Errorf("replay then live: %v", got)
 	}
 	if got := seqs(receive(t, s, 3)); !slices.Equal(got, []uint64{100, 101, 102}) {
@@ -160,7 +167,7 @@ func TestFilter(t *testing.T) {
 	h.Add(state("a", 1), state("b", 1), state("c", 1))
 	s := subscribe(t, h, []string{"a", "c"}, strconv.Itoa(first-1))
 	h.Add(state("b", 2), state("c", 2))
-	got := append(s.Replay, receive(t, s, 1)...)
+	got := receive(t, s, 3)
 	var ids []string
 	for _, ev := range got {
 		ids = append(ids, ev.SenderID)
@@ -168,10 +175,8 @@ func TestFilter(t *testing.T) {
 	if !slices.Equal(ids, []string{"a", "c", "c"}) || !slices.Equal(seqs(got), []uint64{100, 102, 104}) {
 		t.Errorf("filtered: %v %v", ids, seqs(got))
 	}
-	select {
-	case ev := <-s.C:
-		t.Errorf("unexpected %+v", ev)
-	default:
+	if more := waiting(t, s); len(more) > 0 {
+		t.Errorf("unexpected %+v", more)
 	}
 }
 
@@ -183,9 +188,11 @@ func TestDuplicatesAndEnvelopes(t *testing.T) {
 	s := subscribe(t, h, nil, "")
 	h.Add(msg, msg)
 	h.Add(msg)
+	got := receive(t, s, 1)
 	h.Add(state("a", 1), state("a", 2)) // msg_1 leaves the ring
-	h.Add(msg)                          // not recognised any more: kept again
-	got := receive(t, s, 4)
+	got = append(got, receive(t, s, 2)...)
+	h.Add(msg) // not recognised any more: kept again
+	got = append(got, receive(t, s, 1)...)
 	if !slices.Equal(seqs(got), []uint64{100, 101, 102, 103}) {
 		t.Errorf("seqs %v", seqs(got))
 	}
@@ -198,34 +205,32 @@ func TestDuplicatesAndEnvelopes(t *testing.T) {
 	}
 }
 
-// A subscriber that falls a whole buffer behind is cut off and counted;
-// the others, and Add, carry on.
+// A subscriber that falls more than MaxLag events behind is cut off and
+// counted; the others, and Add, carry on; it costs nothing while behind.
 func TestSlowSubscriberIsCutOff(t *testing.T) {
 	obs := &counter{}
-	h := newHub(t, events.Options{Buffer: 3, Observer: obs})
+	h := newHub(t, events.Options{MaxLag: 3, Observer: obs})
 	slow := subscribe(t, h, nil, "")
 	fast := subscribe(t, h, nil, "")
 	if obs.clients != 2 {
 		t.Errorf("clients %d, want 2", obs.clients)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range 10 {
-			h.Add(state("a", i))
+	for i := range 10 {
+		h.Add(state("a", i))
+		if got := receive(t, fast, 1); got[0].Seq != uint64(first+i) {
+			t.Fatalf("fast got %d, want %d", got[0].Seq, first+i)
 		}
-	}()
-	got := receive(t, fast, 10)
-	<-done // Add never waited for slow
-	if got[9].Seq != 109 {
-		t.Errorf("fast got up to %d", got[9].Seq)
+		if cut := slow.Dropped(); cut != (i >= 3) {
+			t.Fatalf("after %d events behind: dropped %v", i+1, cut)
+		}
 	}
-	var n int
-	for range slow.C { // what it had buffered, then closed
-		n++
+	select {
+	case <-slow.Ready():
+	default:
+		t.Error("the cut-off subscriber was not woken")
 	}
-	if n != 3 || !slow.Dropped() || fast.Dropped() {
-		t.Errorf("slow had %d buffered, dropped %v (fast %v)", n, slow.Dropped(), fast.Dropped())
+	if evs, open := slow.Take(nil, 100); open || len(evs) > 0 {
+		t.Errorf("after the cut: %d events, open %v", len(evs), open)
 	}
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
@@ -233,6 +238,23 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 		t.Errorf("dropped %d, clients %d (hub %d); want 1, 1", obs.dropped, obs.clients, h.Clients())
 	}
 	slow.Close() // after the cut, harmless
+}
+
+// MaxLag is at most the ring: a subscriber is cut off before the ring
+// drops an event it has not read.
+func TestMaxLagIsAtMostTheRing(t *testing.T) {
+	h := newHub(t, events.Options{Size: 4, MaxLag: 100})
+	s := subscribe(t, h, nil, "")
+	for i := range 4 {
+		h.Add(state("a", i))
+	}
+	if s.Dropped() {
+		t.Fatal("dropped with the ring still holding everything")
+	}
+	h.Add(state("a", 4))
+	if !s.Dropped() {
+		t.Fatal("not dropped once the ring lost an unread event")
+	}
 }
 
 // Close ends every subscription and refuses new ones; MaxClients caps
@@ -249,8 +271,8 @@ func TestCloseAndMaxClients(t *testing.T) {
 	a.Close()
 	subscribe(t, h, nil, "")
 	h.Close()
-	if _, ok := <-a.C; ok {
-		t.Error("a closed subscription's channel is open")
+	if _, open := a.Take(nil, 1); open {
+		t.Error("a closed subscription is open")
 	}
 	if _, err := h.Subscribe(nil, ""); !errors.Is(err, events.ErrClosed) {
 		t.Errorf("after Close: %v, want ErrClosed", err)

@@ -30,8 +30,8 @@ const DefaultHeartbeat = 15 * time.Second
 // (which would end every stream 30 s after it started) is replaced by it.
 const streamWriteTimeout = 30 * time.Second
 
-// streamBatch is how many replayed events are written before a flush.
-const streamBatch = 64
+// streamBatch is how many events a stream takes from the ring at a time.
+const streamBatch = 256
 
 // streamFlushEvery is the least time between two flushes of a stream
 // (the most an event waits for the next flush), and streamFlushBytes how
@@ -81,7 +81,14 @@ func (h *handlers) eventsRoute(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 
 	var buf bytes.Buffer
-	send := func() bool {
+	var lastFlush time.Time
+	pending := false // events are in buf, waiting for pace
+	pace := time.NewTimer(time.Hour)
+	pace.Stop()
+	defer pace.Stop()
+	flush := func() bool {
+		pending, lastFlush = false, time.Now()
+		pace.Stop()
 		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		_, err := w.Write(buf.Bytes())
 		buf.Reset()
@@ -90,32 +97,26 @@ func (h *handlers) eventsRoute(w http.ResponseWriter, r *http.Request) error {
 	if sub.Reset {
 		fmt.Fprintf(&buf, "id: %d\nevent: reset\ndata: {}\n\n", sub.Newest)
 	}
-	for i, ev := range sub.Replay {
-		writeEvent(&buf, ev)
-		if (i+1)%streamBatch == 0 && !send() {
-			return nil
-		}
-	}
-	if !send() { // also sends the headers: the client knows it is subscribed
+	// Also sends the headers: the client knows it is subscribed. Replayed
+	// events follow at once.
+	if !flush() {
 		return nil
 	}
+	lastFlush = time.Time{}
 
 	beat := time.NewTicker(h.heartbeat)
 	defer beat.Stop()
-	// Flushes are at least streamFlushEvery apart: an event after a quiet
-	// spell goes out at once, and a burst (a fleet restoring) goes out in
-	// a few large writes instead of one write per event and client.
-	pace := time.NewTimer(time.Hour)
-	pace.Stop()
-	defer pace.Stop()
-	var lastFlush time.Time
-	pending := false
-	flush := func() bool {
-		pending, lastFlush = false, time.Now()
-		pace.Stop()
-		return send()
-	}
+	var evs []events.Event
 	for {
+		// Flushes are at least streamFlushEvery apart: an event after a
+		// quiet spell goes out at once, and a burst (a fleet restoring)
+		// goes out in a few large writes instead of one write per event
+		// and client. While a flush is pending, new events wait in the
+		// ring (the subscription's cursor stays behind).
+		ready := sub.Ready()
+		if pending {
+			ready = nil
+		}
 		select {
 		case <-r.Context().Done():
 			return nil
@@ -124,38 +125,37 @@ func (h *handlers) eventsRoute(w http.ResponseWriter, r *http.Request) error {
 			if !pending && !flush() {
 				return nil
 			}
+			continue
 		case <-pace.C:
-			if !flush() {
-				return nil
+		case <-ready:
+		}
+		var open bool
+		for open = true; open && buf.Len() < streamFlushBytes; {
+			if evs, open = sub.Take(evs[:0], streamBatch); len(evs) == 0 {
+				break
 			}
-		case ev, ok := <-sub.C:
-			if !ok {
-				flush() // what was queued; then cut off for being slow, or shutting down
-				return nil
+			for _, ev := range evs {
+				writeEvent(&buf, ev)
 			}
-			writeEvent(&buf, ev)
-			// Take what else is queued now.
-			for more := true; more && buf.Len() < streamFlushBytes; {
-				select {
-				case ev, ok = <-sub.C:
-					if !ok {
-						flush()
-						return nil
-					}
-					writeEvent(&buf, ev)
-				default:
-					more = false
-				}
-			}
-			switch wait := streamFlushEvery - time.Since(lastFlush); {
-			case wait <= 0 || buf.Len() >= streamFlushBytes:
-				if !flush() {
-					return nil
-				}
-			case !pending:
+		}
+		if !open {
+			// Cut off for falling behind, or shutting down: what was
+			// taken goes out, then the stream ends.
+			flush()
+			return nil
+		}
+		if buf.Len() == 0 {
+			continue
+		}
+		if wait := streamFlushEvery - time.Since(lastFlush); wait > 0 && buf.Len() < streamFlushBytes {
+			if !pending {
 				pending = true
 				pace.Reset(wait)
 			}
+			continue
+		}
+		if !flush() {
+			return nil
 		}
 	}
 }

@@ -231,7 +231,7 @@ func TestEventStreamHeartbeatOutlivesServerTimeouts(t *testing.T) {
 func TestEventStreamSlowClientIsDisconnected(t *testing.T) {
 	noLeaks(t)
 	obs := &streamObserver{}
-	srv, hub := streamServer(t, events.Options{Buffer: 4, Observer: obs, Size: 16}, time.Hour, 0)
+	srv, hub := streamServer(t, events.Options{MaxLag: 4, Observer: obs, Size: 16}, time.Hour, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 

@@ -102,7 +102,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 		streamDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "whatsapp_events_stream_dropped_total",
-			Help: "Live event streams cut off because the client fell a whole buffer of events behind.",
+			Help: "Live event streams cut off because the client fell the whole ring of events behind.",
 		}),
 	}
 
