@@ -28,6 +28,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	"github.com/whatsapp-sessions/whatsapp-sessions/console"
 	"github.com/whatsapp-sessions/whatsapp-sessions/events"
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
@@ -170,6 +171,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		OpenAPI:    apihttp.OpenAPI(),
 		Ready:      a.ready.Load,
 		Deliveries: a.webhooks,
+		Console:    console.Handler(),
 		Events:     a.events,
 	}
 	// /metrics names every session: on the API port it needs the key; with

@@ -234,6 +234,13 @@ func (c *Client) Fleet(ctx context.Context) (sessions.Fleet, error) {
 	return f, err
 }
 
+// Info is GET /api/whatsapp/info: what the service is (test mode or not).
+func (c *Client) Info(ctx context.Context) (sessions.Info, error) {
+	var info sessions.Info
+	_, err := c.call(ctx, http.MethodGet, "/api/whatsapp/info", nil, &info)
+	return info, err
+}
+
 // Create is POST /api/whatsapp/session/{id}: it creates (or starts) a
 // session; created is false when the session was already running.
 func (c *Client) Create(ctx context.Context, id string) (st sessions.Status, created bool, err error) {

@@ -28,6 +28,7 @@ var routes = map[string]string{
 	"GET /openapi.json":                                        "OpenAPI",
 	"POST /api/whatsapp/sessions/restore":                      "Restore",
 	"GET /api/whatsapp/sessions/status":                        "Fleet",
+	"GET /api/whatsapp/info":                                   "Info",
 	"GET /api/whatsapp/events":                                 "Events",
 	"POST /api/whatsapp/session/{senderId}":                    "Create",
 	"DELETE /api/whatsapp/session/{senderId}":                  "Delete",
@@ -91,6 +92,9 @@ func TestClientAgainstTheService(t *testing.T) {
 	}, svc.Logs)
 	if doc, err := c.OpenAPI(ctx); err != nil || !json.Valid(doc) {
 		t.Errorf("openapi: %v", err)
+	}
+	if info, err := c.Info(ctx); err != nil || !info.TestMode {
+		t.Errorf("info in test mode: %+v %v", info, err)
 	}
 
 	// Errors: a session that does not exist, a wrong key, a bad request.

@@ -251,6 +251,13 @@ func forSession(id string, err error) error {
 	return err
 }
 
+// info tells a client (the console) what this service is: in test mode
+// it offers the test routes.
+func (h *handlers) info(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, sessions.Info{TestMode: h.test != nil})
+	return nil
+}
+
 func (h *handlers) fleet(w http.ResponseWriter, r *http.Request) error {
 	f, err := h.sessions.Fleet(r.Context())
 	if err != nil {

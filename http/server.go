@@ -46,6 +46,11 @@ type Options struct {
 	Messenger sessions.Messenger
 	// Deliveries, when set, serves the webhook deliveries' admin routes.
 	Deliveries sessions.Deliveries
+	// Console, when set, serves the operator console (package console):
+	// its page at / and at /console/, its files under /console/ (the
+	// handler sees the path below /console), without a key: the page asks
+	// the operator for it.
+	Console http.Handler
 	// Events, when set, serves the live event stream GET
 	// /api/whatsapp/events; Heartbeat is how often an idle stream gets a
 	// comment line (DefaultHeartbeat when zero).
@@ -106,8 +111,15 @@ func NewHandler(opts Options) http.Handler {
 		}).Methods(http.MethodGet)
 	}
 
+	if opts.Console != nil {
+		r.Handle("/", opts.Console).Methods(http.MethodGet, http.MethodHead)
+		r.PathPrefix(consolePrefix).Handler(http.StripPrefix(strings.TrimSuffix(consolePrefix, "/"), opts.Console)).
+			Methods(http.MethodGet, http.MethodHead)
+	}
+
 	api := r.PathPrefix(apiPrefix).Subrouter()
 	api.Use(guard)
+	api.Handle("/whatsapp/info", h.wrap(h.info)).Methods(http.MethodGet)
 	api.Handle("/whatsapp/sessions/restore", h.wrap(h.restore)).Methods(http.MethodPost)
 	api.Handle("/whatsapp/sessions/status", h.wrap(h.fleet)).Methods(http.MethodGet)
 	api.Handle("/whatsapp/session/{senderId:[^/]*}/status", h.wrap(h.statusOf(sessions.Service.Status))).Methods(http.MethodGet)
@@ -158,6 +170,10 @@ func NewMetricsHandler(metrics http.Handler, log *slog.Logger) http.Handler {
 
 // apiPrefix is where every route that needs the key lives.
 const apiPrefix = "/api"
+
+// consolePrefix is where the console's files are served (its page is
+// also served at /); the console handler sees the paths below it.
+const consolePrefix = "/console/"
 
 // guardAPI checks the key before next for paths under /api.
 func guardAPI(guard mux.MiddlewareFunc, next http.Handler) http.Handler {

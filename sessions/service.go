@@ -55,3 +55,9 @@ type TestParams struct {
 	ReplyTo string `json:"replyTo,omitempty"`
 	ID      string `json:"id,omitempty"` // read: the message the contact reads
 }
+
+// Info is what the service says about itself to an API client: whether it
+// runs in test mode (a fake WhatsApp server, the test routes served).
+type Info struct {
+	TestMode bool `json:"testMode"`
+}

@@ -26,8 +26,9 @@ import (
 )
 
 const (
-	// qrRefCount is how many refs a pair-device iq carries; whatsmeow shows
-	// the first code for 60 s and each further one for 20 s.
+	// qrRefCount is how many refs a pair-device iq carries by default
+	// (Options.QRCodes); whatsmeow shows the first code for 60 s and each
+	// further one for 20 s.
 	qrRefCount = 6
 	// phonePlatform is the platform the "phone" reports in pair-success.
 	phonePlatform = "android"
@@ -84,8 +85,8 @@ func (c *conn) startPairing(noisePub *[32]byte, data *waWa6.ClientPayload_Device
 		signedPreSig:   [64]byte(data.GetESkeySig()),
 	}
 
-	refs := make([]string, qrRefCount)
-	children := make([]waBinary.Node, qrRefCount)
+	refs := make([]string, c.srv.qrCodes)
+	children := make([]waBinary.Node, c.srv.qrCodes)
 	for i := range refs {
 		refs[i] = "2@" + randomBase64(18)
 		children[i] = waBinary.Node{Tag: "ref", Content: []byte(refs[i])}

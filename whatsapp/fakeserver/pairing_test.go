@@ -1,9 +1,12 @@
 package fakeserver_test
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"regexp"
 	"testing"
+	"time"
 
 	"go.mau.fi/whatsmeow"
 	"go.mau.fi/whatsmeow/appstate"
@@ -162,4 +165,31 @@ func TestPhoneCodePairing(t *testing.T) {
 		t.Fatalf("JID %q (%v): want %s:D@s.whatsapp.net", jid, err, phone)
 	}
 	checkPaired(t, srv, path, tc, jid)
+}
+
+// With Options.QRCodes below six, whatsmeow shows every code for 20 s
+// (the first of six for 60 s): the console's browser test sees codes
+// rotate sooner.
+func TestFewerQRCodesRotateSooner(t *testing.T) {
+	for _, tt := range []struct {
+		codes int
+		first time.Duration
+	}{{0, 60 * time.Second}, {2, 20 * time.Second}} {
+		srv, err := fakeserver.Start(fakeserver.Options{QRCodes: tt.codes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		tc, _, item := pairingClient(t, srv, storePath(t, fmt.Sprintf("codes%d", tt.codes)))
+		if item.Timeout != tt.first {
+			t.Errorf("QRCodes %d: the first code lasts %v, want %v", tt.codes, item.Timeout, tt.first)
+		}
+		want := cmp.Or(tt.codes, 6)
+		if qr := waitEvent[*events.QR](t, tc, nil); len(qr.Codes) != want {
+			t.Errorf("QRCodes %d: %d codes, want %d", tt.codes, len(qr.Codes), want)
+		}
+	}
+	if _, err := fakeserver.Start(fakeserver.Options{QRCodes: -1}); err == nil {
+		t.Error("QRCodes -1 accepted")
+	}
 }

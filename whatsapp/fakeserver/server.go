@@ -1,6 +1,7 @@
 package fakeserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -25,6 +26,11 @@ type Options struct {
 	// fake contacts and queued messages are not kept: after a restart,
 	// retry receipts open new sessions.
 	StateFile string
+	// QRCodes is how many QR codes an unpaired client gets to show (0:
+	// six, as WhatsApp sends). whatsmeow shows the first of six for 60 s
+	// and each other code for 20 s, so with fewer than six every code
+	// lasts 20 s: tests that watch codes rotate use it.
+	QRCodes int
 }
 
 // Server is a running fake WhatsApp server. It is safe for concurrent use.
@@ -63,6 +69,7 @@ type Server struct {
 	// refused. Kept in statePath when it is set.
 	unlinked  map[deviceRef]struct{}
 	statePath string
+	qrCodes   int // refs per pair-device iq
 	logins    int
 	pairings  int
 	// companions are the public keys of the linked devices the server
@@ -92,6 +99,9 @@ type userState struct {
 // Start listens on opts.Addr and serves TLS, with a certificate for
 // ServerName from a CA made for this server (CACertPEM), until Close.
 func Start(opts Options) (*Server, error) {
+	if opts.QRCodes < 0 {
+		return nil, fmt.Errorf("fakeserver: QRCodes is %d, want 0 (the default) or more", opts.QRCodes)
+	}
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -138,6 +148,7 @@ func Start(opts Options) (*Server, error) {
 		appState:    make(map[types.JID]*appState),
 		unlinked:    make(map[deviceRef]struct{}),
 		statePath:   opts.StateFile,
+		qrCodes:     cmp.Or(opts.QRCodes, qrRefCount),
 	}
 	if s.statePath != "" {
 		if err := s.loadState(s.statePath); err != nil {
