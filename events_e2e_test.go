@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
 )
 
 // nextEvent reads the next event of s, failing the test on an error.
@@ -37,14 +41,48 @@ func stateOf(t *testing.T, ev client.StreamEvent) sessions.Status {
 	return st
 }
 
+// deletedOn reads s up to the session.deleted event about id, which only
+// id's session.state events may precede, and checks its envelope; it
+// returns the event and its envelope.
+func deletedOn(t *testing.T, s *client.EventStream, id string) (client.StreamEvent, sessions.Event) {
+	t.Helper()
+	for {
+		ev := nextEvent(t, s)
+		if ev.Type == string(sessions.EventSessionState) {
+			if st := stateOf(t, ev); st.SenderID != id {
+				t.Fatalf("a state of %s while waiting for %s's deletion", st.SenderID, id)
+			}
+			continue
+		}
+		env, err := ev.Event()
+		var d sessions.DeletedData
+		if err == nil {
+			err = json.Unmarshal(env.Data, &d)
+		}
+		if ev.Type != string(sessions.EventSessionDeleted) || err != nil || env.Type != sessions.EventSessionDeleted ||
+			env.SenderID != id || d.SenderID != id || time.Since(d.DeletedAt) > time.Minute || !strings.HasPrefix(env.ID, "del_") {
+			t.Fatalf("event %s %s %s, want %s's session.deleted: %v", ev.ID, ev.Type, ev.Data, id, err)
+		}
+		return ev, env
+	}
+}
+
 // Through the real service in test mode: a stream sees a new session's
 // states up to connected, in order, each as GET .../status shows it; a
 // stream reopened with Last-Event-ID gets exactly what it missed, then
-// the live events; an unknown id gets a reset; a filtered stream sees its
-// session only; and the
-// streams end when the service stops, without holding its shutdown.
+// the live events; a deleted session's streams and the webhook receiver
+// get a session.deleted event; an unknown id gets a reset; a filtered
+// stream sees its session only; and the streams end when the service
+// stops, without holding its shutdown.
 func TestEventStreamThroughTheService(t *testing.T) {
-	svc := e2e.Start(t, e2e.Config(t.TempDir(), nil))
+	secret, err := webhooks.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := e2e.NewReceiver(t, secret)
+	cfg := e2e.Config(t.TempDir(), nil)
+	cfg.WebhookURL, cfg.WebhookSecret = rcv.URL, secret
+	svc := e2e.Start(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := client.New(svc.Base, svc.Config.APIKey) // no client timeout: it would cut the streams
@@ -139,6 +177,23 @@ func TestEventStreamThroughTheService(t *testing.T) {
 	if n := svc.Metric("whatsapp_events_stream_clients"); n != 3 {
 		t.Errorf("whatsapp_events_stream_clients %v, want 3 (ref, bobOnly, again)", n)
 	}
+
+	// bob is deleted: every stream that shows bob says so, after his
+	// last state, and so does the webhook.
+	if err := c.Delete(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	del, env := deletedOn(t, ref, "bob")
+	for name, s := range map[string]*client.EventStream{"again": again, "bobOnly": bobOnly} {
+		if got, _ := deletedOn(t, s, "bob"); got.ID != del.ID || string(got.Data) != string(del.Data) {
+			t.Errorf("%s: %s %s, want %s %s", name, got.ID, got.Data, del.ID, del.Data)
+		}
+	}
+	e2e.WaitFor(t, e2e.Wait, "bob's session.deleted delivered", func() (bool, string) {
+		got := rcv.Of(sessions.EventSessionDeleted)
+		return len(got) == 1 && got[0].Event.ID == env.ID && string(got[0].Event.Data) == string(env.Data), fmt.Sprint(got)
+	}, svc.Logs)
+	want = del
 	// An id this run never gave out (another run's): a reset first.
 	old, err := c.Events(ctx, client.EventsOptions{LastEventID: "1"})
 	if err != nil {
@@ -146,7 +201,7 @@ func TestEventStreamThroughTheService(t *testing.T) {
 	}
 	ev := nextEvent(t, old)
 	newest, _ := strconv.ParseUint(ev.ID, 10, 64)
-	if bobs, _ := strconv.ParseUint(want.ID, 10, 64); ev.Type != "reset" || string(ev.Data) != "{}" || newest < bobs {
+	if last, _ := strconv.ParseUint(want.ID, 10, 64); ev.Type != "reset" || string(ev.Data) != "{}" || newest < last {
 		t.Errorf("Last-Event-ID 1: %s %s %s, want a reset with the newest id (at least %s)", ev.ID, ev.Type, ev.Data, want.ID)
 	}
 	old.Close()

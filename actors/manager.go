@@ -59,7 +59,8 @@ type Options struct {
 	// RequestTimeout bounds every ask, on top of the caller's context.
 	RequestTimeout time.Duration
 	// Sink receives a session.state event at every change of a session's
-	// status, without waiting; nil publishes none.
+	// status and a session.deleted event when one is deleted, without
+	// waiting; nil publishes none.
 	Sink sessions.EventSink
 	// Idempotency keeps the answers of sends with an Idempotency-Key;
 	// nil refuses such sends.

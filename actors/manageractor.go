@@ -32,7 +32,8 @@ type manager struct {
 	byPID          map[string]string // actor id -> senderId
 	run            *restoreRun
 	// sink gets a session.state event for every status that differs from
-	// the last one announced of its session (announced).
+	// the last one announced of its session (announced), and a
+	// session.deleted event for every session removed.
 	sink      sessions.EventSink
 	announced map[string]sessions.Status
 
@@ -402,7 +403,22 @@ func (m *manager) onRemoved(msg removed) {
 	m.untrack(msg.id)
 	m.metrics.RemoveSession(msg.id)
 	m.log.Info("session deleted", "session_id", msg.id)
+	// Published before the answer: once DELETE answers, the event is in
+	// the sink's order after the session's last state.
+	m.announceDeleted(msg.id)
 	answer(msg.reply, struct{}{}, nil)
+}
+
+// announceDeleted publishes a session.deleted event for id, which is gone
+// from the fleet and the disk. Like a state event, it is not waited for.
+func (m *manager) announceDeleted(id string) {
+	if m.sink == nil {
+		return
+	}
+	now := time.Now().UTC()
+	data, _ := json.Marshal(sessions.DeletedData{SenderID: id, DeletedAt: now}) // a string and a time: never fails
+	m.sink.Publish([]sessions.Event{{Type: sessions.EventSessionDeleted, ID: "del_" + randomHex(), Timestamp: now,
+		SenderID: id, Data: data}}, nil)
 }
 
 func (m *manager) onForward(ctx actor.Context, msg forwardCmd) {

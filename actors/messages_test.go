@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -329,4 +330,62 @@ func TestStateChangesBecomeEvents(t *testing.T) {
 	if want := "restoring,connecting,connected,stopped"; strings.Join(got, ",") != want {
 		t.Errorf("states announced %v, want %s", got, want)
 	}
+}
+
+var deletedID = regexp.MustCompile(`^del_[0-9a-f]{32}$`)
+
+// A deleted session, running, stopped or only on disk, is announced once
+// as session.deleted after its last state; a refused delete announces
+// nothing; a session created again under the same id is announced anew.
+func TestDeletionsBecomeEvents(t *testing.T) {
+	m := newMessaging(t, "")
+	ctx := context.Background()
+	m.connected("alice")
+	m.stored("bob", true)
+	m.restore()
+	m.waitState("bob", sessions.StateConnected)
+	if _, err := m.mgr.Stop(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	m.stored("carol", false) // on disk, never restored
+	for _, id := range []string{"alice", "bob", "carol"} {
+		before := time.Now()
+		if err := m.mgr.Delete(ctx, id); err != nil {
+			t.Fatalf("delete %s: %v", id, err)
+		}
+		// Published before Delete answered.
+		evs := m.sink.published()
+		ev := evs[len(evs)-1]
+		var d sessions.DeletedData
+		if err := json.Unmarshal(ev.Data, &d); err != nil || ev.Type != sessions.EventSessionDeleted || ev.SenderID != id ||
+			!deletedID.MatchString(ev.ID) || d.SenderID != id || d.DeletedAt.Before(before) || d.DeletedAt.After(time.Now()) ||
+			!d.DeletedAt.Equal(ev.Timestamp) {
+			t.Errorf("after deleting %s, the last event is %+v (%s): %v", id, ev, ev.Data, err)
+		}
+	}
+	n := len(m.sink.published())
+	if err := m.mgr.Delete(ctx, "alice"); !errors.Is(err, sessions.ErrNotFound) {
+		t.Fatalf("delete alice again: %v", err)
+	}
+	if got := len(m.sink.published()); got != n {
+		t.Errorf("a refused delete published %d events", got-n)
+	}
+	var deleted []string
+	for _, ev := range m.sink.published() {
+		if ev.Type == sessions.EventSessionDeleted {
+			deleted = append(deleted, ev.SenderID)
+		}
+	}
+	if want := "alice,bob,carol"; strings.Join(deleted, ",") != want {
+		t.Errorf("deletions announced %v, want %s", deleted, want)
+	}
+	// alice again: her first state is announced, although it may equal
+	// one announced before the delete.
+	if _, err := m.mgr.Create(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		evs := m.sink.published()
+		return len(evs) > n && evs[n].Type == sessions.EventSessionState && evs[n].SenderID == "alice"
+	}, "a state event for the new alice")
 }

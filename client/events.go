@@ -30,11 +30,11 @@ type StreamEvent struct {
 	// ID is its sequence number, to give as EventsOptions.LastEventID
 	// when reconnecting.
 	ID string
-	// Type is "session.state", "message.received", "message.ack" or
-	// "reset".
+	// Type is "session.state", "session.deleted", "message.received",
+	// "message.ack" or "reset".
 	Type string
 	// Data is its JSON data: a sessions.Status for session.state, a
-	// sessions.Event envelope for the message types, {} for reset.
+	// sessions.Event envelope for the other event types, {} for reset.
 	Data json.RawMessage
 }
 
@@ -42,6 +42,13 @@ type StreamEvent struct {
 func (e StreamEvent) Status() (st sessions.Status, err error) {
 	err = json.Unmarshal(e.Data, &st)
 	return st, err
+}
+
+// Event decodes the envelope that is the data of a session.deleted,
+// message.received or message.ack event (as the webhooks POST it).
+func (e StreamEvent) Event() (ev sessions.Event, err error) {
+	err = json.Unmarshal(e.Data, &ev)
+	return ev, err
 }
 
 // EventStream reads the live event stream. It is not safe for

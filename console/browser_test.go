@@ -277,8 +277,9 @@ func freeAddr(t *testing.T) string {
 // one kept in the tab only; create, its QR code shown and replaced as codes
 // rotate; the fake phone scans it and the row turns connected without a
 // reload; stop and start; pairing by phone code and logout; a restart of
-// the service without auto-restore and "Restore all"; delete after typing
-// the id.
+// the service without auto-restore and "Restore all"; a session deleted
+// by another client leaves the table and closes its open panel; delete
+// after typing the id.
 func TestBrowserSessionLife(t *testing.T) {
 	// Three codes of 20 s each, rather than six with the first lasting 60 s.
 	fake := e2e.NewFake(t, fakeserver.Options{QRCodes: 3})
@@ -354,7 +355,8 @@ func TestBrowserSessionLife(t *testing.T) {
 	p.until("the logout dialog", `document.getElementById('logout-dialog').open`, browserWait)
 	p.click(`#logout-dialog button[value="confirm"]`)
 	p.until("bob logged out", rowState("bob", "needs_pairing"), browserWait)
-	// carol: stopped by the operator, which a restart remembers.
+	// carol: created by another client, so listed through her state
+	// events; stopped by the operator, which a restart remembers.
 	if _, _, err := svc.Client.Create(ctx, "carol"); err != nil {
 		t.Fatal(err)
 	}
@@ -397,6 +399,16 @@ func TestBrowserSessionLife(t *testing.T) {
 	p.click(`button[data-test="unlink"]`)
 	p.until("the API's refusal", `document.getElementById('t-result').textContent.includes('has no paired device')`, browserWait)
 
+	// dave is deleted by another client while his panel shows, its delete
+	// confirmation open: the event stream closes both, and the row goes.
+	p.click(`button[data-act="delete"]`)
+	p.until("the delete dialog", `document.getElementById('delete-dialog').open`, browserWait)
+	if err := svc.Client.Delete(ctx, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	p.until("dave's row, panel and dialog gone, said why", `!document.querySelector('#rows tr[data-id="dave"]') && document.getElementById('detail').hidden &&
+		!document.getElementById('delete-dialog').open && document.getElementById('fleet-result').textContent === 'dave was deleted.'`, 5*time.Second)
+
 	// Delete: only once the id is typed.
 	p.click(`#rows button[data-id="alice"]`)
 	p.click(`button[data-act="delete"]`)
@@ -421,8 +433,9 @@ func TestBrowserSessionLife(t *testing.T) {
 	}
 }
 
-// A fleet of 1,000 sessions renders in under a second, and a state change
-// reaches its row within a second; filter and search work on it.
+// A fleet of 1,000 sessions renders in under a second, a state change
+// reaches its row within a second, and a session deleted through the API
+// leaves the table within a second; filter and search work on it.
 func TestBrowserFleetOf1000(t *testing.T) {
 	const n = 1000
 	dir := t.TempDir()
@@ -458,16 +471,26 @@ func TestBrowserFleetOf1000(t *testing.T) {
 	if changed > time.Second {
 		t.Errorf("the state change took %v to show, want under 1 s", changed)
 	}
+	began = time.Now()
+	if err := svc.Client.Delete(context.Background(), "fleet0001"); err != nil {
+		t.Fatal(err)
+	}
+	p.until("fleet0001 gone", `!document.querySelector('#rows tr[data-id="fleet0001"]') && document.getElementById('shown').textContent === '999 sessions'`, 5*time.Second)
+	gone := time.Since(began)
+	t.Logf("a deletion shown %v after the request", gone.Round(time.Millisecond))
+	if gone > time.Second {
+		t.Errorf("the deletion took %v to show, want under 1 s", gone)
+	}
 
 	// Filter and search.
 	p.do("filter", chromedp.SetValue(chromedp.CSS("#filter-state"), "stopped"),
 		chromedp.Evaluate[chromedp.Void](`document.getElementById('filter-state').dispatchEvent(new Event('change'))`))
-	if got := eval[int](p, `[...document.querySelectorAll('#rows tr')].filter((r) => !r.hidden).length`); got != n-1 {
-		t.Errorf("stopped filter shows %d rows, want %d", got, n-1)
+	if got := eval[int](p, `[...document.querySelectorAll('#rows tr')].filter((r) => !r.hidden).length`); got != n-2 {
+		t.Errorf("stopped filter shows %d rows, want %d (one started, one deleted)", got, n-2)
 	}
 	p.fill("#search", "fleet099")
-	if got := eval[string](p, `document.getElementById('shown').textContent`); got != "10 of 1000 shown" {
-		t.Errorf("searching fleet099 among the stopped: %q, want 10 of 1000 shown", got)
+	if got := eval[string](p, `document.getElementById('shown').textContent`); got != "10 of 999 shown" {
+		t.Errorf("searching fleet099 among the stopped: %q, want 10 of 999 shown", got)
 	}
 
 	// The keyboard: a row's id opens its panel with Enter, Escape closes

@@ -1,9 +1,9 @@
 // Package events is the live event stream behind GET /api/whatsapp/events:
 // a Hub keeps the last events the sessions published (session.state,
-// message.received, message.ack) in a bounded in-memory ring, each with a
-// sequence number, and hands them to subscribers: first what a
-// reconnecting subscriber missed (or a reset when the ring no longer holds
-// it), then every new event.
+// session.deleted, message.received, message.ack) in a bounded in-memory
+// ring, each with a sequence number, and hands them to subscribers: first
+// what a reconnecting subscriber missed (or a reset when the ring no
+// longer holds it), then every new event.
 //
 // Each subscriber reads the shared ring through its own cursor, so it
 // costs no memory of its own however far behind it is. Publishers never

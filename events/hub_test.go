@@ -27,6 +27,12 @@ func state(id string, n int) sessions.Event {
 		Timestamp: time.Unix(int64(n), 0).UTC(), Data: json.RawMessage(fmt.Sprintf(`{"senderId":%q,"n":%d}`, id, n))}
 }
 
+// deleted is the session.deleted event about id.
+func deleted(id string) sessions.Event {
+	return sessions.Event{Type: sessions.EventSessionDeleted, ID: "del_" + id, SenderID: id, Timestamp: time.Unix(9, 0).UTC(),
+		Data: json.RawMessage(fmt.Sprintf(`{"senderId":%q,"deletedAt":"1970-01-01T00:00:09Z"}`, id))}
+}
+
 // seqs lists evs' sequence numbers.
 func seqs(evs []events.Event) []uint64 {
 	var out []uint64
@@ -181,7 +187,7 @@ func TestFilter(t *testing.T) {
 }
 
 // A redelivered event (same id) is kept once while the ring holds it, and
-// its envelope is the data of a message event.
+// its envelope is the data of a message or deletion event.
 func TestDuplicatesAndEnvelopes(t *testing.T) {
 	h := newHub(t, events.Options{Size: 2})
 	msg := sessions.Event{Type: sessions.EventMessageReceived, ID: "msg_1", SenderID: "a", Data: json.RawMessage(`{"text": "hi"}`)}
@@ -202,6 +208,14 @@ func TestDuplicatesAndEnvelopes(t *testing.T) {
 	}
 	if string(got[1].Data) != `{"senderId":"a","n":1}` {
 		t.Errorf("state data %s: want the status itself", got[1].Data)
+	}
+	// A deletion's data is its envelope too.
+	h.Add(deleted("a"))
+	del := receive(t, s, 1)[0]
+	var d sessions.DeletedData
+	if err := json.Unmarshal(del.Data, &env); err != nil || env.Type != sessions.EventSessionDeleted || env.ID != "del_a" || env.SenderID != "a" ||
+		json.Unmarshal(env.Data, &d) != nil || d.SenderID != "a" || !d.DeletedAt.Equal(time.Unix(9, 0)) || del.Type != sessions.EventSessionDeleted {
+		t.Errorf("deletion %s %s: %v", del.Type, del.Data, err)
 	}
 }
 
@@ -317,12 +331,13 @@ func (s *sink) Publish(evs []sessions.Event, done func(error)) {
 }
 
 // The feed adds what the outbox committed, in the order it was published,
-// and a state event even when its commit failed, but not a message that
-// WhatsApp will deliver again; the publisher hears the outbox's answer.
+// and a state or deletion event even when its commit failed, but not a
+// message that WhatsApp will deliver again; the publisher hears the
+// outbox's answer.
 func TestFeed(t *testing.T) {
 	h := newHub(t, events.Options{})
 	next := newSink(t, func(ev sessions.Event) error {
-		if ev.ID == "st_b_1" || ev.ID == "msg_bad" {
+		if ev.ID == "st_b_1" || ev.ID == "msg_bad" || ev.ID == "del_b" {
 			return errors.New("disk full")
 		}
 		return nil
@@ -337,16 +352,17 @@ func TestFeed(t *testing.T) {
 	feed.Publish([]sessions.Event{state("b", 1)}, func(err error) { errs <- err })
 	feed.Publish([]sessions.Event{msg("msg_bad")}, func(err error) { errs <- err })
 	feed.Publish([]sessions.Event{state("a", 2)}, nil)
-	got := receive(t, s, 4)
+	feed.Publish([]sessions.Event{deleted("b")}, func(err error) { errs <- err })
+	got := receive(t, s, 5)
 	var ids []string
 	for _, ev := range got {
 		ids = append(ids, ev.SenderID+"/"+string(ev.Type))
 	}
-	want := []string{"a/session.state", "a/message.received", "b/session.state", "a/session.state"}
+	want := []string{"a/session.state", "a/message.received", "b/session.state", "a/session.state", "b/session.deleted"}
 	if !slices.Equal(ids, want) {
 		t.Errorf("stream %v, want %v", ids, want)
 	}
-	for i, want := range []bool{true, false, false} {
+	for i, want := range []bool{true, false, false, false} {
 		if err := <-errs; (err == nil) != want {
 			t.Errorf("publish %d: done(%v)", i, err)
 		}

@@ -14,10 +14,11 @@ const (
 	EventMessageReceived EventType = "message.received"
 	EventMessageAck      EventType = "message.ack"
 	EventSessionState    EventType = "session.state"
+	EventSessionDeleted  EventType = "session.deleted"
 )
 
 // EventTypes lists every event type.
-var EventTypes = []EventType{EventMessageReceived, EventMessageAck, EventSessionState}
+var EventTypes = []EventType{EventMessageReceived, EventMessageAck, EventSessionState, EventSessionDeleted}
 
 // Event is something that happened to a session, as webhooks deliver it.
 // Its ID is unique and stable: the same WhatsApp message or receipt,
@@ -61,6 +62,14 @@ type AckData struct {
 }
 
 // A session.state event's data is the session's Status.
+
+// DeletedData is a session.deleted event's data: the session and its
+// directory are gone (DELETE .../session/{id}, whoever asked). No
+// session.state follows for it unless it is created again.
+type DeletedData struct {
+	SenderID  string    `json:"senderId"`
+	DeletedAt time.Time `json:"deletedAt"`
+}
 
 // EventSink keeps events for delivery (package webhooks implements it with
 // a durable outbox).

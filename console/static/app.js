@@ -16,7 +16,8 @@ const EVENTS = '/api/whatsapp/events';
 let fleet;
 let detail;
 let stream = null;
-// While a snapshot loads, events wait here, to be applied over it.
+// While a snapshot loads, the changes events make wait here, to be applied
+// over it in order.
 let buffered = null;
 let reloadAgain = false;
 let restoring = false;
@@ -125,7 +126,7 @@ async function reload() {
   } finally {
     const late = buffered || [];
     buffered = null;
-    for (const st of late) fleet.apply(st);
+    for (const apply of late) apply();
   }
   if (reloadAgain) {
     reloadAgain = false;
@@ -222,16 +223,10 @@ function startLive() {
         reload();
         return;
       }
-      if (type !== 'session.state') return; // message events: not shown here yet
-      let st;
-      try {
-        st = JSON.parse(data);
-      } catch {
-        return;
-      }
-      if (!st || typeof st.senderId !== 'string') return;
-      if (buffered !== null) buffered.push(st);
-      else fleet.apply(st);
+      const apply = change(type, data);
+      if (!apply) return;
+      if (buffered !== null) buffered.push(apply);
+      else apply();
       if (restoring) reloadSoon();
     },
     closed() {
@@ -246,6 +241,32 @@ function startLive() {
     },
   });
   stream.start();
+}
+
+/**
+ * change is what an event does to the fleet, as a function to run now or
+ * once the snapshot that is loading is shown; null for an event that
+ * changes nothing shown (message events) or is not understood.
+ */
+function change(type, data) {
+  if (type !== 'session.state' && type !== 'session.deleted') return null;
+  let v;
+  try {
+    v = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  if (!v || typeof v.senderId !== 'string') return null;
+  // A deletion's data is the envelope the webhooks POST, which names the session too.
+  return type === 'session.state' ? () => fleet.apply(v) : () => deleted(v.senderId);
+}
+
+/** deleted drops the row of a session deleted by anyone, and closes its panel. */
+function deleted(id) {
+  fleet.remove(id);
+  if (detail.id !== id) return;
+  fleet.flush(); // the row goes first, so the focus lands on the table
+  detail.gone();
 }
 
 function stopLive() {

@@ -94,6 +94,18 @@ export class Detail {
     else $('fleet-table').parentElement.focus();
   }
 
+  /**
+   * gone closes the panel of its session, which was deleted by another
+   * tab or client, and says so; a confirmation open for it is cancelled.
+   */
+  gone() {
+    const id = this.id;
+    for (const d of document.querySelectorAll('dialog[open]')) d.dispatchEvent(new Event('cancel'));
+    this.close();
+    say('fleet-result', `${id} was deleted.`);
+    this.announce(`${id} was deleted.`);
+  }
+
   /** changed is told which sessions a batch changed. */
   changed(ids) {
     if (this.id !== null && ids.includes(this.id)) this.render();
