@@ -154,14 +154,19 @@ func (m *manager) publish(id string, e *entry) {
 }
 
 // announce publishes st as a session.state event unless it is the status
-// last announced for id. It does not wait for the sink: a state event is
+// last announced for id, or differs from it only in since (the manager's
+// restoring placeholder, then the actor's own restoring a moment later,
+// are one state change). It does not wait for the sink: a state event is
 // not deduplicated, and a lost one is superseded by the next.
 func (m *manager) announce(id string, st sessions.Status) {
 	if m.sink == nil {
 		return
 	}
-	if last, ok := m.announced[id]; ok && reflect.DeepEqual(last, st) {
-		return
+	if last, ok := m.announced[id]; ok {
+		last.Since = st.Since
+		if reflect.DeepEqual(last, st) {
+			return
+		}
 	}
 	m.announced[id] = st
 	ev, err := stateEvent(id, st)
