@@ -1,12 +1,19 @@
 package faults_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,4 +176,94 @@ func (c *instantClient) Send(context.Context, whatsapp.Outgoing) (sessions.SentM
 }
 func (c *instantClient) MarkRead(context.Context, string, []string) error {
 	return errors.New("not sending")
+}
+
+// TestPacerAfterAProcessStall: when the whole process stalls (a long GC, a
+// starved CPU), sessions waiting for the rate must not all dial as it
+// resumes. The pacer runs in a child process (this test binary, helper job
+// "pace") that the test stops with SIGSTOP while its callers wait, then
+// continues; the child reports when each Dial returned.
+func TestPacerAfterAProcessStall(t *testing.T) {
+	const (
+		rate    = 100 // a token every 10 ms
+		burst   = 1
+		callers = 60 // 600 ms of tokens
+		stall   = 400 * time.Millisecond
+	)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=pace")
+	cmd.Stdin = strings.NewReader(fmt.Sprintf(`{"rate":%d,"burst":%d,"callers":%d}`, rate, burst, callers))
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	// The child says "waiting" once every caller is in Dial.
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	if err != nil || line != "waiting\n" {
+		t.Fatalf("the pace helper said %q, %v", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(stall) // the fault: the process does not run
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("pace helper: %v", err)
+	}
+	var nanos []int64
+	if err := json.Unmarshal(out.Bytes(), &nanos); err != nil || len(nanos) != callers {
+		t.Fatalf("pace helper answered %d moments (%v), want %d", len(nanos), err, callers)
+	}
+	dials := make([]time.Time, len(nanos))
+	for i, n := range nanos {
+		dials[i] = time.Unix(0, n)
+	}
+	slices.SortFunc(dials, time.Time.Compare)
+	worst, k, dt := burstiest(dials, rate)
+	// Waiting together, every caller whose moment passed during the stall
+	// dials as it ends: about rate × stall = 40 at once.
+	t.Logf("at worst %d dials within %v (%.1f above the rate)", k, dt, worst)
+	if limit := float64(burst + 3); worst > limit {
+		t.Errorf("%d dials within %v after a %v stall: more than burst %d + rate %d/s allows (actors/pacer.go Dial)", k, dt, stall, burst, rate)
+	}
+}
+
+// paceRequest is the "pace" helper job: callers wait in one Pacer's Dial
+// at once; the answer is when each returned (Unix ns).
+type paceRequest struct {
+	Rate, Burst, Callers int
+}
+
+func pace(req paceRequest) ([]byte, error) {
+	p := actors.NewPacer(float64(req.Rate), req.Burst, req.Callers)
+	var (
+		mu    sync.Mutex
+		at    []int64
+		ready sync.WaitGroup
+		done  sync.WaitGroup
+	)
+	ready.Add(req.Callers)
+	for range req.Callers {
+		done.Go(func() {
+			ready.Done()
+			if err := p.Dial(context.Background()); err != nil {
+				panic(err)
+			}
+			mu.Lock()
+			at = append(at, time.Now().UnixNano())
+			mu.Unlock()
+		})
+	}
+	ready.Wait()
+	fmt.Fprintln(os.Stderr, "waiting")
+	done.Wait()
+	return json.Marshal(at)
 }

@@ -167,6 +167,12 @@ func doJob(job string, in []byte) ([]byte, error) {
 			return nil, err
 		}
 		return json.Marshal(keys)
+	case "pace":
+		var req paceRequest
+		if err := json.Unmarshal(in, &req); err != nil {
+			return nil, err
+		}
+		return pace(req)
 	}
 	return nil, fmt.Errorf("unknown helper job %q", job)
 }
