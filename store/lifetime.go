@@ -35,6 +35,8 @@ type lifetime struct {
 	// reports whether a connection is open (in use, or opened since).
 	closeIdle func()
 	open      func() bool
+	// now is the clock (time.Now; tests set their own).
+	now func() time.Time
 
 	// lastUse is when a statement or transaction last started (Unix ns).
 	lastUse atomic.Int64
@@ -48,17 +50,17 @@ type lifetime struct {
 }
 
 func newLifetime(base time.Duration) *lifetime {
-	return &lifetime{base: base, timeout: base}
+	return &lifetime{base: base, timeout: base, now: time.Now}
 }
 
 // used records a statement or transaction starting now.
-func (l *lifetime) used() { l.lastUse.Store(time.Now().UnixNano()) }
+func (l *lifetime) used() { l.lastUse.Store(l.now().UnixNano()) }
 
 // opened is told of each connection that opened: it sets the connection's
 // idle timeout from how soon after the last idle close it came, and
 // starts watching it.
 func (l *lifetime) opened() {
-	now := time.Now()
+	now := l.now()
 	l.lastUse.Store(now.UnixNano())
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -92,7 +94,7 @@ func (l *lifetime) check() {
 	last := time.Unix(0, l.lastUse.Load())
 	// The timeout may have grown with use since the timer was set.
 	l.timeout = min(max(l.timeout, last.Sub(l.openedAt)/2), maxIdleGrowth*l.base)
-	if idle := time.Since(last); idle < l.timeout {
+	if idle := l.now().Sub(last); idle < l.timeout {
 		l.timer.Reset(l.timeout - idle)
 		l.mu.Unlock()
 		return
@@ -111,7 +113,7 @@ func (l *lifetime) check() {
 		l.timer.Reset(l.timeout)
 		return
 	}
-	l.closedAt = time.Now()
+	l.closedAt = l.now()
 }
 
 // rested is told that the store's connection was closed on purpose (a

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,11 +18,33 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// clock is a test's time: it moves only when the test says.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 // An idle store's connection closes after the idle timeout; one reopened
 // within that timeout of its idle close keeps its next connection twice as
 // long, up to maxIdleGrowth times; a store used steadily stays open, when
 // idle, for half the time it was in use (within the same bound); one
 // that stayed closed, or rested, starts again at the configured timeout.
+//
+// The lifetime's clock is the test's, and the test runs its check as the
+// timer would: the real timers, set an hour ahead, never fire, so a busy
+// machine cannot change what the test sees.
 func TestIdleTimeoutFollowsUse(t *testing.T) {
 	d, err := OpenDir(t.TempDir())
 	if err != nil {
@@ -29,13 +52,14 @@ func TestIdleTimeoutFollowsUse(t *testing.T) {
 	}
 	t.Cleanup(func() { d.Close() })
 	ctx := context.Background()
-	const base = 100 * time.Millisecond
-	opened := time.Now() // before Open's last use of the store
+	const base = time.Hour
 	s, err := d.Open(ctx, "life", OpenOptions{Create: true, IdleTimeout: base})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	c := &clock{t: time.Now()}
+	s.life.now = c.now
 	use := func() {
 		t.Helper()
 		if _, err := s.db.ExecContext(ctx, "SELECT 1"); err != nil {
@@ -43,75 +67,94 @@ func TestIdleTimeoutFollowsUse(t *testing.T) {
 		}
 	}
 	closed := func() bool { return !s.connector.isOpen() }
-
-	// Unused after Open: closed after about base, not before.
-	waitFor(t, "the idle connection closed", closed)
-	if took := time.Since(opened); took < base {
-		t.Fatalf("closed after %v, before the idle timeout %v", took, base)
+	// after moves the clock by d, then runs the timer's check, and says
+	// whether the connection is closed.
+	after := func(d time.Duration) bool {
+		c.advance(d)
+		s.life.check()
+		return closed()
 	}
-	// Reopened at once after that close: the timeout doubles, each time,
-	// up to the bound.
-	for _, want := range []time.Duration{2 * base, 2 * base} {
-		use()
+	timeout := func(want time.Duration, when string) {
+		t.Helper()
 		if got := s.life.idleTimeout(); got != want {
-			t.Fatalf("idle timeout %v after a reopen right after an idle close, want %v", got, want)
+			t.Fatalf("idle timeout %v %s, want %v", got, when, want)
 		}
-		waitFor(t, "the idle connection closed", closed)
+	}
+
+	// Unused after Open: closed after base, not before.
+	use()
+	if after(base - time.Second) {
+		t.Fatal("closed before the idle timeout")
+	}
+	if !after(time.Second) {
+		t.Fatal("still open after the idle timeout")
+	}
+	// Reopened at once after that close: the timeout doubles, up to the
+	// bound.
+	for range 2 {
+		use()
+		timeout(2*base, "after a reopen right after an idle close")
+		if after(2*base - time.Second) {
+			t.Fatal("closed before its grown idle timeout")
+		}
+		if !after(time.Second) {
+			t.Fatal("still open after its grown idle timeout")
+		}
 	}
 	// Used more often than its timeout: it stays open.
 	use()
 	for range 10 {
-		time.Sleep(base)
-		if closed() {
-			t.Fatal("a store used every 100 ms closed with a 200 ms idle timeout")
+		if after(base) {
+			t.Fatalf("a store used every %v closed with a %v idle timeout", base, 2*base)
 		}
 		use()
 	}
-	waitFor(t, "the idle connection closed", closed)
+	if !after(2 * base) {
+		t.Fatal("still open after its idle timeout")
+	}
 	// Closed for longer than base: back to base.
-	time.Sleep(2 * base)
+	c.advance(2 * base)
 	use()
-	if got := s.life.idleTimeout(); got != base {
-		t.Fatalf("idle timeout %v after staying closed, want %v", got, base)
-	}
+	timeout(base, "after staying closed")
 	// Rest closes it at once and starts the next one at base too.
-	waitFor(t, "the idle connection closed", closed)
-	use()
-	if got := s.life.idleTimeout(); got != 2*base {
-		t.Fatalf("idle timeout %v, want %v", got, 2*base)
+	if !after(base) {
+		t.Fatal("still open after the idle timeout")
 	}
+	use()
+	timeout(2*base, "after a reopen right after an idle close")
 	s.Rest()
 	if !closed() {
 		t.Fatal("Rest left the idle connection open")
 	}
 	use()
-	if got := s.life.idleTimeout(); got != base {
-		t.Fatalf("idle timeout %v after Rest, want %v", got, base)
-	}
+	timeout(base, "after Rest")
 	// In use for 3 × base: idle, it stays open for 1.5 × base (half that).
 	for range 6 {
-		time.Sleep(base / 2)
+		c.advance(base / 2)
 		use()
 	}
-	time.Sleep(base + base/4)
-	if closed() {
-		t.Fatal("a store in use for 300 ms closed after 125 ms idle")
+	if after(base + base/4) {
+		t.Fatalf("a store in use for %v closed after %v idle", 3*base, base+base/4)
 	}
-	waitFor(t, "the idle connection closed", closed)
-	if got := s.life.idleTimeout(); got < 3*base/2 || got > 2*base {
-		t.Fatalf("idle timeout %v after 300 ms of use, want about %v", got, 3*base/2)
+	timeout(3*base/2, "after 3 × base of use")
+	if !after(base / 4) {
+		t.Fatalf("still open %v after its last use", 3*base/2)
 	}
 	// A connection in use past its timeout is not closed under its user.
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * base)
+	if after(3 * base) {
+		t.Fatal("a connection in use was closed")
+	}
 	if _, err := conn.ExecContext(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
 	conn.Close()
-	waitFor(t, "the idle connection closed", closed)
+	if !after(2 * base) {
+		t.Fatal("still open after its user let it go and it idled")
+	}
 }
 
 // After a wave of closes (at least reclaimMin connections, half of the
