@@ -322,7 +322,8 @@ UPDATE ws_leases SET expires_at = now() + $3 * interval '1 millisecond'
 WHERE owner = $1 AND sender_id = ANY($4) AND expires_at > now()
 RETURNING sender_id`
 
-// Run renews the node's heartbeat and leases every TTL/3 until ctx ends,
+// Run renews the node's heartbeat and leases every TTL/3 (TTL/10 after a
+// failed round trip) until ctx ends,
 // and calls OnLost for every lease it could not renew: one the database no
 // longer gives this node, at once; any lease at all once TTL/2 has passed
 // since the start of the statement that last extended it, which is before
@@ -342,7 +343,11 @@ func (k *Keeper) Run(ctx context.Context) error {
 		now := time.Now()
 		if !now.Before(next) {
 			next = now.Add(k.ttl / 3)
-			k.renew(ctx)
+			if !k.renew(ctx) {
+				// Try again soon: one failed round trip alone must
+				// not cost every lease at TTL/2.
+				next = time.Now().Add(k.ttl / 10)
+			}
 		}
 		k.expire(time.Now())
 		wake := next
@@ -370,8 +375,9 @@ func (k *Keeper) snapshot() snapshot {
 	return s
 }
 
-// renew runs one renewal round trip and applies its answer.
-func (k *Keeper) renew(ctx context.Context) {
+// renew runs one renewal round trip and applies its answer; false when the
+// round trip failed.
+func (k *Keeper) renew(ctx context.Context) bool {
 	snap := k.snapshot()
 	start := time.Now()
 	timeout := k.ttl / 3
@@ -388,7 +394,7 @@ func (k *Keeper) renew(ctx context.Context) {
 				k.metrics.LeaseRenewFailed()
 			}
 		}
-		return
+		return false
 	}
 	var lost []string
 	k.mu.Lock()
@@ -410,6 +416,7 @@ func (k *Keeper) renew(ctx context.Context) {
 		k.log.Warn("leases taken or expired", "node", k.node, "lost", len(lost))
 		k.lose(lost)
 	}
+	return true
 }
 
 func (k *Keeper) renewRoundTrip(ctx context.Context, ids []string) (map[string]bool, error) {
