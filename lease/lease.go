@@ -80,8 +80,10 @@ type OwnedElsewhereError struct {
 	Holder
 }
 
+// Error names the holder but not the expiry, which moves at every renewal:
+// a session's status shows this text, and must not change with it.
 func (e *OwnedElsewhereError) Error() string {
-	return fmt.Sprintf("lease held by node %s until %s", e.Node, e.Expires.UTC().Format(time.RFC3339Nano))
+	return fmt.Sprintf("lease held by node %s", e.Node)
 }
 
 // Unwrap makes errors.Is(err, sessions.ErrOwnedElsewhere) true.
