@@ -237,10 +237,17 @@ func TestRenewalKeepsAndReleaseFrees(t *testing.T) {
 		nodes, err := a.Eligible(ctx)
 		return err == nil && len(nodes) == 1 && nodes[0] == lease.Node{Name: "a", Address: "a:1"}
 	})
+	// The refusal's words stay the same across a's renewals: a waiting
+	// session's status shows them.
+	words := b.Acquire(ctx, ids[0]).Error()
 	end := time.Now().Add(4 * ttl)
 	for time.Now().Before(end) {
 		for _, id := range ids {
-			ownedElsewhere(t, b.Acquire(ctx, id), "a")
+			err := b.Acquire(ctx, id)
+			ownedElsewhere(t, err, "a")
+			if id == ids[0] && err.Error() != words {
+				t.Fatalf("refusal %q became %q", words, err.Error())
+			}
 		}
 		time.Sleep(ttl / 4)
 	}
