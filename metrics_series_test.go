@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 	"gopkg.in/yaml.v3"
 )
@@ -119,9 +120,9 @@ func TestEveryQueriedSeriesExistsForEverySession(t *testing.T) {
 	// Children beyond the session label, per family: every value known in
 	// advance.
 	extra := map[string]int{
-		"whatsapp_session_state":             10, // one-hot over the states
-		"whatsapp_session_disconnects_total": 8,  // the reasons
-		"whatsapp_session_messages_total":    2,  // in, out
+		"whatsapp_session_state":             len(sessions.States),  // one-hot over the states
+		"whatsapp_session_disconnects_total": len(sessions.Reasons), // the reasons
+		"whatsapp_session_messages_total":    2,                     // in, out
 	}
 	names := queriedMetrics(t)
 	t.Logf("deploy/ queries %d whatsapp_ families: %v", len(names), names)

@@ -31,9 +31,13 @@ const (
 	phaseRemoving
 	// phaseShuttingDown: the service stops; the actor is ending.
 	phaseShuttingDown
+	// phaseHandingOver: another node takes the session; the actor is
+	// ending, and the manager forgets the session once it has (and its
+	// lease is released).
+	phaseHandingOver
 )
 
-var phaseNames = [...]string{"idle", "running", "stopping", "deleting", "removing", "shutting down"}
+var phaseNames = [...]string{"idle", "running", "stopping", "deleting", "removing", "shutting down", "handing over"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -41,13 +45,15 @@ func (p phase) String() string { return phaseNames[p] }
 // of phase goes through entry.move, which checks it here.
 var phaseMoves = map[phase][]phase{
 	phaseIdle:     {phaseRunning, phaseRemoving},
-	phaseRunning:  {phaseIdle, phaseStopping, phaseDeleting, phaseShuttingDown},
+	phaseRunning:  {phaseIdle, phaseStopping, phaseDeleting, phaseShuttingDown, phaseHandingOver},
 	phaseStopping: {phaseIdle, phaseDeleting},
 	phaseDeleting: {phaseRemoving},
 	// A removal that failed leaves the session idle, its directory (what
 	// is left of it) still listed.
 	phaseRemoving:     {phaseIdle},
 	phaseShuttingDown: {phaseIdle},
+	// A hand-over ends with the entry forgotten; idle only in between.
+	phaseHandingOver: {phaseIdle},
 }
 
 // entry is the manager's record of one session.
@@ -65,6 +71,8 @@ type entry struct {
 	reconnectsCarry int
 	stopReply       chan<- reply[sessions.Status]
 	deleteReply     chan<- reply[struct{}]
+	// handover is the hand-over batch waiting for this session's end.
+	handover *handover
 	// inflight are commands forwarded to the actor that it may not have
 	// read yet: an actor that stops drops what is left in its mailbox, so
 	// the manager fails them then (a command already answered keeps its
@@ -93,7 +101,7 @@ func (e *entry) move(to phase) error {
 // removed: the session takes no command until that is done.
 func (e *entry) busy() bool {
 	switch e.phase {
-	case phaseStopping, phaseDeleting, phaseRemoving, phaseShuttingDown:
+	case phaseStopping, phaseDeleting, phaseRemoving, phaseShuttingDown, phaseHandingOver:
 		return true
 	}
 	return false
@@ -140,6 +148,24 @@ func (e *entry) shutDown(ctx actor.Context) error {
 	}
 	ctx.Stop(e.pid)
 	return nil
+}
+
+// handOver asks for e's actor to end because another node takes the
+// session; h counts it.
+func (e *entry) handOver(ctx actor.Context, h *handover) error {
+	if err := e.move(phaseHandingOver); err != nil {
+		return err
+	}
+	e.handover = h
+	h.left++
+	ctx.Stop(e.pid)
+	return nil
+}
+
+// handover is one Release call: answered once left is back to zero.
+type handover struct {
+	left  int
+	reply chan<- reply[struct{}]
 }
 
 // ended forgets e's actor, whose goroutines have all ended, and returns

@@ -41,6 +41,8 @@ type Metrics interface {
 	RemoveSession(session string)
 	ObserveRestore(d time.Duration)
 	RestoreResult(result sessions.RestoreResult)
+	// SessionHandedOver counts a session Release handed to another node.
+	SessionHandedOver()
 }
 
 // Options are what NewManager needs.
@@ -65,6 +67,12 @@ type Options struct {
 	// Idempotency keeps the answers of sends with an Idempotency-Key;
 	// nil refuses such sends.
 	Idempotency *idempotency.Store
+	// Gate, when not nil, must grant a session's lease before its client
+	// connects (several nodes on one store); nil: one node, no leases.
+	Gate Gate
+	// LeaseRetry is how often a session whose lease another node holds
+	// asks again, jittered (0: one second).
+	LeaseRetry time.Duration
 }
 
 // Manager is the handle on the running sessions: the actors' implementation
@@ -98,6 +106,9 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
+	if opts.LeaseRetry <= 0 {
+		opts.LeaseRetry = defaultLeaseRetry
+	}
 	// protoactor logs every dead letter (a late result for a stopped
 	// session is routine here) at info: keep its warnings and errors only.
 	plog := slog.New(minLevel{Handler: opts.Log.Handler(), min: slog.LevelWarn}).With("component", "protoactor")
@@ -110,6 +121,9 @@ func NewManager(opts Options) (*Manager, error) {
 		metrics: opts.Metrics,
 		log:     opts.Log,
 		send:    send,
+
+		gate:       opts.Gate,
+		leaseRetry: opts.LeaseRetry,
 	}
 	m := &Manager{timeout: opts.RequestTimeout, deps: d, idem: opts.Idempotency}
 	mgr := &manager{
@@ -279,6 +293,43 @@ func (m *Manager) MarkRead(ctx context.Context, id string, req sessions.ReadRequ
 	return err
 }
 
+// Adopt hosts the stored sessions ids as the start-up restore would: a
+// stopped one is shown stopped, the others restore through the pacer (and,
+// with a Gate, connect once they hold their leases). Sessions already
+// hosted are left untouched, unknown ids ignored. It returns once the work
+// is dispatched.
+func (m *Manager) Adopt(ctx context.Context, ids []string) error {
+	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any { return adoptCmd{ids: ids, reply: ch} })
+	return err
+}
+
+// Release hands sessions ids over to another node: each running one
+// disconnects, closes its store and releases its lease, and every one is
+// forgotten here, with no stop recorded and no session.deleted event.
+// Unknown ids, and sessions being stopped or deleted, are left alone. It
+// returns when done, or with ErrTimeout when ctx or the request timeout
+// ends first (the hand-over still completes).
+func (m *Manager) Release(ctx context.Context, ids []string) error {
+	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any { return handoverCmd{ids: ids, reply: ch} })
+	return err
+}
+
+// Hosted lists the sessions this manager hosts (whatever their state), sorted.
+func (m *Manager) Hosted(ctx context.Context) ([]string, error) {
+	return ask(ctx, m, func(ch chan<- reply[[]string]) any { return hostedReq{reply: ch} })
+}
+
+// LeasesLost tells sessions ids that this node no longer holds their
+// leases: each disconnects at once (counted as a lease_lost disconnect)
+// and waits to take its lease again. It does not wait; a lease.Keeper's
+// OnLost calls it.
+func (m *Manager) LeasesLost(ids []string) {
+	if m.stopped.Load() || len(ids) == 0 {
+		return
+	}
+	m.system.Root.Send(m.pid, leasesLostCmd{ids: ids})
+}
+
 // Ping checks that the manager answers.
 func (m *Manager) Ping(ctx context.Context) error {
 	_, err := ask(ctx, m, func(ch chan<- reply[struct{}]) any { return pingReq{reply: ch} })
@@ -346,3 +397,4 @@ func (noMetrics) SessionStoreWriteFailed(string)              {}
 func (noMetrics) RemoveSession(string)                        {}
 func (noMetrics) ObserveRestore(time.Duration)                {}
 func (noMetrics) RestoreResult(sessions.RestoreResult)        {}
+func (noMetrics) SessionHandedOver()                          {}

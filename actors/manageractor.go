@@ -78,6 +78,16 @@ func (m *manager) Receive(ctx actor.Context) {
 		m.onShutdown(ctx, msg)
 	case pingReq:
 		answer(msg.reply, struct{}{}, nil)
+	case adoptCmd:
+		m.onAdopt(ctx, msg)
+	case adoptable:
+		m.onAdoptable(ctx, msg)
+	case handoverCmd:
+		m.onHandover(ctx, msg)
+	case hostedReq:
+		answer(msg.reply, m.hosted(), nil)
+	case leasesLostCmd:
+		m.onLeasesLost(ctx, msg)
 	}
 }
 
@@ -98,12 +108,20 @@ func (m *manager) spawn(ctx actor.Context, id string, mode startMode, restore bo
 	// supervision calls the producer, one incarnation at a time.
 	var prev *session
 	d := m.deps
+	// The lease hold is shared by the incarnations too: a restarted actor
+	// takes the lease its predecessor may still be releasing.
+	var hold *leaseHold
+	if d.gate != nil {
+		hold = &leaseHold{gate: d.gate, id: id}
+	}
 	props := actor.PropsFromProducer(func() actor.Actor {
 		if incarnations.Add(1) == 1 {
 			prev = newSession(id, d, work, mode, restore)
+			prev.lease = hold
 			return prev
 		}
 		next := newSession(id, d, work, modeRestore, false)
+		next.lease = hold
 		next.st.JID, next.st.PushName = prev.st.JID, prev.st.PushName
 		prev = next
 		return next
@@ -260,6 +278,8 @@ func (m *manager) onEnded(ctx actor.Context, msg actorEnded) {
 	case phaseShuttingDown:
 		m.metrics.SetSessionConnected(msg.id, false)
 		err = e.move(phaseIdle)
+	case phaseHandingOver:
+		m.handedOver(msg.id, e)
 	case phaseRunning:
 		// Nobody stopped it: protoactor did, once it spent its restart
 		// budget.

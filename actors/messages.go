@@ -62,6 +62,20 @@ type (
 	}
 	shutdownCmd struct{ reply chan<- reply[struct{}] }
 	pingReq     struct{ reply chan<- reply[struct{}] }
+	// adoptCmd hosts stored sessions no session of this manager is yet.
+	adoptCmd struct {
+		ids   []string
+		reply chan<- reply[struct{}]
+	}
+	// handoverCmd ends the hosting of sessions, for another node to take
+	// them; answered once each has disconnected and released its lease.
+	handoverCmd struct {
+		ids   []string
+		reply chan<- reply[struct{}]
+	}
+	hostedReq struct{ reply chan<- reply[[]string] }
+	// leasesLostCmd: the node no longer holds these sessions' leases.
+	leasesLostCmd struct{ ids []string }
 	// forwardCmd is a command for a running session's actor.
 	forwardCmd struct {
 		id  string
@@ -161,6 +175,12 @@ type (
 		link *link
 		ev   whatsapp.Event
 	}
+	// leaseRefused: the Gate did not grant the lease, so the link did not
+	// dial.
+	leaseRefused struct {
+		link *link
+		err  error
+	}
 	retryDue struct {
 		link *link
 		seq  int
@@ -188,6 +208,8 @@ type (
 		err   error
 		reply chan<- reply[struct{}]
 	}
+	// leaseLost: the node lost the session's lease: disconnect at once.
+	leaseLost struct{}
 	// goroutinePanicked: a goroutine the actor started panicked; the actor
 	// panics in turn so its supervisor restarts it.
 	goroutinePanicked struct{ value any }

@@ -25,6 +25,11 @@ type deps struct {
 	metrics Metrics
 	log     *slog.Logger
 	send    func(pid *actor.PID, msg any)
+	// gate, when not nil, must grant a session's lease before its client
+	// connects; a session refused one tries again every leaseRetry
+	// (jittered).
+	gate       Gate
+	leaseRetry time.Duration
 	// running counts the goroutines actors started, so that Shutdown can
 	// wait until none still holds a store.
 	running goroutines
@@ -99,17 +104,23 @@ type session struct {
 	mode    startMode
 	restore bool // started by a restore: log the source document's lines
 	log     *slog.Logger
+	// lease is the session's hold on its lease, shared by the actor's
+	// incarnations; nil without a Gate.
+	lease *leaseHold
 
-	st          sessions.Status
-	link        *link
-	timer       *time.Timer
-	seq         int // retry timer generation
-	attempts    int // consecutive failed attempts, for the backoff
-	connectedAt time.Time
-	qr          sessions.QR
-	pairPhone   string
-	pairCode    string
-	panicked    string
+	st    sessions.Status
+	link  *link
+	timer *time.Timer
+	seq   int // retry timer generation
+	// awaitingLease: the retry timer is armed to ask for the lease again
+	// (another node held it, or this node lost it).
+	awaitingLease bool
+	attempts      int // consecutive failed attempts, for the backoff
+	connectedAt   time.Time
+	qr            sessions.QR
+	pairPhone     string
+	pairCode      string
+	panicked      string
 	// storeFailing: the store refused a write and has not accepted one
 	// since. Its error stays in the status whatever else happens, until a
 	// write succeeds or the store is closed.
@@ -149,6 +160,10 @@ func (s *session) Receive(ctx actor.Context) {
 		}
 	case retryDue:
 		s.onRetryDue(ctx, m)
+	case leaseRefused:
+		s.onLeaseRefused(ctx, m)
+	case leaseLost:
+		s.onLeaseLost(ctx)
 	case qrReq:
 		s.onQR(m)
 	case pairPhoneCmd:
@@ -198,12 +213,14 @@ func (s *session) start(ctx actor.Context) {
 // dial opens the store if the link has no client yet, then connects a
 // paired device or, in pair mode, starts pairing an unpaired one. It holds
 // one of the pacer's slots throughout and waits for its rate right before
-// dialing, so restores and reconnects stay under both limits.
+// dialing, so restores and reconnects stay under both limits. With a Gate,
+// it takes the session's lease before every dial, and does not dial
+// without it (leaseRefused).
 func (s *session) dial(ctx actor.Context) {
 	if s.link == nil {
 		s.link = newLink()
 	}
-	l, pid, d, id := s.link, ctx.Self(), s.deps, s.id
+	l, pid, d, id, hold := s.link, ctx.Self(), s.deps, s.id, s.lease
 	pair := s.mode == modePair // pair mode also creates the store
 	emit := func(ev whatsapp.Event) { d.send(pid, clientEvent{link: l, ev: ev}) }
 	s.goSafe(l, pid, func() {
@@ -226,6 +243,14 @@ func (s *session) dial(ctx actor.Context) {
 		if !c.Paired() && !pair {
 			d.send(pid, dialed{link: l})
 			return
+		}
+		if hold != nil {
+			if err := hold.acquire(l); err != nil {
+				if l.ctx.Err() == nil {
+					d.send(pid, leaseRefused{link: l, err: err})
+				}
+				return
+			}
 		}
 		// Sent before the wait for the rate, so that nothing comes
 		// between the token and the dial; and before any of the
@@ -261,9 +286,58 @@ func (s *session) goSafe(l *link, pid *actor.PID, f func()) {
 // onDialing: the store is open and the session dials WhatsApp as soon as
 // the rate allows.
 func (s *session) onDialing(ctx actor.Context, m dialing) {
-	if m.link == s.link && s.st.State == sessions.StateRestoring {
-		s.set(ctx, sessions.StateConnecting, nil)
+	if m.link != s.link {
+		return
 	}
+	switch {
+	case s.st.State == sessions.StateRestoring:
+		s.set(ctx, sessions.StateConnecting, nil)
+	case s.st.Error != nil && s.st.Error.Code == sessions.CodeOwnedElsewhere:
+		s.set(ctx, sessions.StateConnecting, nil) // the lease is ours now
+	}
+}
+
+// onLeaseRefused: the Gate did not grant the lease (another node holds it,
+// or the lease store did not answer); the session shows connecting with
+// why, and asks again after the lease retry interval.
+func (s *session) onLeaseRefused(ctx actor.Context, m leaseRefused) {
+	if m.link != s.link {
+		return
+	}
+	info := &sessions.ErrorInfo{Code: sessions.CodeOwnedElsewhere,
+		Message: "another node holds this session (" + m.err.Error() + "): waiting to take it over"}
+	if !errors.Is(m.err, sessions.ErrOwnedElsewhere) {
+		info = &sessions.ErrorInfo{Code: sessions.CodeStoreUnavailable,
+			Message: "could not take the session's lease (" + m.err.Error() + "): trying again"}
+	}
+	s.awaitLease(ctx, info)
+}
+
+// onLeaseLost: this node no longer holds the session's lease (it could not
+// renew it in time, or another node has it): the client disconnects at
+// once, and the session waits to take the lease again.
+func (s *session) onLeaseLost(ctx actor.Context) {
+	if s.link == nil {
+		return // nothing connected; a pending retry asks for the lease anyway
+	}
+	s.deps.metrics.SessionDisconnected(s.id, sessions.ReasonLeaseLost)
+	s.closeLink()
+	s.log.Warn("lease lost: disconnected")
+	s.awaitLease(ctx, &sessions.ErrorInfo{Code: sessions.CodeOwnedElsewhere,
+		Message: "this node lost the session's lease, so it disconnected: waiting to take the lease again"})
+}
+
+// awaitLease shows the session waiting for its lease (connecting, or
+// reconnecting where the state table does not allow connecting) and arms
+// the timer that asks again.
+func (s *session) awaitLease(ctx actor.Context, info *sessions.ErrorInfo) {
+	state := sessions.StateConnecting
+	if !allowed(s.st.State, state) {
+		state = sessions.StateReconnecting
+	}
+	s.schedule(ctx, scatter(s.deps.leaseRetry))
+	s.awaitingLease = true
+	s.set(ctx, state, info)
 }
 
 func (s *session) onDialed(ctx actor.Context, m dialed) {
@@ -436,6 +510,11 @@ func (s *session) schedule(ctx actor.Context, d time.Duration) {
 
 func (s *session) onRetryDue(ctx actor.Context, m retryDue) {
 	if m.link != s.link || m.seq != s.seq {
+		return
+	}
+	if s.awaitingLease {
+		s.timer, s.awaitingLease = nil, false
+		s.dial(ctx)
 		return
 	}
 	if s.st.State != sessions.StateReconnecting && s.st.State != sessions.StateBanned {
@@ -661,19 +740,45 @@ func (s *session) stopTimer() {
 		s.timer = nil
 	}
 	s.seq++
+	s.awaitingLease = false
 }
 
-// closeLink disconnects the client and closes the store; results still on
-// their way from the old link are ignored.
+// closeLink disconnects the client and closes the store, then releases
+// the session's lease if the link holds it; results still on their way
+// from the old link are ignored.
 func (s *session) closeLink() {
 	s.stopTimer()
 	if s.link != nil {
-		if err := s.link.close(); err != nil {
+		l := s.link
+		if err := l.close(); err != nil {
 			s.log.Warn("close store", "err", err)
 		}
 		s.link = nil
 		s.storeFailing = nil // the next opening watches its own writes
+		s.releaseLease(l)
 	}
+}
+
+// releaseLease frees the lease l holds, off the mailbox. It is counted in
+// the actor's work, so a stop or hand-over is answered only once the lease
+// is free.
+func (s *session) releaseLease(l *link) {
+	hold, work, log := s.lease, s.work, s.log
+	if hold == nil {
+		return
+	}
+	work.Add(1)
+	s.deps.goroutine(func() {
+		defer work.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("release lease: panic", "panic", r)
+			}
+		}()
+		if err := hold.release(l); err != nil {
+			log.Warn("lease not released", "err", err)
+		}
+	})
 }
 
 // teardown runs when the actor stops or restarts: nothing it owned may

@@ -53,6 +53,8 @@ var errorStatuses = []struct {
 	{err: sessions.ErrWrongState, status: http.StatusConflict, code: "wrong_state"},
 	{err: sessions.ErrTimeout, status: http.StatusGatewayTimeout, code: "timeout", msg: "the session did not answer in time; try again"},
 	{err: sessions.ErrWhatsApp, status: http.StatusBadGateway, code: "whatsapp_error"},
+	{err: sessions.ErrOwnedElsewhere, status: http.StatusServiceUnavailable, code: "owned_elsewhere",
+		msg: "another node holds this session; try again"},
 	{err: sessions.ErrShuttingDown, status: http.StatusServiceUnavailable, code: "shutting_down"},
 	{err: store.ErrUnavailable, status: http.StatusInternalServerError, code: "store_error"},
 	{err: store.ErrCorrupt, status: http.StatusInternalServerError, code: "store_error"},

@@ -1,8 +1,8 @@
 // Package metrics holds the Prometheus collectors of whatsapp-sessions: per
 // session state, connectivity, restarts, reconnects, disconnects and messages,
 // fleet-wide session counts, restore timing and results, HTTP traffic,
-// webhook deliveries (results, queue depth, latency), and the live event
-// stream's clients.
+// webhook deliveries (results, queue depth, latency), the live event
+// stream's clients, and a cluster node's session leases and hand-overs.
 //
 // Everything is registered on a Registerer handed to New, never on the
 // default registry, so tests and several instances in one process do not
@@ -46,6 +46,10 @@ type Metrics struct {
 	webhookLatency       prometheus.Histogram
 	streamClients        prometheus.Gauge
 	streamDropped        prometheus.Counter
+	leasesHeld           prometheus.Gauge
+	leasesLost           prometheus.Counter
+	leaseRenewFailures   prometheus.Counter
+	handovers            prometheus.Counter
 
 	// mu guards current and makes each SetSessionState and RemoveSession
 	// one step: without it a removal racing with a state change could leave
@@ -104,6 +108,22 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "whatsapp_events_stream_dropped_total",
 			Help: "Live event streams cut off because the client fell the whole ring of events behind.",
 		}),
+		leasesHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "whatsapp_leases_held",
+			Help: "Session leases this node holds (STORE=postgres with a cluster).",
+		}),
+		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "whatsapp_leases_lost_total",
+			Help: "Session leases this node gave up without releasing them: not renewed within half the TTL, expired, or taken by another node.",
+		}),
+		leaseRenewFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "whatsapp_lease_renew_failures_total",
+			Help: "Lease renewal round trips (all of the node's leases and its heartbeat) that failed.",
+		}),
+		handovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "whatsapp_handovers_total",
+			Help: "Sessions this node handed over to another node (disconnected, lease released).",
+		}),
 	}
 
 	for _, r := range sessions.Reasons {
@@ -144,6 +164,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.webhookLatency,
 		m.streamClients,
 		m.streamDropped,
+		m.leasesHeld,
+		m.leasesLost,
+		m.leaseRenewFailures,
+		m.handovers,
 	)
 	return m
 }
@@ -300,6 +324,18 @@ func (m *Metrics) StreamClients(n int) { m.streamClients.Set(float64(n)) }
 
 // StreamDropped counts a live event stream cut off for being slow.
 func (m *Metrics) StreamDropped() { m.streamDropped.Inc() }
+
+// LeasesHeld records how many session leases the node holds.
+func (m *Metrics) LeasesHeld(n int) { m.leasesHeld.Set(float64(n)) }
+
+// LeasesLost counts n leases given up without a release.
+func (m *Metrics) LeasesLost(n int) { m.leasesLost.Add(float64(n)) }
+
+// LeaseRenewFailed counts a failed lease renewal round trip.
+func (m *Metrics) LeaseRenewFailed() { m.leaseRenewFailures.Inc() }
+
+// SessionHandedOver counts a session handed over to another node.
+func (m *Metrics) SessionHandedOver() { m.handovers.Inc() }
 
 var _ webhooks.Observer = (*Metrics)(nil)
 

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/lease"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
@@ -157,8 +159,8 @@ func TestMetricsHaveHelpAndPassLint(t *testing.T) {
 			t.Errorf("%s has no HELP", mf.GetName())
 		}
 	}
-	if len(ours) != 18 {
-		t.Errorf("got %d whatsapp_ families, want 18", len(ours))
+	if len(ours) != 22 {
+		t.Errorf("got %d whatsapp_ families, want 22", len(ours))
 	}
 	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
 	if err != nil {
@@ -422,11 +424,11 @@ func TestRemoveSession(t *testing.T) {
 	m.SetSessionState("a-1", sessions.StateFailed)
 
 	before := map[string][]string{"a_b": seriesOf(t, reg, "a_b"), "a-1": seriesOf(t, reg, "a-1")}
-	// 10 states + connected + restarts + reconnects + 8 disconnect
+	// 10 states + connected + restarts + reconnects + 9 disconnect
 	// reasons + last connected + 2 message directions + store write
 	// failures.
-	if n := len(seriesOf(t, reg, "a")); n != 25 {
-		t.Fatalf("session a has %d series before removal, want 25", n)
+	if n := len(seriesOf(t, reg, "a")); n != 26 {
+		t.Fatalf("session a has %d series before removal, want 26", n)
 	}
 	httpBefore := testutil.CollectAndCount(reg, "whatsapp_http_requests_total", "whatsapp_restore_results_total")
 
@@ -602,5 +604,30 @@ func TestEventStreamMetrics(t *testing.T) {
 	}
 	if v := mustValue(t, reg, "whatsapp_events_stream_dropped_total", nil); v != 1 {
 		t.Errorf("dropped = %v, want 1", v)
+	}
+}
+
+// The lease and hand-over series exist from the start at 0 and carry no
+// session label; *Metrics is what a lease.Keeper and the actors report to.
+func TestLeaseMetrics(t *testing.T) {
+	var _ lease.Metrics = (*metrics.Metrics)(nil)
+	var _ actors.Metrics = (*metrics.Metrics)(nil)
+	m, reg := newMetrics(t)
+	names := []string{"whatsapp_leases_held", "whatsapp_leases_lost_total", "whatsapp_lease_renew_failures_total", "whatsapp_handovers_total"}
+	for _, name := range names {
+		if v, ok := value(t, reg, name, nil); !ok || v != 0 {
+			t.Errorf("%s: %v, %v; want a series at 0", name, v, ok)
+		}
+	}
+	m.LeasesHeld(5)
+	m.LeasesHeld(3)
+	m.LeasesLost(2)
+	m.LeaseRenewFailed()
+	m.SessionHandedOver()
+	m.SessionHandedOver()
+	for name, want := range map[string]float64{names[0]: 3, names[1]: 2, names[2]: 1, names[3]: 2} {
+		if v := mustValue(t, reg, name, nil); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
 	}
 }

@@ -27,6 +27,7 @@ const (
 	CodePairingFailed    Code = "pairing_failed"
 	CodePanic            Code = "panic"
 	CodeRestartBudget    Code = "restart_budget_spent"
+	CodeOwnedElsewhere   Code = "owned_elsewhere"
 )
 
 // Errors a Service returns; the API maps each to a status in one table.
@@ -43,6 +44,9 @@ var (
 	ErrShuttingDown = errors.New("service is shutting down")
 	// ErrWhatsApp: WhatsApp refused or did not answer a request.
 	ErrWhatsApp = errors.New("WhatsApp did not accept the request")
+	// ErrOwnedElsewhere: another node holds the session's lease, so this
+	// node may not connect it.
+	ErrOwnedElsewhere = errors.New("session is connected by another node")
 )
 
 // Error is one of the sentinels above with a sentence for the user, shown
@@ -74,5 +78,5 @@ var Codes = []Code{
 	CodeStoreCorrupt, CodeStoreUnavailable, CodeStoreMissing, CodeStoreWriteFailed, CodeNotPaired,
 	CodeDialFailed, CodeDisconnected, CodeLoggedOut, CodeStreamReplaced, CodeTemporaryBan,
 	CodeClientOutdated, CodeConnectFailure, CodeStreamError, CodeQRTimeout, CodePairingFailed,
-	CodePanic, CodeRestartBudget,
+	CodePanic, CodeRestartBudget, CodeOwnedElsewhere,
 }

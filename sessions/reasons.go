@@ -12,6 +12,9 @@ const (
 	ReasonOutdated    Reason = "outdated"
 	ReasonServerError Reason = "server_error"
 	ReasonStopped     Reason = "stopped"
+	// ReasonLeaseLost: the node could not renew the session's lease, so it
+	// disconnected the session before another node could take it.
+	ReasonLeaseLost Reason = "lease_lost"
 	// ReasonOther stands for any value outside this list, which keeps the
 	// metrics' series bounded.
 	ReasonOther Reason = "other"
@@ -20,7 +23,7 @@ const (
 // Reasons lists every disconnect reason.
 var Reasons = []Reason{
 	ReasonNetwork, ReasonLoggedOut, ReasonReplaced, ReasonBanned,
-	ReasonOutdated, ReasonServerError, ReasonStopped, ReasonOther,
+	ReasonOutdated, ReasonServerError, ReasonStopped, ReasonLeaseLost, ReasonOther,
 }
 
 // RestoreResult is how one session's restore from storage ended.

@@ -46,6 +46,11 @@ func TestRunServesControlAPIAndStops(t *testing.T) {
 	if err != nil || st != (fakeserver.Stats{}) {
 		t.Fatalf("Stats = %+v, %v; want zero", st, err)
 	}
+	// The per-device connection record is served too (empty before any
+	// login); the fake server's tests fill it.
+	if rec, err := remote.ConnectionRecord(reqCtx); err != nil || len(rec) != 0 {
+		t.Fatalf("ConnectionRecord = %+v, %v; want none", rec, err)
+	}
 	// What the phone unlinks is kept in the -state file.
 	if err := remote.Unlink(reqCtx, "15550000099", 2); err != nil {
 		t.Fatalf("Unlink: %v", err)

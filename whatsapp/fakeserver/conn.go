@@ -48,10 +48,13 @@ type conn struct {
 	// under mu.
 	ws     *websocket.Conn
 	fc     *frameConn
-	user   string        // logged-in phone number, "" when unpaired
-	device uint16        // logged-in device number
-	reg    *registration // an unpaired client's registration, nil for a login
-	refs   []string      // QR refs shown to an unpaired client
+	user   string // logged-in phone number, "" when unpaired
+	device uint16 // logged-in device number
+	// recorded: the login is counted open in the device's connection
+	// record until the socket ends (under the server's mu).
+	recorded bool
+	reg      *registration // an unpaired client's registration, nil for a login
+	refs     []string      // QR refs shown to an unpaired client
 
 	wmu sync.Mutex // serialises writes: transport counter and websocket
 	tr  *transport

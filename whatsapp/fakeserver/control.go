@@ -45,6 +45,10 @@ type Control interface {
 	Connections(ctx context.Context, user string) (int, error)
 	// Stats reports the server's counters.
 	Stats(ctx context.Context) (Stats, error)
+	// ConnectionRecord is every device's record of logged-in connections
+	// (open now, most ever open at once, logins, streams replaced), by
+	// device.
+	ConnectionRecord(ctx context.Context) ([]DeviceConnections, error)
 
 	// ContactSend makes the fake contact with phone number from send user
 	// a text, quoting message replyTo if not empty: end-to-end encrypted

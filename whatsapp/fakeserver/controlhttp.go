@@ -59,6 +59,9 @@ type (
 	receivedResponse struct {
 		Messages []ReceivedMessage `json:"messages"`
 	}
+	connectionRecordResponse struct {
+		Devices []DeviceConnections `json:"devices"`
+	}
 	errorBody struct {
 		Error errorDetail `json:"error"`
 	}
@@ -102,6 +105,7 @@ var errorCodes = []struct {
 //	PUT  /devices/{user}/keepalives {"ignore"}     -> 204
 //	GET  /devices/{user}/connections               -> {"count"}
 //	GET  /stats                                    -> Stats
+//	GET  /connection-record                        -> {"devices": [DeviceConnections]}
 //	POST /devices/{user}/receive {"from","text","replyTo"} -> {"id"}
 //	POST /devices/{user}/read {"id"}               -> 204
 //	GET  /devices/{user}/sent                      -> {"messages": [SentMessage]}
@@ -156,6 +160,10 @@ func (s *Server) ControlHandler() http.Handler {
 	handle("GET /stats", func(w http.ResponseWriter, r *http.Request) error {
 		st, err := s.Stats(r.Context())
 		return answer(w, st, err)
+	})
+	handle("GET /connection-record", func(w http.ResponseWriter, r *http.Request) error {
+		devices, err := s.ConnectionRecord(r.Context())
+		return answer(w, connectionRecordResponse{Devices: devices}, err)
 	})
 	handle("POST /devices/{user}/receive", withBody(func(w http.ResponseWriter, r *http.Request, req contactSendRequest) error {
 		id, err := s.ContactSend(r.Context(), r.PathValue("user"), req.From, req.Text, req.ReplyTo)

@@ -38,6 +38,7 @@ func (c *conn) login(username uint64, device uint32) bool {
 		}
 		c.user, c.device = user, dev
 		u.live[c] = struct{}{}
+		s.loggedInLocked(c, deviceRef{user: user, device: dev}, len(replaced))
 		s.logins++
 		// Numbers and device numbers in use are not handed out again by
 		// a later pairing on this instance.

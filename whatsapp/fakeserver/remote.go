@@ -87,6 +87,13 @@ func (r *Remote) Stats(ctx context.Context) (Stats, error) {
 	return st, err
 }
 
+// ConnectionRecord implements Control.
+func (r *Remote) ConnectionRecord(ctx context.Context) ([]DeviceConnections, error) {
+	var resp connectionRecordResponse
+	err := r.do(ctx, http.MethodGet, "/connection-record", nil, &resp)
+	return resp.Devices, err
+}
+
 // ContactSend implements Control.
 func (r *Remote) ContactSend(ctx context.Context, user, from, text, replyTo string) (string, error) {
 	var resp idBody

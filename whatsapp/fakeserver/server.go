@@ -87,6 +87,9 @@ type Server struct {
 	received map[string]*recordLog[receivedEntry] // by account: what its contacts sent it
 
 	undecryptable atomic.Int64 // <enc> elements no primary could decrypt
+
+	// record is every device's connection record (connrecord.go), under mu.
+	record map[deviceRef]*DeviceConnections
 }
 
 // userState is what the server holds about one phone number.
@@ -147,6 +150,7 @@ func Start(opts Options) (*Server, error) {
 		deviceNames: make(map[string]string),
 		appState:    make(map[types.JID]*appState),
 		unlinked:    make(map[deviceRef]struct{}),
+		record:      make(map[deviceRef]*DeviceConnections),
 		statePath:   opts.StateFile,
 		qrCodes:     cmp.Or(opts.QRCodes, qrRefCount),
 	}
@@ -249,6 +253,7 @@ func (s *Server) untrack(c *conn) {
 	defer s.mu.Unlock()
 	delete(s.conns, c)
 	s.forgetPairingLocked(c)
+	s.closedLocked(c)
 	if c.user != "" {
 		if u := s.users[c.user]; u != nil {
 			delete(u.live, c)
