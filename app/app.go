@@ -130,7 +130,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		}
 	}
 	a.mgr, err = actors.NewManager(actors.Options{
-		Dir:                dir,
+		Registry:           dir,
 		Opener:             whatsapp.NewStoreOpener(dir, wopts),
 		Metrics:            m,
 		Log:                log,
