@@ -33,6 +33,7 @@ import (
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
+	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/testmode"
@@ -104,6 +105,11 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		return a, err
 	}
 
+	registry, stores, err := a.openStore(dir)
+	if err != nil {
+		return a, err
+	}
+
 	m := metrics.New(a.registry)
 	// Before the manager, so that it closes after every session stopped
 	// (a stopping session may still publish events).
@@ -113,7 +119,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	// The outbox keeps the sessions' events (messages, receipts, state
 	// changes) until the webhooks have them; the live event stream gets
 	// each once it is committed. Streams may take half the connections.
-	maxConns := connCap(cfg, dir, log)
+	maxConns := connCap(cfg, registry, log)
 	a.events = events.New(events.Options{Observer: m, MaxClients: maxConns / 2})
 	a.onClose(func(context.Context) error { a.events.Close(); return nil })
 	sink := a.events.Feed(a.webhooks)
@@ -130,8 +136,8 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		}
 	}
 	a.mgr, err = actors.NewManager(actors.Options{
-		Registry:           dir,
-		Opener:             whatsapp.NewStoreOpener(dir, wopts),
+		Registry:           registry,
+		Opener:             whatsapp.NewOpener(stores, wopts),
 		Metrics:            m,
 		Log:                log,
 		Backoff:            actors.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax, Reset: cfg.BackoffReset},
@@ -192,7 +198,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	if a.addr, err = a.serve(srv, limit, cfg.HTTPAddr, "HTTP_ADDR"); err != nil {
 		return a, err
 	}
-	log.Info("listening", "addr", a.addr, "sessions_dir", dir.Root(), "auto_restore", cfg.AutoRestore, "max_conns", maxConns)
+	log.Info("listening", "addr", a.addr, "store", cfg.Store, "sessions_dir", dir.Root(), "auto_restore", cfg.AutoRestore, "max_conns", maxConns)
 
 	if cfg.MetricsAddr != "" {
 		conns.SetMax("metrics", metricsMaxConns)
@@ -205,6 +211,34 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		log.Info("metrics listening", "addr", maddr, "path", "/metrics")
 	}
 	return a, nil
+}
+
+// openStore returns where the sessions are recorded and their stores:
+// SESSIONS_DIR with STORE=sqlite; with STORE=postgres the process's one
+// pool (migrated, closed after the manager stopped), ws_sessions and one
+// whatsmeow container for every device.
+func (a *App) openStore(dir *store.Dir) (actors.Registry, whatsapp.Stores, error) {
+	cfg := a.cfg
+	if cfg.Store != config.StorePostgres {
+		return dir, whatsapp.SQLiteStores{Dir: dir}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := pgstore.Open(ctx, cfg.DatabaseURL, pgstore.PoolOptions{MaxConns: cfg.DatabaseMaxConns})
+	if err != nil {
+		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	a.onClose(func(context.Context) error { return db.Close() })
+	n, err := pgstore.Migrate(ctx, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	devices, err := pgstore.NewDevices(ctx, db, whatsapp.Logger(a.log, "store"))
+	if err != nil {
+		return nil, nil, err
+	}
+	a.log.Info("sessions stored in postgres", "migrations_applied", n, "max_conns", cfg.DatabaseMaxConns)
+	return pgstore.NewRegistry(db), whatsapp.PostgresStores{Devices: devices}, nil
 }
 
 // serve listens on addr (named by env in errors) and serves srv there
@@ -419,7 +453,7 @@ var (
 // connCap is HTTP_MAX_CONNS, or else the cap apihttp.MaxConns sizes from
 // the process's file descriptor limit (Go raises the soft limit to the hard
 // one at start) and the sessions stored now.
-func connCap(cfg config.Config, dir *store.Dir, log *slog.Logger) int {
+func connCap(cfg config.Config, registry actors.Registry, log *slog.Logger) int {
 	if cfg.HTTPMaxConns > 0 {
 		return cfg.HTTPMaxConns
 	}
@@ -428,7 +462,7 @@ func connCap(cfg config.Config, dir *store.Dir, log *slog.Logger) int {
 		log.Warn("cannot read the file descriptor limit; assuming 1024", "err", err)
 		rl.Cur = 1024
 	}
-	stored, _ := dir.Discover() // a listing error is reported by the restore
+	stored, _ := registry.Discover() // a listing error is reported by the restore
 	n := apihttp.MaxConns(rl.Cur, len(stored))
 	if need := 256 + 4*uint64(len(stored)) + uint64(n); rl.Cur < need {
 		log.Warn("the file descriptor limit is low for the stored sessions: raise it (ulimit -n, systemd LimitNOFILE, docker --ulimit nofile)",
