@@ -203,6 +203,15 @@ const (
 	StorePostgres = "postgres"
 )
 
+// DatabaseURLFromEnv is DATABASE_URL, or else the content of the file
+// DATABASE_URL_FILE names, as Load reads them; "" when neither is set.
+// For commands that need only the database (migrate-store).
+func DatabaseURLFromEnv() (string, error) {
+	c := Config{DatabaseURL: os.Getenv("DATABASE_URL"), DatabaseURLFile: os.Getenv("DATABASE_URL_FILE")}
+	err := c.readDatabaseURLFile()
+	return c.DatabaseURL, err
+}
+
 // readDatabaseURLFile reads DatabaseURL from DatabaseURLFile, if set. An
 // error names the file, never its content.
 func (c *Config) readDatabaseURLFile() error {
