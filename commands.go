@@ -1,21 +1,30 @@
 package main
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/app"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/migrate"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
 // subcommands are the commands besides serving, by name; each returns the
 // process's exit code.
 var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) int{
 	"migrate-store": migrateStore,
+	"backup":        backup,
 }
 
 // migrateStore is `whatsapp-sessions migrate-store --from SESSIONS_DIR
@@ -68,4 +77,94 @@ func databaseURL(to string) (string, error) {
 		err = errors.New("give the Postgres URL with --to, DATABASE_URL or DATABASE_URL_FILE")
 	}
 	return u, err
+}
+
+// backup is `whatsapp-sessions backup --to DIR|FILE.tar.gz`: with
+// STORE=sqlite a consistent snapshot of SESSIONS_DIR while the service
+// runs (store.Backup: VACUUM INTO per store, plus the outbox and the
+// idempotency store), into a new directory or a gzipped tar. With
+// STORE=postgres it says to use pg_dump. It reads the service's own
+// configuration (SESSIONS_DIR, STORE). Exit code 1 if any file failed.
+func backup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	to := fs.String("to", "", "a new directory, or a file ending in .tar.gz, to write the snapshot to")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *to == "" {
+		fmt.Fprintln(stderr, "backup: --to DIR or --to FILE.tar.gz is required")
+		return 2
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(stderr, "backup:", err)
+		return 2
+	}
+	if cfg.Store == config.StorePostgres {
+		fmt.Fprintln(stderr, `backup: with STORE=postgres the sessions are in Postgres: back the database up with pg_dump, for example
+  pg_dump --format=custom --file=whatsapp-sessions.dump "$DATABASE_URL"
+and restore it with
+  pg_restore --clean --if-exists --no-owner --dbname="$DATABASE_URL" whatsapp-sessions.dump
+(see README.md, "Backup").`)
+		return 2
+	}
+	dir, archive := *to, strings.HasSuffix(*to, ".tar.gz")
+	if archive {
+		if dir, err = os.MkdirTemp(filepath.Dir(*to), ".backup-"); err != nil {
+			fmt.Fprintln(stderr, "backup:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		dir = filepath.Join(dir, "sessions")
+	}
+	results, err := store.Backup(ctx, cfg.SessionsDir, dir, []string{app.OutboxFile, idempotency.File})
+	failed := 0
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+			fmt.Fprintf(stdout, "FAIL %s: %v\n", r.Name, r.Err)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "backup:", err)
+		return 1
+	}
+	if archive {
+		if err := writeTarGz(dir, *to); err != nil {
+			fmt.Fprintln(stderr, "backup:", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stdout, "backed up %d file(s) of %s into %s; %d failed\n", len(results)-failed, cfg.SessionsDir, *to, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+// writeTarGz writes the tree under dir into the new gzipped tar file,
+// with paths relative to dir.
+func writeTarGz(dir, file string) (err error) {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(file)
+		}
+	}()
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	if err := tw.AddFS(os.DirFS(dir)); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
 }

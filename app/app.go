@@ -341,8 +341,8 @@ func apiKey(cfg config.Config, dir *store.Dir, log *slog.Logger) (string, error)
 	return key, nil
 }
 
-// outboxFile, in SESSIONS_DIR, is the webhook outbox's database.
-const outboxFile = "outbox.db"
+// OutboxFile, in SESSIONS_DIR, is the webhook outbox's database.
+const OutboxFile = "outbox.db"
 
 // openWebhooks opens the outbox and starts its deliveries to WEBHOOK_URL,
 // signed with WEBHOOK_SECRET or the secret kept in the sessions directory.
@@ -372,7 +372,7 @@ func (a *App) openWebhooks(dir *store.Dir, m *metrics.Metrics) error {
 		return err
 	}
 	o, err := webhooks.Open(webhooks.Options{
-		Path:         filepath.Join(dir.Root(), outboxFile),
+		Path:         filepath.Join(dir.Root(), OutboxFile),
 		URLs:         urls,
 		Events:       types,
 		Secret:       secret,
