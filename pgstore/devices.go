@@ -49,9 +49,10 @@ type Session struct {
 }
 
 // Open loads session id's device: the one ws_sessions.device_jid names,
-// or a new unsaved device when it names none (or one whose rows are gone).
-// A session without a row is store.ErrNotFound unless create, which makes
-// the row.
+// or a new unsaved device when it names none. A session without a row is
+// store.ErrNotFound unless create, which makes the row. A device named but
+// gone from whatsmeow's tables is store.ErrNoStore (its credentials are
+// lost: pair again), unless create, which starts a new device.
 func (d *Devices) Open(ctx context.Context, id string, create bool) (*Session, error) {
 	if err := store.ValidateID(id); err != nil {
 		return nil, err
@@ -78,6 +79,9 @@ func (d *Devices) Open(ctx context.Context, id string, create bool) (*Session, e
 		if s.Device, err = d.container.GetDevice(ctx, parsed); err != nil {
 			return nil, unavailable("load device", err)
 		}
+	}
+	if s.Device == nil && jid.Valid && !create {
+		return nil, store.ErrNoStore
 	}
 	if s.Device == nil {
 		s.Device = d.container.NewDevice()

@@ -151,6 +151,20 @@ func TestDevices(t *testing.T) {
 		t.Fatalf("after forget: %v, %v; want an unpaired device", sess, err)
 	}
 
+	// s2's credentials vanish behind the service's back: restoring says
+	// so, creating starts a new device.
+	if _, err := db.Exec("DELETE FROM whatsmeow_device WHERE jid = $1", jids["s2"].String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devs.Open(ctx, "s2", false); !errors.Is(err, store.ErrNoStore) {
+		t.Fatalf("open a session whose device is gone: %v, want ErrNoStore", err)
+	}
+	if sess, err = devs.Open(ctx, "s2", true); err != nil || sess.Device.ID != nil {
+		t.Fatalf("create over a lost device: %v, %v; want a new device", sess, err)
+	}
+	jids["s2"] = types.NewADJID("222", 0, 2)
+	pair(t, db, sess, jids["s2"])
+
 	if err := pgstore.NewRegistry(db).Remove("s2"); err != nil {
 		t.Fatal(err)
 	}
