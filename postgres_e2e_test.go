@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/app"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
@@ -65,10 +70,10 @@ func TestPostgresStoreEndToEnd(t *testing.T) {
 	f := e2e.NewFake(t, fakeserver.Options{})
 	cfg, db := postgresConfig(t, f)
 	svc := e2e.Start(t, cfg)
-	jids := map[string]string{}
+	jids, users := map[string]string{}, map[string]string{}
 	for _, id := range []string{"alice", "bob", "carol"} {
 		st := svc.Pair(id)
-		jids[id] = e2e.JID(st)
+		jids[id], users[id] = e2e.JID(st), e2e.User(st)
 		var got sql.NullString
 		if err := db.QueryRow("SELECT device_jid FROM ws_sessions WHERE sender_id = $1", id).Scan(&got); err != nil || got.String != jids[id] {
 			t.Fatalf("%s: ws_sessions.device_jid %v (%v), want the paired JID", id, got, err)
@@ -76,6 +81,19 @@ func TestPostgresStoreEndToEnd(t *testing.T) {
 		if pgDeviceRows(t, db, jids[id]) < 2 {
 			t.Fatalf("%s: no whatsmeow rows for the paired device", id)
 		}
+	}
+	// An idempotent send is recorded in Postgres (ws_sends), not in
+	// SESSIONS_DIR: a retry after the restart answers the first answer.
+	once := sessions.SendRequest{To: "+" + users["bob"], Text: "once", IdempotencyKey: "k-1"}
+	first, err := svc.Client.Send(context.Background(), "alice", once)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, db, "SELECT count(*) FROM ws_sends WHERE sender_id = 'alice' AND answered_at IS NOT NULL"); n != 1 {
+		t.Errorf("ws_sends holds %d answered sends of alice, want 1", n)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.SessionsDir, idempotency.File)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s in SESSIONS_DIR with STORE=postgres: %v", idempotency.File, err)
 	}
 	if _, err := svc.Client.Stop(context.Background(), "bob"); err != nil {
 		t.Fatal(err)
@@ -91,6 +109,9 @@ func TestPostgresStoreEndToEnd(t *testing.T) {
 	}
 	if st := svc.Status("bob"); st.State != sessions.StateStopped {
 		t.Fatalf("bob after restart: %s, want stopped", e2e.Show(st))
+	}
+	if again, err := svc.Client.Send(context.Background(), "alice", once); err != nil || again != first {
+		t.Errorf("retry after the restart: %+v %v, want the first answer %+v", again, err, first)
 	}
 
 	if st, err := svc.Client.Logout(context.Background(), "carol"); err != nil || st.State != sessions.StateNeedsPairing {

@@ -10,6 +10,7 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -105,7 +106,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		return a, err
 	}
 
-	registry, stores, err := a.openStore(dir)
+	registry, stores, pg, err := a.openStore(dir)
 	if err != nil {
 		return a, err
 	}
@@ -123,7 +124,14 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	a.events = events.New(events.Options{Observer: m, MaxClients: maxConns / 2})
 	a.onClose(func(context.Context) error { a.events.Close(); return nil })
 	sink := a.events.Feed(a.webhooks)
-	idem, err := idempotency.Open(filepath.Join(dir.Root(), idempotency.File), idempotency.Options{Log: log})
+	var idem *idempotency.Store
+	if pg != nil {
+		// Shared by the nodes: a retry answers the same wherever the
+		// session is then.
+		idem, err = idempotency.OpenPostgres(pg, idempotency.Options{Log: log})
+	} else {
+		idem, err = idempotency.Open(filepath.Join(dir.Root(), idempotency.File), idempotency.Options{Log: log})
+	}
 	if err != nil {
 		return a, err
 	}
@@ -214,31 +222,31 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 }
 
 // openStore returns where the sessions are recorded and their stores:
-// SESSIONS_DIR with STORE=sqlite; with STORE=postgres the process's one
-// pool (migrated, closed after the manager stopped), ws_sessions and one
-// whatsmeow container for every device.
-func (a *App) openStore(dir *store.Dir) (actors.Registry, whatsapp.Stores, error) {
+// SESSIONS_DIR with STORE=sqlite; with STORE=postgres ws_sessions, one
+// whatsmeow container for every device, and the process's one pool
+// (migrated, closed after the manager stopped), which it returns too.
+func (a *App) openStore(dir *store.Dir) (actors.Registry, whatsapp.Stores, *sql.DB, error) {
 	cfg := a.cfg
 	if cfg.Store != config.StorePostgres {
-		return dir, whatsapp.SQLiteStores{Dir: dir}, nil
+		return dir, whatsapp.SQLiteStores{Dir: dir}, nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	db, err := pgstore.Open(ctx, cfg.DatabaseURL, pgstore.PoolOptions{MaxConns: cfg.DatabaseMaxConns})
 	if err != nil {
-		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+		return nil, nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	a.onClose(func(context.Context) error { return db.Close() })
 	n, err := pgstore.Migrate(ctx, db)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	devices, err := pgstore.NewDevices(ctx, db, whatsapp.Logger(a.log, "store"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	a.log.Info("sessions stored in postgres", "migrations_applied", n, "max_conns", cfg.DatabaseMaxConns)
-	return pgstore.NewRegistry(db), whatsapp.PostgresStores{Devices: devices}, nil
+	return pgstore.NewRegistry(db), whatsapp.PostgresStores{Devices: devices}, db, nil
 }
 
 // serve listens on addr (named by env in errors) and serves srv there
