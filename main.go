@@ -1,7 +1,8 @@
 // Command whatsapp-sessions keeps many WhatsApp logins alive and restores
 // every stored one by itself after a restart. main reads the configuration
 // and runs the service that package app builds; it is the only place that
-// exits.
+// exits. Its subcommands (commands.go): migrate-store copies SQLite session
+// stores into Postgres, backup snapshots the stores.
 package main
 
 import (
@@ -17,6 +18,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		if cmd := subcommands[os.Args[1]]; cmd != nil {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			code := cmd(ctx, os.Args[2:], os.Stdout, os.Stderr)
+			stop()
+			os.Exit(code)
+		}
+	}
 	healthcheck := flag.Bool("healthcheck", false, "GET /healthz on HTTP_ADDR and exit 0 if it answers 200 (for Docker's HEALTHCHECK)")
 	flag.Parse()
 	cfg, err := config.Load()

@@ -35,7 +35,7 @@ func newHarness(t *testing.T, tweak ...func(*actors.Options)) *harness {
 	t.Cleanup(func() { dir.Close() })
 	opener := newFakeOpener(dir)
 	opts := actors.Options{
-		Dir: dir, Opener: opener, Backoff: testBackoff,
+		Registry: dir, Opener: opener, Backoff: testBackoff,
 		RestoreConcurrency: 8, ConnectRate: 1000, ConnectBurst: 100,
 		RestartBudget: 5, RestartWindow: time.Minute, RequestTimeout: 5 * time.Second,
 	}

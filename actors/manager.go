@@ -45,12 +45,31 @@ type Metrics interface {
 	SessionHandedOver()
 }
 
+// Registry records which sessions exist and which the operator stopped:
+// *store.Dir (a directory per session) with STORE=sqlite, *pgstore.Registry
+// (the ws_sessions table) with STORE=postgres. Its methods do I/O: the
+// manager calls Discover and Remove off its mailbox.
+type Registry interface {
+	// Discover lists the stored sessions, sorted by id.
+	Discover() ([]store.Stored, error)
+	// Exists reports whether session id is recorded.
+	Exists(id string) (bool, error)
+	// SetStopped records (or clears) the operator's stop of session id,
+	// recording the session if it is not yet.
+	SetStopped(id string, stopped bool) error
+	// Remove deletes session id and its credentials; a missing one is no
+	// error.
+	Remove(id string) error
+}
+
+var _ Registry = (*store.Dir)(nil)
+
 // Options are what NewManager needs.
 type Options struct {
-	Dir     *store.Dir
-	Opener  whatsapp.Opener
-	Metrics Metrics // nil: not measured
-	Log     *slog.Logger
+	Registry Registry
+	Opener   whatsapp.Opener
+	Metrics  Metrics // nil: not measured
+	Log      *slog.Logger
 
 	Backoff            Backoff
 	RestoreConcurrency int
@@ -94,8 +113,8 @@ var (
 // NewManager starts the actor system and the manager. No session starts
 // until Restore or Create is called.
 func NewManager(opts Options) (*Manager, error) {
-	if opts.Dir == nil || opts.Opener == nil {
-		return nil, errors.New("actors: Dir and Opener are required")
+	if opts.Registry == nil || opts.Opener == nil {
+		return nil, errors.New("actors: Registry and Opener are required")
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -128,7 +147,7 @@ func NewManager(opts Options) (*Manager, error) {
 	m := &Manager{timeout: opts.RequestTimeout, deps: d, idem: opts.Idempotency}
 	mgr := &manager{
 		requestTimeout: opts.RequestTimeout,
-		dir:            opts.Dir,
+		dir:            opts.Registry,
 		deps:           d,
 		log:            opts.Log,
 		metrics:        opts.Metrics,

@@ -22,7 +22,7 @@ import (
 // manager is the root supervisor actor: parent of every session actor and
 // keeper of their latest snapshots, so a status never waits on a session.
 type manager struct {
-	dir     *store.Dir
+	dir     Registry
 	deps    *deps
 	log     *slog.Logger
 	metrics Metrics

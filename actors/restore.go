@@ -77,7 +77,7 @@ func (m *manager) onRestore(ctx actor.Context, msg restoreCmd) {
 
 func (m *manager) onDiscovered(ctx actor.Context, msg discovered) {
 	if msg.err != nil {
-		m.log.Error("❌ Failed to read stored sessions", "dir", m.dir.Root(), "err", msg.err)
+		m.log.Error("❌ Failed to read stored sessions", "err", msg.err)
 		return
 	}
 	if m.shuttingDown {

@@ -10,6 +10,7 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,7 @@ import (
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
+	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/testmode"
@@ -104,6 +106,11 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		return a, err
 	}
 
+	registry, stores, pg, err := a.openStore(dir)
+	if err != nil {
+		return a, err
+	}
+
 	m := metrics.New(a.registry)
 	// Before the manager, so that it closes after every session stopped
 	// (a stopping session may still publish events).
@@ -113,11 +120,18 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	// The outbox keeps the sessions' events (messages, receipts, state
 	// changes) until the webhooks have them; the live event stream gets
 	// each once it is committed. Streams may take half the connections.
-	maxConns := connCap(cfg, dir, log)
+	maxConns := connCap(cfg, registry, log)
 	a.events = events.New(events.Options{Observer: m, MaxClients: maxConns / 2})
 	a.onClose(func(context.Context) error { a.events.Close(); return nil })
 	sink := a.events.Feed(a.webhooks)
-	idem, err := idempotency.Open(filepath.Join(dir.Root(), idempotency.File), idempotency.Options{Log: log})
+	var idem *idempotency.Store
+	if pg != nil {
+		// Shared by the nodes: a retry answers the same wherever the
+		// session is then.
+		idem, err = idempotency.OpenPostgres(pg, idempotency.Options{Log: log})
+	} else {
+		idem, err = idempotency.Open(filepath.Join(dir.Root(), idempotency.File), idempotency.Options{Log: log})
+	}
 	if err != nil {
 		return a, err
 	}
@@ -130,8 +144,8 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		}
 	}
 	a.mgr, err = actors.NewManager(actors.Options{
-		Dir:                dir,
-		Opener:             whatsapp.NewStoreOpener(dir, wopts),
+		Registry:           registry,
+		Opener:             whatsapp.NewOpener(stores, wopts),
 		Metrics:            m,
 		Log:                log,
 		Backoff:            actors.Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax, Reset: cfg.BackoffReset},
@@ -192,7 +206,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	if a.addr, err = a.serve(srv, limit, cfg.HTTPAddr, "HTTP_ADDR"); err != nil {
 		return a, err
 	}
-	log.Info("listening", "addr", a.addr, "sessions_dir", dir.Root(), "auto_restore", cfg.AutoRestore, "max_conns", maxConns)
+	log.Info("listening", "addr", a.addr, "store", cfg.Store, "sessions_dir", dir.Root(), "auto_restore", cfg.AutoRestore, "max_conns", maxConns)
 
 	if cfg.MetricsAddr != "" {
 		conns.SetMax("metrics", metricsMaxConns)
@@ -205,6 +219,34 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		log.Info("metrics listening", "addr", maddr, "path", "/metrics")
 	}
 	return a, nil
+}
+
+// openStore returns where the sessions are recorded and their stores:
+// SESSIONS_DIR with STORE=sqlite; with STORE=postgres ws_sessions, one
+// whatsmeow container for every device, and the process's one pool
+// (migrated, closed after the manager stopped), which it returns too.
+func (a *App) openStore(dir *store.Dir) (actors.Registry, whatsapp.Stores, *sql.DB, error) {
+	cfg := a.cfg
+	if cfg.Store != config.StorePostgres {
+		return dir, whatsapp.SQLiteStores{Dir: dir}, nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := pgstore.Open(ctx, cfg.DatabaseURL, pgstore.PoolOptions{MaxConns: cfg.DatabaseMaxConns})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	a.onClose(func(context.Context) error { return db.Close() })
+	n, err := pgstore.Migrate(ctx, db)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	devices, err := pgstore.NewDevices(ctx, db, whatsapp.Logger(a.log, "store"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a.log.Info("sessions stored in postgres", "migrations_applied", n, "max_conns", cfg.DatabaseMaxConns)
+	return pgstore.NewRegistry(db), whatsapp.PostgresStores{Devices: devices}, db, nil
 }
 
 // serve listens on addr (named by env in errors) and serves srv there
@@ -307,8 +349,8 @@ func apiKey(cfg config.Config, dir *store.Dir, log *slog.Logger) (string, error)
 	return key, nil
 }
 
-// outboxFile, in SESSIONS_DIR, is the webhook outbox's database.
-const outboxFile = "outbox.db"
+// OutboxFile, in SESSIONS_DIR, is the webhook outbox's database.
+const OutboxFile = "outbox.db"
 
 // openWebhooks opens the outbox and starts its deliveries to WEBHOOK_URL,
 // signed with WEBHOOK_SECRET or the secret kept in the sessions directory.
@@ -338,7 +380,7 @@ func (a *App) openWebhooks(dir *store.Dir, m *metrics.Metrics) error {
 		return err
 	}
 	o, err := webhooks.Open(webhooks.Options{
-		Path:         filepath.Join(dir.Root(), outboxFile),
+		Path:         filepath.Join(dir.Root(), OutboxFile),
 		URLs:         urls,
 		Events:       types,
 		Secret:       secret,
@@ -419,7 +461,7 @@ var (
 // connCap is HTTP_MAX_CONNS, or else the cap apihttp.MaxConns sizes from
 // the process's file descriptor limit (Go raises the soft limit to the hard
 // one at start) and the sessions stored now.
-func connCap(cfg config.Config, dir *store.Dir, log *slog.Logger) int {
+func connCap(cfg config.Config, registry actors.Registry, log *slog.Logger) int {
 	if cfg.HTTPMaxConns > 0 {
 		return cfg.HTTPMaxConns
 	}
@@ -428,7 +470,7 @@ func connCap(cfg config.Config, dir *store.Dir, log *slog.Logger) int {
 		log.Warn("cannot read the file descriptor limit; assuming 1024", "err", err)
 		rl.Cur = 1024
 	}
-	stored, _ := dir.Discover() // a listing error is reported by the restore
+	stored, _ := registry.Discover() // a listing error is reported by the restore
 	n := apihttp.MaxConns(rl.Cur, len(stored))
 	if need := 256 + 4*uint64(len(stored)) + uint64(n); rl.Cur < need {
 		log.Warn("the file descriptor limit is low for the stored sessions: raise it (ulimit -n, systemd LimitNOFILE, docker --ulimit nofile)",

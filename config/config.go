@@ -49,6 +49,19 @@ type Config struct {
 	SessionsDir string `envconfig:"SESSIONS_DIR" default:".wwebjs_auth"`
 	// APIKey guards every /api route. Empty: generated once into SessionsDir.
 	APIKey string `envconfig:"API_KEY"`
+	// Store is where sessions' credentials live: sqlite (a whatsmeow
+	// SQLite file per session under SessionsDir) or postgres (every
+	// session's device in the database at DatabaseURL).
+	Store string `envconfig:"STORE" default:"sqlite"`
+	// DatabaseURL is the Postgres connection URL for STORE=postgres; Load
+	// reads it from the file DatabaseURLFile names instead when that is
+	// set (for secrets mounted as files). It holds a password: never log
+	// it, nor put it in an error.
+	DatabaseURL     string `envconfig:"DATABASE_URL"`
+	DatabaseURLFile string `envconfig:"DATABASE_URL_FILE"`
+	// DatabaseMaxConns caps the process's one Postgres pool. whatsmeow
+	// borrows a connection per query or transaction, none per session.
+	DatabaseMaxConns int `envconfig:"DATABASE_MAX_CONNS" default:"20"`
 	// AutoRestore restores every stored session at start-up.
 	AutoRestore bool `envconfig:"AUTO_RESTORE_SESSIONS" default:"true"`
 
@@ -175,10 +188,48 @@ func Load() (Config, error) {
 	if strings.EqualFold(c.NodeEnv, "test") {
 		c.TestMode = true
 	}
+	if err := c.readDatabaseURLFile(); err != nil {
+		return Config{}, fmt.Errorf("invalid configuration: %w", err)
+	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// Store values.
+const (
+	StoreSQLite   = "sqlite"
+	StorePostgres = "postgres"
+)
+
+// DatabaseURLFromEnv is DATABASE_URL, or else the content of the file
+// DATABASE_URL_FILE names, as Load reads them; "" when neither is set.
+// For commands that need only the database (migrate-store).
+func DatabaseURLFromEnv() (string, error) {
+	c := Config{DatabaseURL: os.Getenv("DATABASE_URL"), DatabaseURLFile: os.Getenv("DATABASE_URL_FILE")}
+	err := c.readDatabaseURLFile()
+	return c.DatabaseURL, err
+}
+
+// readDatabaseURLFile reads DatabaseURL from DatabaseURLFile, if set. An
+// error names the file, never its content.
+func (c *Config) readDatabaseURLFile() error {
+	if c.DatabaseURLFile == "" {
+		return nil
+	}
+	if c.DatabaseURL != "" {
+		return errors.New("DATABASE_URL and DATABASE_URL_FILE are both set: set one")
+	}
+	b, err := os.ReadFile(c.DatabaseURLFile)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL_FILE: %w", err)
+	}
+	c.DatabaseURL = strings.TrimSpace(string(b))
+	if c.DatabaseURL == "" {
+		return fmt.Errorf("DATABASE_URL_FILE %s is empty", c.DatabaseURLFile)
+	}
+	return nil
 }
 
 // Validate reports every setting that cannot work, all at once.
@@ -193,6 +244,21 @@ func (c Config) Validate() error {
 	}
 	if strings.TrimSpace(c.SessionsDir) == "" {
 		bad("SESSIONS_DIR must not be empty")
+	}
+	switch c.Store {
+	case StoreSQLite:
+		if c.DatabaseURL != "" || c.DatabaseURLFile != "" {
+			bad("DATABASE_URL is set but STORE is sqlite: set STORE=postgres to keep the sessions in Postgres, or unset DATABASE_URL")
+		}
+	case StorePostgres:
+		if c.DatabaseURL == "" {
+			bad("STORE=postgres needs DATABASE_URL (or DATABASE_URL_FILE, a file holding it)")
+		}
+	default:
+		bad("STORE must be sqlite or postgres, got %q", c.Store)
+	}
+	if c.DatabaseMaxConns < 1 {
+		bad("DATABASE_MAX_CONNS must be at least 1, got %d", c.DatabaseMaxConns)
 	}
 	if c.APIKey != "" {
 		if err := CheckAPIKey(c.APIKey); err != nil {

@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +146,52 @@ func TestValuesAreRead(t *testing.T) {
 	}
 	if c.RestoreConcurrency != 8 || c.ConnectRate != 2.5 || c.BackoffMax != 90*time.Second || !c.TestMode || c.DeviceName != "ops desk" {
 		t.Errorf("read %+v", c)
+	}
+}
+
+// TestStore: STORE picks the store; postgres needs a URL, from
+// DATABASE_URL or a file; no error shows the URL.
+func TestStore(t *testing.T) {
+	const url = "postgres://u:s3cret-pw@db:5432/ws"
+	file := filepath.Join(t.TempDir(), "url")
+	if err := os.WriteFile(file, []byte(url+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		err  string // "" for none
+	}{
+		{"default", nil, ""},
+		{"postgres with url", map[string]string{"STORE": "postgres", "DATABASE_URL": url}, ""},
+		{"postgres with file", map[string]string{"STORE": "postgres", "DATABASE_URL_FILE": file}, ""},
+		{"postgres without url", map[string]string{"STORE": "postgres"}, "STORE=postgres needs DATABASE_URL"},
+		{"unknown store", map[string]string{"STORE": "mysql"}, "STORE must be sqlite or postgres"},
+		{"url without postgres", map[string]string{"DATABASE_URL": url}, "STORE is sqlite"},
+		{"both", map[string]string{"STORE": "postgres", "DATABASE_URL": url, "DATABASE_URL_FILE": file}, "both set"},
+		{"missing file", map[string]string{"STORE": "postgres", "DATABASE_URL_FILE": file + ".nope"}, "DATABASE_URL_FILE"},
+		{"no conns", map[string]string{"STORE": "postgres", "DATABASE_URL": url, "DATABASE_MAX_CONNS": "0"}, "DATABASE_MAX_CONNS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadWith(t, tc.env)
+			if tc.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Store == config.StorePostgres && c.DatabaseURL != url {
+					t.Errorf("DatabaseURL not read")
+				}
+				if c.DatabaseMaxConns != 20 {
+					t.Errorf("DatabaseMaxConns = %d, want 20", c.DatabaseMaxConns)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("error %v, want one saying %q", err, tc.err)
+			}
+			if strings.Contains(err.Error(), "s3cret-pw") {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
 	}
 }

@@ -99,7 +99,7 @@ func TestRestoreDialsStayUnderTheRateWhenStoresOpenSlowly(t *testing.T) {
 	}
 	opener := &slowOpener{gate: make(chan struct{})}
 	mgr := e2e.Manager(t, actors.Options{
-		Dir: dir, Opener: opener,
+		Registry: dir, Opener: opener,
 		Backoff:            actors.Backoff{Min: time.Second, Max: time.Second, Reset: time.Minute},
 		RestoreConcurrency: n, ConnectRate: rate, ConnectBurst: burst,
 		RestartBudget: 1, RestartWindow: time.Minute, RequestTimeout: 5 * time.Second,

@@ -40,7 +40,7 @@ func server(t *testing.T) (*httptest.Server, *store.Dir) {
 		t.Fatal(err)
 	}
 	mgr, err := actors.NewManager(actors.Options{
-		Dir:                dir,
+		Registry:           dir,
 		Opener:             whatsapp.NewStoreOpener(dir, whatsapp.Options{HTTPClient: offline(), Sink: whatsapp.DiscardEvents{}}),
 		Backoff:            actors.Backoff{Min: time.Second, Max: time.Minute, Reset: time.Minute},
 		RestoreConcurrency: 4, ConnectRate: 100, ConnectBurst: 10,

@@ -1,7 +1,9 @@
 // Package idempotency keeps the answers of sends made with an
 // Idempotency-Key, in a SQLite database of their own
-// (SESSIONS_DIR/idempotency.db), so that a retried request answers as the
-// first did instead of sending again, across restarts.
+// (SESSIONS_DIR/idempotency.db) or, with STORE=postgres, in the table
+// ws_sends of the shared database (so that a retry answers the same on
+// whichever node holds the session then), so that a retried request
+// answers as the first did instead of sending again, across restarts.
 //
 // A send is recorded before it goes out, pending, with the message id it
 // will carry; once WhatsApp's server acknowledged it, the answer is
@@ -76,7 +78,11 @@ type Options struct {
 // Store is the open database. Its methods are safe for concurrent use.
 type Store struct {
 	db   *sql.DB
+	q    queries
 	opts Options
+	// closeDB closes db: the SQLite file's; nothing for the shared
+	// Postgres pool.
+	closeDB func() error
 
 	writes chan *write
 	quit   chan struct{}
@@ -108,20 +114,30 @@ const schema = `CREATE TABLE IF NOT EXISTS sends (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sends_created ON sends (created_at);`
 
+// queries are the store's statements in one database's dialect.
+type queries struct {
+	get, insert, finish, prune string
+}
+
+// sqliteQueries work on the SQLite file's table, sends.
+var sqliteQueries = queries{
+	get:    `SELECT request_hash, message_id, answered_at FROM sends WHERE sender_id = ? AND key = ?`,
+	insert: `INSERT INTO sends (sender_id, key, request_hash, message_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+	finish: `UPDATE sends SET message_id = ?, answered_at = ? WHERE sender_id = ? AND key = ?`,
+	prune:  `DELETE FROM sends WHERE created_at < ?`,
+}
+
+// postgresQueries work on ws_sends, which pgstore's migrations make with
+// the same columns.
+var postgresQueries = queries{
+	get:    `SELECT request_hash, message_id, answered_at FROM ws_sends WHERE sender_id = $1 AND key = $2`,
+	insert: `INSERT INTO ws_sends (sender_id, key, request_hash, message_id, created_at) VALUES ($1, $2, $3, $4, $5)`,
+	finish: `UPDATE ws_sends SET message_id = $1, answered_at = $2 WHERE sender_id = $3 AND key = $4`,
+	prune:  `DELETE FROM ws_sends WHERE created_at < $1`,
+}
+
 // Open opens (creating, 0600) the database at path and starts its writer.
 func Open(path string, opts Options) (*Store, error) {
-	if opts.Keep < MinKeep {
-		opts.Keep = MinKeep
-	}
-	if opts.PruneEvery <= 0 {
-		opts.PruneEvery = time.Hour
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	// Created here, so that it is the owner's alone (SQLite's journal
 	// files take the database's mode); never through a symlink.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
@@ -139,21 +155,54 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open idempotency store %s: %w", path, err)
 	}
-	s := &Store{db: db, opts: opts, writes: make(chan *write, maxBatch), quit: make(chan struct{}),
-		ended: make(chan struct{}), running: map[entry]bool{}}
-	if _, err := s.prune(); err != nil {
+	s, err := start(db, sqliteQueries, db.Close, opts)
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("prune idempotency store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// OpenPostgres opens the store in the Postgres database db, the process's
+// pool, migrated by pgstore (table ws_sends), and starts its writer. Close
+// leaves db open.
+func OpenPostgres(db *sql.DB, opts Options) (*Store, error) {
+	s, err := start(db, postgresQueries, func() error { return nil }, opts)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency store in postgres: %w", err)
+	}
+	return s, nil
+}
+
+// start prunes the old entries and starts the writer.
+func start(db *sql.DB, q queries, closeDB func() error, opts Options) (*Store, error) {
+	if opts.Keep < MinKeep {
+		opts.Keep = MinKeep
+	}
+	if opts.PruneEvery <= 0 {
+		opts.PruneEvery = time.Hour
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{db: db, q: q, closeDB: closeDB, opts: opts, writes: make(chan *write, maxBatch), quit: make(chan struct{}),
+		ended: make(chan struct{}), running: map[entry]bool{}}
+	if _, err := s.prune(); err != nil {
+		return nil, err
 	}
 	go s.writer()
 	return s, nil
 }
 
-// Close stops the writer (pending writes fail) and closes the database.
+// Close stops the writer (pending writes fail) and closes the database
+// (not a shared Postgres pool).
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.quit) })
 	<-s.ended
-	return s.db.Close()
+	return s.closeDB()
 }
 
 // Claim is what Begin found for a key.
@@ -189,13 +238,11 @@ func (s *Store) Begin(ctx context.Context, senderID string, req sessions.SendReq
 		var got []byte
 		var id string
 		var answered sql.NullString
-		err := tx.QueryRow(`SELECT request_hash, message_id, answered_at FROM sends WHERE sender_id = ? AND key = ?`,
-			e.senderID, e.key).Scan(&got, &id, &answered)
+		err := tx.QueryRow(s.q.get, e.senderID, e.key).Scan(&got, &id, &answered)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			claim.MessageID = newID()
-			_, err = tx.Exec(`INSERT INTO sends (sender_id, key, request_hash, message_id, created_at) VALUES (?, ?, ?, ?, ?)`,
-				e.senderID, e.key, hash, claim.MessageID, s.opts.Now().UnixMilli())
+			_, err = tx.Exec(s.q.insert, e.senderID, e.key, hash, claim.MessageID, s.opts.Now().UnixMilli())
 			return err
 		case err != nil:
 			return err
@@ -229,8 +276,7 @@ func (s *Store) Begin(ctx context.Context, senderID string, req sessions.SendReq
 func (s *Store) Finish(ctx context.Context, senderID, key string, ans sessions.SentMessage) error {
 	defer s.release(entry{senderID, key})
 	return s.do(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE sends SET message_id = ?, answered_at = ? WHERE sender_id = ? AND key = ?`,
-			ans.ID, ans.Timestamp.Format(time.RFC3339Nano), senderID, key)
+		_, err := tx.Exec(s.q.finish, ans.ID, ans.Timestamp.Format(time.RFC3339Nano), senderID, key)
 		return err
 	})
 }
@@ -249,7 +295,7 @@ func (s *Store) release(e entry) {
 func (s *Store) Prune(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.do(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`DELETE FROM sends WHERE created_at < ?`, s.opts.Now().Add(-s.opts.Keep).UnixMilli())
+		res, err := tx.Exec(s.q.prune, s.opts.Now().Add(-s.opts.Keep).UnixMilli())
 		if err == nil {
 			n, err = res.RowsAffected()
 		}
@@ -259,7 +305,7 @@ func (s *Store) Prune(ctx context.Context) (int64, error) {
 }
 
 func (s *Store) prune() (int64, error) {
-	res, err := s.db.Exec(`DELETE FROM sends WHERE created_at < ?`, s.opts.Now().Add(-s.opts.Keep).UnixMilli())
+	res, err := s.db.Exec(s.q.prune, s.opts.Now().Add(-s.opts.Keep).UnixMilli())
 	if err != nil {
 		return 0, err
 	}

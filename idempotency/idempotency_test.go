@@ -16,6 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
@@ -49,18 +51,56 @@ func open(t *testing.T, path string, now func() time.Time) *idempotency.Store {
 	return s
 }
 
+// eachStore runs test on each kind of store: a SQLite file, and a real
+// Postgres database migrated by pgstore. open opens the test's store (again
+// after a Close: the same database).
+func eachStore(t *testing.T, test func(t *testing.T, open func(now func() time.Time) *idempotency.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), idempotency.File)
+		test(t, func(now func() time.Time) *idempotency.Store { return open(t, path, now) })
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("database mode: %v %v, want 0600", fi.Mode(), err)
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		ctx := context.Background()
+		db, err := pgstore.Open(ctx, pgtest.Start(t).NewDatabase(t), pgstore.PoolOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if _, err := pgstore.Migrate(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		test(t, func(now func() time.Time) *idempotency.Store {
+			s, err := idempotency.OpenPostgres(db, idempotency.Options{Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
+		if err := db.PingContext(ctx); err != nil {
+			t.Errorf("closing the store closed the shared pool: %v", err)
+		}
+	})
+}
+
 // ids makes message ids id-1, id-2, ... and counts them.
 type ids struct{ n atomic.Int64 }
 
 func (i *ids) next() string { return fmt.Sprintf("id-%d", i.n.Add(1)) }
 
 func TestAnswerIsKeptAcrossAReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), idempotency.File)
+	eachStore(t, testAnswerIsKeptAcrossAReopen)
+}
+
+func testAnswerIsKeptAcrossAReopen(t *testing.T, open func(now func() time.Time) *idempotency.Store) {
 	ctx := context.Background()
 	var gen ids
 	req := sessions.SendRequest{To: "+4915112345678", Text: "hello", IdempotencyKey: "order-1"}
 
-	s := open(t, path, nil)
+	s := open(nil)
 	c, err := s.Begin(ctx, "alice", req, gen.next)
 	if err != nil || c.Answer != nil || c.MessageID != "id-1" {
 		t.Fatalf("first Begin = %+v, %v", c, err)
@@ -81,7 +121,7 @@ func TestAnswerIsKeptAcrossAReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = open(t, path, nil)
+	s = open(nil)
 	c, err = s.Begin(ctx, "alice", req, gen.next)
 	if err != nil || c.Answer == nil || *c.Answer != sent {
 		t.Fatalf("Begin after a reopen = %+v, %v; want the answer %+v", c, err, sent)
@@ -112,17 +152,17 @@ func TestAnswerIsKeptAcrossAReopen(t *testing.T) {
 	if n := gen.n.Load(); n != 2 {
 		t.Errorf("%d message ids made, want 2", n)
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("database mode: %v %v, want 0600", fi.Mode(), err)
-	}
 }
 
 func TestEntriesArePrunedAfterADay(t *testing.T) {
-	path := filepath.Join(t.TempDir(), idempotency.File)
+	eachStore(t, testEntriesArePrunedAfterADay)
+}
+
+func testEntriesArePrunedAfterADay(t *testing.T, open func(now func() time.Time) *idempotency.Store) {
 	ctx := context.Background()
 	clk := &clock{now: time.Now()}
 	var gen ids
-	s := open(t, path, clk.Now)
+	s := open(clk.Now)
 	req := sessions.SendRequest{To: "+4915112345678", Text: "hi", IdempotencyKey: "k"}
 	if _, err := s.Begin(ctx, "alice", req, gen.next); err != nil {
 		t.Fatal(err)
@@ -161,8 +201,11 @@ func TestKeys(t *testing.T) {
 // Many sends at once commit in a few transactions, and each gets its own
 // answer.
 func TestConcurrentSendsCommitTogether(t *testing.T) {
-	path := filepath.Join(t.TempDir(), idempotency.File)
-	s := open(t, path, nil)
+	eachStore(t, testConcurrentSendsCommitTogether)
+}
+
+func testConcurrentSendsCommitTogether(t *testing.T, open func(now func() time.Time) *idempotency.Store) {
+	s := open(nil)
 	ctx := context.Background()
 	const n = 500
 	var wg sync.WaitGroup

@@ -160,10 +160,13 @@ type Stored struct {
 // Discover lists the session directories, sorted by id. Entries whose name
 // is not a valid session directory are skipped; a symlinked session
 // directory is listed (so it can be reported) but never followed.
-func (d *Dir) Discover() ([]Stored, error) {
-	entries, err := os.ReadDir(d.root)
+func (d *Dir) Discover() ([]Stored, error) { return discover(d.root) }
+
+// discover is Discover on the sessions directory root.
+func discover(root string) ([]Stored, error) {
+	entries, err := os.ReadDir(root)
 	if err != nil {
-		return nil, fmt.Errorf("read sessions directory %s: %w", d.root, err)
+		return nil, fmt.Errorf("read sessions directory %s: %w", root, err)
 	}
 	var out []Stored
 	for _, e := range entries {
@@ -180,7 +183,7 @@ func (d *Dir) Discover() ([]Stored, error) {
 		}
 		s := Stored{ID: id}
 		if e.IsDir() {
-			_, err := os.Lstat(filepath.Join(d.root, name, stoppedFile))
+			_, err := os.Lstat(filepath.Join(root, name, stoppedFile))
 			s.Stopped = err == nil
 		}
 		out = append(out, s)

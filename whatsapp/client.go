@@ -89,19 +89,50 @@ type Options struct {
 	PublishTimeout time.Duration
 }
 
-// StoreOpener opens sessions from a sessions directory as whatsmeow clients.
+// Store is one session's open whatsmeow store, as its client uses it:
+// SQLiteStores' (a file per session) or PostgresStores' (a device in the
+// shared database).
+type Store interface {
+	// Device is the store's device: the paired one, or a new unsaved one.
+	Device() *wastore.Device
+	// Paired makes the credentials a pairing just saved durable and
+	// findable at the next open.
+	Paired(ctx context.Context, jid types.JID) error
+	// Forget deletes device jid's credentials (whatsmeow may have deleted
+	// them already), durably.
+	Forget(ctx context.Context, jid types.JID) error
+	// Rest lets the store's idle resources go; the next use takes them
+	// again.
+	Rest()
+	// Close closes the store.
+	Close() error
+}
+
+// Stores opens sessions' stores. With opts.Create, a session that does not
+// exist yet is recorded with an empty store.
+type Stores interface {
+	Open(ctx context.Context, id string, opts store.OpenOptions) (Store, error)
+}
+
+// StoreOpener opens sessions from their stores as whatsmeow clients.
 type StoreOpener struct {
-	dir  *store.Dir
-	opts Options
-	http *http.Client
+	stores Stores
+	opts   Options
+	http   *http.Client
 }
 
 var _ Opener = (*StoreOpener)(nil)
 
-// NewStoreOpener returns an Opener over dir. Every client shares one HTTP
+// NewStoreOpener returns an Opener over the sessions directory dir
+// (STORE=sqlite).
+func NewStoreOpener(dir *store.Dir, opts Options) *StoreOpener {
+	return NewOpener(SQLiteStores{Dir: dir}, opts)
+}
+
+// NewOpener returns an Opener over stores. Every client shares one HTTP
 // client for its websocket, so a thousand sessions do not carry a thousand
 // transports. A nil opts.Sink is refused when a client is opened.
-func NewStoreOpener(dir *store.Dir, opts Options) *StoreOpener {
+func NewOpener(stores Stores, opts Options) *StoreOpener {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
@@ -118,7 +149,7 @@ func NewStoreOpener(dir *store.Dir, opts Options) *StoreOpener {
 		tr.TLSClientConfig = &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 		hc = &http.Client{Transport: tr}
 	}
-	return &StoreOpener{dir: dir, opts: opts, http: hc}
+	return &StoreOpener{stores: stores, opts: opts, http: hc}
 }
 
 // SetDeviceName sets the name the phone shows for linked devices. whatsmeow
@@ -135,7 +166,7 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 		return nil, errors.New("whatsapp: Options.Sink is required")
 	}
 	log := o.opts.Log.With("session_id", id)
-	sess, err := o.dir.Open(ctx, id, store.OpenOptions{
+	sess, err := o.stores.Open(ctx, id, store.OpenOptions{
 		Create:      create,
 		Log:         Logger(log, "store"),
 		IdleTimeout: o.opts.StoreIdleTimeout,
@@ -144,7 +175,7 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 	if err != nil {
 		return nil, err
 	}
-	cli := whatsmeow.NewClient(sess.Device, Logger(log, "whatsmeow"))
+	cli := whatsmeow.NewClient(sess.Device(), Logger(log, "whatsmeow"))
 	// The session actor owns retries (our backoff, our rate limit).
 	cli.EnableAutoReconnect = false
 	cli.InitialAutoReconnect = false
@@ -159,7 +190,7 @@ func (o *StoreOpener) Open(ctx context.Context, id string, create bool, emit fun
 	cli.EnableDecryptedEventBuffer = true
 	c := &client{cli: cli, sess: sess, emit: emit, closed: make(chan struct{}), id: id, log: log,
 		sink: o.opts.Sink, publishTimeout: o.opts.PublishTimeout, contacts: contacts{lookup: cli.IsOnWhatsApp}, drop: cli.Disconnect}
-	if id := sess.Device.ID; id != nil {
+	if id := sess.Device().ID; id != nil {
 		c.jid.Store(ptrTo(*id))
 	}
 	cli.AddEventHandlerWithSuccessStatus(c.handle)
@@ -188,7 +219,7 @@ func (w *writeHealth) WriteOK() {
 // client adapts a whatsmeow.Client to Client.
 type client struct {
 	cli  *whatsmeow.Client
-	sess *store.Session
+	sess Store
 	emit func(Event)
 	id   string // the session's
 	log  *slog.Logger
@@ -220,9 +251,8 @@ const forgetTimeout = 30 * time.Second
 // syncTimeout bounds making a newly paired device's credentials durable.
 const syncTimeout = 30 * time.Second
 
-// forget deletes the device WhatsApp logged out from the store, committed
-// and synced (see syncCredentials), and reports why it could not delete
-// it. whatsmeow deletes it too, but on the connection's context, which the
+// forget deletes the device WhatsApp logged out from the store, durably
+// (Store.Forget), and reports why it could not delete it. whatsmeow deletes it too, but on the connection's context, which the
 // session cancels as soon as it hears of the logout: that delete is often
 // lost, and the revoked keys would log in again at the next start.
 func (c *client) forget() error {
@@ -232,23 +262,12 @@ func (c *client) forget() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), forgetTimeout)
 	defer cancel()
-	if err := c.sess.Container.DeleteDevice(ctx, &wastore.Device{ID: jid}); err != nil {
-		return err
+	err := c.sess.Forget(ctx, *jid)
+	if errors.Is(err, errNotSynced) {
+		c.log.Error("logged out device deleted, but", "err", err)
+		return nil
 	}
-	c.syncCredentials(ctx, "logout")
-	return nil
-}
-
-// syncCredentials makes the credentials a pairing just saved, or a logout
-// just deleted, survive a power loss (store.Session.Sync): the store runs
-// at synchronous(NORMAL), whose commits survive kill -9 only. A failure is
-// logged, not returned: the write itself committed, and only a power loss
-// before the next checkpoint (the store's connection closing, at the
-// latest) could undo it. after names the write, for the log.
-func (c *client) syncCredentials(ctx context.Context, after string) {
-	if err := c.sess.Sync(ctx); err != nil {
-		c.log.Error("store not synced after "+after+": a power loss before its next checkpoint may undo it", "err", err)
-	}
+	return err
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -339,7 +358,14 @@ func (c *client) Logout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.syncCredentials(ctx, "logout")
+	// whatsmeow deleted the device; Forget makes that durable (and, on
+	// Postgres, unrecords the device). A failure is logged, not returned:
+	// the unlink happened.
+	if jid := c.jid.Load(); jid != nil {
+		if err := c.sess.Forget(ctx, *jid); err != nil {
+			c.log.Error("logged out, but the store did not confirm the deletion", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -391,7 +417,9 @@ func (c *client) handle(raw any) bool {
 		// whatsmeow saved the device before dispatching the event.
 		c.jid.Store(ptrTo(e.ID))
 		ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
-		c.syncCredentials(ctx, "pairing")
+		if err := c.sess.Paired(ctx, e.ID); err != nil {
+			c.log.Error("paired, but the store did not confirm the credentials: a power loss or restart may lose them", "err", err)
+		}
 		cancel()
 		c.emit(PairSuccess{JID: e.ID.String()})
 	case *events.PushNameSetting:

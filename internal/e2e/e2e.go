@@ -72,6 +72,7 @@ func NewFake(t testing.TB, opts fakeserver.Options) *Fake {
 func Config(dir string, f *Fake) config.Config {
 	cfg := config.Config{
 		HTTPAddr: "127.0.0.1:0", SessionsDir: dir, APIKey: APIKey, AutoRestore: true,
+		Store: config.StoreSQLite, DatabaseMaxConns: 20,
 		RestoreConcurrency: 64, ConnectRate: 1000, ConnectBurst: 100, StoreIdleTimeout: 2 * time.Second,
 		BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second, BackoffReset: time.Minute,
 		RestartBudget: 3, RestartWindow: time.Minute,
