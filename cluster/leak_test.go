@@ -1,0 +1,22 @@
+package cluster_test
+
+import "go.uber.org/goleak"
+
+// leakIgnores are goroutines the pinned protoactor-go leaves behind after
+// its members shut down, none of them started by this package: each actor
+// system's throttles (they never stop), and the gRPC connections its
+// remote's endpoint writers dialled (a shut-down remote does not close the
+// ones to members that are gone; they keep redialling in the background).
+// This package's own goroutines (the sweep, the etcd provider's keep-alive
+// and watch, the requests) and its etcd client are still checked.
+func leakIgnores() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1"),
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottleWithLogger.func1"),
+		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.(*Gossiper).StartGossiping.NewThrottle.func3.1"),
+		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.NewGossipActor.NewThrottleWithLogger.func2.1"),
+		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
+		goleak.IgnoreTopFunction("google.golang.org/grpc.(*addrConn).resetTransport"),
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+	}
+}
