@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
@@ -130,6 +131,7 @@ func (d *db) Active(context.Context) ([]string, error) {
 type local struct {
 	d      *db
 	name   string
+	fleets atomic.Int64 // Fleet calls
 	mu     sync.Mutex
 	hosted map[string]bool
 }
@@ -218,6 +220,7 @@ func (l *local) Status(_ context.Context, id string) (sessions.Status, error) {
 }
 
 func (l *local) Fleet(context.Context) (sessions.Fleet, error) {
+	l.fleets.Add(1)
 	hosted, _ := l.Hosted(context.Background())
 	start := time.Now().Add(-time.Minute)
 	f := sessions.Fleet{Counts: map[sessions.State]int{sessions.StateConnected: len(hosted)},

@@ -5,7 +5,7 @@ import "go.uber.org/goleak"
 // leakIgnores are goroutines the pinned protoactor-go leaves behind after
 // its members shut down, none of them started by this package: each actor
 // system's throttles (they never stop), and the gRPC connections its
-// remote's endpoint writers dialled (a shut-down remote does not close the
+// remote's endpoint writers dialled or still redial (a shut-down remote does not close the
 // ones to members that are gone; they keep redialling in the background).
 // This package's own goroutines (the sweep, the etcd provider's keep-alive
 // and watch, the requests) and its etcd client are still checked.
@@ -17,6 +17,9 @@ func leakIgnores() []goleak.Option {
 		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/cluster.NewGossipActor.NewThrottleWithLogger.func2.1"),
 		goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
 		goleak.IgnoreTopFunction("google.golang.org/grpc.(*addrConn).resetTransport"),
+		// An endpoint writer retries a failed dial (a peer that refused the
+		// handshake) a few times, seconds apart, in its actor.
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*endpointWriter).initialize"),
 		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/gofun/set"
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
 )
 
 // convenience customary type to represent an empty value
@@ -184,9 +185,13 @@ func (ga *GossipActor) sendGossipForMember(member *Member, memberStateDelta *Mem
 	// a short timeout is massively important, we cannot afford hanging around waiting
 	// for timeout, blocking other gossips from getting through
 
+	// whatsapp-sessions patch: the delta shares its entries with the
+	// informer's state, which this actor goes on changing while the remote's
+	// endpoint writer serialises the request in another goroutine (a data
+	// race); it sends a copy.
 	msg := GossipRequest{
 		FromMemberId: member.Id,
-		State:        memberStateDelta.State,
+		State:        proto.Clone(memberStateDelta.State).(*GossipState),
 	}
 	future := ctx.RequestFuture(pid, &msg, ga.gossipRequestTimeout)
 

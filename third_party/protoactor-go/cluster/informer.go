@@ -22,7 +22,9 @@ const (
 )
 
 // create and seed a pseudo random numbers generator
-var rnd = rand.New(rand.NewSource(time.Now().UnixMicro()))
+// whatsapp-sessions patch: a *rand.Rand is not safe for concurrent use, and every
+// member of a process shuffles with it; the package-level functions are.
+var rnd = struct{ Shuffle func(int, func(int, int)) }{rand.Shuffle}
 
 // The Informer data structure implements the Gossip interface
 type Informer struct {
