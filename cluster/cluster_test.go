@@ -14,6 +14,7 @@ import (
 	"time"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
@@ -39,6 +40,7 @@ type memberOpts struct {
 	addr     string
 	timeout  time.Duration
 	noDB     bool // a member the lease table does not know (never eligible)
+	reg      prometheus.Registerer
 }
 
 const (
@@ -61,7 +63,7 @@ func startMember(t *testing.T, d *db, name string, o memberOpts) *member {
 		Leases: leases{d: d, name: name}, Local: l, Registry: d,
 		RequestTimeout: cmpOr(o.timeout, 5*time.Second), SweepEvery: 300 * time.Millisecond,
 		BatchSize: batchSize, BatchPause: batchPause,
-		Log: testLog(t, name),
+		Log: testLog(t, name), Registerer: o.reg,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)

@@ -20,6 +20,10 @@ func leakIgnores() []goleak.Option {
 		// An endpoint writer retries a failed dial (a peer that refused the
 		// handshake) a few times, seconds apart, in its actor.
 		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*endpointWriter).initialize"),
+		// The automanaged provider's monitor notices its shutdown after its
+		// current round (a sleep of its refresh period, or peers' health
+		// requests of up to 2 s); nothing can wait for it.
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged.(*AutoManagedProvider).monitorMemberStatusChanges.func1"),
 		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
 	}
 }

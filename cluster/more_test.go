@@ -18,6 +18,7 @@ import (
 	"time"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
@@ -29,12 +30,18 @@ func TestStaticPeers(t *testing.T) {
 	d := newDB(all...)
 	ports := []int{freePort(t), freePort(t)}
 	peers := []string{"127.0.0.1:" + strconv.Itoa(ports[0]), "127.0.0.1:" + strconv.Itoa(ports[1])}
+	reg := prometheus.NewRegistry()
 	static := func(port int) memberOpts {
 		return memberOpts{provider: func() protocluster.ClusterProvider { return cluster.StaticProvider(peers, port) }}
 	}
-	a := startMember(t, d, "a", static(ports[0]))
+	ao := static(ports[0])
+	ao.reg = reg
+	a := startMember(t, d, "a", ao)
 	b := startMember(t, d, "b", static(ports[1]))
 	waitMembers(t, 2, a, b)
+	if n := gaugeValue(t, reg, "whatsapp_cluster_members"); n != 2 {
+		t.Errorf("whatsapp_cluster_members %v, want 2", n)
+	}
 	allHeld(t, d, all, "a", "b")
 	ctx := context.Background()
 	for _, id := range all {
@@ -159,4 +166,20 @@ func freePort(t *testing.T) int {
 		t.Fatal(fmt.Errorf("port %q: %w", p, err))
 	}
 	return n
+}
+
+// gaugeValue is the value of reg's gauge name.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s in the registry", name)
+	return 0
 }

@@ -15,8 +15,9 @@ const (
 	ClusterStatic = "static"
 )
 
-// Clustered says whether this node is one of several (CLUSTER is not none).
-func (c Config) Clustered() bool { return c.Cluster != ClusterNone }
+// Clustered says whether this node is one of several (CLUSTER is set and
+// not none).
+func (c Config) Clustered() bool { return c.Cluster != "" && c.Cluster != ClusterNone }
 
 // EtcdEndpointList is EtcdEndpoints' URLs, without blanks.
 func (c Config) EtcdEndpointList() []string { return splitList(c.EtcdEndpoints) }
@@ -35,15 +36,17 @@ func splitList(s string) []string {
 }
 
 // validateCluster reports every CLUSTER* setting that cannot work. With
-// CLUSTER=none the other cluster settings are ignored.
+// CLUSTER none (or unset, in a literal Config) the other cluster settings
+// are ignored.
 func (c Config) validateCluster() []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.LeaseTTL < 3*time.Second {
+	// Leases exist with the Postgres store, clustered or not.
+	if (c.Store == "postgres" || c.Clustered()) && c.LeaseTTL < 3*time.Second {
 		bad("LEASE_TTL must be at least 3s (renewed every third of it), got %v", c.LeaseTTL)
 	}
 	switch c.Cluster {
-	case ClusterNone:
+	case "", ClusterNone:
 		return errs
 	case ClusterEtcd, ClusterStatic:
 	default:
