@@ -18,10 +18,10 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
 // Kind is the grain kind of a session; a grain's identity is its senderId.

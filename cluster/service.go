@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
@@ -202,15 +203,7 @@ func (s *Service) Fleet(ctx context.Context) (sessions.Fleet, error) {
 	if !allFinished {
 		out.Restore.Finished = nil
 	}
-	slices.SortFunc(out.Sessions, func(a, b sessions.Status) int {
-		switch {
-		case a.SenderID < b.SenderID:
-			return -1
-		case a.SenderID > b.SenderID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out.Sessions, func(a, b sessions.Status) int { return strings.Compare(a.SenderID, b.SenderID) })
 	return out, nil
 }
 
