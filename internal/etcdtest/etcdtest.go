@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -64,6 +65,9 @@ func Start(tb testing.TB) *Server {
 		"--initial-cluster", "test="+peer,
 		"--unsafe-no-fsync", "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// A test binary that dies (a panic, a timeout) runs no cleanup: the
+	// kernel kills etcd with it instead of leaving it running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
 		tb.Fatalf("etcdtest: start %s: %v", bin, err)
