@@ -111,7 +111,8 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		return a, err
 	}
 
-	m := metrics.New(a.registry)
+	reg := metricsRegisterer(cfg, a.registry)
+	m := metrics.New(reg)
 	// Before the manager, so that it closes after every session stopped
 	// (a stopping session may still publish events).
 	if err := a.openWebhooks(dir, m); err != nil {
@@ -174,11 +175,24 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	if cfg.MetricsAddr != "" {
 		listeners = append(listeners, "metrics")
 	}
-	conns := metrics.NewConns(a.registry, listeners...)
+	conns := metrics.NewConns(reg, listeners...)
 	metricsHandler := promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry})
+	var (
+		svc       sessions.Service   = a.mgr
+		messenger sessions.Messenger = a.mgr
+	)
+	if cfg.Clustered() {
+		// The wiring round fills clusterDeps (lease.Keeper, the manager's
+		// Adopt/Release/Hosted, the Postgres registry).
+		node, err := a.joinCluster(cfg, clusterDeps{}, reg)
+		if err != nil {
+			return a, err
+		}
+		svc, messenger = node.Service(), node.Service()
+	}
 	hopts := apihttp.Options{
-		Sessions:   a.mgr,
-		Messenger:  a.mgr,
+		Sessions:   svc,
+		Messenger:  messenger,
 		APIKey:     a.apiKey,
 		Log:        log,
 		Observer:   m,

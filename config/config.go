@@ -136,6 +136,40 @@ type Config struct {
 	// WebhookAllowPrivate lets webhook URLs reach loopback, private and
 	// link-local addresses (for tests and receivers on the same network).
 	WebhookAllowPrivate bool `envconfig:"WEBHOOK_ALLOW_PRIVATE" default:"false"`
+
+	// Cluster is none (one process), etcd (membership in etcd at
+	// EtcdEndpoints) or static (protoactor's automanaged provider over
+	// ClusterPeers); see ClusterConfig in cluster.go.
+	Cluster string `envconfig:"CLUSTER" default:"none"`
+	// EtcdEndpoints, comma-separated URLs, is where CLUSTER=etcd keeps
+	// the membership.
+	EtcdEndpoints string `envconfig:"ETCD_ENDPOINTS"`
+	// ClusterPeers, comma-separated host:port, are every node's
+	// membership port for CLUSTER=static (this node's included);
+	// ClusterStaticPort is the one this node serves (all interfaces,
+	// plain HTTP, answering only its cluster address and kinds).
+	ClusterPeers      string `envconfig:"CLUSTER_PEERS"`
+	ClusterStaticPort int    `envconfig:"CLUSTER_STATIC_PORT" default:"6330"`
+	// ClusterAddr is the host:port this node's protoactor remote listens
+	// on; ClusterAdvertise what the other nodes dial (default ClusterAddr).
+	ClusterAddr      string `envconfig:"CLUSTER_ADDR"`
+	ClusterAdvertise string `envconfig:"CLUSTER_ADVERTISE"`
+	// NodeName names this node in statuses, logs, metrics and the lease
+	// table; default the host name.
+	NodeName string `envconfig:"NODE_NAME"`
+	// ClusterTLSCert, ClusterTLSKey and ClusterTLSCA are PEM files: this
+	// node's certificate and key, and the CA every node's certificate is
+	// signed by (mutual TLS between nodes). All three or none; none only
+	// with ClusterInsecure, which says the nodes share a private network
+	// that nothing else can reach.
+	ClusterTLSCert  string `envconfig:"CLUSTER_TLS_CERT"`
+	ClusterTLSKey   string `envconfig:"CLUSTER_TLS_KEY"`
+	ClusterTLSCA    string `envconfig:"CLUSTER_TLS_CA"`
+	ClusterInsecure bool   `envconfig:"CLUSTER_INSECURE" default:"false"`
+	// LeaseTTL is how long a session's lease outlives its owner's last
+	// renewal; a node renews every LeaseTTL/3 and disconnects its sessions
+	// after LeaseTTL/2 without a successful renewal.
+	LeaseTTL time.Duration `envconfig:"LEASE_TTL" default:"15s"`
 }
 
 // WebhookURLs are WebhookURL's URLs, in order, without blanks.
@@ -190,6 +224,12 @@ func Load() (Config, error) {
 	}
 	if err := c.readDatabaseURLFile(); err != nil {
 		return Config{}, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname()
+	}
+	if c.ClusterAdvertise == "" {
+		c.ClusterAdvertise = c.ClusterAddr
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -311,6 +351,7 @@ func (c Config) Validate() error {
 		bad("FAKE_WA_ADDR needs WHATSAPP_TEST_MODE=true")
 	}
 	errs = append(errs, c.validateWebhooks()...)
+	errs = append(errs, c.validateCluster()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
 	}

@@ -83,6 +83,9 @@ type Status struct {
 	NextRetryAt     *time.Time `json:"nextRetryAt"`
 	Error           *ErrorInfo `json:"error"`
 	UserAction      UserAction `json:"userAction"`
+	// Node is the NODE_NAME of the node running the session, in a
+	// cluster (CLUSTER set); absent on a single node.
+	Node string `json:"node,omitempty"`
 }
 
 // Fleet is every session's status with counts by state and the progress of

@@ -1,0 +1,170 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// sweepLoop sweeps every SweepEvery and on each topology change, one
+// sweep at a time, until ctx ends.
+func (n *Node) sweepLoop(ctx context.Context) {
+	defer n.swept.Done()
+	t := time.NewTicker(n.opts.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-n.nudge:
+		}
+		if err := n.Sweep(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("cluster: sweep failed", "err", err)
+		}
+	}
+}
+
+// Sweep is one round of balancing, as the loop runs it every SweepEvery
+// and on each topology change: it adopts, in paced batches, the active
+// sessions placed on this node that no live eligible node holds, then
+// hands over, one paced batch at a time, the sessions this node hosts
+// whose rendezvous choice is another live eligible node. A node that is
+// not itself live and eligible (leaving, or cut off) adopts nothing.
+func (n *Node) Sweep(ctx context.Context) error {
+	p, err := n.placer(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := p.live[n.opts.Name]; !ok {
+		return nil
+	}
+	ids, err := n.opts.Registry.Active(ctx)
+	if err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	hostedList, err := n.opts.Local.Hosted(ctx)
+	if err != nil {
+		return fmt.Errorf("hosted sessions: %w", err)
+	}
+	hosted := make(map[string]bool, len(hostedList))
+	for _, id := range hostedList {
+		hosted[id] = true
+	}
+	holders, err := n.opts.Leases.Holders(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("lease holders: %w", err)
+	}
+	var adopt []string
+	for _, id := range ids {
+		if hosted[id] {
+			continue
+		}
+		if _, held := p.live[holders[id]]; held {
+			continue
+		}
+		if peer, ok := p.rendezvous(id); ok && peer.Name == n.opts.Name {
+			adopt = append(adopt, id)
+		}
+	}
+	if err := n.inBatches(ctx, adopt, n.opts.BatchPause, func(batch []string) error {
+		n.metrics.adopted(len(batch))
+		return n.opts.Local.Adopt(ctx, batch)
+	}); err != nil {
+		return fmt.Errorf("adopt: %w", err)
+	}
+	moves := map[string][]string{} // target address -> ids
+	for _, id := range hostedList {
+		if peer, ok := p.rendezvous(id); ok && peer.Name != n.opts.Name {
+			moves[peer.Address] = append(moves[peer.Address], id)
+		}
+	}
+	return n.handOver(ctx, moves, n.opts.BatchPause)
+}
+
+// handOverAll hands every session this node hosts to its rendezvous
+// choice among the other live eligible nodes, in batches without pause
+// (a shutdown).
+func (n *Node) handOverAll(ctx context.Context) error {
+	p, err := n.placer(ctx)
+	if err != nil {
+		return err
+	}
+	delete(p.live, n.opts.Name) // whatever Eligible still says
+	others := make([]Peer, 0, len(p.live))
+	for _, peer := range p.live {
+		others = append(others, peer)
+	}
+	p = newPlacer(others)
+	hosted, err := n.opts.Local.Hosted(ctx)
+	if err != nil {
+		return fmt.Errorf("hosted sessions: %w", err)
+	}
+	moves := map[string][]string{}
+	var stranded []string
+	for _, id := range hosted {
+		if peer, ok := p.rendezvous(id); ok {
+			moves[peer.Address] = append(moves[peer.Address], id)
+		} else {
+			stranded = append(stranded, id)
+		}
+	}
+	err = n.handOver(ctx, moves, 0)
+	if len(stranded) > 0 {
+		// No other node: release anyway, so that the leases are free
+		// for whichever node comes next instead of waiting to expire.
+		err = errors.Join(err, n.inBatches(ctx, stranded, 0, func(b []string) error {
+			return n.opts.Local.Release(ctx, b)
+		}))
+	}
+	return err
+}
+
+// handOver moves sessions to their targets one batch at a time, pause
+// apart: release the batch here (disconnect, close, release the lease),
+// stop its grains here, then ask the target to adopt it, and wait for that
+// answer before the next batch: never more than one batch in flight.
+func (n *Node) handOver(ctx context.Context, moves map[string][]string, pause time.Duration) error {
+	i := 0
+	for addr, ids := range moves {
+		for start := 0; start < len(ids); start += n.opts.BatchSize {
+			if i > 0 && pause > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(pause):
+				}
+			}
+			i++
+			batch := ids[start:min(start+n.opts.BatchSize, len(ids))]
+			if err := n.opts.Local.Release(ctx, batch); err != nil {
+				return fmt.Errorf("release: %w", err)
+			}
+			n.system.Root.Send(n.nodePID, stopGrains{ids: batch})
+			n.metrics.handedOver(len(batch))
+			if _, err := n.call(ctx, nodePIDAt(addr), request{Op: opAdopt, IDs: batch}); err != nil {
+				// Their leases are free: the target's own sweep adopts them.
+				n.log.Warn("cluster: the hand-over's target did not confirm", "target", addr, "sessions", len(batch), "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// inBatches calls f on ids in batches of BatchSize, pause apart.
+func (n *Node) inBatches(ctx context.Context, ids []string, pause time.Duration, f func([]string) error) error {
+	for start := 0; start < len(ids); start += n.opts.BatchSize {
+		if start > 0 && pause > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
+		}
+		if err := f(ids[start:min(start+n.opts.BatchSize, len(ids))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
