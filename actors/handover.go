@@ -2,7 +2,6 @@ package actors
 
 import (
 	"slices"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -66,13 +65,7 @@ func (m *manager) onAdoptable(ctx actor.Context, msg adoptable) {
 	if m.shuttingDown {
 		return
 	}
-	for _, id := range msg.stopped {
-		if m.sessions[id] == nil {
-			e := &entry{status: sessions.Status{SenderID: id, State: sessions.StateStopped, Since: time.Now()}}
-			m.sessions[id] = e
-			m.publish(id, e)
-		}
-	}
+	m.showStopped(msg.stopped)
 	ids := slices.DeleteFunc(msg.ids, func(id string) bool { return m.sessions[id] != nil })
 	if len(ids) > 0 {
 		m.log.Info("adopting sessions", "count", len(ids), "stopped", len(msg.stopped))

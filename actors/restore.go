@@ -83,15 +83,20 @@ func (m *manager) onDiscovered(ctx actor.Context, msg discovered) {
 	if m.shuttingDown {
 		return
 	}
-	// A session the operator stopped stays stopped, and listed as such.
-	for _, id := range msg.stopped {
+	m.showStopped(msg.stopped)
+	m.restoreAll(ctx, msg.ids, len(msg.stopped))
+}
+
+// showStopped lists the sessions the operator stopped, which stay stopped,
+// as stopped (those not listed yet).
+func (m *manager) showStopped(ids []string) {
+	for _, id := range ids {
 		if m.sessions[id] == nil {
 			e := &entry{status: sessions.Status{SenderID: id, State: sessions.StateStopped, Since: time.Now()}}
 			m.sessions[id] = e
 			m.publish(id, e)
 		}
 	}
-	m.restoreAll(ctx, msg.ids, len(msg.stopped))
 }
 
 // restoreAll starts each of ids that is not running: a new one is spawned,
