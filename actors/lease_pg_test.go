@@ -72,16 +72,8 @@ func newPGNode(t *testing.T, name, url string, ttl time.Duration) *pgNode {
 // hand-over moves a session back at once.
 func TestRealLeasesOneConnectionPerSession(t *testing.T) {
 	srv := pgtest.Start(t)
-	url := srv.NewDatabase(t)
+	db, url := srv.OpenMigrated(t)
 	ctx := context.Background()
-	db, err := pgstore.Open(ctx, url, pgstore.PoolOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := pgstore.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
 	ids := []string{"p1", "p2", "p3"}
 	if _, err := db.Exec(`INSERT INTO ws_sessions (sender_id) SELECT unnest($1::text[])`, ids); err != nil {
 		t.Fatal(err)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
-	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
@@ -63,15 +62,7 @@ func eachStore(t *testing.T, test func(t *testing.T, open func(now func() time.T
 		}
 	})
 	t.Run("postgres", func(t *testing.T) {
-		ctx := context.Background()
-		db, err := pgstore.Open(ctx, pgtest.Start(t).NewDatabase(t), pgstore.PoolOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		if _, err := pgstore.Migrate(ctx, db); err != nil {
-			t.Fatal(err)
-		}
+		db, _ := pgtest.Start(t).OpenMigrated(t)
 		test(t, func(now func() time.Time) *idempotency.Store {
 			s, err := idempotency.OpenPostgres(db, idempotency.Options{Now: now})
 			if err != nil {
@@ -80,7 +71,7 @@ func eachStore(t *testing.T, test func(t *testing.T, open func(now func() time.T
 			t.Cleanup(func() { s.Close() })
 			return s
 		})
-		if err := db.PingContext(ctx); err != nil {
+		if err := db.PingContext(context.Background()); err != nil {
 			t.Errorf("closing the store closed the shared pool: %v", err)
 		}
 	})

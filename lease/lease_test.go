@@ -34,11 +34,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := pgtest.Start(t)
-	url := srv.NewDatabase(t)
-	db := open(t, url)
-	if _, err := pgstore.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
+	db, url := srv.OpenMigrated(t)
 	return &env{srv: srv, url: url, db: db}
 }
 

@@ -18,14 +18,7 @@ import (
 func openMigrated(t *testing.T) (*sql.DB, *pgstore.Devices) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := pgstore.Open(ctx, pgtest.Start(t).NewDatabase(t), pgstore.PoolOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := pgstore.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := pgtest.Start(t).OpenMigrated(t)
 	devs, err := pgstore.NewDevices(ctx, db, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 )
 
 // Server is one running PostgreSQL server, stopped when the test that
@@ -157,4 +159,22 @@ func freePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// OpenMigrated opens a pool on a new database of this server, migrated to
+// the service's schema (pgstore.Migrate), closed at tb's cleanup; it
+// returns the database's URL too.
+func (s *Server) OpenMigrated(tb testing.TB) (*sql.DB, string) {
+	tb.Helper()
+	url := s.NewDatabase(tb)
+	ctx := context.Background()
+	db, err := pgstore.Open(ctx, url, pgstore.PoolOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if _, err := pgstore.Migrate(ctx, db); err != nil {
+		tb.Fatal(err)
+	}
+	return db, url
 }
