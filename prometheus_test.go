@@ -38,7 +38,7 @@ import (
 //     be empty, and the test logs it.
 //
 // Grafana's variables get the values Grafana would give them: $session
-// its "All" value, $__rate_interval and $__range windows longer than the
+// and $node their "All" values, $__rate_interval and $__range windows longer than the
 // test. The alert rules file is loaded too, and every rule must evaluate
 // healthy. Skipped where the prometheus binary is missing, except in CI
 // (CI=true), where .ci/run installs it and its absence is a failure.
@@ -63,7 +63,7 @@ func TestRealPrometheusEvaluatesTheDashboardAndAlerts(t *testing.T) {
 	})
 	prom.waitScrapes(t, 2)
 
-	vars := strings.NewReplacer("$__rate_interval", "1m", "$__range", "10m", "${session}", ".+", "$session", ".+")
+	vars := strings.NewReplacer("$__rate_interval", "1m", "$__range", "10m", "${session}", ".+", "$session", ".+", "${node}", ".*", "$node", ".*")
 	for _, q := range deployQueries(t) {
 		expr := vars.Replace(q.expr)
 		if strings.Contains(expr, "$") {
@@ -147,8 +147,15 @@ func TestRealPrometheusEvaluatesTheDashboardAndAlerts(t *testing.T) {
 // nothing on this test's service, and why. Any other selector must select
 // something.
 var mayBeEmpty = map[string]string{
-	`whatsapp_http_requests_total{code=~"5.."}`: "the service served no 5xx response",
+	`whatsapp_http_requests_total{code=~"5.."}`:    "the service served no 5xx response",
+	`whatsapp_cluster_members`:                     single,
+	`whatsapp_cluster_members{node=~".*"}`:         single,
+	`whatsapp_cluster_handovers_total{node=~".*"}`: single,
+	`whatsapp_cluster_adoptions_total{node=~".*"}`: single,
 }
+
+// single is why the cluster's series are empty here.
+const single = "a single node (CLUSTER=none) has no cluster series"
 
 // setOperators splits an expression at its top-level set operators.
 var setOperators = regexp.MustCompile(`(?i)^\s*(and|or|unless)\b`)
