@@ -33,6 +33,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/events"
 	apihttp "github.com/whatsapp-sessions/whatsapp-sessions/http"
 	"github.com/whatsapp-sessions/whatsapp-sessions/idempotency"
+	"github.com/whatsapp-sessions/whatsapp-sessions/lease"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
@@ -56,6 +57,11 @@ type App struct {
 	events   *events.Hub
 	ready    atomic.Bool
 	serveErr chan error
+
+	// keeperCtx ends the lease keeper's renewals (STORE=postgres);
+	// keeperDone waits for them.
+	keeperCtx  context.Context
+	keeperDone sync.WaitGroup
 
 	closers   []func(context.Context) error // in creation order; Close runs them backwards
 	closeOnce sync.Once
@@ -137,6 +143,12 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		return a, err
 	}
 	a.onClose(func(context.Context) error { return idem.Close() })
+	var keeper *lease.Keeper
+	if pg != nil {
+		// Always with Postgres, even on one node: two processes on one
+		// database must never both connect a session.
+		keeper = a.leaseKeeper(pg, m)
+	}
 	wopts := whatsapp.Options{Log: log, StoreIdleTimeout: cfg.StoreIdleTimeout, Sink: sink}
 	var control fakeserver.Control
 	if cfg.TestMode {
@@ -144,7 +156,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 			return a, err
 		}
 	}
-	a.mgr, err = actors.NewManager(actors.Options{
+	mopts := actors.Options{
 		Registry:           registry,
 		Opener:             whatsapp.NewOpener(stores, wopts),
 		Metrics:            m,
@@ -158,7 +170,11 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		RequestTimeout:     cfg.RequestTimeout,
 		Sink:               sink,
 		Idempotency:        idem,
-	})
+	}
+	if keeper != nil {
+		mopts.Gate = keeper
+	}
+	a.mgr, err = actors.NewManager(mopts)
 	if err != nil {
 		return a, err
 	}
@@ -181,14 +197,33 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		svc       sessions.Service   = a.mgr
 		messenger sessions.Messenger = a.mgr
 	)
+	if keeper != nil {
+		// The manager exists now: a lost lease reaches its session.
+		a.runKeeper(keeper)
+	}
+	var driver *testmode.Driver
+	if control != nil {
+		driver = testmode.New(a.mgr, control)
+		a.onClose(func(context.Context) error { driver.Close(); return nil })
+	}
+	var test sessions.TestDriver
+	if driver != nil {
+		test = driver
+	}
 	if cfg.Clustered() {
-		// The wiring round fills clusterDeps (lease.Keeper, the manager's
-		// Adopt/Release/Hosted, the Postgres registry).
-		node, err := a.joinCluster(cfg, clusterDeps{}, reg)
+		deps := clusterDeps{Leases: clusterLeases{keeper}, Local: a.mgr, Registry: registry.(*pgstore.Registry)}
+		if driver != nil {
+			// A test action reaches the node hosting the session.
+			deps.Local = testLocal{Manager: a.mgr, Driver: driver}
+		}
+		node, err := a.joinCluster(cfg, deps, reg)
 		if err != nil {
 			return a, err
 		}
 		svc, messenger = node.Service(), node.Service()
+		if driver != nil {
+			test = node.Service()
+		}
 	}
 	hopts := apihttp.Options{
 		Sessions:   svc,
@@ -207,11 +242,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	if cfg.MetricsAddr == "" {
 		hopts.Metrics = metricsHandler
 	}
-	if control != nil {
-		driver := testmode.New(a.mgr, control)
-		a.onClose(func(context.Context) error { driver.Close(); return nil })
-		hopts.Test = driver
-	}
+	hopts.Test = test
 	conns.SetMax("api", maxConns)
 	limit := apihttp.NewConnLimit("api", maxConns, conns)
 	srv := apihttp.NewServer(apihttp.NewHandler(hopts), log, limit)
@@ -285,7 +316,11 @@ func (a *App) serve(srv *http.Server, limit *apihttp.ConnLimit, addr, env string
 // closes the App.
 func (a *App) Run(ctx context.Context) error {
 	// The HTTP server answers while the restore runs in the background.
-	if a.cfg.AutoRestore {
+	// In a cluster the sweep adopts each node's share instead: a restore
+	// on every node would have every node try every session.
+	if a.cfg.Clustered() {
+		a.log.Info("CLUSTER is set: this node adopts its share of the stored sessions as it sweeps")
+	} else if a.cfg.AutoRestore {
 		if err := a.mgr.Restore(ctx, nil); err != nil {
 			a.log.Error("❌ start-up restore could not start", "err", err)
 		}

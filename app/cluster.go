@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,8 +11,14 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	"github.com/whatsapp-sessions/whatsapp-sessions/lease"
+	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
+	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
+	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/testmode"
 )
 
 // clusterDeps are the parts of a clustered node that other packages
@@ -22,6 +29,89 @@ type clusterDeps struct {
 	Local    cluster.Local
 	Registry cluster.Registry
 }
+
+// leaseKeeper makes this node's lease keeper on the shared pool: the
+// manager's Gate, renewing in the background from runKeeper until the
+// App closes, after the manager stopped (its sessions release their
+// leases on the way down). A lost lease disconnects its session at once.
+func (a *App) leaseKeeper(db *sql.DB, m *metrics.Metrics) *lease.Keeper {
+	var address string
+	if a.cfg.Clustered() {
+		address = a.cfg.ClusterAdvertise
+	}
+	k := lease.New(db, lease.Options{
+		Node: a.cfg.NodeName, Address: address, TTL: a.cfg.LeaseTTL,
+		OnLost:  func(ids []string) { a.mgr.LeasesLost(ids) },
+		Log:     a.log.With("component", "lease"),
+		Metrics: m,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	a.keeperCtx = ctx
+	a.onClose(func(context.Context) error {
+		cancel()
+		a.keeperDone.Wait()
+		return nil
+	})
+	return k
+}
+
+// runKeeper starts k's renewals (once the manager exists: they may tell
+// it of lost leases).
+func (a *App) runKeeper(k *lease.Keeper) {
+	a.keeperDone.Add(1)
+	go func() {
+		defer a.keeperDone.Done()
+		_ = k.Run(a.keeperCtx)
+	}()
+}
+
+// clusterLeases is a lease.Keeper as the cluster's placement needs it.
+type clusterLeases struct{ *lease.Keeper }
+
+// Holders maps each of ids whose lease is held (live or not) to its
+// owner's name.
+func (l clusterLeases) Holders(ctx context.Context, ids []string) (map[string]string, error) {
+	hs, err := l.Keeper.Holders(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(hs))
+	for id, h := range hs {
+		out[id] = h.Node
+	}
+	return out, nil
+}
+
+// Eligible lists the live nodes that are not leaving.
+func (l clusterLeases) Eligible(ctx context.Context) ([]cluster.Peer, error) {
+	ns, err := l.Keeper.Eligible(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]cluster.Peer, len(ns))
+	for i, n := range ns {
+		out[i] = cluster.Peer{Name: n.Name, Address: n.Address}
+	}
+	return out, nil
+}
+
+// testLocal is the node's manager with its test driver, in test mode: a
+// test action asked of any node runs where the session is hosted.
+type testLocal struct {
+	*actors.Manager
+	*testmode.Driver
+}
+
+// Act runs a test action on a session hosted here.
+func (l testLocal) Act(ctx context.Context, id, action string, params sessions.TestParams) (any, error) {
+	return l.Driver.Act(ctx, id, action, params)
+}
+
+var (
+	_ cluster.Leases   = clusterLeases{}
+	_ cluster.Local    = testLocal{}
+	_ cluster.Registry = (*pgstore.Registry)(nil)
+)
 
 // metricsRegisterer is where the service's series go: the registry itself
 // on a single node; in a cluster, the registry with a constant label
@@ -37,7 +127,7 @@ func metricsRegisterer(cfg config.Config, reg *prometheus.Registry) prometheus.R
 // clusterOptions are cluster.Options from the configuration and deps.
 func clusterOptions(cfg config.Config, deps clusterDeps, log *slog.Logger, reg prometheus.Registerer) (cluster.Options, error) {
 	if deps.Leases == nil || deps.Local == nil || deps.Registry == nil {
-		return cluster.Options{}, errors.New("CLUSTER is set, but this build does not wire the lease keeper, the node's manager and the Postgres registry into the cluster yet")
+		return cluster.Options{}, errors.New("CLUSTER needs the lease keeper, the node's manager and the Postgres registry")
 	}
 	var provider protocluster.ClusterProvider
 	switch cfg.Cluster {

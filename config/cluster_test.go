@@ -3,11 +3,13 @@ package config_test
 import (
 	"strings"
 	"testing"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/lease"
 )
 
 func TestClusterSettings(t *testing.T) {
 	good := map[string]string{
-		"STORE": "postgres", "CLUSTER": "etcd", "ETCD_ENDPOINTS": "http://etcd:2379",
+		"STORE": "postgres", "DATABASE_URL": "postgres://db/ws", "CLUSTER": "etcd", "ETCD_ENDPOINTS": "http://etcd:2379",
 		"CLUSTER_ADDR": "10.0.0.5:7000", "NODE_NAME": "n1", "CLUSTER_INSECURE": "true",
 	}
 	with := func(changes map[string]string) map[string]string {
@@ -59,12 +61,12 @@ func TestClusterSettings(t *testing.T) {
 }
 
 func TestClusterDefaults(t *testing.T) {
-	c, err := loadWith(t, map[string]string{"STORE": "postgres", "CLUSTER": "static", "CLUSTER_PEERS": "a:6330",
+	c, err := loadWith(t, map[string]string{"STORE": "postgres", "DATABASE_URL": "postgres://db/ws", "CLUSTER": "static", "CLUSTER_PEERS": "a:6330",
 		"CLUSTER_ADDR": "10.0.0.5:7000", "CLUSTER_INSECURE": "true"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ClusterAdvertise != "10.0.0.5:7000" || c.NodeName == "" || c.ClusterStaticPort != 6330 || c.LeaseTTL.Seconds() != 15 {
+	if c.ClusterAdvertise != "10.0.0.5:7000" || c.NodeName == "" || c.ClusterStaticPort != 6330 || c.LeaseTTL != lease.DefaultTTL {
 		t.Errorf("defaults: advertise %q, node %q, static port %d, ttl %v", c.ClusterAdvertise, c.NodeName, c.ClusterStaticPort, c.LeaseTTL)
 	}
 	if d, err := loadWith(t, map[string]string{"CLUSTER": ""}); err != nil || d.Clustered() {

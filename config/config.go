@@ -168,8 +168,9 @@ type Config struct {
 	ClusterInsecure bool   `envconfig:"CLUSTER_INSECURE" default:"false"`
 	// LeaseTTL is how long a session's lease outlives its owner's last
 	// renewal; a node renews every LeaseTTL/3 and disconnects its sessions
-	// after LeaseTTL/2 without a successful renewal.
-	LeaseTTL time.Duration `envconfig:"LEASE_TTL" default:"15s"`
+	// after LeaseTTL/2 without a successful renewal. Its default is
+	// lease.DefaultTTL (config.TestClusterDefaults holds them equal).
+	LeaseTTL time.Duration `envconfig:"LEASE_TTL" default:"10s"`
 }
 
 // WebhookURLs are WebhookURL's URLs, in order, without blanks.

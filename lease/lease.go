@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -110,6 +111,11 @@ type Keeper struct {
 	onLost  func([]string)
 	log     *slog.Logger
 	metrics Metrics
+
+	// leaving is set by SetLeaving: the renewals keep the node marked
+	// leaving, and a new Keeper of the same node (the process started
+	// again) clears the mark with its first renewal.
+	leaving atomic.Bool
 
 	mu   sync.Mutex
 	held map[string]*hold
@@ -280,6 +286,7 @@ ORDER BY name`, ms(k.ttl))
 // SetLeaving marks this node leaving (a SIGTERM drain): it stays in
 // ws_nodes, renewing what it still holds, but is no longer eligible.
 func (k *Keeper) SetLeaving(ctx context.Context) error {
+	k.leaving.Store(true)
 	_, err := k.db.ExecContext(ctx, `
 INSERT INTO ws_nodes (name, address, heartbeat_at, leaving) VALUES ($1, $2, now(), true)
 ON CONFLICT (name) DO UPDATE SET leaving = true`, k.node, k.address)
@@ -311,14 +318,14 @@ func (k *Keeper) Token(id string) (int64, bool) {
 	return h.token, true
 }
 
-// renewSQL renews every lease of $held this node still holds, and upserts
-// the node's heartbeat, in one statement (one round trip): the WITH's
+// renewSQL renews every lease of $4 this node still holds, and upserts
+// the node's heartbeat and leaving mark ($5), in one statement (one round trip): the WITH's
 // INSERT runs exactly once whether or not the UPDATE reads it. A lease that
 // expired is not renewed: it is lost even if nobody took it.
 const renewSQL = `
 WITH heartbeat AS (
-	INSERT INTO ws_nodes (name, address, heartbeat_at) VALUES ($1, $2, now())
-	ON CONFLICT (name) DO UPDATE SET address = excluded.address, heartbeat_at = now()
+	INSERT INTO ws_nodes (name, address, heartbeat_at, leaving) VALUES ($1, $2, now(), $5)
+	ON CONFLICT (name) DO UPDATE SET address = excluded.address, heartbeat_at = now(), leaving = excluded.leaving
 )
 UPDATE ws_leases SET expires_at = now() + $3 * interval '1 millisecond'
 WHERE owner = $1 AND sender_id = ANY($4) AND expires_at > now()
@@ -422,7 +429,7 @@ func (k *Keeper) renew(ctx context.Context) bool {
 }
 
 func (k *Keeper) renewRoundTrip(ctx context.Context, ids []string) (map[string]bool, error) {
-	rows, err := k.db.QueryContext(ctx, renewSQL, k.node, k.address, ms(k.ttl), ids)
+	rows, err := k.db.QueryContext(ctx, renewSQL, k.node, k.address, ms(k.ttl), ids, k.leaving.Load())
 	if err != nil {
 		return nil, err
 	}

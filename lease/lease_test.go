@@ -280,6 +280,41 @@ func TestRenewalKeepsAndReleaseFrees(t *testing.T) {
 	}
 }
 
+// TestLeavingStaysThenClears: a leaving node's renewals keep it leaving
+// (not eligible); the same node started again (a new Keeper) is eligible
+// once it renews.
+func TestLeavingStaysThenClears(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	a := lease.New(e.db, lease.Options{Node: "a", Address: "a:1", TTL: 3 * time.Second})
+	if err := a.SetLeaving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat := func() time.Time {
+		var at time.Time
+		if err := e.db.QueryRow("SELECT heartbeat_at FROM ws_nodes WHERE name = 'a'").Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	before := heartbeat()
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(actx) }()
+	eventually(t, 5*time.Second, "a renews", func() bool { return heartbeat().After(before) })
+	stop()
+	<-done
+	if nodes, err := a.Eligible(ctx); err != nil || len(nodes) != 0 {
+		t.Fatalf("eligible %v, %v; want none: a renewed while leaving", nodes, err)
+	}
+	again := lease.New(e.db, lease.Options{Node: "a", Address: "a:1", TTL: 3 * time.Second})
+	run(t, again)
+	eventually(t, 5*time.Second, "a eligible again", func() bool {
+		nodes, err := again.Eligible(ctx)
+		return err == nil && len(nodes) == 1 && nodes[0].Name == "a"
+	})
+}
+
 // TestUnknownSession: a session with no row is not found, not acquired.
 func TestUnknownSession(t *testing.T) {
 	e := newEnv(t)

@@ -52,6 +52,28 @@ func (r *Registry) Discover() ([]store.Stored, error) {
 	return out, nil
 }
 
+// Active lists the sessions that are not stopped, sorted by id: those some
+// node of a cluster should run.
+func (r *Registry) Active(ctx context.Context) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT sender_id FROM ws_sessions WHERE NOT stopped ORDER BY sender_id COLLATE "C"`)
+	if err != nil {
+		return nil, unavailable("list active sessions", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, unavailable("list active sessions", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable("list active sessions", err)
+	}
+	return out, nil
+}
+
 // Exists reports whether session id has a row.
 func (r *Registry) Exists(id string) (bool, error) {
 	if err := store.ValidateID(id); err != nil {

@@ -76,6 +76,10 @@ func TestRegistry(t *testing.T) {
 			t.Fatalf("discover: %v, want %v", got, want)
 		}
 	}
+	active, err := r.Active(context.Background())
+	if err != nil || len(active) != 1 || active[0] != "a" {
+		t.Fatalf("active: %v %v, want [a]", active, err)
+	}
 	if ok, err := r.Exists("b"); !ok || err != nil {
 		t.Fatalf("exists b: %v %v", ok, err)
 	}
