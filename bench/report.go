@@ -184,7 +184,7 @@ func writeClusters(w io.Writer, cs []clusterResult) {
 		}
 		n := float64(max(c.sessions, 1))
 		runs = append(runs, []any{c.sessions, c.run, ok, c.migrate, c.allConnected, strings.Join(hosted, "/"), strings.Join(rss, " / "),
-			strings.Join(peak, " / "), c.pgConns, fmt.Sprintf("%.1f", float64(c.pgRows)/n), kib(float64(c.pgBytes) / n), others(c.taken)})
+			strings.Join(peak, " / "), c.pgConns, fmt.Sprintf("%.1f", float64(c.pgRows)/n), fmt.Sprintf("%.1f KiB", float64(c.pgBytes)/n/1024), others(c.taken)})
 		if len(c.failover) > 0 {
 			var after []string
 			for _, nd := range c.nodes {
