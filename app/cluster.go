@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,6 +125,16 @@ func metricsRegisterer(cfg config.Config, reg *prometheus.Registry) prometheus.R
 	return prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.NodeName}, reg)
 }
 
+// Sessions move between nodes (adopted by a returning node, handed over
+// by a node that is no longer their placement) moveBatch at a time,
+// movePause apart: a node coming back takes its share in small steps, not
+// in one storm of disconnects and logins. A SIGTERM hands over in batches
+// of moveBatch without pause.
+const (
+	moveBatch = 25
+	movePause = 500 * time.Millisecond
+)
+
 // clusterOptions are cluster.Options from the configuration and deps.
 func clusterOptions(cfg config.Config, deps clusterDeps, log *slog.Logger, reg prometheus.Registerer) (cluster.Options, error) {
 	if deps.Leases == nil || deps.Local == nil || deps.Registry == nil {
@@ -155,6 +166,8 @@ func clusterOptions(cfg config.Config, deps clusterDeps, log *slog.Logger, reg p
 		Leases: deps.Leases, Local: deps.Local, Registry: deps.Registry,
 		RequestTimeout: cfg.RequestTimeout,
 		SweepEvery:     cfg.LeaseTTL / 3,
+		BatchSize:      moveBatch,
+		BatchPause:     movePause,
 		Log:            log,
 		Registerer:     reg,
 	}, nil

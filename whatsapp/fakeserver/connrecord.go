@@ -3,6 +3,7 @@ package fakeserver
 import (
 	"context"
 	"sort"
+	"time"
 )
 
 // DeviceConnections is the server's record of one device's logged-in
@@ -25,6 +26,12 @@ type DeviceConnections struct {
 	// WhatsApp). A stream error sent through SendStreamError is not
 	// counted.
 	Replaced int `json:"replaced"`
+	// LastLogin is when the latest login succeeded, and LastClose when
+	// the latest logged-in connection's socket ended (zero: none yet):
+	// after a move between nodes, LastLogin - LastClose is how long the
+	// device was down.
+	LastLogin time.Time `json:"lastLogin,omitzero"`
+	LastClose time.Time `json:"lastClose,omitzero"`
 }
 
 // loggedInLocked records c's login as device d, which replaced replaced
@@ -40,6 +47,7 @@ func (s *Server) loggedInLocked(c *conn, d deviceRef, replaced int) {
 	r.MaxConcurrent = max(r.MaxConcurrent, r.Open)
 	r.Logins++
 	r.Replaced += replaced
+	r.LastLogin = time.Now()
 }
 
 // closedLocked records that c's socket has ended; s.mu is held.
@@ -50,6 +58,7 @@ func (s *Server) closedLocked(c *conn) {
 	c.recorded = false
 	if r := s.record[deviceRef{user: c.user, device: c.device}]; r != nil {
 		r.Open--
+		r.LastClose = time.Now()
 	}
 }
 

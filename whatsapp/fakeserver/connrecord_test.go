@@ -5,14 +5,24 @@ import (
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 
 	"go.mau.fi/whatsmeow/types/events"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
-// recordOf is device's connection record as ctl reports it, zero if none.
+// recordOf is device's connection record as ctl reports it, zero if none,
+// without its times (timesOf has them).
 func recordOf(t *testing.T, ctl fakeserver.Control, device string) fakeserver.DeviceConnections {
+	t.Helper()
+	d := timesOf(t, ctl, device)
+	d.LastLogin, d.LastClose = time.Time{}, time.Time{}
+	return d
+}
+
+// timesOf is device's whole connection record, zero if none.
+func timesOf(t *testing.T, ctl fakeserver.Control, device string) fakeserver.DeviceConnections {
 	t.Helper()
 	all, err := ctl.ConnectionRecord(context.Background())
 	if err != nil {
@@ -50,6 +60,9 @@ func TestConnectionRecord(t *testing.T) {
 	if got := recordOf(t, srv, device); got != want {
 		t.Fatalf("after one login: %+v, want %+v", got, want)
 	}
+	if got := timesOf(t, remote, device); got.LastLogin.IsZero() || !got.LastClose.IsZero() {
+		t.Fatalf("after one login: last login %v, last close %v; want a login, no close", got.LastLogin, got.LastClose)
+	}
 
 	second := newClient(t, srv, dev2)
 	connect(t, second)
@@ -64,6 +77,9 @@ func TestConnectionRecord(t *testing.T) {
 	second.Disconnect()
 	want.Open = 0
 	eventually(t, "the second socket to close", func() bool { return recordOf(t, remote, device) == want })
+	if got := timesOf(t, remote, device); got.LastClose.Before(got.LastLogin) {
+		t.Fatalf("after the last close: last login %v, last close %v; want the close after", got.LastLogin, got.LastClose)
+	}
 
 	// One client after the other: never two at once.
 	const user2 = "15550000302"
