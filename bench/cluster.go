@@ -123,8 +123,8 @@ func (b *bench) runClusterScenario(ctx context.Context, rep *report) error {
 // runCluster is one run at n sessions. A run that does not reach its end
 // is a result with its failure; an error is returned only when the bench
 // itself cannot go on.
-func (b *bench) runCluster(ctx context.Context, n, run int) (clusterResult, error) {
-	r := clusterResult{sessions: n, run: run}
+func (b *bench) runCluster(ctx context.Context, n, run int) (r clusterResult, err error) {
+	r = clusterResult{sessions: n, run: run}
 	tag := fmt.Sprintf("cluster-n%d-run%d", n, run)
 	dir := filepath.Join(b.work, "run", tag)
 	defer os.RemoveAll(dir)
@@ -158,7 +158,7 @@ func (b *bench) runCluster(ctx context.Context, n, run int) (clusterResult, erro
 	remote := fakeserver.NewRemote("http://"+fake.control, nil)
 
 	stopSampling := sampleConnections(pg)
-	defer stopSampling()
+	defer func() { r.pgConns = stopSampling() }()
 
 	nodes, err := b.startNodes(dir, tag, url, fake)
 	defer func() {
@@ -257,7 +257,6 @@ func (b *bench) runCluster(ctx context.Context, n, run int) (clusterResult, erro
 	for _, d := range rec {
 		r.maxConcurrent, r.replaced = max(r.maxConcurrent, d.MaxConcurrent), r.replaced+d.Replaced
 	}
-	r.pgConns = stopSampling()
 	r.ok = r.maxConcurrent <= 1 && r.replaced == 0
 	if !r.ok {
 		r.failure = fmt.Sprintf("a device was connected twice at once (most at once %d, streams replaced %d)", r.maxConcurrent, r.replaced)
