@@ -76,8 +76,7 @@ func TestFailover(t *testing.T) {
 			t.Errorf("%d sessions still shown on the killed node", k)
 		}
 		c.CheckNeverTwice()
-		n1.Restart()
-		on = takesBack(t, c, n1, n2, len(devices))
+		on = takesBack(t, c, n1, n2, len(devices), n1.Restart)
 		c.CheckNeverTwice()
 	})
 	if t.Failed() {
@@ -101,8 +100,7 @@ func TestFailover(t *testing.T) {
 			t.Errorf("a session was down %v across the SIGTERM hand-over, want <= 5s", m)
 		}
 		c.CheckNeverTwice()
-		n2.Restart()
-		on = takesBack(t, c, n2, n1, len(devices))
+		on = takesBack(t, c, n2, n1, len(devices), n2.Restart)
 		c.CheckNeverTwice()
 	})
 	if t.Failed() {
@@ -146,8 +144,7 @@ func TestFailover(t *testing.T) {
 		}
 		t.Logf("cut off %s: survivors connected its sessions %v (max) after the cut", n3.Name, pct(sinceEach(back, cut), 1))
 		c.CheckNeverTwice()
-		n3.Proxy.Restore()
-		takesBack(t, c, n3, n1, len(devices))
+		takesBack(t, c, n3, n1, len(devices), n3.Proxy.Restore)
 		c.CheckNeverTwice()
 	})
 }
@@ -164,7 +161,7 @@ func pairAll(t *testing.T, c *e2e.Cluster, n int) map[string]string {
 	jobs := make(chan int)
 	results := make(chan result, n)
 	var wg sync.WaitGroup
-	for range 12 {
+	for range 24 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -269,38 +266,54 @@ func fleet(via *e2e.Node) (sessions.Fleet, error) {
 	return via.Client.Fleet(ctx)
 }
 
-// takesBack waits, watching via's fleet, until node hosts sessions again
-// and the placement has been still for a while; it fails unless node
-// took them back in more than one step and ends with at most half. It
-// returns where each session is.
-func takesBack(t *testing.T, c *e2e.Cluster, node, via *e2e.Node, total int) map[string]string {
+// takesBack brings node back with comeBack, reading ws_leases every 50ms
+// from before it starts, until node holds leases again and their number
+// has been still for a while; it fails unless node took its sessions back
+// in more than one step and ends with at most half of them. It returns
+// where each session is, from via's fleet.
+func takesBack(t *testing.T, c *e2e.Cluster, node, via *e2e.Node, total int, comeBack func()) map[string]string {
 	t.Helper()
 	const still = 6 * time.Second // more than a sweep (TTL/3) and a batch pause
 	var (
+		mu      sync.Mutex
 		steps   []int
-		on      map[string]string
 		changed = time.Now()
 		last    = -1
+		readErr error
 	)
-	e2e.WaitFor(t, 90*time.Second, node.Name+" to take its share back", func() (bool, string) {
-		f, err := fleet(via)
-		if err != nil {
-			return false, err.Error()
-		}
-		on = map[string]string{}
-		for _, st := range f.Sessions {
-			if st.State == sessions.StateConnected {
-				on[st.SenderID] = st.Node
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			var k int
+			err := c.DB.QueryRowContext(ctx, "SELECT count(*) FROM ws_leases WHERE owner = $1 AND expires_at > now()", node.Name).Scan(&k)
+			mu.Lock()
+			if readErr = err; err == nil && k != last {
+				last, changed = k, time.Now()
+				steps = append(steps, k)
+			}
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		k := countBy(on)[node.Name]
-		if k != last {
-			last, changed = k, time.Now()
-			steps = append(steps, k)
-		}
-		return k > 0 && len(on) == total && time.Since(changed) > still, fmt.Sprintf("%s holds %d, %d connected, steps %v", node.Name, k, len(on), steps)
+	}()
+	defer func() {
+		stop()
+		<-done
+	}()
+	comeBack()
+	e2e.WaitFor(t, 90*time.Second, node.Name+" to take its share back", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return last > 0 && time.Since(changed) > still, fmt.Sprintf("%s holds %d leases, steps %v (%v)", node.Name, last, steps, readErr)
 	}, node.Logs, via.Logs)
-	t.Logf("%s back: took its share in steps %v; now %v", node.Name, steps, countBy(on))
+	stop()
+	<-done
+	on := connectedOn(t, via, total)
+	t.Logf("%s back: its leases rose in steps %v; now %v", node.Name, steps, countBy(on))
 	var rising int
 	for _, k := range steps {
 		if k > 0 {
@@ -310,8 +323,8 @@ func takesBack(t *testing.T, c *e2e.Cluster, node, via *e2e.Node, total int) map
 	if rising < 2 {
 		t.Errorf("%s took its share back in one step %v, want batches", node.Name, steps)
 	}
-	if k := countBy(on)[node.Name]; 2*k > total {
-		t.Errorf("%s took back %d of %d: more than half", node.Name, k, total)
+	if k := countBy(on)[node.Name]; 2*k > total || k != last {
+		t.Errorf("%s shown with %d of %d sessions, holding %d leases: want its leases, at most half", node.Name, k, total, last)
 	}
 	return on
 }

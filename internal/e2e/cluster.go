@@ -146,9 +146,8 @@ func (c *Cluster) Config(i int) config.Config {
 	cfg.Store, cfg.DatabaseURL = config.StorePostgres, c.URL
 	cfg.Cluster, cfg.EtcdEndpoints, cfg.NodeName = config.ClusterEtcd, c.Etcd.Endpoint, name
 	cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(c.certs, "ca.pem")
-	cfg.LeaseTTL = c.opts.LeaseTTL
-	if cfg.LeaseTTL == 0 {
-		cfg.LeaseTTL = 10 * time.Second // config's default, as config.Load gives it
+	if c.opts.LeaseTTL != 0 {
+		cfg.LeaseTTL = c.opts.LeaseTTL
 	}
 	cfg.ShutdownTimeout = 20 * time.Second
 	if c.opts.Tune != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/app"
 	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
+	"github.com/whatsapp-sessions/whatsapp-sessions/lease"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
@@ -77,6 +78,7 @@ func Config(dir string, f *Fake) config.Config {
 		BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second, BackoffReset: time.Minute,
 		RestartBudget: 3, RestartWindow: time.Minute,
 		RequestTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
+		LeaseTTL:   lease.DefaultTTL, // config's default (STORE=postgres)
 		DeviceName: "e2e", LogLevel: "info", LogFormat: "json",
 		TestMode:       true,
 		WebhookTimeout: 10 * time.Second, WebhookRetryFor: 72 * time.Hour, WebhookKeep: 24 * time.Hour,
