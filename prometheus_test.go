@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,7 +39,7 @@ import (
 //     be empty, and the test logs it.
 //
 // Grafana's variables get the values Grafana would give them: $session
-// its "All" value, $__rate_interval and $__range windows longer than the
+// and $node their "All" values, $__rate_interval and $__range windows longer than the
 // test. The alert rules file is loaded too, and every rule must evaluate
 // healthy. Skipped where the prometheus binary is missing, except in CI
 // (CI=true), where .ci/run installs it and its absence is a failure.
@@ -63,7 +64,7 @@ func TestRealPrometheusEvaluatesTheDashboardAndAlerts(t *testing.T) {
 	})
 	prom.waitScrapes(t, 2)
 
-	vars := strings.NewReplacer("$__rate_interval", "1m", "$__range", "10m", "${session}", ".+", "$session", ".+")
+	vars := strings.NewReplacer("$__rate_interval", "1m", "$__range", "10m", "${session}", ".+", "$session", ".+", "${node}", ".*", "$node", ".*")
 	for _, q := range deployQueries(t) {
 		expr := vars.Replace(q.expr)
 		if strings.Contains(expr, "$") {
@@ -143,12 +144,69 @@ func TestRealPrometheusEvaluatesTheDashboardAndAlerts(t *testing.T) {
 	}
 }
 
+// TestRealPrometheusEvaluatesTheNodeView: the real Prometheus scrapes two
+// clustered nodes (child processes on one Postgres and etcd, mutual TLS),
+// and every expression of the dashboard's node view and of the cluster
+// alerts returns series, the cluster's included, which a single node (the
+// test above) does not have; the node variable lists both nodes.
+func TestRealPrometheusEvaluatesTheNodeView(t *testing.T) {
+	bin := e2e.Prometheus(t, "prometheus")
+	dir := t.TempDir()
+	serviceBin, fakeBin := filepath.Join(dir, "wss"), filepath.Join(dir, "fakewa")
+	if err := errors.Join(e2e.Build(serviceBin), e2e.BuildFake(fakeBin)); err != nil {
+		t.Fatal(err)
+	}
+	c := e2e.StartCluster(t, e2e.ClusterOptions{Bin: serviceBin, FakeBin: fakeBin, Nodes: 2})
+	var targets []string
+	for _, n := range c.Nodes {
+		targets = append(targets, strings.TrimPrefix(n.Base, "http://"))
+	}
+	prom := startPrometheus(t, bin, targets...)
+	e2e.WaitFor(t, 30*time.Second, "each node to see both members, scraped", func() (bool, string) {
+		n, err := prom.query(`whatsapp_cluster_members == 2`)
+		return err == nil && n == 2, fmt.Sprint(n, err)
+	}, prom.log)
+	prom.waitScrapes(t, 2)
+
+	vars := strings.NewReplacer("$__rate_interval", "1m", "$__range", "10m", "${node}", ".*", "$node", ".*")
+	checked := 0
+	for _, q := range deployQueries(t) {
+		if !strings.Contains(q.expr, "$node") && !strings.Contains(q.expr, "whatsapp_cluster_") && !strings.Contains(q.expr, "lease") {
+			continue
+		}
+		checked++
+		expr := vars.Replace(q.expr)
+		for _, operand := range baseOperands(expr) {
+			if n, err := prom.query(operand); err != nil || n == 0 {
+				t.Errorf("%s: %q: %d series, %v", q.where, operand, n, err)
+			}
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d node view and cluster alert queries found", checked)
+	}
+	var labels struct {
+		Data []string `json:"data"`
+	}
+	prom.get(t, "/api/v1/label/node/values?"+url.Values{"match[]": {"whatsapp_cluster_members"}}.Encode(), &labels)
+	if got := strings.Join(labels.Data, ","); got != "n1,n2" {
+		t.Errorf("label_values(whatsapp_cluster_members, node) = %s, want n1,n2", got)
+	}
+}
+
 // mayBeEmpty are the series selectors of deploy/ that rightly select
 // nothing on this test's service, and why. Any other selector must select
 // something.
 var mayBeEmpty = map[string]string{
-	`whatsapp_http_requests_total{code=~"5.."}`: "the service served no 5xx response",
+	`whatsapp_http_requests_total{code=~"5.."}`:    "the service served no 5xx response",
+	`whatsapp_cluster_members`:                     single,
+	`whatsapp_cluster_members{node=~".*"}`:         single,
+	`whatsapp_cluster_handovers_total{node=~".*"}`: single,
+	`whatsapp_cluster_adoptions_total{node=~".*"}`: single,
 }
+
+// single is why the cluster's series are empty here.
+const single = "a single node (CLUSTER=none) has no cluster series"
 
 // setOperators splits an expression at its top-level set operators.
 var setOperators = regexp.MustCompile(`(?i)^\s*(and|or|unless)\b`)
@@ -219,9 +277,9 @@ type promServer struct {
 }
 
 // startPrometheus runs bin on loopback with a temporary data directory,
-// scraping target every second with the service's API key, and the alert
+// scraping targets every second with the service's API key, and the alert
 // rules of deploy/ loaded. It is stopped at the end of the test.
-func startPrometheus(t *testing.T, bin, target string) *promServer {
+func startPrometheus(t *testing.T, bin string, targets ...string) *promServer {
 	t.Helper()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "api-key")
@@ -242,8 +300,8 @@ scrape_configs:
     authorization:
       credentials_file: %q
     static_configs:
-      - targets: [%q]
-`, rulesFile, keyFile, target)
+      - targets: [%s]
+`, rulesFile, keyFile, quoted(targets))
 	cfgFile := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -297,6 +355,15 @@ scrape_configs:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// quoted is a YAML flow list's items: each of s quoted, comma-separated.
+func quoted(s []string) string {
+	q := make([]string, len(s))
+	for i, x := range s {
+		q[i] = strconv.Quote(x)
+	}
+	return strings.Join(q, ", ")
 }
 
 // freeAddr is a loopback address free a moment ago.

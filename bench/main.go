@@ -8,8 +8,10 @@
 // this process, built by app.New as main.go builds it, with pprof), and
 // messaging (fake contacts send to connected sessions at a fixed rate and
 // a webhook receiver in the bench times each event; then the sessions
-// send through the API), and stream (a restore while clients read the live
-// event stream, and the same restore without them).
+// send through the API), stream (a restore while clients read the live
+// event stream, and the same restore without them), and cluster (N SQLite
+// sessions migrated into one Postgres, three nodes restore them, one is
+// killed with -9; see cluster.go).
 //
 // Memory, goroutines and files come from the service's /metrics; CPU,
 // peak RSS, peak open files and others' CPU from /proc. Each figure
@@ -19,6 +21,7 @@
 //	go run ./bench -scenarios profile -profile-sessions 1000
 //	go run ./bench -scenarios messaging -work /tmp/wss-bench-msg
 //	go run ./bench -scenarios stream -stream-sessions 1000 -stream-clients 0,100
+//	go run ./bench -scenarios cluster -cluster-sizes 1000 -cluster-runs 3
 //	go run ./bench -h   # every flag; BENCHMARKS.md has the figures
 package main
 
@@ -44,13 +47,13 @@ type bench struct {
 	work, template, serviceBin, fakeBin, apiKey                     string
 	restarts, loadSessions, fleetClients, healRuns, profileSessions int
 	msgSessions, msgRate, sendRate                                  int
-	streamSessions, streamRepeat                                    int
+	streamSessions, streamRepeat, clusterRuns                       int
 	streamClients                                                   []int
 	settle, duration, msgDuration, sendDuration                     time.Duration
 	dbOnly                                                          bool // -store-files db: whatsapp.db alone
 	serviceEnv, backoffs                                            []string
 	scenarios                                                       map[string]bool
-	sizes, clients                                                  []int
+	sizes, clients, clusterSizes                                    []int
 }
 
 // Fixed bounds: of a restore (to all connected), of one heal run.
@@ -75,7 +78,7 @@ func logf(format string, args ...any) {
 func run(ctx context.Context, args []string) error {
 	b := &bench{scenarios: map[string]bool{}}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile, messaging, stream")
+	which := fs.String("scenarios", "restore,load,heal", "comma-separated: restore, load, heal, profile, messaging, stream, cluster")
 	sizes := fs.String("sizes", "100,1000,10000", "restore: numbers of stored sessions, one fresh process each")
 	fs.IntVar(&b.restarts, "restarts", 0, "restore: after each size's fresh run, restart the service this many more times on the same stores")
 	storeFiles := fs.String("store-files", "all", "restore: copy each seeded session's files: all (as the service left them) or db (whatsapp.db alone: no WAL files, no clean marker)")
@@ -95,6 +98,8 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.streamSessions, "stream-sessions", 1000, "stream: stored sessions restored")
 	streamClients := fs.String("stream-clients", "0,100", "stream: numbers of event stream clients, one fresh service each")
 	fs.IntVar(&b.streamRepeat, "stream-repeat", 1, "stream: run the -stream-clients list this many times")
+	clusterSizes := fs.String("cluster-sizes", "1000", "cluster: numbers of sessions migrated into Postgres and restored by 3 nodes, fresh each")
+	fs.IntVar(&b.clusterRuns, "cluster-runs", 1, "cluster: runs of each size")
 	fs.StringVar(&b.work, "work", filepath.Join(os.TempDir(), "wss-bench"), "seed template, run copies, logs, binaries, profiles")
 	nofile := fs.Uint64("nofile", 65536, "RLIMIT_NOFILE wanted for the bench and its children (capped by the hard limit)")
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
@@ -115,7 +120,7 @@ func run(ctx context.Context, args []string) error {
 	b.apiKey, b.template, b.dbOnly = rand.Text(), filepath.Join(b.work, "seed"), *storeFiles == "db"
 	b.backoffs, b.serviceEnv = list(*backoffs), list(*serviceEnv)
 	for _, s := range list(*which) {
-		if s != "restore" && s != "load" && s != "heal" && s != "profile" && s != "messaging" && s != "stream" {
+		if s != "restore" && s != "load" && s != "heal" && s != "profile" && s != "messaging" && s != "stream" && s != "cluster" {
 			return fmt.Errorf("unknown scenario %q", s)
 		}
 		b.scenarios[s] = true
@@ -134,6 +139,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if b.streamClients, err = ints(*streamClients); err != nil {
 		return fmt.Errorf("-stream-clients: %w", err)
+	}
+	if b.clusterSizes, err = ints(*clusterSizes); err != nil {
+		return fmt.Errorf("-cluster-sizes: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(b.work, "logs"), 0o755); err != nil {
 		return err
@@ -204,6 +212,11 @@ func (b *bench) runScenarios(ctx context.Context, rep *report) error {
 					return err
 				}
 			}
+		}
+	}
+	if b.scenarios["cluster"] {
+		if err := b.runClusterScenario(ctx, rep); err != nil {
+			return err
 		}
 	}
 	if b.scenarios["profile"] {

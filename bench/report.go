@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +19,7 @@ type report struct {
 	profiles  []profileResult
 	messaging []messagingResult
 	streams   []streamResult
+	clusters  []clusterResult
 	work      string
 }
 
@@ -132,6 +134,7 @@ func (r *report) writeTables(w io.Writer) {
 		writeMessaging(w, m)
 	}
 	writeStreams(w, r.streams)
+	writeClusters(w, r.clusters)
 	for _, n := range notes {
 		fmt.Fprintln(w, "  "+n)
 	}
@@ -164,4 +167,35 @@ func writeMessaging(w io.Writer, m messagingResult) {
 			fmt.Fprintln(w, "  error: "+e)
 		}
 	}
+}
+
+// writeClusters prints the cluster scenario's figures.
+func writeClusters(w io.Writer, cs []clusterResult) {
+	var runs, kills [][]any
+	for _, c := range cs {
+		ok := "yes"
+		if !c.ok {
+			ok = "NO: " + c.failure
+		}
+		var hosted, rss, peak []string
+		for _, nd := range c.nodes {
+			hosted = append(hosted, strconv.Itoa(nd.sessions))
+			rss, peak = append(rss, kib(nd.rss)), append(peak, kib(nd.peakRSS))
+		}
+		n := float64(max(c.sessions, 1))
+		runs = append(runs, []any{c.sessions, c.run, ok, c.migrate, c.allConnected, strings.Join(hosted, "/"), strings.Join(rss, " / "),
+			strings.Join(peak, " / "), c.pgConns, fmt.Sprintf("%.1f", float64(c.pgRows)/n), fmt.Sprintf("%.1f KiB", float64(c.pgBytes)/n/1024), others(c.taken)})
+		if len(c.failover) > 0 {
+			var after []string
+			for _, nd := range c.nodes {
+				after = append(after, strconv.Itoa(nd.postKillSession))
+			}
+			kills = append(kills, []any{c.sessions, c.run, c.killed, c.killedSessions, dur(quantile(c.failover, 0.5)),
+				dur(quantile(c.failover, 0.99)), dur(quantile(c.failover, 1)), strings.Join(after, "/"), c.maxConcurrent, c.replaced, others(c.failoverTaken)})
+		}
+	}
+	table(w, fmt.Sprintf("Cluster: N SQLite sessions migrated into one Postgres, restored by %d nodes (static peers, mutual TLS); connected = logged in at the fake server", clusterNodes),
+		"sessions,run,ok,migrate-store,all connected,hosted per node,RSS per node,peak RSS per node,PG conns max,PG rows/session,PG bytes/session,others", runs)
+	table(w, "Cluster: kill -9 of the node hosting the most sessions, to each of its sessions logged in from a survivor (100 ms polls)",
+		"sessions,run,killed,its sessions,p50,p99,max,hosted after,max at once/device,streams replaced,others", kills)
 }

@@ -31,17 +31,29 @@ var scrapeMetrics = map[string][]string{
 	"up": nil,
 }
 
+// clusterMetrics are the series package cluster registers on a clustered
+// node (cluster/metrics.go), with node=NODE_NAME like every series there.
+var clusterMetrics = map[string][]string{
+	"whatsapp_cluster_members":         {"node"},
+	"whatsapp_cluster_handovers_total": {"node"},
+	"whatsapp_cluster_adoptions_total": {"node"},
+}
+
 // scrapeLabels are labels that Prometheus adds to every scraped series, and
 // le, which the _bucket series of a histogram carry.
 var scrapeLabels = []string{"job", "instance", "le", "__name__"}
 
-// exposedMetrics returns every series name a scrape of a registry built by
-// metrics.New exposes once every method has been called, with the label names
-// each carries (the scrape labels included).
+// exposedMetrics returns every series name a scrape of a clustered node's
+// registry exposes once every method of metrics.New's collectors has been
+// called, with the label names each carries (the scrape labels included).
+// A single node exposes the same series without the node label, and none
+// of clusterMetrics; the dashboard selects nodes with node=~".*" when all
+// are chosen, which matches series without the label too.
 func exposedMetrics(t *testing.T) map[string][]string {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	touchAll(metrics.New(reg), "user123")
+	// As app.metricsRegisterer does in cluster mode.
+	touchAll(metrics.New(prometheus.WrapRegistererWith(prometheus.Labels{"node": "node-1"}, reg)), "user123")
 	families := gather(t, reg)
 
 	names := map[string][]string{}
@@ -49,6 +61,9 @@ func exposedMetrics(t *testing.T) map[string][]string {
 		names[name] = append(slices.Clone(labels), scrapeLabels...)
 	}
 	for name, labels := range scrapeMetrics {
+		add(name, labels)
+	}
+	for name, labels := range clusterMetrics {
 		add(name, labels)
 	}
 	for name, mf := range families {
@@ -306,7 +321,7 @@ func TestDashboardUsesExposedMetrics(t *testing.T) {
 		checkQuery(t, "dashboard "+where, grafanaToPromQL(expr), exposed)
 	}
 
-	var sessionVar bool
+	var sessionVar, nodeVar bool
 	for _, v := range dash.Templating.List {
 		if v.Type != "query" {
 			continue
@@ -325,9 +340,18 @@ func TestDashboardUsesExposedMetrics(t *testing.T) {
 				t.Errorf("%s: query %q, want label_values(whatsapp_session_state, session)", where, q)
 			}
 		}
+		if v.Name == "node" {
+			nodeVar = true
+			if label != "node" {
+				t.Errorf("%s: query %q lists no node label", where, q)
+			}
+		}
 	}
 	if !sessionVar {
 		t.Error("dashboard has no session template variable")
+	}
+	if !nodeVar {
+		t.Error("dashboard has no node template variable")
 	}
 }
 
@@ -491,6 +515,8 @@ func grafanaToPromQL(expr string) string {
 		"$__range", "1h",
 		"${session}", "x",
 		"$session", "x",
+		"${node}", "x",
+		"$node", "x",
 	).Replace(expr)
 }
 

@@ -11,6 +11,9 @@
 // service: FAKE_WA_CA_FILE), and its Noise certificates after
 // fakeserver.UseTestRootKey. fakeserver.NewRemote on
 // "http://127.0.0.1:9401" drives it. It stops on SIGINT or SIGTERM.
+//
+// `fakewa seed -dir SESSIONS_DIR -n N` writes N stored sessions that any
+// fake server accepts instead (seed.go).
 package main
 
 import (
@@ -34,7 +37,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+	run := func(ctx context.Context, args []string, logw io.Writer) error { return run(ctx, args, logw, nil) }
+	if len(os.Args) > 1 && os.Args[1] == "seed" {
+		run = seed
+		os.Args = os.Args[1:]
+	}
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "fakewa:", err)
 		os.Exit(1)
 	}

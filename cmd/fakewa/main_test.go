@@ -109,3 +109,26 @@ func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	e2e.WaitFor(t, 10*time.Second, "a condition", func() (bool, string) { return cond(), "" })
 }
+
+// TestSeed: fakewa seed writes the sessions it names, each a store with a
+// paired device, and refuses bad flags.
+func TestSeed(t *testing.T) {
+	dir := t.TempDir()
+	var logs e2e.Logs
+	if err := seed(context.Background(), []string{"-dir", dir, "-n", "2", "-prefix", "x", "-user-base", "1666"}, &logs); err != nil {
+		t.Fatalf("seed: %v\n%s", err, logs.String())
+	}
+	for _, id := range []string{"x00000", "x00001"} {
+		if fi, err := os.Stat(filepath.Join(dir, "session-"+id, "whatsapp.db")); err != nil || fi.Size() == 0 {
+			t.Errorf("store of %s: %v", id, err)
+		}
+	}
+	if got := seedUser("1666", 1); got != "16660000001" {
+		t.Errorf("seedUser = %s", got)
+	}
+	for _, args := range [][]string{{"-n", "2"}, {"-dir", dir}, {"-dir", dir, "-n", "0"}, {"-nope"}} {
+		if err := seed(context.Background(), args, &logs); err == nil {
+			t.Errorf("seed(%q) succeeded", args)
+		}
+	}
+}

@@ -156,6 +156,15 @@ func (c *Cluster) Config(i int) config.Config {
 	return cfg
 }
 
+// AddNode starts the next node (n1, n2, ...) and waits until it listens:
+// after StartCluster with no nodes, a test can fill the database first.
+func (c *Cluster) AddNode() *Node {
+	c.T.Helper()
+	n := c.startNode(len(c.Nodes))
+	c.Nodes = append(c.Nodes, n)
+	return n
+}
+
 // startNode starts node i on fresh ports (its directory and certificate
 // made the first time).
 func (c *Cluster) startNode(i int) *Node {
