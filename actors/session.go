@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -310,7 +311,19 @@ func (s *session) onLeaseRefused(ctx actor.Context, m leaseRefused) {
 		info = &sessions.ErrorInfo{Code: sessions.CodeStoreUnavailable,
 			Message: "could not take the session's lease (" + m.err.Error() + "): trying again"}
 	}
-	s.awaitLease(ctx, info)
+	s.awaitLease(ctx, info, retryAfter(m.err))
+}
+
+// retryAfter is when a refused lease can be asked for again, if err says
+// (a lease whose holder stopped renewing runs out then, not before), else
+// zero. Asking before that costs the database a query per waiting
+// session per retry interval: thousands a second after a node dies.
+func retryAfter(err error) time.Duration {
+	var hint interface{ RetryAfter() time.Duration }
+	if errors.As(err, &hint) {
+		return hint.RetryAfter()
+	}
+	return 0
 }
 
 // onLeaseLost: this node no longer holds the session's lease (it could not
@@ -324,18 +337,24 @@ func (s *session) onLeaseLost(ctx actor.Context) {
 	s.closeLink()
 	s.log.Warn("lease lost: disconnected")
 	s.awaitLease(ctx, &sessions.ErrorInfo{Code: sessions.CodeOwnedElsewhere,
-		Message: "this node lost the session's lease, so it disconnected: waiting to take the lease again"})
+		Message: "this node lost the session's lease, so it disconnected: waiting to take the lease again"}, 0)
 }
 
 // awaitLease shows the session waiting for its lease (connecting, or
 // reconnecting where the state table does not allow connecting) and arms
-// the timer that asks again.
-func (s *session) awaitLease(ctx actor.Context, info *sessions.ErrorInfo) {
+// the timer that asks again: after the lease retry interval, or just after
+// the given delay when that is later (spread over a retry interval, so that the
+// sessions of a dead node do not all ask at the same instant).
+func (s *session) awaitLease(ctx actor.Context, info *sessions.ErrorInfo, after time.Duration) {
 	state := sessions.StateConnecting
 	if !allowed(s.st.State, state) {
 		state = sessions.StateReconnecting
 	}
-	s.schedule(ctx, scatter(s.deps.leaseRetry))
+	wait := scatter(s.deps.leaseRetry)
+	if after > 0 {
+		wait = max(wait, after+rand.N(s.deps.leaseRetry))
+	}
+	s.schedule(ctx, wait)
 	s.awaitingLease = true
 	s.set(ctx, state, info)
 }

@@ -147,7 +147,9 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	if pg != nil {
 		// Always with Postgres, even on one node: two processes on one
 		// database must never both connect a session.
-		keeper = a.leaseKeeper(pg, m)
+		if keeper, err = a.leaseKeeper(pg, m); err != nil {
+			return a, err
+		}
 	}
 	wopts := whatsapp.Options{Log: log, StoreIdleTimeout: cfg.StoreIdleTimeout, Sink: sink}
 	var control fakeserver.Control

@@ -31,29 +31,44 @@ type clusterDeps struct {
 	Registry cluster.Registry
 }
 
-// leaseKeeper makes this node's lease keeper on the shared pool: the
-// manager's Gate, renewing in the background from runKeeper until the
-// App closes, after the manager stopped (its sessions release their
-// leases on the way down). A lost lease disconnects its session at once.
-func (a *App) leaseKeeper(db *sql.DB, m *metrics.Metrics) *lease.Keeper {
+// renewPoolConns is the size of the lease renewals' own pool.
+const renewPoolConns = 2
+
+// leaseKeeper makes this node's lease keeper on the shared pool, with a
+// small pool of its own for renewals (a renewal must not queue behind the
+// store queries of thousands of logins: waiting past TTL/2 costs the node
+// every lease): the manager's Gate, renewing in the background from
+// runKeeper until the App closes, after the manager stopped (its sessions
+// release their leases on the way down). A lost lease disconnects its
+// session at once.
+func (a *App) leaseKeeper(db *sql.DB, m *metrics.Metrics) (*lease.Keeper, error) {
 	var address string
 	if a.cfg.Clustered() {
 		address = a.cfg.ClusterAdvertise
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	renewDB, err := pgstore.Open(ctx, a.cfg.DatabaseURL, pgstore.PoolOptions{MaxConns: renewPoolConns})
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: lease renewals: %w", err)
+	}
+	// Registered before the keeper's stop below, so closed after it.
+	a.onClose(func(context.Context) error { return renewDB.Close() })
 	k := lease.New(db, lease.Options{
 		Node: a.cfg.NodeName, Address: address, TTL: a.cfg.LeaseTTL,
 		OnLost:  func(ids []string) { a.mgr.LeasesLost(ids) },
 		Log:     a.log.With("component", "lease"),
 		Metrics: m,
+		RenewDB: renewDB,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	a.keeperCtx = ctx
+	runCtx, stop := context.WithCancel(context.Background())
+	a.keeperCtx = runCtx
 	a.onClose(func(context.Context) error {
-		cancel()
+		stop()
 		a.keeperDone.Wait()
 		return nil
 	})
-	return k
+	return k, nil
 }
 
 // runKeeper starts k's renewals (once the manager exists: they may tell

@@ -53,6 +53,11 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics counts leases (nil: none).
 	Metrics Metrics
+	// RenewDB is the pool the renewals use (nil: the Keeper's db). A small
+	// pool of its own keeps a renewal from queueing behind store queries
+	// when the main pool is busy (a node adopting thousands of sessions):
+	// a renewal that waits past TTL/2 costs the node every lease it holds.
+	RenewDB *sql.DB
 }
 
 // Node is one node of the cluster as ws_nodes knows it.
@@ -70,9 +75,15 @@ type Holder struct {
 	Token int64
 	// Expires is when the lease ends unless renewed (database clock).
 	Expires time.Time
+	// Left is how long the lease had to run when it was read, by the
+	// database's clock (which the local clock need not agree with).
+	Left time.Duration
 	// Live: the owner's heartbeat is younger than the TTL and it is not
 	// leaving, so it is an eligible node.
 	Live bool
+	// Renewing: the owner's heartbeat is younger than the TTL (leaving or
+	// not), so it may still renew the lease or release it any moment.
+	Renewing bool
 }
 
 // OwnedElsewhereError is Acquire's answer when another node holds the
@@ -85,6 +96,17 @@ type OwnedElsewhereError struct {
 // a session's status shows this text, and must not change with it.
 func (e *OwnedElsewhereError) Error() string {
 	return fmt.Sprintf("lease held by node %s", e.Node)
+}
+
+// RetryAfter is when asking again can succeed, when that is known: the
+// lease's remaining time if its holder has stopped renewing (a node killed
+// or cut off: the lease surely runs out then, not before); zero when the
+// holder still renews, and may release it (a hand-over) any moment.
+func (e *OwnedElsewhereError) RetryAfter() time.Duration {
+	if e.Renewing {
+		return 0
+	}
+	return e.Left
 }
 
 // Unwrap makes errors.Is(err, sessions.ErrOwnedElsewhere) true.
@@ -105,6 +127,7 @@ type hold struct {
 // Keeper acquires, renews and releases the leases of one node.
 type Keeper struct {
 	db      *sql.DB
+	renewDB *sql.DB
 	node    string
 	address string
 	ttl     time.Duration
@@ -126,12 +149,15 @@ type Keeper struct {
 // pgstore.Migrate). It does nothing until Acquire or Run.
 func New(db *sql.DB, opts Options) *Keeper {
 	k := &Keeper{
-		db: db, node: opts.Node, address: opts.Address, ttl: opts.TTL,
+		db: db, renewDB: opts.RenewDB, node: opts.Node, address: opts.Address, ttl: opts.TTL,
 		onLost: opts.OnLost, log: opts.Log, metrics: opts.Metrics,
 		held: make(map[string]*hold),
 	}
 	if k.ttl <= 0 {
 		k.ttl = DefaultTTL
+	}
+	if k.renewDB == nil {
+		k.renewDB = db
 	}
 	if k.log == nil {
 		k.log = slog.New(slog.DiscardHandler)
@@ -167,7 +193,9 @@ RETURNING token`
 // holderSQL reads who holds leases and whether that node is eligible.
 const holderSQL = `
 SELECT l.sender_id, l.owner, coalesce(n.address, ''), l.token, l.expires_at,
-       coalesce(n.heartbeat_at > now() - $2 * interval '1 millisecond' AND NOT n.leaving, false)
+       greatest(extract(epoch FROM l.expires_at - now()) * 1000, 0)::bigint,
+       coalesce(n.heartbeat_at > now() - $2 * interval '1 millisecond' AND NOT n.leaving, false),
+       coalesce(n.heartbeat_at > now() - $2 * interval '1 millisecond', false)
 FROM ws_leases l LEFT JOIN ws_nodes n ON n.name = l.owner
 WHERE l.sender_id = ANY($1) AND l.owner IS NOT NULL AND l.expires_at > now()`
 
@@ -247,9 +275,11 @@ func (k *Keeper) Holders(ctx context.Context, ids []string) (map[string]Holder, 
 	for rows.Next() {
 		var id string
 		var h Holder
-		if err := rows.Scan(&id, &h.Node, &h.Address, &h.Token, &h.Expires, &h.Live); err != nil {
+		var leftMS int64
+		if err := rows.Scan(&id, &h.Node, &h.Address, &h.Token, &h.Expires, &leftMS, &h.Live, &h.Renewing); err != nil {
 			return nil, fmt.Errorf("read lease holders: %w", err)
 		}
+		h.Left = time.Duration(leftMS) * time.Millisecond
 		out[id] = h
 	}
 	if err := rows.Err(); err != nil {
@@ -429,7 +459,7 @@ func (k *Keeper) renew(ctx context.Context) bool {
 }
 
 func (k *Keeper) renewRoundTrip(ctx context.Context, ids []string) (map[string]bool, error) {
-	rows, err := k.db.QueryContext(ctx, renewSQL, k.node, k.address, ms(k.ttl), ids, k.leaving.Load())
+	rows, err := k.renewDB.QueryContext(ctx, renewSQL, k.node, k.address, ms(k.ttl), ids, k.leaving.Load())
 	if err != nil {
 		return nil, err
 	}

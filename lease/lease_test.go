@@ -428,3 +428,44 @@ func TestBatchRenew1000(t *testing.T) {
 	slices.Sort(times)
 	t.Logf("renewal of 1,000 leases + heartbeat, one round trip: median %v, max %v over %d rounds", times[rounds/2], times[rounds-1], rounds)
 }
+
+// TestRetryAfter: a refusal says when to ask again only when the holder
+// has stopped renewing (then the lease surely runs out at its expiry, by
+// the database's clock), never while the holder renews and may release
+// the lease any moment.
+func TestRetryAfter(t *testing.T) {
+	e := newEnv(t)
+	ids := e.addSessions(t, 2)
+	ctx := context.Background()
+	const ttl = 3 * time.Second
+
+	// a took a lease and then renewed nothing (no heartbeat at all, as a
+	// node killed right after).
+	a := lease.New(e.db, lease.Options{Node: "a", Address: "a:1", TTL: ttl})
+	if err := a.Acquire(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	b := lease.New(e.db, lease.Options{Node: "b", Address: "b:1", TTL: ttl})
+	oe := ownedElsewhere(t, b.Acquire(ctx, ids[0]), "a")
+	if after := oe.RetryAfter(); after <= 0 || after > ttl {
+		t.Fatalf("RetryAfter %v from a holder that renews nothing, want in (0, %v]", after, ttl)
+	}
+
+	// c renews (its Run heartbeats): no hint, it may release any moment.
+	c := lease.New(e.db, lease.Options{Node: "c", Address: "c:1", TTL: ttl})
+	if err := c.Acquire(ctx, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	eventually(t, 5*time.Second, "c's heartbeat", func() bool {
+		eligible, err := b.Eligible(ctx)
+		return err == nil && len(eligible) == 1 && eligible[0].Name == "c"
+	})
+	oe = ownedElsewhere(t, b.Acquire(ctx, ids[1]), "c")
+	if after := oe.RetryAfter(); after != 0 {
+		t.Fatalf("RetryAfter %v from a renewing holder, want 0", after)
+	}
+}
