@@ -140,8 +140,8 @@ func metricsRegisterer(cfg config.Config, reg *prometheus.Registry) prometheus.R
 	return prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.NodeName}, reg)
 }
 
-// Sessions move between nodes (adopted by a returning node, handed over
-// by a node that is no longer their placement) moveBatch at a time,
+// Sessions that are up move between nodes (handed over by a node that is
+// no longer their placement, to a returning node say) moveBatch at a time,
 // movePause apart: a node coming back takes its share in small steps, not
 // in one storm of disconnects and logins. A SIGTERM hands over in batches
 // of moveBatch without pause.

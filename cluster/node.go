@@ -63,8 +63,9 @@ type Options struct {
 	RequestTimeout time.Duration
 	// SweepEvery is the sweep's period (LEASE_TTL/3).
 	SweepEvery time.Duration
-	// BatchSize sessions are adopted or handed over at once, BatchPause
-	// apart; a shutdown hands over in batches of BatchSize without pause.
+	// BatchSize sessions are handed over at once, BatchPause apart; a
+	// shutdown hands over in batches of BatchSize without pause. (Orphans,
+	// which no node serves, are adopted all at once.)
 	BatchSize  int
 	BatchPause time.Duration
 

@@ -27,8 +27,9 @@ func (n *Node) sweepLoop(ctx context.Context) {
 }
 
 // Sweep is one round of balancing, as the loop runs it every SweepEvery
-// and on each topology change: it adopts, in paced batches, the active
-// sessions placed on this node that no live eligible node holds, then
+// and on each topology change: it adopts the active sessions placed on
+// this node that no live eligible node holds (all at once: the manager
+// paces their logins), then
 // hands over, one paced batch at a time, the sessions this node hosts
 // whose rendezvous choice is another live eligible node. A node that is
 // not itself live and eligible (leaving, or cut off) adopts nothing.
@@ -68,11 +69,15 @@ func (n *Node) Sweep(ctx context.Context) error {
 			adopt = append(adopt, id)
 		}
 	}
-	if err := n.inBatches(ctx, adopt, n.opts.BatchPause, func(batch []string) error {
-		n.metrics.adopted(len(batch))
-		return n.opts.Local.Adopt(ctx, batch)
-	}); err != nil {
-		return fmt.Errorf("adopt: %w", err)
+	// Orphans at once: no node serves them, so holding them back only
+	// keeps them down longer (a dead node's thousands), and the manager's
+	// restore pacer already paces their logins. Only hand-overs, which
+	// take sessions that are up, go in paced batches.
+	if len(adopt) > 0 {
+		n.metrics.adopted(len(adopt))
+		if err := n.opts.Local.Adopt(ctx, adopt); err != nil {
+			return fmt.Errorf("adopt: %w", err)
+		}
 	}
 	moves := map[string][]string{} // target address -> ids
 	for _, id := range hostedList {
