@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -13,6 +14,14 @@ func (n *Node) sweepLoop(ctx context.Context) {
 	defer n.swept.Done()
 	t := time.NewTicker(n.opts.SweepEvery)
 	defer t.Stop()
+	// The first sweep waits a period: nodes started together then split
+	// the sessions between them, instead of the first one up adopting
+	// every session and handing two thirds over in paced batches.
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -142,6 +151,12 @@ func (n *Node) handOver(ctx context.Context, moves map[string][]string, pause ti
 				}
 			}
 			i++
+			if !slices.Contains(n.Members(), addr) {
+				// The target left (or died) since the moves were
+				// planned: keep the rest; the next sweep plans again.
+				n.log.Warn("cluster: the hand-over's target is no longer a member", "target", addr, "kept", len(ids)-start)
+				break
+			}
 			batch := ids[start:min(start+n.opts.BatchSize, len(ids))]
 			if err := n.opts.Local.Release(ctx, batch); err != nil {
 				return fmt.Errorf("release: %w", err)
@@ -149,8 +164,11 @@ func (n *Node) handOver(ctx context.Context, moves map[string][]string, pause ti
 			n.system.Root.Send(n.nodePID, stopGrains{ids: batch})
 			n.metrics.handedOver(len(batch))
 			if _, err := n.call(ctx, nodePIDAt(addr), request{Op: opAdopt, IDs: batch}); err != nil {
-				// Their leases are free: the target's own sweep adopts them.
-				n.log.Warn("cluster: the hand-over's target did not confirm", "target", addr, "sessions", len(batch), "err", err)
+				// Their leases are free: the target's own sweep adopts
+				// them, or, if it is gone, the survivors' do. Release no
+				// more to a target that does not answer.
+				n.log.Warn("cluster: the hand-over's target did not confirm", "target", addr, "sessions", len(batch), "kept", len(ids)-start-len(batch), "err", err)
+				break
 			}
 		}
 	}
