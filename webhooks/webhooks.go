@@ -57,8 +57,18 @@ var Results = []string{ResultDelivered, ResultFailed, ResultDead}
 
 // Options configure Open.
 type Options struct {
-	// Path is the outbox database file.
+	// Path is the outbox database file (Open).
 	Path string
+	// Node names this node (NODE_NAME) in a shared Postgres outbox
+	// (OpenPostgres): its dispatchers send the deliveries whose node it is.
+	Node string
+	// NodeTTL is the lease TTL (LEASE_TTL) with OpenPostgres: a node whose
+	// heartbeat is older is no longer eligible, and its deliveries of the
+	// sessions nobody holds are claimed by another node.
+	NodeTTL time.Duration
+	// ClaimEvery is how often OpenPostgres's outbox claims deliveries
+	// (and reads its queue depth again); default DefaultClaimEvery.
+	ClaimEvery time.Duration
 	// URLs are the endpoints, each already validated (CheckURL).
 	URLs []string
 	// Events are the event types delivered; empty means all.
