@@ -95,6 +95,14 @@ func TestPostgresStoreEndToEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.SessionsDir, idempotency.File)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("%s in SESSIONS_DIR with STORE=postgres: %v", idempotency.File, err)
 	}
+	// So is the webhook outbox: the sessions' events are in ws_events,
+	// with this node's deliveries; no outbox.db.
+	if n := queryInt(t, db, "SELECT count(*) FROM ws_events WHERE sender_id = 'alice'"); n == 0 {
+		t.Error("ws_events holds no event of alice")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.SessionsDir, app.OutboxFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s in SESSIONS_DIR with STORE=postgres: %v", app.OutboxFile, err)
+	}
 	if _, err := svc.Client.Stop(context.Background(), "bob"); err != nil {
 		t.Fatal(err)
 	}

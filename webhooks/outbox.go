@@ -200,6 +200,10 @@ func Open(opts Options) (*Outbox, error) {
 // deliveries of the sessions its node took over.
 const DefaultClaimEvery = time.Second
 
+// DefaultNodeTTL is OpenPostgres's NodeTTL when none is given: package
+// lease's default TTL.
+const DefaultNodeTTL = 10 * time.Second
+
 // OpenPostgres opens the outbox in the Postgres database db, the
 // process's pool, migrated by pgstore (tables ws_events and
 // ws_deliveries), shared by every node: opts.Node names this node, whose
@@ -209,18 +213,12 @@ const DefaultClaimEvery = time.Second
 // (package lease's ws_leases and ws_nodes; opts.NodeTTL is the lease
 // TTL). opts.Path is not used. Close leaves db open.
 func OpenPostgres(db *sql.DB, opts Options) (*Outbox, error) {
-	if opts.Node == "" {
-		return nil, errors.New("webhook outbox in postgres: the node has no name")
-	}
-	if opts.NodeTTL <= 0 {
-		return nil, errors.New("webhook outbox in postgres: the lease TTL is not set")
-	}
 	o, err := newOutbox(opts)
 	if err != nil {
 		return nil, err
 	}
 	o.db, o.q, o.closeDB, o.node = db, postgresQueries, func() error { return nil }, opts.Node
-	o.nodeTTL, o.claimEvery = opts.NodeTTL, cmp.Or(opts.ClaimEvery, DefaultClaimEvery)
+	o.nodeTTL, o.claimEvery = cmp.Or(opts.NodeTTL, DefaultNodeTTL), cmp.Or(opts.ClaimEvery, DefaultClaimEvery)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := o.start(ctx); err != nil {

@@ -64,7 +64,8 @@ type Options struct {
 	Node string
 	// NodeTTL is the lease TTL (LEASE_TTL) with OpenPostgres: a node whose
 	// heartbeat is older is no longer eligible, and its deliveries of the
-	// sessions nobody holds are claimed by another node.
+	// sessions nobody holds are claimed by another node. Default
+	// DefaultNodeTTL.
 	NodeTTL time.Duration
 	// ClaimEvery is how often OpenPostgres's outbox claims deliveries
 	// (and reads its queue depth again); default DefaultClaimEvery.
