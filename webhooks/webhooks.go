@@ -3,7 +3,9 @@
 // (https://www.standardwebhooks.com).
 //
 // An Outbox is a SQLite database of its own (SESSIONS_DIR/outbox.db, WAL,
-// synchronous(FULL)) holding each event once and one delivery row per
+// synchronous(FULL)), or two tables of the shared Postgres database
+// (OpenPostgres: each delivery names the node that sends it, and a node
+// claims the deliveries of the sessions it takes over), holding each event once and one delivery row per
 // (event, endpoint subscribed to its type). Publish only queues; one
 // committer goroutine writes whatever queued while its previous commit ran
 // in one transaction (group commit), so a thousand events a second cost a
