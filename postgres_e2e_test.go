@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/app"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
@@ -17,6 +18,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
 
@@ -95,6 +97,14 @@ func TestPostgresStoreEndToEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.SessionsDir, idempotency.File)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("%s in SESSIONS_DIR with STORE=postgres: %v", idempotency.File, err)
 	}
+	// So is the webhook outbox: the sessions' events are in ws_events,
+	// with this node's deliveries; no outbox.db.
+	if n := queryInt(t, db, "SELECT count(*) FROM ws_events WHERE sender_id = 'alice'"); n == 0 {
+		t.Error("ws_events holds no event of alice")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.SessionsDir, app.OutboxFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s in SESSIONS_DIR with STORE=postgres: %v", app.OutboxFile, err)
+	}
 	if _, err := svc.Client.Stop(context.Background(), "bob"); err != nil {
 		t.Fatal(err)
 	}
@@ -157,5 +167,60 @@ func TestPostgresBadURL(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "DATABASE_URL") || strings.Contains(err.Error()+logs.String(), "s3cret-pw") {
 		t.Fatalf("error %q (logs %q): want one naming DATABASE_URL, without the password", err, logs.String())
+	}
+}
+
+// TestPostgresOutboxAcrossRestart: with STORE=postgres, events made while
+// the webhook receiver is down (a session's stop) wait in ws_deliveries
+// and reach the receiver after a restart of the service, each once.
+func TestPostgresOutboxAcrossRestart(t *testing.T) {
+	secret, err := webhooks.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := e2e.NewReceiver(t, secret)
+	f := e2e.NewFake(t, fakeserver.Options{})
+	cfg, db := postgresConfig(t, f)
+	cfg.WebhookURL, cfg.WebhookSecret = rcv.URL, secret
+	svc := e2e.Start(t, cfg)
+	svc.Pair("alice")
+	rcv.Down()
+	if _, err := svc.Client.Stop(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "alice's stop waiting in ws_deliveries", func() bool {
+		return queryInt(t, db, "SELECT count(*) FROM ws_deliveries d JOIN ws_events e ON e.seq = d.event_seq WHERE d.sender_id = 'alice' AND d.state IN ('pending', 'failed') AND convert_from(e.body, 'UTF8') LIKE '%stopped%'") > 0
+	})
+	svc.Stop()
+	rcv.Up()
+	svc = svc.Restart()
+	waitUntil(t, "alice's stop delivered after the restart", func() bool {
+		for _, s := range rcv.States() {
+			if s.Event.SenderID == "alice" && s.Status.State == sessions.StateStopped {
+				return true
+			}
+		}
+		return false
+	})
+	seen := map[string]int{}
+	for _, d := range rcv.Got() {
+		if seen[d.Event.ID]++; seen[d.Event.ID] > 1 {
+			t.Errorf("event %s delivered twice", d.Event.ID)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.SessionsDir, app.OutboxFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s in SESSIONS_DIR with STORE=postgres: %v", app.OutboxFile, err)
+	}
+}
+
+// waitUntil polls cond until it holds, or fails the test after e2e.Wait.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(e2e.Wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", e2e.Wait, what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

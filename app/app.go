@@ -121,7 +121,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	m := metrics.New(reg)
 	// Before the manager, so that it closes after every session stopped
 	// (a stopping session may still publish events).
-	if err := a.openWebhooks(dir, m); err != nil {
+	if err := a.openWebhooks(dir, pg, m); err != nil {
 		return a, err
 	}
 	// The outbox keeps the sessions' events (messages, receipts, state
@@ -403,11 +403,12 @@ func apiKey(cfg config.Config, dir *store.Dir, log *slog.Logger) (string, error)
 // OutboxFile, in SESSIONS_DIR, is the webhook outbox's database.
 const OutboxFile = "outbox.db"
 
-// openWebhooks opens the outbox and starts its deliveries to WEBHOOK_URL,
-// signed with WEBHOOK_SECRET or the secret kept in the sessions directory.
-// Its teardown stops taking events, commits the ones queued, and stops
-// the deliveries.
-func (a *App) openWebhooks(dir *store.Dir, m *metrics.Metrics) error {
+// openWebhooks opens the outbox (SESSIONS_DIR/outbox.db, or with
+// STORE=postgres the shared database pg's, this node's deliveries) and
+// starts its deliveries to WEBHOOK_URL, signed with WEBHOOK_SECRET or the
+// secret kept in the sessions directory. Its teardown stops taking events,
+// commits the ones queued, and stops the deliveries.
+func (a *App) openWebhooks(dir *store.Dir, pg *sql.DB, m *metrics.Metrics) error {
 	cfg, log := a.cfg, a.log
 	urls := cfg.WebhookURLs()
 	secret := cfg.WebhookSecret
@@ -430,8 +431,10 @@ func (a *App) openWebhooks(dir *store.Dir, m *metrics.Metrics) error {
 	if err != nil {
 		return err
 	}
-	o, err := webhooks.Open(webhooks.Options{
+	opts := webhooks.Options{
 		Path:         filepath.Join(dir.Root(), OutboxFile),
+		Node:         cfg.NodeName,
+		NodeTTL:      cfg.LeaseTTL,
 		URLs:         urls,
 		Events:       types,
 		Secret:       secret,
@@ -441,7 +444,15 @@ func (a *App) openWebhooks(dir *store.Dir, m *metrics.Metrics) error {
 		AllowPrivate: cfg.WebhookAllowPrivate,
 		Log:          log.With("component", "webhooks"),
 		Observer:     m,
-	})
+	}
+	var o *webhooks.Outbox
+	if pg != nil {
+		// Shared by the nodes: a session's undelivered events follow it
+		// to the node that takes it over.
+		o, err = webhooks.OpenPostgres(pg, opts)
+	} else {
+		o, err = webhooks.Open(opts)
+	}
 	if err != nil {
 		return err
 	}

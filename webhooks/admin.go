@@ -50,7 +50,7 @@ func (o *Outbox) List(ctx context.Context, state sessions.DeliveryState, after s
 			return nil, err
 		}
 	}
-	rows, err := o.db.QueryContext(ctx, selectDelivery+` WHERE d.state = ? AND d.seq > ? ORDER BY d.seq LIMIT ?`, string(state), from, limit)
+	rows, err := o.db.QueryContext(ctx, o.q.list, string(state), from, limit)
 	if err != nil {
 		return nil, o.dbError(err)
 	}
@@ -91,8 +91,7 @@ func (o *Outbox) Retry(ctx context.Context, id string) (sessions.Delivery, error
 	// The state is checked again in the update: the delivery may have
 	// been delivered (or died) since it was read.
 	now := o.now().UnixNano()
-	res, err := o.db.ExecContext(ctx, `UPDATE deliveries SET state = CASE state WHEN 'dead' THEN 'pending' ELSE state END,
-		next_try_at = ?, since = ? WHERE seq = ? AND state = ?`, now, now, seq, string(d.State))
+	res, err := o.db.ExecContext(ctx, o.q.retry, now, now, seq, string(d.State))
 	if err != nil {
 		return d, o.dbError(err)
 	}
@@ -113,7 +112,7 @@ func (o *Outbox) RetryDead(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	now := o.now().UnixNano()
-	res, err := o.db.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', next_try_at = ?, since = ? WHERE state = 'dead'`, now, now)
+	res, err := o.db.ExecContext(ctx, o.q.retryDead, now, now)
 	if err != nil {
 		return 0, o.dbError(err)
 	}
@@ -127,7 +126,7 @@ func (o *Outbox) RetryDead(ctx context.Context) (int, error) {
 
 // get is delivery seq, or ErrNotFound.
 func (o *Outbox) get(ctx context.Context, seq int64) (sessions.Delivery, error) {
-	d, err := scanDelivery(o.db.QueryRowContext(ctx, selectDelivery+` WHERE d.seq = ?`, seq))
+	d, err := scanDelivery(o.db.QueryRowContext(ctx, o.q.get, seq))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, sessions.Errorf(sessions.ErrNotFound, "no delivery %s (delivered ones are kept for WEBHOOK_KEEP)", deliveryID(seq))
 	}
@@ -149,9 +148,6 @@ func (o *Outbox) dbError(err error) error {
 	}
 	return fmt.Errorf("webhook outbox: %w", err)
 }
-
-const selectDelivery = `SELECT d.seq, e.id, e.type, d.sender_id, d.endpoint, d.state, d.attempts, d.last_error,
-	d.created_at, d.next_try_at, d.last_try_at FROM deliveries d JOIN events e ON e.seq = d.event_seq`
 
 func scanDelivery(row interface{ Scan(...any) error }) (sessions.Delivery, error) {
 	var d sessions.Delivery

@@ -50,94 +50,98 @@ func checkOnceInOrder(t *testing.T, rcv *receiver, want map[string][]string) {
 // API lists them delivered (it waits for the results recorded), and every
 // result reaches the database.
 func TestSlowCommitsDoNotHoldDeliveries(t *testing.T) {
-	const sessionsN, each, commit = 50, 10, 400 * time.Millisecond
-	rcv := newReceiver(t)
-	o := open(t, slowCommits(testOptions(t.TempDir(), rcv.srv.URL), commit))
-	want := map[string][]string{}
-	var evs []sessions.Event
-	for i := range each {
-		for s := range sessionsN {
-			ev := event(fmt.Sprintf("s%02d", s), i)
-			evs = append(evs, ev)
-			want[ev.SenderID] = append(want[ev.SenderID], ev.ID)
+	eachStore(t, func(t *testing.T, dir string) {
+		const sessionsN, each, commit = 50, 10, 400 * time.Millisecond
+		rcv := newReceiver(t)
+		o := open(t, slowCommits(testOptions(dir, rcv.srv.URL), commit))
+		want := map[string][]string{}
+		var evs []sessions.Event
+		for i := range each {
+			for s := range sessionsN {
+				ev := event(fmt.Sprintf("s%02d", s), i)
+				evs = append(evs, ev)
+				want[ev.SenderID] = append(want[ev.SenderID], ev.ID)
+			}
 		}
-	}
-	publish(t, o, evs...) // one commit, without results: not slowed
-	start := time.Now()
-	waitFor(t, 10*time.Second, "every event", func() (bool, string) {
-		n := len(rcv.received())
-		return n >= len(evs), fmt.Sprint(n)
+		publish(t, o, evs...) // one commit, without results: not slowed
+		start := time.Now()
+		waitFor(t, 10*time.Second, "every event", func() (bool, string) {
+			n := len(rcv.received())
+			return n >= len(evs), fmt.Sprint(n)
+		})
+		took := time.Since(start)
+		waiting := time.Duration(len(evs)) * commit / webhooks.DefaultConcurrency
+		t.Logf("%d events delivered in %v with commits of results taking %v (waiting for each: %v)", len(evs), took, commit, waiting)
+		if took > waiting/2 {
+			t.Errorf("%d events took %v to arrive: deliveries wait for commits (%v if each waits)", len(evs), took, waiting)
+		}
+		checkOnceInOrder(t, rcv, want)
+		if n := len(list(t, o, sessions.DeliveryPending)) + len(list(t, o, sessions.DeliveryFailed)); n != 0 {
+			t.Errorf("%d deliveries listed pending or failed after every one arrived", n)
+		}
+		delivered := list(t, o, sessions.DeliveryDelivered)
+		if len(delivered) != len(evs) {
+			t.Fatalf("%d listed delivered, want %d", len(delivered), len(evs))
+		}
+		for _, d := range delivered {
+			if d.Attempts != 1 || d.LastTryAt == nil {
+				t.Errorf("delivered %+v, want one attempt", d)
+			}
+		}
+		if q := o.Stats().Queued; q != 0 {
+			t.Errorf("queue depth %d after every result was committed", q)
+		}
+		if got := rcv.hits.Load(); got != int64(len(evs)) {
+			t.Errorf("the receiver got %d requests for %d events", got, len(evs))
+		}
 	})
-	took := time.Since(start)
-	waiting := time.Duration(len(evs)) * commit / webhooks.DefaultConcurrency
-	t.Logf("%d events delivered in %v with commits of results taking %v (waiting for each: %v)", len(evs), took, commit, waiting)
-	if took > waiting/2 {
-		t.Errorf("%d events took %v to arrive: deliveries wait for commits (%v if each waits)", len(evs), took, waiting)
-	}
-	checkOnceInOrder(t, rcv, want)
-	if n := len(list(t, o, sessions.DeliveryPending)) + len(list(t, o, sessions.DeliveryFailed)); n != 0 {
-		t.Errorf("%d deliveries listed pending or failed after every one arrived", n)
-	}
-	delivered := list(t, o, sessions.DeliveryDelivered)
-	if len(delivered) != len(evs) {
-		t.Fatalf("%d listed delivered, want %d", len(delivered), len(evs))
-	}
-	for _, d := range delivered {
-		if d.Attempts != 1 || d.LastTryAt == nil {
-			t.Errorf("delivered %+v, want one attempt", d)
-		}
-	}
-	if q := o.Stats().Queued; q != 0 {
-		t.Errorf("queue depth %d after every result was committed", q)
-	}
-	if got := rcv.hits.Load(); got != int64(len(evs)) {
-		t.Errorf("the receiver got %d requests for %d events", got, len(evs))
-	}
 }
 
 // A failed attempt's next try holds while its result waits for a slow
 // commit: the delivery is retried after its backoff, not before nor
 // twice, and its attempts count every try.
 func TestFailedAttemptKeepsBackoffBeforeCommit(t *testing.T) {
-	const backoff, commit, failures = 100 * time.Millisecond, 300 * time.Millisecond, 3
-	rcv := newReceiver(t)
-	var mu sync.Mutex
-	var hits []time.Time
-	rcv.setAnswer(func(sessions.Event) int {
+	eachStore(t, func(t *testing.T, dir string) {
+		const backoff, commit, failures = 100 * time.Millisecond, 300 * time.Millisecond, 3
+		rcv := newReceiver(t)
+		var mu sync.Mutex
+		var hits []time.Time
+		rcv.setAnswer(func(sessions.Event) int {
+			mu.Lock()
+			defer mu.Unlock()
+			hits = append(hits, time.Now())
+			if len(hits) <= failures {
+				return http.StatusInternalServerError
+			}
+			return http.StatusOK
+		})
+		obs := &observer{}
+		opts := slowCommits(testOptions(dir, rcv.srv.URL), commit)
+		opts.Backoff, opts.Observer = fixedBackoff(backoff), obs
+		o := open(t, opts)
+		ev := event("alice", 1)
+		publish(t, o, ev)
+		waitFor(t, 10*time.Second, "the delivery", func() (bool, string) {
+			return len(rcv.received()) == 1, ""
+		})
+		d := list(t, o, sessions.DeliveryDelivered)
+		if len(d) != 1 || d[0].Attempts != failures+1 || d[0].LastError != "" {
+			t.Fatalf("delivered %+v, want one after %d attempts", d, failures+1)
+		}
 		mu.Lock()
 		defer mu.Unlock()
-		hits = append(hits, time.Now())
-		if len(hits) <= failures {
-			return http.StatusInternalServerError
+		if len(hits) != failures+1 {
+			t.Fatalf("%d requests, want %d", len(hits), failures+1)
 		}
-		return http.StatusOK
-	})
-	obs := &observer{}
-	opts := slowCommits(testOptions(t.TempDir(), rcv.srv.URL), commit)
-	opts.Backoff, opts.Observer = fixedBackoff(backoff), obs
-	o := open(t, opts)
-	ev := event("alice", 1)
-	publish(t, o, ev)
-	waitFor(t, 10*time.Second, "the delivery", func() (bool, string) {
-		return len(rcv.received()) == 1, ""
-	})
-	d := list(t, o, sessions.DeliveryDelivered)
-	if len(d) != 1 || d[0].Attempts != failures+1 || d[0].LastError != "" {
-		t.Fatalf("delivered %+v, want one after %d attempts", d, failures+1)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(hits) != failures+1 {
-		t.Fatalf("%d requests, want %d", len(hits), failures+1)
-	}
-	for i := 1; i < len(hits); i++ {
-		if gap := hits[i].Sub(hits[i-1]); gap < backoff {
-			t.Errorf("attempt %d came %v after the failed one before it, within the backoff (%v)", i+1, gap, backoff)
+		for i := 1; i < len(hits); i++ {
+			if gap := hits[i].Sub(hits[i-1]); gap < backoff {
+				t.Errorf("attempt %d came %v after the failed one before it, within the backoff (%v)", i+1, gap, backoff)
+			}
 		}
-	}
-	if got := obs.snapshot().results; got[webhooks.ResultFailed] != failures || got[webhooks.ResultDelivered] != 1 {
-		t.Errorf("observed %v", got)
-	}
+		if got := obs.snapshot().results; got[webhooks.ResultFailed] != failures || got[webhooks.ResultDelivered] != 1 {
+			t.Errorf("observed %v", got)
+		}
+	})
 }
 
 // A commit of results that fails (the disk is full, say) forgets them:
@@ -146,31 +150,33 @@ func TestFailedAttemptKeepsBackoffBeforeCommit(t *testing.T) {
 // were committed meanwhile are not sent again, so the repeat comes after
 // them: the first delivery of each event kept the session's order.
 func TestFailedCommitOfResultsRedelivers(t *testing.T) {
-	rcv := newReceiver(t)
-	var failed atomic.Bool
-	o := open(t, webhooks.WithCommitHook(testOptions(t.TempDir(), rcv.srv.URL), func(results int) error {
-		if results > 0 && failed.CompareAndSwap(false, true) {
-			return errors.New("disk full (test)")
+	eachStore(t, func(t *testing.T, dir string) {
+		rcv := newReceiver(t)
+		var failed atomic.Bool
+		o := open(t, webhooks.WithCommitHook(testOptions(dir, rcv.srv.URL), func(results int) error {
+			if results > 0 && failed.CompareAndSwap(false, true) {
+				return errors.New("disk full (test)")
+			}
+			return nil
+		}))
+		evs := []sessions.Event{event("alice", 1), event("alice", 2), event("alice", 3)}
+		publish(t, o, evs...)
+		waitFor(t, 10*time.Second, "every event recorded delivered", func() (bool, string) {
+			return len(list(t, o, sessions.DeliveryDelivered)) == len(evs), fmt.Sprint(rcv.idsOf("alice"))
+		})
+		got := rcv.idsOf("alice")
+		if !failed.Load() || len(got) <= len(evs) {
+			t.Fatalf("received %v, failed commit %v: want a redelivery after the failed commit", got, failed.Load())
 		}
-		return nil
-	}))
-	evs := []sessions.Event{event("alice", 1), event("alice", 2), event("alice", 3)}
-	publish(t, o, evs...)
-	waitFor(t, 10*time.Second, "every event recorded delivered", func() (bool, string) {
-		return len(list(t, o, sessions.DeliveryDelivered)) == len(evs), fmt.Sprint(rcv.idsOf("alice"))
+		if want := []string{evs[0].ID, evs[1].ID, evs[2].ID}; !slices.Equal(got[:len(evs)], want) {
+			t.Errorf("first deliveries %v, want %v", got[:len(evs)], want)
+		}
+		for _, r := range rcv.received() {
+			if r.WebhookID != r.Event.ID {
+				t.Errorf("webhook-id %s for event %s", r.WebhookID, r.Event.ID)
+			}
+		}
 	})
-	got := rcv.idsOf("alice")
-	if !failed.Load() || len(got) <= len(evs) {
-		t.Fatalf("received %v, failed commit %v: want a redelivery after the failed commit", got, failed.Load())
-	}
-	if want := []string{evs[0].ID, evs[1].ID, evs[2].ID}; !slices.Equal(got[:len(evs)], want) {
-		t.Errorf("first deliveries %v, want %v", got[:len(evs)], want)
-	}
-	for _, r := range rcv.received() {
-		if r.WebhookID != r.Event.ID {
-			t.Errorf("webhook-id %s for event %s", r.WebhookID, r.Event.ID)
-		}
-	}
 }
 
 // The child process of TestKillBeforeResultsCommit: it delivers every
@@ -248,7 +254,8 @@ func TestKillBeforeResultsCommit(t *testing.T) {
 
 	// None of those results reached the database.
 	var undelivered int
-	if err := dbOf(t, path).QueryRow(`SELECT count(*) FROM deliveries WHERE state = 'pending' AND attempts = 0`).Scan(&undelivered); err != nil {
+	db, _ := dbOf(t, path)
+	if err := db.QueryRow(`SELECT count(*) FROM deliveries WHERE state = 'pending' AND attempts = 0`).Scan(&undelivered); err != nil {
 		t.Fatal(err)
 	}
 	if undelivered != total {

@@ -212,9 +212,7 @@ func (o *Outbox) dispatch(ctx context.Context, l *lane) {
 // (or death) is recorded but not yet committed do not count: a session
 // that has nothing else has no head.
 func (o *Outbox) heads(ctx context.Context, l *lane) ([]head, error) {
-	rows, err := o.db.QueryContext(ctx, `SELECT d.seq, h.last, d.sender_id, d.next_try_at FROM deliveries d
-		JOIN (SELECT min(seq) AS seq, max(seq) AS last FROM deliveries WHERE endpoint = ? AND `+active+` GROUP BY sender_id) h ON d.seq = h.seq
-		ORDER BY d.seq`, l.ep) // the longest waiting first, when the workers are all busy
+	rows, err := o.db.QueryContext(ctx, o.q.heads, o.node, l.ep)
 	if err != nil {
 		return nil, err
 	}
@@ -305,17 +303,12 @@ func (o *Outbox) work(ctx context.Context, l *lane, sender string) {
 	}
 }
 
-// selectNext selects the deliveries still to be sent at an endpoint
-// (the first parameter) of a session (the second), with their events.
-const selectNext = `SELECT d.seq, d.attempts, d.since, coalesce(d.next_try_at, 0), e.id, e.ts, e.body
-	FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.endpoint = ? AND d.sender_id = ? AND d.` + active
-
 // next reads sender's first few undelivered deliveries at l's endpoint,
 // leaving out those delivered but not yet committed.
 func (o *Outbox) next(ctx context.Context, l *lane, sender string) ([]pendingDelivery, error) {
-	q, args := selectNext+` ORDER BY d.seq LIMIT ?`, []any{l.ep, sender, readAhead}
+	q, args := o.q.next, []any{o.node, l.ep, sender, readAhead}
 	if lo, hi, ok := l.skip(sender); ok {
-		q, args = selectNext+` AND (d.seq < ? OR d.seq > ?) ORDER BY d.seq LIMIT ?`, []any{l.ep, sender, lo, hi, readAhead}
+		q, args = o.q.nextSkip, []any{o.node, l.ep, sender, lo, hi, readAhead}
 	}
 	rows, err := o.db.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -345,9 +338,10 @@ func (o *Outbox) attempt(ctx context.Context, l *lane, sender string, d pendingD
 		return false
 	}
 	now := o.now()
-	m := mark{seq: d.seq, state: "delivered", attempts: d.attempts + 1, lastError: problem, at: now.UnixNano()}
+	m := mark{seq: d.seq, state: "delivered", attempts: d.attempts + 1, lastError: problem, at: now.UnixNano(),
+		doneAt: sql.NullInt64{Int64: now.UnixNano(), Valid: true}}
 	if problem != "" {
-		m.state, m.next = "failed", sql.NullInt64{Int64: now.Add(o.backoff(m.attempts)).UnixNano(), Valid: true}
+		m.state, m.next, m.doneAt = "failed", sql.NullInt64{Int64: now.Add(o.backoff(m.attempts)).UnixNano(), Valid: true}, sql.NullInt64{}
 		if now.Sub(d.since) >= o.retryFor {
 			m.state, m.next = "dead", sql.NullInt64{}
 		}

@@ -37,138 +37,146 @@ func publishAll(t *testing.T, o *webhooks.Outbox, n int, senders ...string) map[
 // The receiver is down (503) for a while: events wait, then arrive in
 // order per session, each once.
 func TestReceiverDownThenUp(t *testing.T) {
-	rcv := newReceiver(t)
-	var down atomic.Bool
-	down.Store(true)
-	rcv.setAnswer(func(sessions.Event) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
+	eachStore(t, func(t *testing.T, dir string) {
+		rcv := newReceiver(t)
+		var down atomic.Bool
+		down.Store(true)
+		rcv.setAnswer(func(sessions.Event) int {
+			if down.Load() {
+				return http.StatusServiceUnavailable
+			}
+			return http.StatusOK
+		})
+		o := open(t, testOptions(dir, rcv.srv.URL))
+		senders := []string{"alice", "bob", "carol"}
+		want := publishAll(t, o, 10, senders...)
+		waitFor(t, 10*time.Second, "every session's head to fail", func() (bool, string) {
+			f := list(t, o, sessions.DeliveryFailed)
+			return len(f) == len(senders), fmt.Sprint(len(f))
+		})
+		for _, d := range list(t, o, sessions.DeliveryFailed) {
+			if d.Attempts < 1 || d.LastError != "answered 503 Service Unavailable" || d.NextTryAt == nil || d.LastTryAt == nil {
+				t.Errorf("failed delivery %+v", d)
+			}
 		}
-		return http.StatusOK
-	})
-	o := open(t, testOptions(t.TempDir(), rcv.srv.URL))
-	senders := []string{"alice", "bob", "carol"}
-	want := publishAll(t, o, 10, senders...)
-	waitFor(t, 10*time.Second, "every session's head to fail", func() (bool, string) {
-		f := list(t, o, sessions.DeliveryFailed)
-		return len(f) == len(senders), fmt.Sprint(len(f))
-	})
-	for _, d := range list(t, o, sessions.DeliveryFailed) {
-		if d.Attempts < 1 || d.LastError != "answered 503 Service Unavailable" || d.NextTryAt == nil || d.LastTryAt == nil {
-			t.Errorf("failed delivery %+v", d)
+		if got := len(rcv.received()); got != 0 {
+			t.Fatalf("%d received while the receiver was down", got)
 		}
-	}
-	if got := len(rcv.received()); got != 0 {
-		t.Fatalf("%d received while the receiver was down", got)
-	}
-	down.Store(false)
-	waitFor(t, 20*time.Second, "every event", func() (bool, string) {
-		return len(rcv.received()) == 30 && o.Stats().Queued == 0, fmt.Sprint(len(rcv.received()))
-	})
-	for _, s := range senders {
-		if got := rcv.idsOf(s); !slices.Equal(got, want[s]) {
-			t.Errorf("%s received %v, want %v", s, got, want[s])
+		down.Store(false)
+		waitFor(t, 20*time.Second, "every event", func() (bool, string) {
+			return len(rcv.received()) == 30 && o.Stats().Queued == 0, fmt.Sprint(len(rcv.received()))
+		})
+		for _, s := range senders {
+			if got := rcv.idsOf(s); !slices.Equal(got, want[s]) {
+				t.Errorf("%s received %v, want %v", s, got, want[s])
+			}
 		}
-	}
+	})
 }
 
 // One session whose receiver side keeps failing blocks only its own later
 // events; other sessions' events are delivered meanwhile.
 func TestFailingSessionDoesNotBlockOthers(t *testing.T) {
-	rcv := newReceiver(t)
-	rcv.setAnswer(func(ev sessions.Event) int {
-		if ev.SenderID == "stuck" {
-			return http.StatusInternalServerError
+	eachStore(t, func(t *testing.T, dir string) {
+		rcv := newReceiver(t)
+		rcv.setAnswer(func(ev sessions.Event) int {
+			if ev.SenderID == "stuck" {
+				return http.StatusInternalServerError
+			}
+			return http.StatusOK
+		})
+		o := open(t, testOptions(dir, rcv.srv.URL))
+		want := publishAll(t, o, 5, "stuck", "alice", "bob")
+		// A 2xx is recorded a little after the receiver has the event: wait
+		// for the records too.
+		waitFor(t, 10*time.Second, "the other sessions' events, and stuck's head retried", func() (bool, string) {
+			f, p := list(t, o, sessions.DeliveryFailed), list(t, o, sessions.DeliveryPending)
+			return len(rcv.received()) == 10 && len(f) == 1 && f[0].Attempts >= 2 && len(p) == 4, fmt.Sprint(len(rcv.received()), f, len(p))
+		})
+		for _, s := range []string{"alice", "bob"} {
+			if got := rcv.idsOf(s); !slices.Equal(got, want[s]) {
+				t.Errorf("%s received %v, want %v", s, got, want[s])
+			}
 		}
-		return http.StatusOK
+		// stuck's head is retried; the rest wait behind it, never tried.
+		failed := list(t, o, sessions.DeliveryFailed)
+		if len(failed) != 1 || failed[0].EventID != want["stuck"][0] {
+			t.Errorf("failed: %+v, want stuck's first event retried", failed)
+		}
+		pending := list(t, o, sessions.DeliveryPending)
+		if len(pending) != 4 {
+			t.Errorf("%d pending, want stuck's 4 later events", len(pending))
+		}
+		for _, d := range pending {
+			if d.SenderID != "stuck" || d.Attempts != 0 {
+				t.Errorf("pending %+v", d)
+			}
+		}
 	})
-	o := open(t, testOptions(t.TempDir(), rcv.srv.URL))
-	want := publishAll(t, o, 5, "stuck", "alice", "bob")
-	// A 2xx is recorded a little after the receiver has the event: wait
-	// for the records too.
-	waitFor(t, 10*time.Second, "the other sessions' events, and stuck's head retried", func() (bool, string) {
-		f, p := list(t, o, sessions.DeliveryFailed), list(t, o, sessions.DeliveryPending)
-		return len(rcv.received()) == 10 && len(f) == 1 && f[0].Attempts >= 2 && len(p) == 4, fmt.Sprint(len(rcv.received()), f, len(p))
-	})
-	for _, s := range []string{"alice", "bob"} {
-		if got := rcv.idsOf(s); !slices.Equal(got, want[s]) {
-			t.Errorf("%s received %v, want %v", s, got, want[s])
-		}
-	}
-	// stuck's head is retried; the rest wait behind it, never tried.
-	failed := list(t, o, sessions.DeliveryFailed)
-	if len(failed) != 1 || failed[0].EventID != want["stuck"][0] {
-		t.Errorf("failed: %+v, want stuck's first event retried", failed)
-	}
-	pending := list(t, o, sessions.DeliveryPending)
-	if len(pending) != 4 {
-		t.Errorf("%d pending, want stuck's 4 later events", len(pending))
-	}
-	for _, d := range pending {
-		if d.SenderID != "stuck" || d.Attempts != 0 {
-			t.Errorf("pending %+v", d)
-		}
-	}
 }
 
 // 500, then 200: delivered on the second attempt.
 func TestServerErrorThenSuccess(t *testing.T) {
-	rcv := newReceiver(t)
-	var calls atomic.Int32
-	rcv.setAnswer(func(sessions.Event) int {
-		if calls.Add(1) == 1 {
-			return http.StatusInternalServerError
+	eachStore(t, func(t *testing.T, dir string) {
+		rcv := newReceiver(t)
+		var calls atomic.Int32
+		rcv.setAnswer(func(sessions.Event) int {
+			if calls.Add(1) == 1 {
+				return http.StatusInternalServerError
+			}
+			return http.StatusOK
+		})
+		obs := &observer{}
+		opts := testOptions(dir, rcv.srv.URL)
+		opts.Observer = obs
+		o := open(t, opts)
+		ev := event("alice", 1)
+		publish(t, o, ev)
+		waitFor(t, 10*time.Second, "the delivery", func() (bool, string) {
+			return len(list(t, o, sessions.DeliveryDelivered)) == 1, ""
+		})
+		d := list(t, o, sessions.DeliveryDelivered)[0]
+		if d.Attempts != 2 || d.LastError != "" || d.NextTryAt != nil || d.EventID != ev.ID || d.Endpoint != rcv.srv.URL {
+			t.Errorf("delivered %+v", d)
 		}
-		return http.StatusOK
+		if got := obs.snapshot(); got.results[webhooks.ResultFailed] != 1 || got.results[webhooks.ResultDelivered] != 1 || got.depth != 0 || got.maxDepth != 1 {
+			t.Errorf("observed %+v", got)
+		}
 	})
-	obs := &observer{}
-	opts := testOptions(t.TempDir(), rcv.srv.URL)
-	opts.Observer = obs
-	o := open(t, opts)
-	ev := event("alice", 1)
-	publish(t, o, ev)
-	waitFor(t, 10*time.Second, "the delivery", func() (bool, string) {
-		return len(list(t, o, sessions.DeliveryDelivered)) == 1, ""
-	})
-	d := list(t, o, sessions.DeliveryDelivered)[0]
-	if d.Attempts != 2 || d.LastError != "" || d.NextTryAt != nil || d.EventID != ev.ID || d.Endpoint != rcv.srv.URL {
-		t.Errorf("delivered %+v", d)
-	}
-	if got := obs.snapshot(); got.results[webhooks.ResultFailed] != 1 || got.results[webhooks.ResultDelivered] != 1 || got.depth != 0 || got.maxDepth != 1 {
-		t.Errorf("observed %+v", got)
-	}
 }
 
 // An endpoint slower than WEBHOOK_TIMEOUT is a failed attempt that says
 // so; once it answers in time, the delivery is made.
 func TestTimeout(t *testing.T) {
-	rcv := newReceiver(t)
-	slow := make(chan struct{})
-	var once sync.Once
-	fast := func() { once.Do(func() { close(slow) }) }
-	t.Cleanup(fast)
-	rcv.setAnswer(func(sessions.Event) int {
-		select {
-		case <-slow:
-		case <-time.After(time.Second): // far beyond the timeout
+	eachStore(t, func(t *testing.T, dir string) {
+		rcv := newReceiver(t)
+		slow := make(chan struct{})
+		var once sync.Once
+		fast := func() { once.Do(func() { close(slow) }) }
+		t.Cleanup(fast)
+		rcv.setAnswer(func(sessions.Event) int {
+			select {
+			case <-slow:
+			case <-time.After(time.Second): // far beyond the timeout
+			}
+			return http.StatusOK
+		})
+		opts := testOptions(dir, rcv.srv.URL)
+		opts.Timeout = 200 * time.Millisecond
+		o := open(t, opts)
+		publish(t, o, event("alice", 1))
+		waitFor(t, 10*time.Second, "a timed-out attempt", func() (bool, string) {
+			f := list(t, o, sessions.DeliveryFailed)
+			return len(f) == 1 && f[0].LastError == "no answer within WEBHOOK_TIMEOUT (200ms)", fmt.Sprint(f)
+		})
+		fast()
+		waitFor(t, 10*time.Second, "the delivery", func() (bool, string) {
+			return len(list(t, o, sessions.DeliveryDelivered)) == 1, ""
+		})
+		if d := list(t, o, sessions.DeliveryDelivered)[0]; d.Attempts < 2 {
+			t.Errorf("delivered after %d attempts, want at least 2", d.Attempts)
 		}
-		return http.StatusOK
 	})
-	opts := testOptions(t.TempDir(), rcv.srv.URL)
-	opts.Timeout = 200 * time.Millisecond
-	o := open(t, opts)
-	publish(t, o, event("alice", 1))
-	waitFor(t, 10*time.Second, "a timed-out attempt", func() (bool, string) {
-		f := list(t, o, sessions.DeliveryFailed)
-		return len(f) == 1 && f[0].LastError == "no answer within WEBHOOK_TIMEOUT (200ms)", fmt.Sprint(f)
-	})
-	fast()
-	waitFor(t, 10*time.Second, "the delivery", func() (bool, string) {
-		return len(list(t, o, sessions.DeliveryDelivered)) == 1, ""
-	})
-	if d := list(t, o, sessions.DeliveryDelivered)[0]; d.Attempts < 2 {
-		t.Errorf("delivered after %d attempts, want at least 2", d.Attempts)
-	}
 }
 
 // A 301 (here to a private address) is not followed: a failed attempt
@@ -228,186 +236,194 @@ func TestPrivateTargetsRefused(t *testing.T) {
 // longer blocks its session's later events; it is listed, and sent again
 // by Retry or RetryDead.
 func TestDeadRetryAndRetryDead(t *testing.T) {
-	rcv := newReceiver(t)
-	var failing sync.Map // event id -> true
-	rcv.setAnswer(func(ev sessions.Event) int {
-		if _, bad := failing.Load(ev.ID); bad {
-			return http.StatusBadGateway
+	eachStore(t, func(t *testing.T, dir string) {
+		rcv := newReceiver(t)
+		var failing sync.Map // event id -> true
+		rcv.setAnswer(func(ev sessions.Event) int {
+			if _, bad := failing.Load(ev.ID); bad {
+				return http.StatusBadGateway
+			}
+			return http.StatusOK
+		})
+		obs := &observer{}
+		opts := testOptions(dir, rcv.srv.URL)
+		opts.RetryFor, opts.Observer = 200*time.Millisecond, obs
+		o := open(t, opts)
+		ctx := context.Background()
+
+		a1, a2, a3, a4 := event("alice", 1), event("alice", 2), event("alice", 3), event("alice", 4)
+		for _, ev := range []sessions.Event{a1, a3, a4} {
+			failing.Store(ev.ID, true)
 		}
-		return http.StatusOK
-	})
-	obs := &observer{}
-	opts := testOptions(t.TempDir(), rcv.srv.URL)
-	opts.RetryFor, opts.Observer = 200*time.Millisecond, obs
-	o := open(t, opts)
-	ctx := context.Background()
+		publish(t, o, a1, a2)
+		waitFor(t, 10*time.Second, "a1 dead and a2 delivered after it", func() (bool, string) {
+			return len(list(t, o, sessions.DeliveryDead)) == 1 && len(list(t, o, sessions.DeliveryDelivered)) == 1, fmt.Sprint(rcv.idsOf("alice"))
+		})
+		if got := rcv.idsOf("alice"); !slices.Equal(got, []string{a2.ID}) {
+			t.Errorf("received %v, want a2 only", got)
+		}
+		dead := list(t, o, sessions.DeliveryDead)[0]
+		if dead.EventID != a1.ID || dead.Attempts < 2 || dead.NextTryAt != nil || dead.LastError != "answered 502 Bad Gateway" {
+			t.Errorf("dead %+v", dead)
+		}
+		if got := obs.snapshot(); got.results[webhooks.ResultDead] != 1 || got.depth != 0 {
+			t.Errorf("observed %+v", got)
+		}
 
-	a1, a2, a3, a4 := event("alice", 1), event("alice", 2), event("alice", 3), event("alice", 4)
-	for _, ev := range []sessions.Event{a1, a3, a4} {
-		failing.Store(ev.ID, true)
-	}
-	publish(t, o, a1, a2)
-	waitFor(t, 10*time.Second, "a1 dead and a2 delivered after it", func() (bool, string) {
-		return len(list(t, o, sessions.DeliveryDead)) == 1 && len(list(t, o, sessions.DeliveryDelivered)) == 1, fmt.Sprint(rcv.idsOf("alice"))
-	})
-	if got := rcv.idsOf("alice"); !slices.Equal(got, []string{a2.ID}) {
-		t.Errorf("received %v, want a2 only", got)
-	}
-	dead := list(t, o, sessions.DeliveryDead)[0]
-	if dead.EventID != a1.ID || dead.Attempts < 2 || dead.NextTryAt != nil || dead.LastError != "answered 502 Bad Gateway" {
-		t.Errorf("dead %+v", dead)
-	}
-	if got := obs.snapshot(); got.results[webhooks.ResultDead] != 1 || got.depth != 0 {
-		t.Errorf("observed %+v", got)
-	}
+		// Retry one.
+		failing.Delete(a1.ID)
+		d, err := o.Retry(ctx, dead.ID)
+		if err != nil || d.State != sessions.DeliveryPending {
+			t.Fatalf("retry: %+v %v", d, err)
+		}
+		waitFor(t, 10*time.Second, "a1 delivered after the retry", func() (bool, string) {
+			return slices.Equal(rcv.idsOf("alice"), []string{a2.ID, a1.ID}) && len(list(t, o, sessions.DeliveryDelivered)) == 2, fmt.Sprint(rcv.idsOf("alice"))
+		})
+		if _, err := o.Retry(ctx, dead.ID); !errors.Is(err, sessions.ErrWrongState) {
+			t.Errorf("retry of a delivered one: %v", err)
+		}
+		if _, err := o.Retry(ctx, "dlv_999999"); !errors.Is(err, sessions.ErrNotFound) {
+			t.Errorf("retry of an unknown one: %v", err)
+		}
+		if _, err := o.Retry(ctx, "nope"); !errors.Is(err, sessions.ErrInvalid) {
+			t.Errorf("retry of a bad id: %v", err)
+		}
 
-	// Retry one.
-	failing.Delete(a1.ID)
-	d, err := o.Retry(ctx, dead.ID)
-	if err != nil || d.State != sessions.DeliveryPending {
-		t.Fatalf("retry: %+v %v", d, err)
-	}
-	waitFor(t, 10*time.Second, "a1 delivered after the retry", func() (bool, string) {
-		return slices.Equal(rcv.idsOf("alice"), []string{a2.ID, a1.ID}) && len(list(t, o, sessions.DeliveryDelivered)) == 2, fmt.Sprint(rcv.idsOf("alice"))
+		// Retry every dead one.
+		publish(t, o, a3, a4)
+		waitFor(t, 10*time.Second, "a3 and a4 dead", func() (bool, string) {
+			return len(list(t, o, sessions.DeliveryDead)) == 2, ""
+		})
+		failing.Clear()
+		if n, err := o.RetryDead(ctx); err != nil || n != 2 {
+			t.Fatalf("retry dead: %d %v", n, err)
+		}
+		waitFor(t, 10*time.Second, "every event", func() (bool, string) {
+			return len(rcv.idsOf("alice")) == 4 && o.Stats().Queued == 0, fmt.Sprint(rcv.idsOf("alice"))
+		})
+		if got := rcv.idsOf("alice"); !slices.Equal(got, []string{a2.ID, a1.ID, a3.ID, a4.ID}) {
+			t.Errorf("received %v", got)
+		}
+		if n, err := o.RetryDead(ctx); err != nil || n != 0 {
+			t.Errorf("retry dead with none dead: %d %v", n, err)
+		}
 	})
-	if _, err := o.Retry(ctx, dead.ID); !errors.Is(err, sessions.ErrWrongState) {
-		t.Errorf("retry of a delivered one: %v", err)
-	}
-	if _, err := o.Retry(ctx, "dlv_999999"); !errors.Is(err, sessions.ErrNotFound) {
-		t.Errorf("retry of an unknown one: %v", err)
-	}
-	if _, err := o.Retry(ctx, "nope"); !errors.Is(err, sessions.ErrInvalid) {
-		t.Errorf("retry of a bad id: %v", err)
-	}
-
-	// Retry every dead one.
-	publish(t, o, a3, a4)
-	waitFor(t, 10*time.Second, "a3 and a4 dead", func() (bool, string) {
-		return len(list(t, o, sessions.DeliveryDead)) == 2, ""
-	})
-	failing.Clear()
-	if n, err := o.RetryDead(ctx); err != nil || n != 2 {
-		t.Fatalf("retry dead: %d %v", n, err)
-	}
-	waitFor(t, 10*time.Second, "every event", func() (bool, string) {
-		return len(rcv.idsOf("alice")) == 4 && o.Stats().Queued == 0, fmt.Sprint(rcv.idsOf("alice"))
-	})
-	if got := rcv.idsOf("alice"); !slices.Equal(got, []string{a2.ID, a1.ID, a3.ID, a4.ID}) {
-		t.Errorf("received %v", got)
-	}
-	if n, err := o.RetryDead(ctx); err != nil || n != 0 {
-		t.Errorf("retry dead with none dead: %d %v", n, err)
-	}
 }
 
 // List pages through deliveries in a state, oldest first, and refuses bad
 // arguments.
 func TestList(t *testing.T) {
-	// A receiver that holds every request: the deliveries stay pending.
-	hold := make(chan struct{})
-	rcv := newReceiver(t)
-	rcv.setAnswer(func(sessions.Event) int { <-hold; return http.StatusOK })
-	o := open(t, testOptions(t.TempDir(), rcv.srv.URL))
-	defer close(hold)
-	for i := range 5 {
-		publish(t, o, event(fmt.Sprintf("s%d", i), i))
-	}
-	ctx := context.Background()
-	var all []string
-	after := ""
-	for {
-		page, err := o.List(ctx, sessions.DeliveryPending, after, 2)
-		if err != nil {
-			t.Fatal(err)
+	eachStore(t, func(t *testing.T, dir string) {
+		// A receiver that holds every request: the deliveries stay pending.
+		hold := make(chan struct{})
+		rcv := newReceiver(t)
+		rcv.setAnswer(func(sessions.Event) int { <-hold; return http.StatusOK })
+		o := open(t, testOptions(dir, rcv.srv.URL))
+		defer close(hold)
+		for i := range 5 {
+			publish(t, o, event(fmt.Sprintf("s%d", i), i))
 		}
-		if len(page) == 0 {
-			break
+		ctx := context.Background()
+		var all []string
+		after := ""
+		for {
+			page, err := o.List(ctx, sessions.DeliveryPending, after, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, d := range page {
+				all = append(all, d.ID)
+			}
+			after = page[len(page)-1].ID
 		}
-		for _, d := range page {
-			all = append(all, d.ID)
+		if want := []string{"dlv_1", "dlv_2", "dlv_3", "dlv_4", "dlv_5"}; !slices.Equal(all, want) {
+			t.Errorf("listed %v, want %v", all, want)
 		}
-		after = page[len(page)-1].ID
-	}
-	if want := []string{"dlv_1", "dlv_2", "dlv_3", "dlv_4", "dlv_5"}; !slices.Equal(all, want) {
-		t.Errorf("listed %v, want %v", all, want)
-	}
-	for _, bad := range []struct {
-		state sessions.DeliveryState
-		after string
-		limit int
-	}{
-		{"nope", "", 10}, {sessions.DeliveryDead, "x", 10}, {sessions.DeliveryDead, "", 0}, {sessions.DeliveryDead, "", webhooks.MaxListLimit + 1},
-	} {
-		if _, err := o.List(ctx, bad.state, bad.after, bad.limit); !errors.Is(err, sessions.ErrInvalid) {
-			t.Errorf("List(%q, %q, %d): %v, want ErrInvalid", bad.state, bad.after, bad.limit, err)
+		for _, bad := range []struct {
+			state sessions.DeliveryState
+			after string
+			limit int
+		}{
+			{"nope", "", 10}, {sessions.DeliveryDead, "x", 10}, {sessions.DeliveryDead, "", 0}, {sessions.DeliveryDead, "", webhooks.MaxListLimit + 1},
+		} {
+			if _, err := o.List(ctx, bad.state, bad.after, bad.limit); !errors.Is(err, sessions.ErrInvalid) {
+				t.Errorf("List(%q, %q, %d): %v, want ErrInvalid", bad.state, bad.after, bad.limit, err)
+			}
 		}
-	}
+	})
 }
 
 // A restart resumes: deliveries waiting at Close (one of them in flight,
 // abandoned) are delivered by the next Open, in order.
 func TestRestartResumes(t *testing.T) {
-	rcv := newReceiver(t)
-	var down atomic.Bool
-	down.Store(true)
-	inflight := make(chan struct{}, 1)
-	rcv.setAnswer(func(ev sessions.Event) int {
-		if down.Load() {
-			if ev.SenderID == "bob" {
-				select {
-				case inflight <- struct{}{}:
-				default:
+	eachStore(t, func(t *testing.T, dir string) {
+		rcv := newReceiver(t)
+		var down atomic.Bool
+		down.Store(true)
+		inflight := make(chan struct{}, 1)
+		rcv.setAnswer(func(ev sessions.Event) int {
+			if down.Load() {
+				if ev.SenderID == "bob" {
+					select {
+					case inflight <- struct{}{}:
+					default:
+					}
+					time.Sleep(300 * time.Millisecond) // in flight when Close comes
 				}
-				time.Sleep(300 * time.Millisecond) // in flight when Close comes
+				return http.StatusServiceUnavailable
 			}
-			return http.StatusServiceUnavailable
+			return http.StatusOK
+		})
+		opts := testOptions(dir, rcv.srv.URL)
+		o, err := openStore(opts)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return http.StatusOK
-	})
-	opts := testOptions(t.TempDir(), rcv.srv.URL)
-	o, err := webhooks.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := publishAll(t, o, 5, "alice", "bob")
-	<-inflight
-	closeOutbox(t, o)
-	if n := len(rcv.received()); n != 0 {
-		t.Fatalf("%d received before the restart", n)
-	}
-	down.Store(false)
-	o = open(t, opts)
-	if q := o.Stats().Queued; q != 10 {
-		t.Errorf("queue depth after reopening: %d, want 10", q)
-	}
-	waitFor(t, 10*time.Second, "every event after the restart", func() (bool, string) {
-		return len(rcv.received()) == 10, fmt.Sprint(len(rcv.received()))
-	})
-	for _, s := range []string{"alice", "bob"} {
-		if got := rcv.idsOf(s); !slices.Equal(got, want[s]) {
-			t.Errorf("%s received %v, want %v", s, got, want[s])
+		want := publishAll(t, o, 5, "alice", "bob")
+		<-inflight
+		closeOutbox(t, o)
+		if n := len(rcv.received()); n != 0 {
+			t.Fatalf("%d received before the restart", n)
 		}
-	}
+		down.Store(false)
+		o = open(t, opts)
+		if q := o.Stats().Queued; q != 10 {
+			t.Errorf("queue depth after reopening: %d, want 10", q)
+		}
+		waitFor(t, 10*time.Second, "every event after the restart", func() (bool, string) {
+			return len(rcv.received()) == 10, fmt.Sprint(len(rcv.received()))
+		})
+		for _, s := range []string{"alice", "bob"} {
+			if got := rcv.idsOf(s); !slices.Equal(got, want[s]) {
+				t.Errorf("%s received %v, want %v", s, got, want[s])
+			}
+		}
+	})
 }
 
 // Only the event types asked for are delivered, to every endpoint.
 func TestEventsFilterAndEndpoints(t *testing.T) {
-	r1, r2 := newReceiver(t), newReceiver(t)
-	opts := testOptions(t.TempDir(), r1.srv.URL, r2.srv.URL)
-	opts.Events = []sessions.EventType{sessions.EventMessageReceived}
-	o := open(t, opts)
-	state := event("alice", 1)
-	state.Type, state.ID = sessions.EventSessionState, "st_1"
-	msg := event("alice", 2)
-	publish(t, o, state, msg)
-	for _, r := range []*receiver{r1, r2} {
-		waitFor(t, 10*time.Second, "the message event", func() (bool, string) {
-			return len(r.received()) == 1, ""
-		})
-		if got := r.idsOf("alice"); !slices.Equal(got, []string{msg.ID}) {
-			t.Errorf("received %v, want only the message", got)
+	eachStore(t, func(t *testing.T, dir string) {
+		r1, r2 := newReceiver(t), newReceiver(t)
+		opts := testOptions(dir, r1.srv.URL, r2.srv.URL)
+		opts.Events = []sessions.EventType{sessions.EventMessageReceived}
+		o := open(t, opts)
+		state := event("alice", 1)
+		state.Type, state.ID = sessions.EventSessionState, "st_1"
+		msg := event("alice", 2)
+		publish(t, o, state, msg)
+		for _, r := range []*receiver{r1, r2} {
+			waitFor(t, 10*time.Second, "the message event", func() (bool, string) {
+				return len(r.received()) == 1, ""
+			})
+			if got := r.idsOf("alice"); !slices.Equal(got, []string{msg.ID}) {
+				t.Errorf("received %v, want only the message", got)
+			}
 		}
-	}
+	})
 }
 
 // observer records what the outbox reports.

@@ -1,7 +1,9 @@
 package webhooks_test
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
 )
@@ -122,10 +125,43 @@ func testOptions(dir string, urls ...string) webhooks.Options {
 	}
 }
 
+// postgresDirs maps a test directory (eachStore's postgres run) to the
+// Postgres database its outbox is in.
+var postgresDirs sync.Map // string -> *sql.DB
+
+// testNode is the node name of a test outbox in Postgres.
+const testNode = "node-a"
+
+// eachStore runs test on each kind of outbox: a SQLite file, and a real
+// Postgres database migrated by pgstore. open (and testOptions) on dir
+// open the test's outbox in that store (again after a Close: the same
+// database).
+func eachStore(t *testing.T, test func(t *testing.T, dir string)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, t.TempDir()) })
+	t.Run("postgres", func(t *testing.T) {
+		db, _ := pgtest.Start(t).OpenMigrated(t)
+		dir := t.TempDir()
+		postgresDirs.Store(dir, db)
+		t.Cleanup(func() { postgresDirs.Delete(dir) })
+		test(t, dir)
+	})
+}
+
+// openStore opens opts's outbox: in Postgres, as node testNode, when its
+// directory is an eachStore postgres run's.
+func openStore(opts webhooks.Options) (*webhooks.Outbox, error) {
+	if db, ok := postgresDirs.Load(filepath.Dir(opts.Path)); ok {
+		opts.Node = cmp.Or(opts.Node, testNode)
+		opts.NodeTTL = cmp.Or(opts.NodeTTL, 10*time.Second)
+		return webhooks.OpenPostgres(db.(*sql.DB), opts)
+	}
+	return webhooks.Open(opts)
+}
+
 // open opens an outbox closed at the test's end.
 func open(t *testing.T, opts webhooks.Options) *webhooks.Outbox {
 	t.Helper()
-	o, err := webhooks.Open(opts)
+	o, err := openStore(opts)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

@@ -75,7 +75,8 @@ func TestKill9KeepsEveryCommittedEvent(t *testing.T) {
 		// Opening recovers the WAL the killed process left.
 		closeOutbox(t, open(t, testOptions(filepath.Dir(path))))
 		kept := map[string]bool{}
-		rows, err := dbOf(t, path).Query(`SELECT id FROM events`)
+		db, _ := dbOf(t, path)
+		rows, err := db.Query(`SELECT id FROM events`)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 	event_seq   INTEGER NOT NULL REFERENCES events(seq),
 	endpoint    TEXT NOT NULL,
 	sender_id   TEXT NOT NULL,
+	node        TEXT NOT NULL DEFAULT '',
 	state       TEXT NOT NULL,
 	attempts    INTEGER NOT NULL DEFAULT 0,
 	last_error  TEXT NOT NULL DEFAULT '',
@@ -65,27 +66,36 @@ CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_seq);
 CREATE INDEX IF NOT EXISTS events_created ON events(created_at);
 `
 
-// active is the SQL condition of a delivery still to be sent; it matches
-// the deliveries_queue index's.
-const active = `state IN ('pending', 'failed')`
+// addNode gives an outbox file made before the node column its column
+// (every row "": the file is one node's).
+const addNode = `ALTER TABLE deliveries ADD COLUMN node TEXT NOT NULL DEFAULT ''`
 
 // Outbox is the durable outbox and its dispatchers. It implements
 // sessions.EventSink and sessions.Deliveries.
 type Outbox struct {
-	db        *sql.DB
-	writer    *sql.Conn // the committer's own connection
-	log       *slog.Logger
-	obs       Observer
-	now       func() time.Time
-	backoff   func(int) time.Duration
-	sign      *signer
-	client    *http.Client
-	endpoints []string
-	events    map[sessions.EventType]bool
-	timeout   time.Duration
-	retryFor  time.Duration
-	keep      time.Duration
-	conc      int
+	db     *sql.DB
+	q      queries
+	writer *sql.Conn // the committer's own connection
+	// closeDB closes db: the SQLite file's; nothing for the shared
+	// Postgres pool.
+	closeDB func() error
+	// node is the node whose deliveries this outbox sends: NODE_NAME with
+	// Postgres, "" in a SQLite file (one node's own).
+	node       string
+	nodeTTL    time.Duration
+	claimEvery time.Duration
+	log        *slog.Logger
+	obs        Observer
+	now        func() time.Time
+	backoff    func(int) time.Duration
+	sign       *signer
+	client     *http.Client
+	endpoints  []string
+	events     map[sessions.EventType]bool
+	timeout    time.Duration
+	retryFor   time.Duration
+	keep       time.Duration
+	conc       int
 
 	// mu guards the queue Publish and the workers append to and the
 	// committer takes, and the two steps of closing.
@@ -135,12 +145,90 @@ type mark struct {
 	lastError string
 	at        int64
 	next      sql.NullInt64
+	doneAt    sql.NullInt64
 }
 
-// Open opens (or creates) the outbox at opts.Path and starts its
-// committer, its dispatchers (one per endpoint) and its pruning. Close
-// stops them.
+// Open opens (or creates) the outbox in the SQLite file opts.Path and
+// starts its committer, its dispatchers (one per endpoint) and its
+// pruning. Close stops them.
 func Open(opts Options) (*Outbox, error) {
+	o, err := newOutbox(opts)
+	if err != nil {
+		return nil, err
+	}
+	// Events hold message text: the file is the owner's alone (SQLite
+	// gives its -wal and -shm files the database file's mode), and never
+	// reached through a symlink planted in its place.
+	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+	}
+	err = f.Chmod(0o600)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+	}
+	// A few connections: the committer writes on one of its own while
+	// dispatchers and the admin API read on the others; WAL lets readers
+	// run beside the one writer. The writer's own connection keeps the
+	// commits from queueing behind 32 workers per endpoint for the pool.
+	db, _ := sql.Open("sqlite", dsn(opts.Path)) // sql.Open only checks the driver name
+	db.SetMaxOpenConns(7)
+	db.SetMaxIdleConns(7)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = db.ExecContext(ctx, schema)
+	var hasNode int
+	if err == nil {
+		err = db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('deliveries') WHERE name = 'node'`).Scan(&hasNode)
+	}
+	if err == nil && hasNode == 0 {
+		_, err = db.ExecContext(ctx, addNode)
+	}
+	if err == nil {
+		o.db, o.q, o.closeDB, o.node = db, sqliteQueries, db.Close, ""
+		err = o.start(ctx)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+	}
+	return o, nil
+}
+
+// DefaultClaimEvery is how often an outbox in Postgres claims the
+// deliveries of the sessions its node took over.
+const DefaultClaimEvery = time.Second
+
+// DefaultNodeTTL is OpenPostgres's NodeTTL when none is given: package
+// lease's default TTL.
+const DefaultNodeTTL = 10 * time.Second
+
+// OpenPostgres opens the outbox in the Postgres database db, the
+// process's pool, migrated by pgstore (tables ws_events and
+// ws_deliveries), shared by every node: opts.Node names this node, whose
+// dispatchers send only the deliveries whose node it is. Every
+// opts.ClaimEvery the outbox claims the undelivered rows of the sessions
+// whose leases this node holds, and those no eligible node may send
+// (package lease's ws_leases and ws_nodes; opts.NodeTTL is the lease
+// TTL). opts.Path is not used. Close leaves db open.
+func OpenPostgres(db *sql.DB, opts Options) (*Outbox, error) {
+	o, err := newOutbox(opts)
+	if err != nil {
+		return nil, err
+	}
+	o.db, o.q, o.closeDB, o.node = db, postgresQueries, func() error { return nil }, opts.Node
+	o.nodeTTL, o.claimEvery = cmp.Or(opts.NodeTTL, DefaultNodeTTL), cmp.Or(opts.ClaimEvery, DefaultClaimEvery)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := o.start(ctx); err != nil {
+		return nil, fmt.Errorf("webhook outbox in postgres: %w", err)
+	}
+	return o, nil
+}
+
+// newOutbox checks opts and makes an outbox without its database.
+func newOutbox(opts Options) (*Outbox, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
@@ -183,39 +271,19 @@ func Open(opts Options) (*Outbox, error) {
 		}
 	}
 	o.cond = sync.NewCond(&o.mu)
+	return o, nil
+}
 
-	// Events hold message text: the file is the owner's alone (SQLite
-	// gives its -wal and -shm files the database file's mode), and never
-	// reached through a symlink planted in its place.
-	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
-	}
-	err = f.Chmod(0o600)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
-	}
-	// A few connections: the committer writes on one of its own while
-	// dispatchers and the admin API read on the others; WAL lets readers
-	// run beside the one writer. The writer's own connection keeps the
-	// commits from queueing behind 32 workers per endpoint for the pool.
-	o.db, _ = sql.Open("sqlite", dsn(opts.Path)) // sql.Open only checks the driver name
-	o.db.SetMaxOpenConns(7)
-	o.db.SetMaxIdleConns(7)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// start counts the queue, takes the committer's connection, and starts
+// the committer, the dispatchers, the pruning and (Postgres) the claims.
+func (o *Outbox) start(ctx context.Context) error {
 	var n int64
-	_, err = o.db.ExecContext(ctx, schema)
-	if err == nil {
-		err = o.db.QueryRowContext(ctx, `SELECT count(*) FROM deliveries WHERE `+active).Scan(&n)
-	}
+	err := o.db.QueryRowContext(ctx, o.q.countActive, o.node).Scan(&n)
 	if err == nil {
 		o.writer, err = o.db.Conn(ctx)
 	}
 	if err != nil {
-		o.db.Close()
-		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
+		return err
 	}
 	o.addDepth(n)
 	o.warnUnknownEndpoints(ctx)
@@ -232,7 +300,11 @@ func Open(opts Options) (*Outbox, error) {
 	}
 	o.workers.Add(1)
 	go o.pruneLoop(runCtx)
-	return o, nil
+	if o.q.postgres {
+		o.workers.Add(1)
+		go o.claimLoop(runCtx)
+	}
+	return nil
 }
 
 func cmpOr[T comparable](v, def T) T {
@@ -247,7 +319,7 @@ func cmpOr[T comparable](v, def T) T {
 // longer configured: they stay in the outbox (and the queue depth) until
 // the endpoint comes back.
 func (o *Outbox) warnUnknownEndpoints(ctx context.Context) {
-	rows, err := o.db.QueryContext(ctx, `SELECT endpoint, count(*) FROM deliveries WHERE `+active+` GROUP BY endpoint`)
+	rows, err := o.db.QueryContext(ctx, o.q.activeByEndpoint, o.node)
 	if err != nil {
 		return
 	}
@@ -388,35 +460,29 @@ func (o *Outbox) commit(batch []batchItem) error {
 	for _, it := range batch {
 		if it.mark != nil {
 			m := it.mark
-			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, last_try_at = ?,
-				next_try_at = ?, done_at = CASE ? WHEN 'delivered' THEN ? END WHERE seq = ?`,
-				m.state, m.attempts, m.lastError, m.at, m.next, m.state, m.at, m.seq); err != nil {
+			res, err := tx.ExecContext(ctx, o.q.mark, m.state, m.attempts, m.lastError, m.at, m.next, m.doneAt, m.seq, o.node)
+			if err != nil {
 				return fmt.Errorf("webhook outbox: record an attempt: %w", err)
 			}
-			if m.state != "failed" {
-				left++
+			if n, _ := res.RowsAffected(); n > 0 && m.state != "failed" {
+				left++ // else another node claimed the delivery meanwhile
 			}
 			continue
 		}
 		for i, ev := range it.evs {
-			res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO events (id, type, sender_id, ts, created_at, body) VALUES (?, ?, ?, ?, ?, ?)`,
-				ev.ID, string(ev.Type), ev.SenderID, ev.Timestamp.UnixNano(), now, it.body[i])
+			var seq int64
+			err := tx.QueryRowContext(ctx, o.q.insertEvent, ev.ID, string(ev.Type), ev.SenderID, ev.Timestamp.UnixNano(), now, it.body[i]).Scan(&seq)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // a duplicate: the first one is delivered
+			}
 			if err != nil {
 				return fmt.Errorf("webhook outbox: insert event: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue // a duplicate: the first one is delivered
 			}
 			if !o.events[ev.Type] {
 				continue
 			}
-			seq, err := res.LastInsertId()
-			if err != nil {
-				return fmt.Errorf("webhook outbox: %w", err)
-			}
 			for _, ep := range o.endpoints {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (event_seq, endpoint, sender_id, state, created_at, since, next_try_at)
-					VALUES (?, ?, ?, 'pending', ?, ?, ?)`, seq, ep, ev.SenderID, now, now, now); err != nil {
+				if _, err := tx.ExecContext(ctx, o.q.insertDelivery, seq, ep, ev.SenderID, o.node, now, now, now); err != nil {
 					return fmt.Errorf("webhook outbox: insert delivery: %w", err)
 				}
 				added++
@@ -449,6 +515,61 @@ func (o *Outbox) addDepth(n int64) {
 	if o.obs != nil {
 		o.obs.WebhookQueueDepth(int(d))
 	}
+}
+
+// claimLoop claims, every claimEvery, the deliveries this node now has to
+// send (OpenPostgres's claims), reads its queue depth again (other nodes
+// claim and retry this node's rows too), and wakes the dispatchers: an
+// operator's retry on another node, or a claim, made rows due here.
+func (o *Outbox) claimLoop(ctx context.Context) {
+	defer o.workers.Done()
+	t := time.NewTicker(o.claimEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := o.Claim(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				o.log.Warn("webhook outbox: cannot claim deliveries; retrying later", "err", err)
+			}
+			continue
+		}
+		if n > 0 {
+			o.log.Info("webhook outbox: claimed the deliveries of sessions this node took over", "deliveries", n)
+		}
+		var depth int64
+		if err := o.db.QueryRowContext(ctx, o.q.countActive, o.node).Scan(&depth); err == nil {
+			o.addDepth(depth - o.depth.Load())
+		}
+		o.wakeAll()
+	}
+}
+
+// Claim makes this node the sender of the undelivered deliveries of the
+// sessions whose leases it holds, and of those whose node is no longer
+// eligible while nobody holds their session, and says how many it took
+// (OpenPostgres's outbox; 0 in a SQLite file). The outbox claims every
+// ClaimEvery by itself; the manager may call it after adopting sessions.
+func (o *Outbox) Claim(ctx context.Context) (int64, error) {
+	if !o.q.postgres {
+		return 0, nil
+	}
+	res, err := o.db.ExecContext(ctx, o.q.claimHeld, o.node, o.node, o.node)
+	if err != nil {
+		return 0, fmt.Errorf("claim the deliveries of held sessions: %w", err)
+	}
+	held, _ := res.RowsAffected()
+	ttl := o.nodeTTL.Milliseconds()
+	res, err = o.db.ExecContext(ctx, o.q.claimOrphans, o.node, o.node, o.node, ttl, ttl)
+	if err != nil {
+		return held, fmt.Errorf("claim the deliveries of sessions nobody holds: %w", err)
+	}
+	orphans, _ := res.RowsAffected()
+	return held + orphans, nil
 }
 
 // Stats are counts since Open, for tests and benchmarks.
@@ -492,12 +613,12 @@ func (o *Outbox) pruneLoop(ctx context.Context) {
 // recognised). It says how many deliveries it removed.
 func (o *Outbox) Prune(ctx context.Context) (int64, error) {
 	cutoff := o.now().Add(-o.keep).UnixNano()
-	res, err := o.db.ExecContext(ctx, `DELETE FROM deliveries WHERE state = 'delivered' AND done_at < ?`, cutoff)
+	res, err := o.db.ExecContext(ctx, o.q.pruneDeliveries, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("prune deliveries: %w", err)
 	}
 	n, _ := res.RowsAffected()
-	if _, err := o.db.ExecContext(ctx, `DELETE FROM events WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)`, cutoff); err != nil {
+	if _, err := o.db.ExecContext(ctx, o.q.pruneEvents, cutoff); err != nil {
 		return n, fmt.Errorf("prune events: %w", err)
 	}
 	return n, nil
@@ -506,7 +627,7 @@ func (o *Outbox) Prune(ctx context.Context) (int64, error) {
 // Close stops taking events, stops the deliveries (one in flight is
 // abandoned and sent again after the next start), commits everything
 // already published and every recorded attempt (each publisher hears),
-// and closes the database. ctx bounds the wait for the deliveries to
+// and closes the database (not a shared Postgres pool). ctx bounds the wait for the deliveries to
 // stop.
 func (o *Outbox) Close(ctx context.Context) error {
 	var err error
@@ -530,7 +651,7 @@ func (o *Outbox) Close(ctx context.Context) error {
 		o.committer.Wait()
 		o.client.CloseIdleConnections()
 		o.writer.Close() //nolint:errcheck // returns the connection to the pool, closed next
-		if cerr := o.db.Close(); err == nil && cerr != nil {
+		if cerr := o.closeDB(); err == nil && cerr != nil {
 			err = fmt.Errorf("close webhook outbox: %w", cerr)
 		}
 	})

@@ -3,7 +3,9 @@
 // (https://www.standardwebhooks.com).
 //
 // An Outbox is a SQLite database of its own (SESSIONS_DIR/outbox.db, WAL,
-// synchronous(FULL)) holding each event once and one delivery row per
+// synchronous(FULL)), or two tables of the shared Postgres database
+// (OpenPostgres: each delivery names the node that sends it, and a node
+// claims the deliveries of the sessions it takes over), holding each event once and one delivery row per
 // (event, endpoint subscribed to its type). Publish only queues; one
 // committer goroutine writes whatever queued while its previous commit ran
 // in one transaction (group commit), so a thousand events a second cost a
@@ -57,8 +59,19 @@ var Results = []string{ResultDelivered, ResultFailed, ResultDead}
 
 // Options configure Open.
 type Options struct {
-	// Path is the outbox database file.
+	// Path is the outbox database file (Open).
 	Path string
+	// Node names this node (NODE_NAME) in a shared Postgres outbox
+	// (OpenPostgres): its dispatchers send the deliveries whose node it is.
+	Node string
+	// NodeTTL is the lease TTL (LEASE_TTL) with OpenPostgres: a node whose
+	// heartbeat is older is no longer eligible, and its deliveries of the
+	// sessions nobody holds are claimed by another node. Default
+	// DefaultNodeTTL.
+	NodeTTL time.Duration
+	// ClaimEvery is how often OpenPostgres's outbox claims deliveries
+	// (and reads its queue depth again); default DefaultClaimEvery.
+	ClaimEvery time.Duration
 	// URLs are the endpoints, each already validated (CheckURL).
 	URLs []string
 	// Events are the event types delivered; empty means all.
