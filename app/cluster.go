@@ -158,7 +158,14 @@ func clusterOptions(cfg config.Config, deps clusterDeps, log *slog.Logger, reg p
 	var provider protocluster.ClusterProvider
 	switch cfg.Cluster {
 	case config.ClusterEtcd:
-		p, err := cluster.EtcdProvider(cfg.EtcdEndpointList())
+		eo := cluster.EtcdOptions{Endpoints: cfg.EtcdEndpointList(), Username: cfg.EtcdUsername, Password: cfg.EtcdPassword}
+		if cfg.EtcdTLSCA != "" || cfg.EtcdTLSCert != "" {
+			var err error
+			if eo.TLS, err = cluster.LoadEtcdTLS(cfg.EtcdTLSCA, cfg.EtcdTLSCert, cfg.EtcdTLSKey); err != nil {
+				return cluster.Options{}, err
+			}
+		}
+		p, err := cluster.EtcdProvider(eo)
 		if err != nil {
 			return cluster.Options{}, err
 		}

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -41,6 +42,7 @@ type memberOpts struct {
 	timeout  time.Duration
 	noDB     bool // a member the lease table does not know (never eligible)
 	reg      prometheus.Registerer
+	log      *slog.Logger // default testLog
 }
 
 const (
@@ -63,7 +65,7 @@ func startMember(t *testing.T, d *db, name string, o memberOpts) *member {
 		Leases: leases{d: d, name: name}, Local: l, Registry: d,
 		RequestTimeout: cmpOr(o.timeout, 5*time.Second), SweepEvery: 300 * time.Millisecond,
 		BatchSize: batchSize, BatchPause: batchPause,
-		Log: testLog(t, name), Registerer: o.reg,
+		Log: cmp.Or(o.log, testLog(t, name)), Registerer: o.reg,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -118,7 +120,7 @@ func ids(n int) []string {
 
 func etcdProvider(t *testing.T, endpoint string) func() protocluster.ClusterProvider {
 	return func() protocluster.ClusterProvider {
-		p, err := cluster.EtcdProvider([]string{endpoint})
+		p, err := cluster.EtcdProvider(cluster.EtcdOptions{Endpoints: []string{endpoint}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -169,6 +169,7 @@ func Start(opts Options) (*Node, error) {
 		}
 	})
 	if err := startMember(n.cluster); err != nil {
+		stopRemote(n.cluster)
 		n.system.Shutdown()
 		n.unregister()
 		return nil, fmt.Errorf("join the cluster at %s: %w", opts.Advertise, err)
@@ -191,6 +192,15 @@ func startMember(c *protocluster.Cluster) (err error) {
 	}()
 	c.StartMember()
 	return nil
+}
+
+// stopRemote stops the remote's gRPC server after a failed start (the
+// provider refused: the server listens already), if it started at all.
+func stopRemote(c *protocluster.Cluster) {
+	defer func() { _ = recover() }() // never started: nothing to stop
+	if c.Remote != nil {
+		c.Remote.Shutdown(false)
+	}
 }
 
 // Address is this member's address, as the other members dial it.
