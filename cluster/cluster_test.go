@@ -42,7 +42,8 @@ type memberOpts struct {
 	timeout  time.Duration
 	noDB     bool // a member the lease table does not know (never eligible)
 	reg      prometheus.Registerer
-	log      *slog.Logger // default testLog
+	log      *slog.Logger  // default testLog
+	sweep    time.Duration // default 300ms
 }
 
 const (
@@ -63,7 +64,7 @@ func startMember(t *testing.T, d *db, name string, o memberOpts) *member {
 	n, err := cluster.Start(cluster.Options{
 		Name: name, Addr: addr, Provider: o.provider(), TLS: o.tls,
 		Leases: leases{d: d, name: name}, Local: l, Registry: d,
-		RequestTimeout: cmpOr(o.timeout, 5*time.Second), SweepEvery: 300 * time.Millisecond,
+		RequestTimeout: cmpOr(o.timeout, 5*time.Second), SweepEvery: cmpOr(o.sweep, 300*time.Millisecond),
 		BatchSize: batchSize, BatchPause: batchPause,
 		Log: cmp.Or(o.log, testLog(t, name)), Registerer: o.reg,
 	})

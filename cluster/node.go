@@ -98,6 +98,13 @@ type Node struct {
 	swept   sync.WaitGroup
 	metrics *nodeMetrics
 
+	// claims are the OwnedElsewhere asks in flight, at most maxClaims
+	// (claimSlots), under claimsCtx: ended with the sweep.
+	claimsMu   sync.Mutex
+	claimsCtx  context.Context
+	claimSlots chan struct{}
+	claims     sync.WaitGroup
+
 	closeOnce sync.Once
 }
 
@@ -176,6 +183,9 @@ func Start(opts Options) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
+	n.claimsMu.Lock()
+	n.claimsCtx, n.claimSlots = ctx, make(chan struct{}, maxClaims)
+	n.claimsMu.Unlock()
 	n.swept.Add(1)
 	go n.sweepLoop(ctx)
 	n.log.Info("joined the cluster", "address", opts.Advertise)
@@ -244,10 +254,13 @@ func (n *Node) Close() {
 }
 
 func (n *Node) stopSweep() {
+	n.claimsMu.Lock() // no ask starts after this
 	if n.stop != nil {
 		n.stop()
 	}
+	n.claimsMu.Unlock()
 	n.swept.Wait()
+	n.claims.Wait()
 }
 
 func (n *Node) leave(graceful bool) {
