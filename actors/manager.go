@@ -92,6 +92,14 @@ type Options struct {
 	// LeaseRetry is how often a session whose lease another node holds
 	// asks again, jittered (0: one second).
 	LeaseRetry time.Duration
+	// OwnedElsewhere, when not nil, is told of a session whose lease
+	// another node holds (refusal wraps sessions.ErrOwnedElsewhere), so
+	// that the holder's node can settle the session now: hand it over, or
+	// say it keeps it. It must not block (it runs in the session's actor)
+	// and returns whether it told anyone; a session that told once does
+	// not tell again for the same refusal (the same holder) until it
+	// holds its lease. nil: one node.
+	OwnedElsewhere func(id string, refusal error) bool
 }
 
 // Manager is the handle on the running sessions: the actors' implementation
@@ -141,8 +149,9 @@ func NewManager(opts Options) (*Manager, error) {
 		log:     opts.Log,
 		send:    send,
 
-		gate:       opts.Gate,
-		leaseRetry: opts.LeaseRetry,
+		gate:           opts.Gate,
+		leaseRetry:     opts.LeaseRetry,
+		ownedElsewhere: opts.OwnedElsewhere,
 	}
 	m := &Manager{timeout: opts.RequestTimeout, deps: d, idem: opts.Idempotency}
 	mgr := &manager{

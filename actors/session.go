@@ -31,6 +31,8 @@ type deps struct {
 	// (jittered).
 	gate       Gate
 	leaseRetry time.Duration
+	// ownedElsewhere is Options.OwnedElsewhere.
+	ownedElsewhere func(id string, refusal error) bool
 	// running counts the goroutines actors started, so that Shutdown can
 	// wait until none still holds a store.
 	running goroutines
@@ -116,12 +118,15 @@ type session struct {
 	// awaitingLease: the retry timer is armed to ask for the lease again
 	// (another node held it, or this node lost it).
 	awaitingLease bool
-	attempts      int // consecutive failed attempts, for the backoff
-	connectedAt   time.Time
-	qr            sessions.QR
-	pairPhone     string
-	pairCode      string
-	panicked      string
+	// toldHolder is the refusal the holder's node was told of (its text
+	// names the holder), so that it is told once, not at every retry.
+	toldHolder  string
+	attempts    int // consecutive failed attempts, for the backoff
+	connectedAt time.Time
+	qr          sessions.QR
+	pairPhone   string
+	pairCode    string
+	panicked    string
 	// storeFailing: the store refused a write and has not accepted one
 	// since. Its error stays in the status whatever else happens, until a
 	// write succeeds or the store is closed.
@@ -310,6 +315,8 @@ func (s *session) onLeaseRefused(ctx actor.Context, m leaseRefused) {
 	if !errors.Is(m.err, sessions.ErrOwnedElsewhere) {
 		info = &sessions.ErrorInfo{Code: sessions.CodeStoreUnavailable,
 			Message: "could not take the session's lease (" + m.err.Error() + "): trying again"}
+	} else if tell := s.deps.ownedElsewhere; tell != nil && m.err.Error() != s.toldHolder && tell(s.id, m.err) {
+		s.toldHolder = m.err.Error()
 	}
 	s.awaitLease(ctx, info, retryAfter(m.err))
 }
@@ -381,6 +388,7 @@ func (s *session) onDialed(ctx actor.Context, m dialed) {
 		s.set(ctx, sessions.StateFailed, &sessions.ErrorInfo{Code: code, Message: m.err.Error()})
 		return
 	}
+	s.toldHolder = "" // the lease is this node's (or not needed) now
 	if m.paired && m.jid != "" {
 		// The account is known from the store before it logs in, and
 		// stays shown while the session retries.

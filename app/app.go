@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
+	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/console"
 	"github.com/whatsapp-sessions/whatsapp-sessions/events"
@@ -62,6 +63,8 @@ type App struct {
 	// keeperDone waits for them.
 	keeperCtx  context.Context
 	keeperDone sync.WaitGroup
+	// node is this process as a cluster member (CLUSTER set), once joined.
+	node atomic.Pointer[cluster.Node]
 
 	closers   []func(context.Context) error // in creation order; Close runs them backwards
 	closeOnce sync.Once
@@ -176,6 +179,9 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	if keeper != nil {
 		mopts.Gate = keeper
 	}
+	if cfg.Clustered() {
+		mopts.OwnedElsewhere = a.ownedElsewhere
+	}
 	a.mgr, err = actors.NewManager(mopts)
 	if err != nil {
 		return a, err
@@ -222,6 +228,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		if err != nil {
 			return a, err
 		}
+		a.node.Store(node)
 		svc, messenger = node.Service(), node.Service()
 		if driver != nil {
 			test = node.Service()

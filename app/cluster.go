@@ -71,6 +71,20 @@ func (a *App) leaseKeeper(db *sql.DB, m *metrics.Metrics) (*lease.Keeper, error)
 	return k, nil
 }
 
+// ownedElsewhere is the manager's OwnedElsewhere in a cluster: a session
+// refused by another live node's lease tells that node, which hands the
+// session over at once or says where it belongs (see
+// cluster.Node.OwnedElsewhere). A dead or leaving holder is not told: its
+// lease expires, or its hand-over comes.
+func (a *App) ownedElsewhere(id string, refusal error) bool {
+	var oe *lease.OwnedElsewhereError
+	node := a.node.Load()
+	if node == nil || !errors.As(refusal, &oe) || !oe.Live || oe.Node == a.cfg.NodeName {
+		return false
+	}
+	return node.OwnedElsewhere(id, oe.Address)
+}
+
 // runKeeper starts k's renewals (once the manager exists: they may tell
 // it of lost leases).
 func (a *App) runKeeper(k *lease.Keeper) {
@@ -158,7 +172,14 @@ func clusterOptions(cfg config.Config, deps clusterDeps, log *slog.Logger, reg p
 	var provider protocluster.ClusterProvider
 	switch cfg.Cluster {
 	case config.ClusterEtcd:
-		p, err := cluster.EtcdProvider(cfg.EtcdEndpointList())
+		eo := cluster.EtcdOptions{Endpoints: cfg.EtcdEndpointList(), Username: cfg.EtcdUsername, Password: cfg.EtcdPassword}
+		if cfg.EtcdTLSCA != "" || cfg.EtcdTLSCert != "" {
+			var err error
+			if eo.TLS, err = cluster.LoadEtcdTLS(cfg.EtcdTLSCA, cfg.EtcdTLSCert, cfg.EtcdTLSKey); err != nil {
+				return cluster.Options{}, err
+			}
+		}
+		p, err := cluster.EtcdProvider(eo)
 		if err != nil {
 			return cluster.Options{}, err
 		}

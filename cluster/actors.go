@@ -193,6 +193,8 @@ func (n *Node) serve(ctx context.Context, req request) (json.RawMessage, error) 
 		return nil, l.Adopt(ctx, req.IDs)
 	case opPing:
 		return nil, l.Ping(ctx)
+	case opClaim:
+		return result(n.claim(ctx, req.ID, req.Args))
 	}
 	return nil, fmt.Errorf("unknown operation %q", req.Op)
 }

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -41,6 +42,8 @@ type memberOpts struct {
 	timeout  time.Duration
 	noDB     bool // a member the lease table does not know (never eligible)
 	reg      prometheus.Registerer
+	log      *slog.Logger  // default testLog
+	sweep    time.Duration // default 300ms
 }
 
 const (
@@ -61,9 +64,9 @@ func startMember(t *testing.T, d *db, name string, o memberOpts) *member {
 	n, err := cluster.Start(cluster.Options{
 		Name: name, Addr: addr, Provider: o.provider(), TLS: o.tls,
 		Leases: leases{d: d, name: name}, Local: l, Registry: d,
-		RequestTimeout: cmpOr(o.timeout, 5*time.Second), SweepEvery: 300 * time.Millisecond,
+		RequestTimeout: cmpOr(o.timeout, 5*time.Second), SweepEvery: cmpOr(o.sweep, 300*time.Millisecond),
 		BatchSize: batchSize, BatchPause: batchPause,
-		Log: testLog(t, name), Registerer: o.reg,
+		Log: cmp.Or(o.log, testLog(t, name)), Registerer: o.reg,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -118,7 +121,7 @@ func ids(n int) []string {
 
 func etcdProvider(t *testing.T, endpoint string) func() protocluster.ClusterProvider {
 	return func() protocluster.ClusterProvider {
-		p, err := cluster.EtcdProvider([]string{endpoint})
+		p, err := cluster.EtcdProvider(cluster.EtcdOptions{Endpoints: []string{endpoint}})
 		if err != nil {
 			t.Fatal(err)
 		}

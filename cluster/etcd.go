@@ -2,15 +2,20 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -52,13 +57,68 @@ type etcdMember struct {
 	Kinds []string `json:"kinds"`
 }
 
-// EtcdProvider is membership in etcd at endpoints (CLUSTER=etcd). The
-// client connects when the member starts.
-func EtcdProvider(endpoints []string) (protocluster.ClusterProvider, error) {
-	if len(endpoints) == 0 {
+// EtcdOptions say how a member reaches etcd.
+type EtcdOptions struct {
+	// Endpoints are etcd's client URLs (http:// or https://).
+	Endpoints []string
+	// Username and Password authenticate to etcd when Username is set
+	// (etcd's auth enabled, a user whose role may read and write the
+	// members' prefix). Neither appears in a log or an error.
+	Username string
+	Password string
+	// TLS is the client's TLS for https endpoints (LoadEtcdTLS); nil with
+	// an https endpoint trusts the system's roots.
+	TLS *tls.Config
+}
+
+// EtcdProvider is membership in etcd (CLUSTER=etcd). The client connects
+// when the member starts.
+func EtcdProvider(o EtcdOptions) (protocluster.ClusterProvider, error) {
+	if len(o.Endpoints) == 0 {
 		return nil, errors.New("etcd: no endpoints")
 	}
-	return &etcdProvider{cfg: clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second}, ttl: memberTTL}, nil
+	if (o.Username == "") != (o.Password == "") {
+		return nil, errors.New("etcd: a username and a password go together")
+	}
+	cfg := clientv3.Config{
+		Endpoints: o.Endpoints, DialTimeout: 5 * time.Second,
+		Username: o.Username, Password: o.Password, TLS: o.TLS,
+	}
+	if cfg.TLS == nil && slices.ContainsFunc(o.Endpoints, isHTTPS) {
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return &etcdProvider{cfg: cfg, ttl: memberTTL}, nil
+}
+
+func isHTTPS(endpoint string) bool { return strings.HasPrefix(strings.ToLower(endpoint), "https://") }
+
+// LoadEtcdTLS is the client TLS for https etcd endpoints from PEM files:
+// caFile, when set, is the CA that signs etcd's server certificate (else
+// the system's roots); certFile and keyFile, both or neither, are this
+// node's client certificate for etcd's client-certificate auth.
+func LoadEtcdTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		caPEM, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd CA: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(caPEM) {
+			return nil, fmt.Errorf("etcd CA %s: no PEM certificate in it", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("etcd client certificate: a certificate and its key go together")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // StartMember registers this member and follows the others.
@@ -67,14 +127,27 @@ func (p *etcdProvider) StartMember(c *protocluster.Cluster) error { return p.sta
 // StartClient follows the members without registering.
 func (p *etcdProvider) StartClient(c *protocluster.Cluster) error { return p.start(c, false) }
 
-func (p *etcdProvider) start(c *protocluster.Cluster, register bool) error {
+// start connects, registers when asked, and follows the members. On an
+// error it leaves nothing running: the client closed, no goroutine.
+func (p *etcdProvider) start(c *protocluster.Cluster, register bool) (err error) {
 	p.log = c.Logger()
 	client, err := clientv3.New(p.cfg)
 	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
+		return fmt.Errorf("etcd at %s: %w", strings.Join(p.cfg.Endpoints, ","), authHint(err))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.client, p.cancel = client, cancel
+	defer func() {
+		if err != nil {
+			p.mu.Lock()
+			p.stopped = true
+			p.mu.Unlock()
+			cancel()
+			p.wg.Wait()
+			_ = client.Close()
+			err = fmt.Errorf("etcd at %s: %w", strings.Join(p.cfg.Endpoints, ","), authHint(err))
+		}
+	}()
 	if register {
 		host, port, err := c.ActorSystem.GetHostPort()
 		if err != nil {
@@ -92,6 +165,21 @@ func (p *etcdProvider) start(c *protocluster.Cluster, register bool) error {
 	p.wg.Add(1)
 	go p.watch(ctx, c, rev)
 	return nil
+}
+
+// authHint says which setting to check when etcd refused the credentials
+// or their permissions; etcd's own words name neither the user nor the
+// password.
+func authHint(err error) error {
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed):
+		return fmt.Errorf("check ETCD_USERNAME and ETCD_PASSWORD: %w", err)
+	case errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrInvalidAuthToken):
+		return fmt.Errorf("etcd requires authentication: set ETCD_USERNAME and ETCD_PASSWORD: %w", err)
+	case errors.Is(err, rpctypes.ErrPermissionDenied):
+		return fmt.Errorf("the etcd user's role must grant read and write on %s: %w", etcdPrefix, err)
+	}
+	return err
 }
 
 // register puts self on a fresh lease and keeps the lease alive until ctx

@@ -134,11 +134,38 @@ type local struct {
 	fleets atomic.Int64 // Fleet calls
 	mu     sync.Mutex
 	hosted map[string]bool
+	// waiting are the hosted sessions waiting for a lease another node
+	// holds (not connected); an Adopt of one takes the lease if free, as
+	// its next retry would.
+	waiting map[string]bool
 }
 
 var _ cluster.Local = (*local)(nil)
 
-func newLocal(d *db, name string) *local { return &local{d: d, name: name, hosted: map[string]bool{}} }
+func newLocal(d *db, name string) *local {
+	return &local{d: d, name: name, hosted: map[string]bool{}, waiting: map[string]bool{}}
+}
+
+// wait hosts id here waiting for its lease, which another node holds.
+func (l *local) wait(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hosted[id], l.waiting[id] = true, true
+}
+
+// isWaiting says whether id is hosted here waiting for its lease.
+func (l *local) isWaiting(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiting[id]
+}
+
+// isHosted says whether id is hosted here.
+func (l *local) isHosted(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hosted[id]
+}
 
 func (l *local) Adopt(_ context.Context, ids []string) error {
 	l.mu.Lock()
@@ -146,7 +173,7 @@ func (l *local) Adopt(_ context.Context, ids []string) error {
 	l.d.mu.Lock()
 	defer l.d.mu.Unlock()
 	for _, id := range ids {
-		if l.hosted[id] {
+		if l.hosted[id] && !l.waiting[id] {
 			continue
 		}
 		if h, ok := l.d.holders[id]; ok && h != l.name && l.d.nodes[h].alive {
@@ -157,6 +184,7 @@ func (l *local) Adopt(_ context.Context, ids []string) error {
 		}
 		l.d.holders[id] = l.name
 		l.hosted[id] = true
+		delete(l.waiting, id)
 		l.d.hosts[id]++
 		l.d.maxHosts = max(l.d.maxHosts, l.d.hosts[id])
 	}
@@ -175,6 +203,11 @@ func (l *local) Release(_ context.Context, ids []string) error {
 	l.d.mu.Lock()
 	defer l.d.mu.Unlock()
 	for _, id := range ids {
+		if l.waiting[id] {
+			delete(l.hosted, id)
+			delete(l.waiting, id)
+			continue // never connected
+		}
 		if l.hosted[id] {
 			delete(l.hosted, id)
 			l.d.hosts[id]--
@@ -202,7 +235,7 @@ func (l *local) Hosted(context.Context) ([]string, error) {
 func (l *local) crash() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.hosted = map[string]bool{}
+	l.hosted, l.waiting = map[string]bool{}, map[string]bool{}
 }
 
 // Status says which node answered in PushName.

@@ -99,6 +99,13 @@ type Node struct {
 	swept   sync.WaitGroup
 	metrics *nodeMetrics
 
+	// claims are the OwnedElsewhere asks in flight, at most maxClaims
+	// (claimSlots), under claimsCtx: ended with the sweep.
+	claimsMu   sync.Mutex
+	claimsCtx  context.Context
+	claimSlots chan struct{}
+	claims     sync.WaitGroup
+
 	closeOnce sync.Once
 }
 
@@ -170,12 +177,16 @@ func Start(opts Options) (*Node, error) {
 		}
 	})
 	if err := startMember(n.cluster); err != nil {
+		stopRemote(n.cluster)
 		n.system.Shutdown()
 		n.unregister()
 		return nil, fmt.Errorf("join the cluster at %s: %w", opts.Advertise, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
+	n.claimsMu.Lock()
+	n.claimsCtx, n.claimSlots = ctx, make(chan struct{}, maxClaims)
+	n.claimsMu.Unlock()
 	n.swept.Add(1)
 	go n.sweepLoop(ctx)
 	n.log.Info("joined the cluster", "address", opts.Advertise)
@@ -192,6 +203,15 @@ func startMember(c *protocluster.Cluster) (err error) {
 	}()
 	c.StartMember()
 	return nil
+}
+
+// stopRemote stops the remote's gRPC server after a failed start (the
+// provider refused: the server listens already), if it started at all.
+func stopRemote(c *protocluster.Cluster) {
+	defer func() { _ = recover() }() // never started: nothing to stop
+	if c.Remote != nil {
+		c.Remote.Shutdown(false)
+	}
 }
 
 // Address is this member's address, as the other members dial it.
@@ -235,10 +255,13 @@ func (n *Node) Close() {
 }
 
 func (n *Node) stopSweep() {
+	n.claimsMu.Lock() // no ask starts after this
 	if n.stop != nil {
 		n.stop()
 	}
+	n.claimsMu.Unlock()
 	n.swept.Wait()
+	n.claims.Wait()
 }
 
 func (n *Node) leave(graceful bool) {

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,8 +60,8 @@ func (c Config) validateCluster() []error {
 	if c.Store != "postgres" {
 		bad("CLUSTER=%s needs STORE=postgres: the nodes share the sessions and their leases in one database", c.Cluster)
 	}
-	if c.Cluster == ClusterEtcd && len(c.EtcdEndpointList()) == 0 {
-		bad("CLUSTER=etcd needs ETCD_ENDPOINTS (comma-separated URLs, such as http://etcd:2379)")
+	if c.Cluster == ClusterEtcd {
+		errs = append(errs, c.validateEtcd()...)
 	}
 	if c.Cluster == ClusterStatic {
 		peers := c.ClusterPeerList()
@@ -106,6 +110,67 @@ func (c Config) validateCluster() []error {
 		bad("CLUSTER_INSECURE=true contradicts CLUSTER_TLS_*: set one or the other")
 	}
 	return errs
+}
+
+// validateEtcd reports every ETCD_* setting that cannot work. Its errors
+// name the settings, never the username or the password.
+func (c Config) validateEtcd() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	endpoints := c.EtcdEndpointList()
+	if len(endpoints) == 0 {
+		bad("CLUSTER=etcd needs ETCD_ENDPOINTS (comma-separated URLs, such as http://etcd:2379)")
+	}
+	https := false
+	for _, e := range endpoints {
+		u, err := url.Parse(e)
+		switch {
+		case strings.Contains(e, "@"): // user:password@host, not repeated here
+			bad("an ETCD_ENDPOINTS entry holds credentials: set ETCD_USERNAME and ETCD_PASSWORD instead")
+		case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+			bad("ETCD_ENDPOINTS entry %q is not an http:// or https:// URL", e)
+		case u.Scheme == "https":
+			https = true
+		}
+	}
+	hasPassword := c.EtcdPassword != "" || c.EtcdPasswordFile != ""
+	switch {
+	case c.EtcdUsername != "" && !hasPassword:
+		bad("ETCD_USERNAME needs ETCD_PASSWORD (or ETCD_PASSWORD_FILE, a file holding it)")
+	case c.EtcdUsername == "" && hasPassword:
+		bad("ETCD_PASSWORD needs ETCD_USERNAME")
+	}
+	if (c.EtcdTLSCert == "") != (c.EtcdTLSKey == "") {
+		bad("ETCD_TLS_CERT and ETCD_TLS_KEY go together (this node's client certificate for etcd and its key)")
+	}
+	if !https && (c.EtcdTLSCA != "" || c.EtcdTLSCert != "" || c.EtcdTLSKey != "") {
+		bad("ETCD_TLS_CA, ETCD_TLS_CERT and ETCD_TLS_KEY are for https:// ETCD_ENDPOINTS, and none is https")
+	}
+	if https && slices.ContainsFunc(endpoints, func(e string) bool { return strings.HasPrefix(e, "http://") }) {
+		bad("ETCD_ENDPOINTS mixes http:// and https://: use one scheme")
+	}
+	return errs
+}
+
+// readEtcdPasswordFile reads EtcdPassword from EtcdPasswordFile, if set.
+// An error names the file, never its content.
+func (c *Config) readEtcdPasswordFile() error {
+	if c.EtcdPasswordFile == "" {
+		return nil
+	}
+	if c.EtcdPassword != "" {
+		return errors.New("ETCD_PASSWORD and ETCD_PASSWORD_FILE are both set: set one")
+	}
+	b, err := os.ReadFile(c.EtcdPasswordFile)
+	if err != nil {
+		return fmt.Errorf("ETCD_PASSWORD_FILE: %w", err)
+	}
+	// One trailing newline (an editor's, echo's) is not the password's.
+	c.EtcdPassword = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if c.EtcdPassword == "" {
+		return fmt.Errorf("ETCD_PASSWORD_FILE %s is empty", c.EtcdPasswordFile)
+	}
+	return nil
 }
 
 // splitHostPort splits host:port and parses the port.

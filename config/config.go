@@ -144,6 +144,19 @@ type Config struct {
 	// EtcdEndpoints, comma-separated URLs, is where CLUSTER=etcd keeps
 	// the membership.
 	EtcdEndpoints string `envconfig:"ETCD_ENDPOINTS"`
+	// EtcdUsername and EtcdPassword authenticate to etcd (its auth
+	// enabled); Load reads EtcdPassword from the file EtcdPasswordFile
+	// names instead when that is set. Never logged, nor in an error.
+	EtcdUsername     string `envconfig:"ETCD_USERNAME"`
+	EtcdPassword     string `envconfig:"ETCD_PASSWORD"`
+	EtcdPasswordFile string `envconfig:"ETCD_PASSWORD_FILE"`
+	// EtcdTLSCA, for https endpoints, is the PEM file of the CA that signs
+	// etcd's certificate (default the system's roots); EtcdTLSCert and
+	// EtcdTLSKey, both or neither, this node's client certificate for
+	// etcd's client-certificate auth.
+	EtcdTLSCA   string `envconfig:"ETCD_TLS_CA"`
+	EtcdTLSCert string `envconfig:"ETCD_TLS_CERT"`
+	EtcdTLSKey  string `envconfig:"ETCD_TLS_KEY"`
 	// ClusterPeers, comma-separated host:port, are every node's
 	// membership port for CLUSTER=static (this node's included);
 	// ClusterStaticPort is the one this node serves (all interfaces,
@@ -224,6 +237,9 @@ func Load() (Config, error) {
 		c.TestMode = true
 	}
 	if err := c.readDatabaseURLFile(); err != nil {
+		return Config{}, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if err := c.readEtcdPasswordFile(); err != nil {
 		return Config{}, fmt.Errorf("invalid configuration: %w", err)
 	}
 	if c.NodeName == "" {
