@@ -57,7 +57,7 @@ func (lt *leaseTable) violations() []string {
 }
 
 // fakeGate grants a lease that is free or already node's, and checks at
-// each release that node's clients of the session are closed already.
+// each release that none of node's clients of the session is connected.
 type fakeGate struct {
 	lt   *leaseTable
 	node string
@@ -77,8 +77,11 @@ func (g *fakeGate) Release(_ context.Context, ids ...string) error {
 	g.lt.mu.Lock()
 	defer g.lt.mu.Unlock()
 	for _, id := range ids {
-		if h := g.lt.nodes[g.node]; h != nil && h.opener.live(id) != 0 {
-			g.lt.violate(fmt.Sprintf("%s released %s with a client open", g.node, id))
+		// Connected, not merely open: after a restart the new link may
+		// have opened its client (it dials only once it holds the lease,
+		// which waits for this release) while the old link releases.
+		if h := g.lt.nodes[g.node]; h != nil && h.opener.connected(id) != 0 {
+			g.lt.violate(fmt.Sprintf("%s released %s with a client connected", g.node, id))
 		}
 		if g.lt.owner[id] == g.node {
 			g.lt.owner[id] = ""
