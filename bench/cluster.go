@@ -3,15 +3,8 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"database/sql"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +21,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/testcerts"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
@@ -268,7 +262,7 @@ func (b *bench) runCluster(ctx context.Context, n, run int) (r clusterResult, er
 // HTTP, cluster and membership ports, and certificate, and waits for
 // their HTTP servers. It returns the nodes started even on an error.
 func (b *bench) startNodes(dir, tag, url string, fake *proc) ([]clusterNode, error) {
-	certs, err := writeClusterCerts(filepath.Join(dir, "tls"), clusterNodes)
+	ca, err := testcerts.NewCA(filepath.Join(dir, "tls"))
 	if err != nil {
 		return nil, err
 	}
@@ -285,10 +279,14 @@ func (b *bench) startNodes(dir, tag, url string, fake *proc) ([]clusterNode, err
 		if err := os.MkdirAll(sessionsDir, 0o700); err != nil {
 			return nodes, err
 		}
+		certFile, keyFile, err := ca.Node(filepath.Join(dir, "tls", name), name)
+		if err != nil {
+			return nodes, err
+		}
 		env := append(slices.Clone(b.serviceEnv), "STORE=postgres", "DATABASE_URL="+url,
 			"CLUSTER=static", "CLUSTER_PEERS="+strings.Join(peers, ","), "CLUSTER_STATIC_PORT="+static[i],
 			"CLUSTER_ADDR="+freeAddr(), "NODE_NAME="+name,
-			"CLUSTER_TLS_CERT="+certs.cert[i], "CLUSTER_TLS_KEY="+certs.key[i], "CLUSTER_TLS_CA="+certs.ca)
+			"CLUSTER_TLS_CERT="+certFile, "CLUSTER_TLS_KEY="+keyFile, "CLUSTER_TLS_CA="+ca.File)
 		p, err := startService(b.serviceBin, sessionsDir, filepath.Join(b.work, "logs", tag+"-"+name+".log"), b.apiKey, fake, env)
 		if err != nil {
 			return nodes, err
@@ -559,71 +557,4 @@ func sampleConnections(s *pgServer) func() int {
 		once.Do(func() { close(quit); <-done })
 		return most
 	}
-}
-
-// clusterCerts are the PEM files of a cluster's mutual TLS: one CA, and a
-// certificate and key per node, for 127.0.0.1.
-type clusterCerts struct {
-	ca        string
-	cert, key []string
-}
-
-// writeClusterCerts makes a CA and n node certificates in dir.
-func writeClusterCerts(dir string, n int) (clusterCerts, error) {
-	var c clusterCerts
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return c, err
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return c, err
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench cluster CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return c, err
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	c.ca = filepath.Join(dir, "ca.pem")
-	if err := writePEM(c.ca, "CERTIFICATE", caDER); err != nil {
-		return c, err
-	}
-	for i := range n {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return c, err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: fmt.Sprintf("node-%d", i+1)},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-			KeyUsage:    x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return c, err
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return c, err
-		}
-		certFile, keyFile := filepath.Join(dir, fmt.Sprintf("node-%d.pem", i+1)), filepath.Join(dir, fmt.Sprintf("node-%d-key.pem", i+1))
-		if err := writePEM(certFile, "CERTIFICATE", der); err != nil {
-			return c, err
-		}
-		if err := writePEM(keyFile, "PRIVATE KEY", keyDER); err != nil {
-			return c, err
-		}
-		c.cert, c.key = append(c.cert, certFile), append(c.key, keyFile)
-	}
-	return c, nil
-}
-
-func writePEM(path, typ string, der []byte) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }

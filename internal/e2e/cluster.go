@@ -2,15 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"database/sql"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +18,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/testcerts"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 )
@@ -61,6 +55,7 @@ type Cluster struct {
 
 	fakeAddr, fakeControl, fakeCA string
 	certs                         string // directory of the CA and node certificates
+	ca                            *testcerts.CA
 	opts                          ClusterOptions
 }
 
@@ -85,7 +80,9 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	t.Cleanup(func() { db.Close() })
 	c.DB = db
 	c.startFake()
-	c.makeCA()
+	if c.ca, err = testcerts.NewCA(c.certs); err != nil {
+		t.Fatal(err)
+	}
 	for i := range opts.Nodes {
 		c.Nodes = append(c.Nodes, c.startNode(i))
 	}
@@ -145,7 +142,7 @@ func (c *Cluster) Config(i int) config.Config {
 	cfg.FakeServerAddr, cfg.FakeControlURL, cfg.FakeCAFile = c.fakeAddr, "http://"+c.fakeControl, c.fakeCA
 	cfg.Store, cfg.DatabaseURL = config.StorePostgres, c.URL
 	cfg.Cluster, cfg.EtcdEndpoints, cfg.NodeName = config.ClusterEtcd, c.Etcd.Endpoint, name
-	cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(c.certs, "ca.pem")
+	cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), c.ca.File
 	if c.opts.LeaseTTL != 0 {
 		cfg.LeaseTTL = c.opts.LeaseTTL
 	}
@@ -183,7 +180,9 @@ func (c *Cluster) startNode(i int) *Node {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(cfg.ClusterTLSCert); err != nil {
-		c.nodeCert(filepath.Dir(cfg.ClusterTLSCert))
+		if _, _, err := c.ca.Node(filepath.Dir(cfg.ClusterTLSCert), cfg.NodeName); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg.ClusterAddr = freeAddr(t)
 	cfg.ClusterAdvertise = cfg.ClusterAddr
@@ -257,93 +256,4 @@ func freeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// makeCA writes a test CA (ca.pem, and its key, kept in memory only
-// through the files) to the certificates directory.
-func (c *Cluster) makeCA() {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e cluster CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	c.writePEM(filepath.Join(c.certs, "ca.pem"), "CERTIFICATE", der)
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		c.T.Fatal(err)
-	}
-	c.writePEM(filepath.Join(c.certs, "ca-key.pem"), "EC PRIVATE KEY", kder)
-}
-
-// nodeCert writes cert.pem and key.pem to dir: a certificate for
-// 127.0.0.1, for server and client use, signed by the test CA.
-func (c *Cluster) nodeCert(dir string) {
-	t := c.T
-	caCert, caKey := c.loadCA()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: filepath.Base(dir)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.writePEM(filepath.Join(dir, "cert.pem"), "CERTIFICATE", der)
-	c.writePEM(filepath.Join(dir, "key.pem"), "EC PRIVATE KEY", kder)
-}
-
-func (c *Cluster) loadCA() (*x509.Certificate, *ecdsa.PrivateKey) {
-	t := c.T
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(c.certs, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			t.Fatalf("%s: no PEM block", name)
-		}
-		return blk.Bytes
-	}
-	cert, err := x509.ParseCertificate(read("ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := x509.ParseECPrivateKey(read("ca-key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-func (c *Cluster) writePEM(path, kind string, der []byte) {
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		c.T.Fatal(err)
-	}
 }
