@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -85,13 +84,6 @@ type clusterNode struct {
 	p    *proc
 }
 
-// pgServer is the PostgreSQL server of a cluster run.
-type pgServer struct {
-	dir, bin string
-	port     int
-	cred     *syscall.Credential
-}
-
 // runClusterScenario runs the cluster scenario at every -cluster-sizes,
 // -cluster-runs times each.
 func (b *bench) runClusterScenario(ctx context.Context, rep *report) error {
@@ -126,12 +118,19 @@ func (b *bench) runCluster(ctx context.Context, n, run int) (r clusterResult, er
 	if err := b.copySessions(ctx, sqliteDir, n); err != nil {
 		return r, err
 	}
-	pg, err := startPostgres(ctx)
+	pg, err := pgtest.Run()
 	if err != nil {
 		return r, err
 	}
-	defer pg.stop()
-	url := pg.url(clusterDB)
+	defer func() {
+		if err := pg.Stop(); err != nil {
+			logf("  %v", err)
+		}
+	}()
+	url, err := pg.CreateDatabase(clusterDB)
+	if err != nil {
+		return r, err
+	}
 
 	// Migrate: the service's own command, as an operator runs it.
 	began := time.Now()
@@ -200,7 +199,7 @@ func (b *bench) runCluster(ctx context.Context, n, run int) (r clusterResult, er
 			}
 		}
 	}
-	if r.pgRows, r.pgBytes, err = pg.tableCost(ctx); err != nil {
+	if r.pgRows, r.pgBytes, err = tableCost(ctx, pg); err != nil {
 		r.failure = "table sizes: " + err.Error()
 		return r, nil
 	}
@@ -408,88 +407,10 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// startPostgres initialises a PostgreSQL server in a new temporary
-// directory (as the postgres user when the bench runs as root, which
-// PostgreSQL refuses to run as), starts it on a free loopback port and
-// creates the shared database. stop removes it.
-func startPostgres(ctx context.Context) (*pgServer, error) {
-	bin := pgtest.BinDir()
-	if bin == "" {
-		return nil, fmt.Errorf("PostgreSQL server binaries not found (Debian package postgresql)")
-	}
-	dir, err := os.MkdirTemp("", "bench-pg-")
-	if err != nil {
-		return nil, err
-	}
-	s := &pgServer{dir: dir, bin: bin}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return nil, fmt.Errorf("running as root, and no postgres user to run PostgreSQL as: %w", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
-	}
-	_, port, _ := net.SplitHostPort(freeAddr())
-	s.port, _ = strconv.Atoi(port)
-	data := filepath.Join(dir, "data")
-	if err := s.run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	if err := s.run("pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", filepath.Join(dir, "log"),
-		"-o", fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=300", s.port, dir)); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	db, err := sql.Open("pgx", s.url("postgres"))
-	if err != nil {
-		s.stop()
-		return nil, err
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+clusterDB); err != nil {
-		s.stop()
-		return nil, fmt.Errorf("create database: %w", err)
-	}
-	return s, nil
-}
-
-func (s *pgServer) run(name string, args ...string) error {
-	cmd := exec.Command(filepath.Join(s.bin, name), args...)
-	cmd.Dir = s.dir
-	if s.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
-		return fmt.Errorf("postgres %s: %v\n%s\n%s", name, err, out, lastLines(string(log), 10))
-	}
-	return nil
-}
-
-// url is the connection string of database db.
-func (s *pgServer) url(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
-}
-
-// stop stops the server at once and removes its directory.
-func (s *pgServer) stop() {
-	if err := s.run("pg_ctl", "stop", "-D", filepath.Join(s.dir, "data"), "-m", "immediate", "-w"); err != nil {
-		logf("  %v", err)
-	}
-	_ = os.RemoveAll(s.dir)
-}
-
 // tableCost is the rows and bytes (with indexes and TOAST) of whatsmeow's
 // and the service's tables in the shared database.
-func (s *pgServer) tableCost(ctx context.Context) (rows, bytes int64, err error) {
-	db, err := sql.Open("pgx", s.url(clusterDB))
+func tableCost(ctx context.Context, s *pgtest.Server) (rows, bytes int64, err error) {
+	db, err := sql.Open("pgx", s.URL(clusterDB))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -528,12 +449,12 @@ func (s *pgServer) tableCost(ctx context.Context) (rows, bytes int64, err error)
 // every 100 ms (from a connection to another database, which the count
 // leaves out) until the returned function is called; it returns the most
 // seen at once. Calling it again returns the same figure.
-func sampleConnections(s *pgServer) func() int {
+func sampleConnections(s *pgtest.Server) func() int {
 	quit, done := make(chan struct{}), make(chan struct{})
 	most := 0
 	go func() {
 		defer close(done)
-		db, err := sql.Open("pgx", s.url("postgres"))
+		db, err := sql.Open("pgx", s.URL("postgres"))
 		if err != nil {
 			return
 		}

@@ -8,6 +8,7 @@ package pgtest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -64,40 +65,76 @@ func BinDir() string {
 // crash would) and removed in tb's cleanup.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	bin := BinDir()
-	if bin == "" {
+	if BinDir() == "" {
 		missing(tb, "PostgreSQL server binaries (Debian package postgresql) not found")
 	}
-	s := &Server{Host: "127.0.0.1", bin: bin}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	if os.Geteuid() == 0 {
+		if _, err := user.Lookup("postgres"); err != nil {
+			missing(tb, "running as root, and there is no postgres user to run PostgreSQL as")
+		}
+	}
+	s, err := Run()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.Dir = dir
-	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+	tb.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			tb.Log(err)
+		}
+	})
+	return s
+}
+
+// Run initialises and starts a server outside a test (the bench); Stop
+// stops it and removes its directory.
+func Run() (*Server, error) {
+	bin := BinDir()
+	if bin == "" {
+		return nil, errors.New("pgtest: PostgreSQL server binaries (Debian package postgresql) not found")
+	}
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Host: "127.0.0.1", bin: bin, Dir: dir}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			missing(tb, "running as root, and there is no postgres user to run PostgreSQL as")
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgtest: running as root, and there is no postgres user to run PostgreSQL as: %w", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(dir, uid, gid); err != nil {
-			tb.Fatal(err)
+			os.RemoveAll(dir)
+			return nil, err
 		}
 	}
-	s.Port = freePort(tb)
-	s.run(tb, "initdb", "-D", s.dataDir(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-	s.run(tb, "pg_ctl", "start", "-w", "-t", "60", "-D", s.dataDir(), "-l", filepath.Join(dir, "log"),
-		"-o", fmt.Sprintf("-c listen_addresses=%s -p %d -k %s -c max_connections=300", s.Host, s.Port, dir))
-	tb.Cleanup(func() {
-		cmd := s.command("pg_ctl", "stop", "-D", s.dataDir(), "-m", "immediate", "-w")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tb.Logf("pg_ctl stop: %v: %s", err, out)
-		}
-	})
-	return s
+	if s.Port, err = freePort(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := s.run("initdb", "-D", s.dataDir(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := s.run("pg_ctl", "start", "-w", "-t", "60", "-D", s.dataDir(), "-l", filepath.Join(dir, "log"),
+		"-o", fmt.Sprintf("-c listen_addresses=%s -p %d -k %s -c max_connections=300", s.Host, s.Port, dir)); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Stop stops the server at once (as a crash would) and removes its
+// directory.
+func (s *Server) Stop() error {
+	err := s.run("pg_ctl", "stop", "-D", s.dataDir(), "-m", "immediate", "-w")
+	if rerr := os.RemoveAll(s.Dir); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // missing skips tb, or fails it in CI, where what is missing is installed.
@@ -120,12 +157,12 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (s *Server) run(tb testing.TB, name string, args ...string) {
-	tb.Helper()
+func (s *Server) run(name string, args ...string) error {
 	if out, err := s.command(name, args...).CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.Dir, "log"))
-		tb.Fatalf("pgtest: %s: %v\n%s\n%s", name, err, out, log)
+		return fmt.Errorf("pgtest: %s: %v\n%s\n%s", name, err, out, log)
 	}
+	return nil
 }
 
 // URL is the connection string of database db on this server.
@@ -136,29 +173,37 @@ func (s *Server) URL(db string) string {
 // NewDatabase creates an empty database and returns its URL.
 func (s *Server) NewDatabase(tb testing.TB) string {
 	tb.Helper()
-	name := fmt.Sprintf("test_%d", s.dbs.Add(1))
-	db, err := sql.Open("pgx", s.URL("postgres"))
+	url, err := s.CreateDatabase(fmt.Sprintf("test_%d", s.dbs.Add(1)))
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return url
+}
+
+// CreateDatabase creates an empty database called name and returns its
+// URL.
+func (s *Server) CreateDatabase(name string) (string, error) {
+	db, err := sql.Open("pgx", s.URL("postgres"))
+	if err != nil {
+		return "", err
 	}
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		tb.Fatalf("pgtest: create database: %v", err)
+		return "", fmt.Errorf("pgtest: create database: %w", err)
 	}
-	return s.URL(name)
+	return s.URL(name), nil
 }
 
 // freePort returns a loopback TCP port nothing listens on now.
-func freePort(tb testing.TB) int {
-	tb.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // OpenMigrated opens a pool on a new database of this server, migrated to
