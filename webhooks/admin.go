@@ -91,15 +91,19 @@ func (o *Outbox) Retry(ctx context.Context, id string) (sessions.Delivery, error
 	// The state is checked again in the update: the delivery may have
 	// been delivered (or died) since it was read.
 	now := o.now().UnixNano()
+	o.depthMu.RLock()
 	res, err := o.db.ExecContext(ctx, o.q.retry, now, now, seq, string(d.State))
 	if err != nil {
+		o.depthMu.RUnlock()
 		return d, o.dbError(err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return o.Retry(ctx, id) // it changed under us: decide on its new state
-	}
-	if d.State == sessions.DeliveryDead {
+	n, _ := res.RowsAffected()
+	if n > 0 && d.State == sessions.DeliveryDead {
 		o.addDepth(1)
+	}
+	o.depthMu.RUnlock()
+	if n == 0 {
+		return o.Retry(ctx, id) // it changed under us: decide on its new state
 	}
 	o.wakeAll()
 	return o.get(ctx, seq)
@@ -112,13 +116,16 @@ func (o *Outbox) RetryDead(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	now := o.now().UnixNano()
+	o.depthMu.RLock()
 	res, err := o.db.ExecContext(ctx, o.q.retryDead, now, now)
 	if err != nil {
+		o.depthMu.RUnlock()
 		return 0, o.dbError(err)
 	}
 	n, _ := res.RowsAffected()
+	o.addDepth(n)
+	o.depthMu.RUnlock()
 	if n > 0 {
-		o.addDepth(n)
 		o.wakeAll()
 	}
 	return int(n), nil

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,6 +102,42 @@ func (r *receiver) idsOf(sender string) []string {
 		}
 	}
 	return ids
+}
+
+// firstIDsOf lists the event ids received for sender, each once, in the
+// order of their first arrival.
+func (r *receiver) firstIDsOf(sender string) []string {
+	var ids []string
+	for _, id := range r.idsOf(sender) {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// duplicatesOf lists the event ids received for sender more than once,
+// each once, after checking that every copy carried the same webhook-id.
+func (r *receiver) duplicatesOf(sender string) []string {
+	seen := map[string]string{} // event id -> webhook-id
+	var dup []string
+	for _, g := range r.received() {
+		if g.Event.SenderID != sender {
+			continue
+		}
+		first, ok := seen[g.Event.ID]
+		if !ok {
+			seen[g.Event.ID] = g.WebhookID
+			continue
+		}
+		if first != g.WebhookID {
+			r.t.Errorf("event %s arrived with webhook-ids %s and %s", g.Event.ID, first, g.WebhookID)
+		}
+		if !slices.Contains(dup, g.Event.ID) {
+			dup = append(dup, g.Event.ID)
+		}
+	}
+	return dup
 }
 
 // clock is a real clock that tests can move forward.

@@ -112,6 +112,12 @@ type Outbox struct {
 	commits   atomic.Int64
 	committed atomic.Int64
 	depth     atomic.Int64
+	// depthMu keeps the claim loop's recount of the depth (Postgres:
+	// other nodes claim and retry this node's rows) from mixing with a
+	// change in flight: whoever changes the queue holds it for reading
+	// from its write's commit to its depth update, the recount holds it
+	// for writing from its count to its store.
+	depthMu sync.RWMutex
 
 	lanes []*lane // one per endpoint
 	// commitHook, when set (tests only), runs before each commit with how
@@ -489,14 +495,17 @@ func (o *Outbox) commit(batch []batchItem) error {
 			}
 		}
 	}
+	o.depthMu.RLock()
 	if err := tx.Commit(); err != nil {
+		o.depthMu.RUnlock()
 		return fmt.Errorf("webhook outbox: commit: %w", err)
 	}
-	o.commits.Add(1)
-	o.committed.Add(int64(countEvents(batch)))
 	if added != left {
 		o.addDepth(added - left)
 	}
+	o.depthMu.RUnlock()
+	o.commits.Add(1)
+	o.committed.Add(int64(countEvents(batch)))
 	if added > 0 {
 		o.wakeAll()
 	}
@@ -541,11 +550,19 @@ func (o *Outbox) claimLoop(ctx context.Context) {
 		if n > 0 {
 			o.log.Info("webhook outbox: claimed the deliveries of sessions this node took over", "deliveries", n)
 		}
-		var depth int64
-		if err := o.db.QueryRowContext(ctx, o.q.countActive, o.node).Scan(&depth); err == nil {
-			o.addDepth(depth - o.depth.Load())
-		}
+		o.recountDepth(ctx)
 		o.wakeAll()
+	}
+}
+
+// recountDepth reads the queue depth from the database again, while no
+// change of this node's is between its write and its depth update.
+func (o *Outbox) recountDepth(ctx context.Context) {
+	o.depthMu.Lock()
+	defer o.depthMu.Unlock()
+	var depth int64
+	if err := o.db.QueryRowContext(ctx, o.q.countActive, o.node).Scan(&depth); err == nil {
+		o.addDepth(depth - o.depth.Load())
 	}
 }
 
