@@ -220,9 +220,36 @@ func (b *bench) runRestore(ctx context.Context, n int, baseline *restoreResult, 
 	return fr.res, nil
 }
 
-// countFile records how many sessions the template (a SESSIONS_DIR) holds;
-// each run copies the first N, so all restore the same untouched stores.
+// countFile records how many sessions the template (a SESSIONS_DIR) holds
+// and the fake server's seed fingerprint they were made with; each run
+// copies the first N, so all restore the same untouched stores. A template
+// made by other seeding code (a changed LID or key derivation) is seeded
+// again from scratch: its stores would make every login rewrite the device.
 const countFile = ".bench-seeded"
+
+// seededCount is how many sessions the template holds, 0 when it was made
+// with another fingerprint (its sessions are then removed).
+func (b *bench) seededCount() (int, error) {
+	data, _ := os.ReadFile(filepath.Join(b.template, countFile))
+	count, fingerprint, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
+	have, _ := strconv.Atoi(count)
+	if have == 0 || fingerprint == fakeserver.SeedFingerprint() {
+		return have, nil
+	}
+	logf("the template in %s was seeded by other code (fingerprint %q, now %q): seeding it again", b.template, fingerprint, fakeserver.SeedFingerprint())
+	entries, err := os.ReadDir(b.template)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "session-") || e.Name() == countFile {
+			if err := os.RemoveAll(filepath.Join(b.template, e.Name())); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return 0, nil
+}
 
 // sessionID names the i-th seeded session.
 func sessionID(i int) string { return fmt.Sprintf("s%05d", i) }
@@ -232,8 +259,11 @@ func sessionID(i int) string { return fmt.Sprintf("s%05d", i) }
 // first seeding the template's missing ones (closed cleanly, as the
 // service leaves them).
 func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
-	data, _ := os.ReadFile(filepath.Join(b.template, countFile))
-	if have, _ := strconv.Atoi(strings.TrimSpace(string(data))); have < n {
+	have, err := b.seededCount()
+	if err != nil {
+		return err
+	}
+	if have < n {
 		began := time.Now()
 		logf("seeding sessions %d..%d into %s", have, n-1, b.template)
 		var seeds []fakeserver.Seed
@@ -245,7 +275,7 @@ func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
 			return fmt.Errorf("seed: %w", err)
 		}
 		logf("seeded %d sessions in %v", n-have, time.Since(began).Round(time.Millisecond))
-		if err := os.WriteFile(filepath.Join(b.template, countFile), []byte(strconv.Itoa(n)+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(b.template, countFile), []byte(strconv.Itoa(n)+" "+fakeserver.SeedFingerprint()+"\n"), 0o600); err != nil {
 			return err
 		}
 	}
