@@ -190,6 +190,11 @@ func (n *Node) serve(ctx context.Context, req request) (json.RawMessage, error) 
 	case opRestore:
 		return nil, l.Restore(ctx, req.IDs)
 	case opAdopt:
+		if !n.startAdopt() {
+			// The asker released them: a sweep elsewhere adopts them.
+			return nil, sessions.Errorf(sessions.ErrShuttingDown, "this node is leaving the cluster")
+		}
+		defer n.adopts.Done()
 		return nil, l.Adopt(ctx, req.IDs)
 	case opPing:
 		return nil, l.Ping(ctx)

@@ -101,7 +101,13 @@ type Node struct {
 
 	// claims are the OwnedElsewhere asks in flight, at most maxClaims
 	// (claimSlots), under claimsCtx: ended with the sweep.
-	claimsMu   sync.Mutex
+	claimsMu sync.Mutex
+	// adoptMu guards leaving, set by Shutdown: from then on this node
+	// adopts nothing another node hands it; adopts counts the adoptions
+	// under way, which Shutdown waits for before listing what it hosts.
+	adoptMu    sync.Mutex
+	leaving    bool
+	adopts     sync.WaitGroup
 	claimsCtx  context.Context
 	claimSlots chan struct{}
 	claims     sync.WaitGroup
@@ -232,19 +238,36 @@ func (n *Node) Members() []string {
 // longer eligible), hands every session it hosts over to its rendezvous
 // choice among the other eligible nodes in quick batches, then leaves.
 // Sessions that could not be handed over before ctx ends stay with their
-// leases, which expire.
+// leases, which expire. Adoptions other nodes asked for before this node
+// was leaving end first, so that what they brought is handed over too.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.adoptMu.Lock()
+	n.leaving = true
+	n.adoptMu.Unlock()
 	err := n.opts.Leases.SetLeaving(ctx)
 	if err != nil {
 		n.log.Warn("could not mark this node leaving", "err", err)
 	}
 	n.stopSweep()
+	n.adopts.Wait() // each is bounded by the request timeout
 	if herr := n.handOverAll(ctx); herr != nil {
 		n.log.Warn("hand-over on shutdown incomplete", "err", herr)
 		err = errors.Join(err, herr)
 	}
 	n.leave(true)
 	return err
+}
+
+// startAdopt counts an adoption another node asked for, unless this node
+// is leaving; the caller calls adopts.Done when it ends.
+func (n *Node) startAdopt() bool {
+	n.adoptMu.Lock()
+	defer n.adoptMu.Unlock()
+	if n.leaving {
+		return false
+	}
+	n.adopts.Add(1)
+	return true
 }
 
 // Close leaves the cluster at once, without handing anything over (as a
