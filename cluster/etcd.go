@@ -17,6 +17,7 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 )
 
 // etcdProvider is cluster membership in etcd (CLUSTER=etcd): each member
@@ -83,6 +84,9 @@ func EtcdProvider(o EtcdOptions) (protocluster.ClusterProvider, error) {
 	cfg := clientv3.Config{
 		Endpoints: o.Endpoints, DialTimeout: 5 * time.Second,
 		Username: o.Username, Password: o.Password, TLS: o.TLS,
+		// Connect before the member starts, and say why not: a TLS
+		// handshake etcd refused, rather than a later "deadline exceeded".
+		DialOptions: []grpc.DialOption{grpc.WithBlock(), grpc.WithReturnConnectionError()}, //nolint:staticcheck // the pinned gRPC's way to get the dial's error
 	}
 	if cfg.TLS == nil && slices.ContainsFunc(o.Endpoints, isHTTPS) {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -178,8 +182,18 @@ func authHint(err error) error {
 		return fmt.Errorf("etcd requires authentication: set ETCD_USERNAME and ETCD_PASSWORD: %w", err)
 	case errors.Is(err, rpctypes.ErrPermissionDenied):
 		return fmt.Errorf("the etcd user's role must grant read and write on %s: %w", etcdPrefix, err)
+	case isTLSError(err):
+		return fmt.Errorf("check ETCD_TLS_CA (the CA that signs etcd's certificate) and ETCD_TLS_CERT/ETCD_TLS_KEY (this node's client certificate, when etcd asks for one): %w", err)
 	}
 	return err
+}
+
+// isTLSError reports whether err is a TLS handshake that failed (a server
+// certificate not trusted, a client certificate refused). gRPC reports it
+// only as text in its connection error.
+func isTLSError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") || strings.Contains(msg, "authentication handshake failed")
 }
 
 // register puts self on a fresh lease and keeps the lease alive until ctx
