@@ -240,6 +240,7 @@ func (n *Node) Members() []string {
 // Sessions that could not be handed over before ctx ends stay with their
 // leases, which expire. Adoptions other nodes asked for before this node
 // was leaving end first, so that what they brought is handed over too.
+// Shutdown returns when nothing is hosted here any more, or ctx ended.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.adoptMu.Lock()
 	n.leaving = true
@@ -250,13 +251,47 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	n.stopSweep()
 	n.adopts.Wait() // each is bounded by the request timeout
-	if herr := n.handOverAll(ctx); herr != nil {
+	if herr := n.drain(ctx); herr != nil {
 		n.log.Warn("hand-over on shutdown incomplete", "err", herr)
 		err = errors.Join(err, herr)
 	}
 	n.leave(true)
 	return err
 }
+
+// drain hands over everything hosted here, in rounds: a round keeps the
+// sessions whose target was not a member when their batch came (the
+// membership view can lag under load), so the next round plans them again
+// with the view then. What is still here after shutdownRounds is released
+// without a target: its leases are free at once, not at their expiry, and
+// the other nodes' sweeps adopt it.
+func (n *Node) drain(ctx context.Context) error {
+	for round := 1; ; round++ {
+		if err := n.handOverAll(ctx); err != nil {
+			return err
+		}
+		hosted, err := n.opts.Local.Hosted(ctx)
+		if err != nil || len(hosted) == 0 {
+			return err
+		}
+		if round == shutdownRounds {
+			n.log.Warn("cluster: releasing sessions no other node confirmed", "sessions", len(hosted))
+			return n.inBatches(ctx, hosted, 0, func(b []string) error { return n.opts.Local.Release(ctx, b) })
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(shutdownRoundPause):
+		}
+	}
+}
+
+// shutdownRounds bounds drain's hand-over rounds, shutdownRoundPause
+// apart.
+const (
+	shutdownRounds     = 4
+	shutdownRoundPause = 250 * time.Millisecond
+)
 
 // startAdopt counts an adoption another node asked for, unless this node
 // is leaving; the caller calls adopts.Done when it ends.

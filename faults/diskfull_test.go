@@ -205,7 +205,11 @@ func TestStoreWriteFailureAtLoginStaysVisible(t *testing.T) {
 	if !hasLog(svc.Logs, "store write failed", "writer") {
 		t.Error(`no "store write failed" log line for the writer`)
 	}
-	if st := svc.Status("writer"); e2e.ErrCode(st) != "store_write_failed" {
+	// A later small write can succeed even now: other databases in
+	// SESSIONS_DIR (the webhook outbox) free space when their WAL is
+	// checkpointed and truncated. Such a success clears the error, as it
+	// should; without one the error must still show.
+	if st := svc.Status("writer"); e2e.ErrCode(st) != "store_write_failed" && !hasLog(svc.Logs, "store writes succeed again", "writer") {
 		t.Errorf("the writer is connected and its store refuses writes, but its status says %v: "+
 			"a state change must not clear store_write_failed until a write succeeds", st)
 	}
