@@ -37,6 +37,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/lease"
 	"github.com/whatsapp-sessions/whatsapp-sessions/metrics"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
+	"github.com/whatsapp-sessions/whatsapp-sessions/relay"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/testmode"
@@ -134,6 +135,9 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	a.events = events.New(events.Options{Observer: m, MaxClients: maxConns / 2})
 	a.onClose(func(context.Context) error { a.events.Close(); return nil })
 	sink := a.events.Feed(a.webhooks)
+	if pg != nil {
+		a.startRelay(pg, cfg.NodeName)
+	}
 	var idem *idempotency.Store
 	if pg != nil {
 		// Shared by the nodes: a retry answers the same wherever the
@@ -367,6 +371,19 @@ func (a *App) Close() error {
 
 // onClose registers the teardown of what was just made.
 func (a *App) onClose(f func(context.Context) error) { a.closers = append(a.closers, f) }
+
+// startRelay streams, from now until Close, the events the other nodes on
+// pg commit into this node's live event stream (package relay). It holds
+// one of the pool's connections.
+func (a *App) startRelay(pg *sql.DB, node string) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		relay.Run(ctx, pg, node, a.events, a.log.With("component", "relay"))
+	}()
+	a.onClose(func(context.Context) error { stop(); <-done; return nil })
+}
 
 // Addr is the API listener's address (host:port), useful with HTTP_ADDR
 // port 0.

@@ -3,11 +3,15 @@ package app_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
@@ -109,6 +113,9 @@ func TestClusterOfTwo(t *testing.T) {
 		return e2e.Start(t, cfg)
 	}
 	n1, n2 := node("n1"), node("n2")
+	// n1's live event stream, open before the sessions exist: it must show
+	// the state changes of n2's sessions too (package relay).
+	streamed := streamStates(t, n1)
 	const count = 8
 	for i := range count {
 		n1.Pair(fmt.Sprintf("s%d", i))
@@ -124,9 +131,67 @@ func TestClusterOfTwo(t *testing.T) {
 		}
 		return on["n1"]+on["n2"] == count && on["n1"] > 0 && on["n2"] > 0, fmt.Sprint(on)
 	}, n1.Logs, n2.Logs)
+	var onN2 string
+	for _, st := range fleet.Sessions {
+		if st.Node == "n2" {
+			onN2 = st.SenderID
+		}
+	}
+	if _, err := n2.Client.Test(context.Background(), onN2, "drop", sessions.TestParams{}); err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitFor(t, e2e.Wait, "n1's event stream to show n2's session "+onN2+" reconnecting", func() (bool, string) {
+		got := streamed()
+		return got[onN2][sessions.StateReconnecting], fmt.Sprint(got[onN2])
+	}, n1.Logs, n2.Logs)
+	n1.WaitConnected(count, e2e.Wait)
 	n2.Stop()
 	n1.WaitConnected(count, e2e.Wait)
 	if most, replaced := maxConcurrent(t, f); most != 1 || replaced != 0 {
 		t.Fatalf("fake record: %d connections at once, %d replaced; want 1, 0", most, replaced)
+	}
+}
+
+// streamStates reads svc's event stream until the test ends; the function
+// it returns gives the states it has shown for each session so far.
+func streamStates(t *testing.T, svc *e2e.Service) func() map[string]map[sessions.State]bool {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := client.New(svc.Base, svc.Config.APIKey) // no client timeout: it would cut the stream
+	stream, err := c.Events(ctx, client.EventsOptions{})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]map[sessions.State]bool{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			ev, err := stream.Next()
+			if err != nil {
+				return
+			}
+			var st sessions.Status
+			if ev.Type == string(sessions.EventSessionState) && json.Unmarshal(ev.Data, &st) == nil {
+				mu.Lock()
+				if seen[st.SenderID] == nil {
+					seen[st.SenderID] = map[sessions.State]bool{}
+				}
+				seen[st.SenderID][st.State] = true
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); _ = stream.Close(); <-done })
+	return func() map[string]map[sessions.State]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[string]map[sessions.State]bool, len(seen))
+		for id, states := range seen {
+			out[id] = maps.Clone(states)
+		}
+		return out
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/relay"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
@@ -463,6 +464,7 @@ func (o *Outbox) commit(batch []batchItem) error {
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	now := o.now().UnixNano()
 	var added, left int64
+	var seqs []int64 // the events inserted, for the other nodes' streams
 	for _, it := range batch {
 		if it.mark != nil {
 			m := it.mark
@@ -484,6 +486,7 @@ func (o *Outbox) commit(batch []batchItem) error {
 			if err != nil {
 				return fmt.Errorf("webhook outbox: insert event: %w", err)
 			}
+			seqs = append(seqs, seq)
 			if !o.events[ev.Type] {
 				continue
 			}
@@ -494,6 +497,9 @@ func (o *Outbox) commit(batch []batchItem) error {
 				added++
 			}
 		}
+	}
+	if err := o.notify(ctx, tx, seqs); err != nil {
+		return err
 	}
 	o.depthMu.RLock()
 	if err := tx.Commit(); err != nil {
@@ -508,6 +514,25 @@ func (o *Outbox) commit(batch []batchItem) error {
 	o.committed.Add(int64(countEvents(batch)))
 	if added > 0 {
 		o.wakeAll()
+	}
+	return nil
+}
+
+// notify tells the other nodes (package relay), in the commit's
+// transaction, which events it adds (Postgres only: a SQLite outbox has
+// one node).
+func (o *Outbox) notify(ctx context.Context, tx *sql.Tx, seqs []int64) error {
+	if !o.q.postgres || len(seqs) == 0 {
+		return nil
+	}
+	payloads, err := relay.Payloads(o.node, seqs)
+	if err != nil {
+		return fmt.Errorf("webhook outbox: notify: %w", err)
+	}
+	for _, p := range payloads {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, relay.Channel, p); err != nil {
+			return fmt.Errorf("webhook outbox: notify: %w", err)
+		}
 	}
 	return nil
 }
