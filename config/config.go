@@ -33,6 +33,11 @@ func CheckAPIKey(key string) error {
 	return nil
 }
 
+// MinDatabaseConns is the smallest DATABASE_MAX_CONNS: the webhook
+// outbox's committer and the event relay each keep a connection of the
+// pool, and the sessions' store work needs at least two more.
+const MinDatabaseConns = 4
+
 // Config is everything the service can be told. Field tags name the
 // environment variables (envconfig's tag names, read by read in env.go);
 // README.md lists each with its default.
@@ -61,6 +66,7 @@ type Config struct {
 	DatabaseURLFile string `envconfig:"DATABASE_URL_FILE"`
 	// DatabaseMaxConns caps the process's one Postgres pool. whatsmeow
 	// borrows a connection per query or transaction, none per session.
+	// At least MinDatabaseConns.
 	DatabaseMaxConns int `envconfig:"DATABASE_MAX_CONNS" default:"20"`
 	// AutoRestore restores every stored session at start-up.
 	AutoRestore bool `envconfig:"AUTO_RESTORE_SESSIONS" default:"true"`
@@ -314,8 +320,8 @@ func (c Config) Validate() error {
 	default:
 		bad("STORE must be sqlite or postgres, got %q", c.Store)
 	}
-	if c.DatabaseMaxConns < 1 {
-		bad("DATABASE_MAX_CONNS must be at least 1, got %d", c.DatabaseMaxConns)
+	if c.DatabaseMaxConns < MinDatabaseConns {
+		bad("DATABASE_MAX_CONNS must be at least %d (the webhook outbox's committer and the event relay each keep one), got %d", MinDatabaseConns, c.DatabaseMaxConns)
 	}
 	if c.APIKey != "" {
 		if err := CheckAPIKey(c.APIKey); err != nil {

@@ -171,6 +171,7 @@ func TestStore(t *testing.T) {
 		{"both", map[string]string{"STORE": "postgres", "DATABASE_URL": url, "DATABASE_URL_FILE": file}, "both set"},
 		{"missing file", map[string]string{"STORE": "postgres", "DATABASE_URL_FILE": file + ".nope"}, "DATABASE_URL_FILE"},
 		{"no conns", map[string]string{"STORE": "postgres", "DATABASE_URL": url, "DATABASE_MAX_CONNS": "0"}, "DATABASE_MAX_CONNS"},
+		{"too few conns", map[string]string{"STORE": "postgres", "DATABASE_URL": url, "DATABASE_MAX_CONNS": "3"}, "DATABASE_MAX_CONNS must be at least 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := loadWith(t, tc.env)
