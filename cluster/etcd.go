@@ -137,7 +137,7 @@ func (p *etcdProvider) start(c *protocluster.Cluster, register bool) (err error)
 	p.log = c.Logger()
 	client, err := clientv3.New(p.cfg)
 	if err != nil {
-		return fmt.Errorf("etcd at %s: %w", strings.Join(p.cfg.Endpoints, ","), authHint(err))
+		return fmt.Errorf("etcd at %s: %w", strings.Join(p.cfg.Endpoints, ","), hint(err, p.cfg.TLS != nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.client, p.cancel = client, cancel
@@ -149,7 +149,7 @@ func (p *etcdProvider) start(c *protocluster.Cluster, register bool) (err error)
 			cancel()
 			p.wg.Wait()
 			_ = client.Close()
-			err = fmt.Errorf("etcd at %s: %w", strings.Join(p.cfg.Endpoints, ","), authHint(err))
+			err = fmt.Errorf("etcd at %s: %w", strings.Join(p.cfg.Endpoints, ","), hint(err, p.cfg.TLS != nil))
 		}
 	}()
 	if register {
@@ -171,10 +171,10 @@ func (p *etcdProvider) start(c *protocluster.Cluster, register bool) (err error)
 	return nil
 }
 
-// authHint says which setting to check when etcd refused the credentials
-// or their permissions; etcd's own words name neither the user nor the
-// password.
-func authHint(err error) error {
+// hint says which setting to check when etcd refused the credentials or
+// their permissions (etcd's own words name neither the user nor the
+// password), or, with TLS on, the TLS handshake.
+func hint(err error, tlsOn bool) error {
 	switch {
 	case errors.Is(err, rpctypes.ErrAuthFailed):
 		return fmt.Errorf("check ETCD_USERNAME and ETCD_PASSWORD: %w", err)
@@ -182,18 +182,25 @@ func authHint(err error) error {
 		return fmt.Errorf("etcd requires authentication: set ETCD_USERNAME and ETCD_PASSWORD: %w", err)
 	case errors.Is(err, rpctypes.ErrPermissionDenied):
 		return fmt.Errorf("the etcd user's role must grant read and write on %s: %w", etcdPrefix, err)
-	case isTLSError(err):
+	case tlsOn && isTLSError(err):
 		return fmt.Errorf("check ETCD_TLS_CA (the CA that signs etcd's certificate) and ETCD_TLS_CERT/ETCD_TLS_KEY (this node's client certificate, when etcd asks for one): %w", err)
 	}
 	return err
 }
 
-// isTLSError reports whether err is a TLS handshake that failed (a server
-// certificate not trusted, a client certificate refused). gRPC reports it
+// isTLSError reports whether err looks like a TLS handshake that failed:
+// a server certificate not trusted, or a client certificate refused (in
+// TLS 1.3 the server may close the connection before the client reads its
+// alert: a broken pipe or a reset right after connecting). gRPC reports it
 // only as text in its connection error.
 func isTLSError(err error) bool {
 	msg := err.Error()
-	return strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ") || strings.Contains(msg, "authentication handshake failed")
+	for _, s := range []string{"tls: ", "x509: ", "authentication handshake failed", "broken pipe", "connection reset by peer"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // register puts self on a fresh lease and keeps the lease alive until ctx
