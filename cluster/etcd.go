@@ -191,11 +191,11 @@ func hint(err error, tlsOn bool) error {
 // isTLSError reports whether err looks like a TLS handshake that failed:
 // a server certificate not trusted, or a client certificate refused (in
 // TLS 1.3 the server may close the connection before the client reads its
-// alert: a broken pipe or a reset right after connecting). gRPC reports it
-// only as text in its connection error.
+// alert: a broken pipe, a reset or an early end right after connecting).
+// gRPC reports it only as text in its connection error.
 func isTLSError(err error) bool {
 	msg := err.Error()
-	for _, s := range []string{"tls: ", "x509: ", "authentication handshake failed", "broken pipe", "connection reset by peer"} {
+	for _, s := range []string{"tls: ", "x509: ", "authentication handshake failed", "error reading server preface", "broken pipe", "connection reset by peer"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
