@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/events"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
 	"github.com/whatsapp-sessions/whatsapp-sessions/relay"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
@@ -72,9 +73,9 @@ func TestEventsOfOtherNodesReachTheStream(t *testing.T) {
 
 	// The relays listen once their connections are up: publish on b until
 	// a probe arrives at a, then the events proper.
-	waitFor(t, 10*time.Second, "the relay to listen", func() bool {
+	e2e.WaitFor(t, 10*time.Second, "the relay to listen", func() (bool, string) {
 		publish(t, b, event("probe", 0))
-		return len(take(subA)) > 0
+		return len(take(subA)) > 0, ""
 	})
 	want, got := map[string][]string{}, map[string][]string{}
 	for i := range 40 {
@@ -86,13 +87,13 @@ func TestEventsOfOtherNodesReachTheStream(t *testing.T) {
 		publish(t, on, ev)
 		want[sender] = append(want[sender], ev.ID)
 	}
-	waitFor(t, 10*time.Second, "every event on node-a's stream", func() bool {
+	e2e.WaitFor(t, 10*time.Second, "every event on node-a's stream", func() (bool, string) {
 		for _, ev := range take(subA) {
 			if ev.SenderID != "probe" {
 				got[ev.SenderID] = append(got[ev.SenderID], idOf(t, ev))
 			}
 		}
-		return len(got["alice"])+len(got["bob"]) >= 40
+		return len(got["alice"])+len(got["bob"]) >= 40, fmt.Sprint(got)
 	})
 	for _, sender := range []string{"alice", "bob"} {
 		if !slices.Equal(got[sender], want[sender]) {
@@ -141,16 +142,4 @@ func idOf(t *testing.T, ev events.Event) string {
 		t.Fatalf("streamed %s: %v", ev.Data, err)
 	}
 	return env.ID
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
