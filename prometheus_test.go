@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 )
 
 // The real Prometheus scrapes the service (test mode, sessions connected,
@@ -306,7 +306,7 @@ scrape_configs:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := freeaddr.For(t)
 	p := &promServer{base: "http://" + addr, log: &e2e.Logs{}}
 	cmd := exec.Command(bin,
 		"--config.file="+cfgFile,
@@ -364,17 +364,6 @@ func quoted(s []string) string {
 		q[i] = strconv.Quote(x)
 	}
 	return strings.Join(q, ", ")
-}
-
-// freeAddr is a loopback address free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // get decodes the JSON answer of a GET on path.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
@@ -86,17 +86,6 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 	}
 }
 
-// freeAddr is a loopback host:port nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestClusterOfTwo: CLUSTER=etcd wires the lease keeper, the manager and
 // the registry: sessions created and paired through one node spread over
 // both, the fleet from either lists them all with their node, and a node
@@ -108,7 +97,7 @@ func TestClusterOfTwo(t *testing.T) {
 	node := func(name string) *e2e.Service {
 		cfg := pgConfig(t, url, f)
 		cfg.Cluster, cfg.EtcdEndpoints, cfg.NodeName, cfg.ClusterInsecure = config.ClusterEtcd, etcd.Endpoint, name, true
-		cfg.ClusterAddr = freeAddr(t)
+		cfg.ClusterAddr = freeaddr.For(t)
 		cfg.ClusterAdvertise = cfg.ClusterAddr
 		return e2e.Start(t, cfg)
 	}

@@ -267,7 +267,7 @@ func (b *bench) startNodes(dir, tag, url string, fake *proc) ([]clusterNode, err
 	}
 	var peers, static []string
 	for range clusterNodes {
-		addr := freeAddr()
+		addr := mustFreeAddr()
 		_, port, _ := net.SplitHostPort(addr)
 		peers, static = append(peers, addr), append(static, port)
 	}
@@ -284,7 +284,7 @@ func (b *bench) startNodes(dir, tag, url string, fake *proc) ([]clusterNode, err
 		}
 		env := append(slices.Clone(b.serviceEnv), "STORE=postgres", "DATABASE_URL="+url,
 			"CLUSTER=static", "CLUSTER_PEERS="+strings.Join(peers, ","), "CLUSTER_STATIC_PORT="+static[i],
-			"CLUSTER_ADDR="+freeAddr(), "NODE_NAME="+name,
+			"CLUSTER_ADDR="+mustFreeAddr(), "NODE_NAME="+name,
 			"CLUSTER_TLS_CERT="+certFile, "CLUSTER_TLS_KEY="+keyFile, "CLUSTER_TLS_CA="+ca.File)
 		p, err := startService(b.serviceBin, sessionsDir, filepath.Join(b.work, "logs", tag+"-"+name+".log"), b.apiKey, fake, env)
 		if err != nil {

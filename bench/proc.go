@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,7 +12,9 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
 	"github.com/whatsapp-sessions/whatsapp-sessions/client"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 )
 
 // proc is a child process, cmd/fakewa or the service, logging to a file.
@@ -54,7 +55,7 @@ func startProc(name, bin string, args, env []string, logPath string) (*proc, err
 // startFake starts cmd/fakewa on free loopback ports and waits until its
 // control API answers. Its CA certificate goes beside logPath.
 func startFake(ctx context.Context, bin, logPath string) (*proc, error) {
-	addr, control, caFile := freeAddr(), freeAddr(), strings.TrimSuffix(logPath, ".log")+"-ca.pem"
+	addr, control, caFile := mustFreeAddr(), mustFreeAddr(), strings.TrimSuffix(logPath, ".log")+"-ca.pem"
 	p, err := startProc("fakewa", bin, []string{"-addr", addr, "-control", control, "-ca-out", caFile}, nil, logPath)
 	if err != nil {
 		return nil, err
@@ -70,7 +71,7 @@ func startFake(ctx context.Context, bin, logPath string) (*proc, error) {
 // startService starts the service in test mode against fake, with JSON
 // logs, on a free port. It does not wait for anything.
 func startService(bin, sessionsDir, logPath, apiKey string, fake *proc, env []string) (*proc, error) {
-	addr := freeAddr()
+	addr := mustFreeAddr()
 	env = append([]string{"WHATSAPP_TEST_MODE=true", "FAKE_WA_ADDR=" + fake.addr,
 		"FAKE_WA_CONTROL_URL=http://" + fake.control, "FAKE_WA_CA_FILE=" + fake.caFile,
 		"SESSIONS_DIR=" + sessionsDir, "HTTP_ADDR=" + addr, "API_KEY=" + apiKey, "LOG_FORMAT=json"}, env...)
@@ -128,16 +129,6 @@ func (p *proc) waitHTTP(ctx context.Context, url string, timeout time.Duration) 
 		}
 	}
 	return fmt.Errorf("%s did not answer %s within %v", p.name, url, timeout)
-}
-
-// freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err) // no loopback: nothing here can run
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // peakFDs polls pid's open files every 100 ms until stop is called,
@@ -208,4 +199,13 @@ func startWindow(pids ...int) (end func() taken) {
 		d, load := others()
 		return taken{max(d-spent, 0).Seconds() / (time.Since(began).Seconds() * float64(runtime.NumCPU())), load}
 	}
+}
+
+// mustFreeAddr is a loopback address nobody listens on now.
+func mustFreeAddr() string {
+	addr, err := freeaddr.Pick()
+	if err != nil {
+		panic(err) // no loopback: nothing here can run
+	}
+	return addr
 }

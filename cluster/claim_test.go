@@ -7,6 +7,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 )
 
 // TestOwnedElsewhereTellsTheHolder: a session waiting on node b for a
@@ -95,7 +96,7 @@ func TestOwnedElsewhereTellsTheHolder(t *testing.T) {
 	t.Run("an unreachable holder changes nothing", func(t *testing.T) {
 		id := placedOn("a")
 		b.local.wait(id)
-		if !b.node.OwnedElsewhere(id, freeAddr(t)) {
+		if !b.node.OwnedElsewhere(id, freeaddr.For(t)) {
 			t.Fatal("not told")
 		}
 		time.Sleep(100 * time.Millisecond) // nothing to poll for: nothing may happen

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
@@ -55,7 +55,7 @@ func startMember(t *testing.T, d *db, name string, o memberOpts) *member {
 	t.Helper()
 	addr := o.addr
 	if addr == "" {
-		addr = freeAddr(t)
+		addr = freeaddr.For(t)
 	}
 	if !o.noDB {
 		d.join(name, addr)
@@ -87,16 +87,6 @@ func testLog(t *testing.T, name string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("test", t.Name())
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // eventually polls cond until it holds or the deadline passes.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 )
 
 // lockedBuffer is a log sink several goroutines write.
@@ -106,7 +107,7 @@ func TestEtcdCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 			n, err := cluster.Start(cluster.Options{
-				Name: "c", Addr: freeAddr(t), Provider: p,
+				Name: "c", Addr: freeaddr.For(t), Provider: p,
 				Leases: leases{d: d, name: "c"}, Local: newLocal(d, "c"), Registry: d,
 				RequestTimeout: 2 * time.Second, Log: log,
 			})

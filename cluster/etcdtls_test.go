@@ -8,6 +8,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/testcerts"
 )
 
@@ -52,7 +53,7 @@ func TestEtcdOverTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, err := cluster.Start(cluster.Options{
-				Name: "c", Addr: freeAddr(t), Provider: etcdProviderWith(t, tc.opts)(),
+				Name: "c", Addr: freeaddr.For(t), Provider: etcdProviderWith(t, tc.opts)(),
 				Leases: leases{d: d, name: "c"}, Local: newLocal(d, "c"), Registry: d,
 				RequestTimeout: 2 * time.Second, Log: testLog(t, "c"),
 			})

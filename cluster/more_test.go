@@ -22,6 +22,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/cluster"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 )
 
@@ -160,7 +161,7 @@ func (ca *testCA) config(t *testing.T, trust *testCA) *tls.Config {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	_, p, _ := net.SplitHostPort(freeAddr(t))
+	_, p, _ := net.SplitHostPort(freeaddr.For(t))
 	n, err := strconv.Atoi(p)
 	if err != nil {
 		t.Fatal(fmt.Errorf("port %q: %w", p, err))

@@ -9,7 +9,6 @@ import (
 	"image/color"
 	"image/png"
 	"maps"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
@@ -260,19 +260,6 @@ func (p *page) signIn(key string) {
 	p.click(`#signin-form button[type="submit"]`)
 }
 
-// freeAddr is a loopback address free now, so that a restarted service
-// listens where the page already is.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // The life of a session in the browser: a wrong key refused and the right
 // one kept in the tab only; create, its QR code shown and replaced as codes
 // rotate; the fake phone scans it and the row turns connected without a
@@ -284,7 +271,7 @@ func TestBrowserSessionLife(t *testing.T) {
 	// Three codes of 20 s each, rather than six with the first lasting 60 s.
 	fake := e2e.NewFake(t, fakeserver.Options{QRCodes: 3})
 	cfg := e2e.Config(t.TempDir(), fake)
-	cfg.HTTPAddr = freeAddr(t)
+	cfg.HTTPAddr = freeaddr.For(t)
 	svc := e2e.Start(t, cfg)
 	p := newPage(t, svc.Base)
 	ctx := context.Background()

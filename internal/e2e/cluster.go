@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/config"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/etcdtest"
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/pgtest"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/testcerts"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
@@ -108,7 +108,7 @@ func BuildFake(out string) error {
 func (c *Cluster) startFake() {
 	t := c.T
 	dir := t.TempDir()
-	c.fakeAddr, c.fakeControl = freeAddr(t), freeAddr(t)
+	c.fakeAddr, c.fakeControl = freeaddr.For(t), freeaddr.For(t)
 	c.fakeCA = filepath.Join(dir, "ca.pem")
 	cmd := exec.Command(c.opts.FakeBin, "-addr", c.fakeAddr, "-control", c.fakeControl,
 		"-state", filepath.Join(dir, "state.json"), "-ca-out", c.fakeCA)
@@ -184,7 +184,7 @@ func (c *Cluster) startNode(i int) *Node {
 			t.Fatal(err)
 		}
 	}
-	cfg.ClusterAddr = freeAddr(t)
+	cfg.ClusterAddr = freeaddr.For(t)
 	cfg.ClusterAdvertise = cfg.ClusterAddr
 	n.Service = StartProcess(t, c.opts.Bin, cfg)
 	return n
@@ -195,7 +195,7 @@ func (c *Cluster) startNode(i int) *Node {
 func (n *Node) Restart() {
 	n.T.Helper()
 	cfg := n.Config
-	cfg.ClusterAddr = freeAddr(n.T)
+	cfg.ClusterAddr = freeaddr.For(n.T)
 	cfg.ClusterAdvertise = cfg.ClusterAddr
 	n.Service = StartProcess(n.T, n.Bin, cfg, n.Env...)
 }
@@ -245,15 +245,4 @@ func dbName(t testing.TB, raw string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimPrefix(u.Path, "/")
-}
-
-// freeAddr is a loopback host:port nothing listens on now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/testcerts"
 )
 
@@ -71,8 +71,8 @@ func start(tb testing.TB, ca *testcerts.CA) *Server {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
-	client := "http://" + freeAddr(tb)
-	peer := "http://" + freeAddr(tb)
+	client := "http://" + freeaddr.For(tb)
+	peer := "http://" + freeaddr.For(tb)
 	args := []string{"--name", "test",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -80,7 +80,7 @@ func start(tb testing.TB, ca *testcerts.CA) *Server {
 		"--unsafe-no-fsync", "--log-level", "warn"}
 	hc := &http.Client{Timeout: time.Second}
 	if ca != nil {
-		client = "https://" + freeAddr(tb)
+		client = "https://" + freeaddr.For(tb)
 		cert, key, err := ca.Node(filepath.Join(dir, "server"), "etcd")
 		if err != nil {
 			tb.Fatal(err)
@@ -139,17 +139,6 @@ func (s *Server) waitHealthy(timeout time.Duration, exited <-chan struct{}) erro
 			return fmt.Errorf("etcd not healthy after %v: %v", timeout, err)
 		}
 	}
-}
-
-// freeAddr is a loopback host:port nothing listens on now.
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // clientTLS trusts ca and presents the certificate in certFile (its

@@ -24,6 +24,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/freeaddr"
 	"github.com/whatsapp-sessions/whatsapp-sessions/pgstore"
 )
 
@@ -198,12 +199,15 @@ func (s *Server) CreateDatabase(name string) (string, error) {
 
 // freePort returns a loopback TCP port nothing listens on now.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeaddr.Pick()
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(port)
 }
 
 // OpenMigrated opens a pool on a new database of this server, migrated to
