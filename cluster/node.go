@@ -278,10 +278,8 @@ func (n *Node) drain(ctx context.Context) error {
 			n.log.Warn("cluster: releasing sessions no other node confirmed", "sessions", len(hosted))
 			return n.inBatches(ctx, hosted, 0, func(b []string) error { return n.opts.Local.Release(ctx, b) })
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(shutdownRoundPause):
+		if err := sleep(ctx, shutdownRoundPause); err != nil {
+			return err
 		}
 	}
 }

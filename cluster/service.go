@@ -25,6 +25,13 @@ var (
 // Service is the cluster's sessions service, served through this node.
 func (n *Node) Service() *Service { return &Service{n: n} }
 
+// onGrainAs is onGrain with the reply decoded into a T.
+func onGrainAs[T any](ctx context.Context, s *Service, id, op string, args any) (T, error) {
+	var out T
+	err := s.onGrain(ctx, id, op, args, &out)
+	return out, err
+}
+
 // onGrain sends op on session id to its grain and decodes the result
 // into out (when not nil).
 func (s *Service) onGrain(ctx context.Context, id, op string, args any, out any) error {
@@ -55,23 +62,17 @@ func jsonUnmarshal(b json.RawMessage, out any) error {
 
 // Status is session id's status, from its node.
 func (s *Service) Status(ctx context.Context, id string) (sessions.Status, error) {
-	var st sessions.Status
-	err := s.onGrain(ctx, id, opStatus, nil, &st)
-	return st, err
+	return onGrainAs[sessions.Status](ctx, s, id, opStatus, nil)
 }
 
 // Create creates or starts session id on its node.
 func (s *Service) Create(ctx context.Context, id string) (sessions.CreateResult, error) {
-	var res sessions.CreateResult
-	err := s.onGrain(ctx, id, opCreate, nil, &res)
-	return res, err
+	return onGrainAs[sessions.CreateResult](ctx, s, id, opCreate, nil)
 }
 
 // Stop stops session id on its node.
 func (s *Service) Stop(ctx context.Context, id string) (sessions.Status, error) {
-	var st sessions.Status
-	err := s.onGrain(ctx, id, opStop, nil, &st)
-	return st, err
+	return onGrainAs[sessions.Status](ctx, s, id, opStop, nil)
 }
 
 // Delete deletes session id on its node.
@@ -81,30 +82,22 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 
 // Logout unlinks session id on its node.
 func (s *Service) Logout(ctx context.Context, id string) (sessions.Status, error) {
-	var st sessions.Status
-	err := s.onGrain(ctx, id, opLogout, nil, &st)
-	return st, err
+	return onGrainAs[sessions.Status](ctx, s, id, opLogout, nil)
 }
 
 // QR is session id's pairing code, from its node.
 func (s *Service) QR(ctx context.Context, id string) (sessions.QR, error) {
-	var qr sessions.QR
-	err := s.onGrain(ctx, id, opQR, nil, &qr)
-	return qr, err
+	return onGrainAs[sessions.QR](ctx, s, id, opQR, nil)
 }
 
 // PairPhone asks session id's node for a pairing code for phone.
 func (s *Service) PairPhone(ctx context.Context, id, phone string) (string, error) {
-	var code string
-	err := s.onGrain(ctx, id, opPairPhone, phone, &code)
-	return code, err
+	return onGrainAs[string](ctx, s, id, opPairPhone, phone)
 }
 
 // Send sends req through session id on its node.
 func (s *Service) Send(ctx context.Context, id string, req sessions.SendRequest) (sessions.SentMessage, error) {
-	var sent sessions.SentMessage
-	err := s.onGrain(ctx, id, opSend, sendArgs{Req: req, Key: req.IdempotencyKey}, &sent)
-	return sent, err
+	return onGrainAs[sessions.SentMessage](ctx, s, id, opSend, sendArgs{Req: req, Key: req.IdempotencyKey})
 }
 
 // MarkRead marks a message read through session id on its node.

@@ -143,11 +143,9 @@ func (n *Node) handOver(ctx context.Context, moves map[string][]string, pause ti
 	i := 0
 	for addr, ids := range moves {
 		for start := 0; start < len(ids); start += n.opts.BatchSize {
-			if i > 0 && pause > 0 {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(pause):
+			if i > 0 {
+				if err := sleep(ctx, pause); err != nil {
+					return err
 				}
 			}
 			i++
@@ -178,11 +176,9 @@ func (n *Node) handOver(ctx context.Context, moves map[string][]string, pause ti
 // inBatches calls f on ids in batches of BatchSize, pause apart.
 func (n *Node) inBatches(ctx context.Context, ids []string, pause time.Duration, f func([]string) error) error {
 	for start := 0; start < len(ids); start += n.opts.BatchSize {
-		if start > 0 && pause > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(pause):
+		if start > 0 {
+			if err := sleep(ctx, pause); err != nil {
+				return err
 			}
 		}
 		if err := f(ids[start:min(start+n.opts.BatchSize, len(ids))]); err != nil {
@@ -190,4 +186,20 @@ func (n *Node) inBatches(ctx context.Context, ids []string, pause time.Duration,
 		}
 	}
 	return nil
+}
+
+// sleep waits d (nothing when d is not positive), or until ctx ends with
+// its error.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
