@@ -114,32 +114,41 @@ func (lt *leaseTable) node(t *testing.T, name string) *harness {
 // while the table does not name it the owner, polling until the test ends.
 func watchOwnership(t *testing.T, lt *leaseTable, id string, nodes map[string]*harness) {
 	t.Helper()
+	t.Cleanup(everyMillisecond(func() {
+		for name, h := range nodes {
+			// Read the owner after the client: a client connected now was
+			// connected under the owner read next.
+			if h.opener.connected(id) > 0 && lt.ownerOf(id) != name {
+				lt.mu.Lock()
+				lt.violate(fmt.Sprintf("%s has %s connected without its lease", name, id))
+				lt.mu.Unlock()
+			}
+		}
+	}))
+}
+
+// everyMillisecond runs check every millisecond on a goroutine of its own
+// until the returned stop is called; stop returns once check no longer
+// runs.
+func everyMillisecond(check func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-done:
 				return
-			case <-time.After(time.Millisecond):
+			case <-tick.C:
 			}
-			for name, h := range nodes {
-				// Read the owner after the client: a client connected
-				// now was connected under the owner read next.
-				if h.opener.connected(id) > 0 && lt.ownerOf(id) != name {
-					lt.mu.Lock()
-					lt.violate(fmt.Sprintf("%s has %s connected without its lease", name, id))
-					lt.mu.Unlock()
-				}
-			}
+			check()
 		}
 	}()
-	t.Cleanup(func() {
-		close(done)
-		wg.Wait()
-	})
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 // waitCode polls until session id shows error code c in state.

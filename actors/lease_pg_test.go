@@ -139,34 +139,22 @@ func firstExpiry(t *testing.T, db *sql.DB, ids []string) time.Time {
 // two of nodes at once; the returned func stops watching.
 func watchSingleConnection(t *testing.T, ids []string, nodes ...*harness) func() {
 	t.Helper()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var once sync.Once
-	var failures []string
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(time.Millisecond):
+	var failures []string // only the check writes it until stop returns
+	stop := everyMillisecond(func() {
+		for _, id := range ids {
+			n := 0
+			for _, h := range nodes {
+				n += h.opener.connected(id)
 			}
-			for _, id := range ids {
-				n := 0
-				for _, h := range nodes {
-					n += h.opener.connected(id)
-				}
-				if n > 1 {
-					failures = append(failures, fmt.Sprintf("%s connected %d times at %v", id, n, time.Now().Format(time.StampMicro)))
-				}
+			if n > 1 {
+				failures = append(failures, fmt.Sprintf("%s connected %d times at %v", id, n, time.Now().Format(time.StampMicro)))
 			}
 		}
-	}()
+	})
+	var once sync.Once
 	return func() {
 		once.Do(func() {
-			close(done)
-			wg.Wait()
+			stop()
 			for _, f := range failures[:min(len(failures), 5)] {
 				t.Error(f)
 			}
