@@ -623,7 +623,7 @@ func TestCreateAndStopAtOnceAreBothAnswered(t *testing.T) {
 		// From stopped: the first create starts an actor, the second is
 		// forwarded to it, and the stop stops it.
 		if code, out := svc.Call("POST", "/api/whatsapp/session/"+id+"/stop", ""); code != 200 && code != 409 {
-			t.Fatalf("round %d: stop: %d %v", round, code, out)
+			t.Fatalf("round %d: stop: %d %v\nthe service's last log lines:\n%s", round, code, out, svc.Logs.Tail(60))
 		}
 		svc.WaitState(id, "stopped", e2e.Wait)
 		codes, bodies := fireTogether(t, svc,
@@ -632,7 +632,7 @@ func TestCreateAndStopAtOnceAreBothAnswered(t *testing.T) {
 			[3]string{"POST", "/api/whatsapp/session/" + id + "/stop", ""})
 		for i, c := range codes {
 			if c == 504 || c >= 500 {
-				t.Fatalf("round %d: request %d answered %d %s (all: %v)", round, i, c, bodies[i], codes)
+				t.Fatalf("round %d: request %d answered %d %s (all: %v)\nthe service's last log lines:\n%s", round, i, c, bodies[i], codes, svc.Logs.Tail(60))
 			}
 		}
 	}
