@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,10 +17,13 @@ import (
 
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 
 	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/store"
+	"go.mau.fi/whatsmeow/types"
 	waLog "go.mau.fi/whatsmeow/util/log"
 )
 
@@ -31,9 +35,9 @@ import (
 
 // patchedFiles are the files the patch changes, as patched.
 var patchedFiles = map[string]string{
-	"client.go":                    "50b25a7c35d858ca1e597f777c94bde9106dd742f8ceeff8b9b64fe12bbed059",
-	"recentmessages_patch_test.go": "0d966f5d945b6136a7eadf38c815699ad2c0903c3a3f1a9b41c617c6abb7cac2",
-	"retry.go":                     "5b09c5fd5510b4196e5807b36885d81a3e316d461bb3166bcf21626779812d21",
+	"client.go":                    "f6db43bab82ff847470ad8faaa36b48bf3abb134b24fdc5cf0076b3ef7a13e01",
+	"recentmessages_patch_test.go": "4704162c66ddd5cf848b9f24636bc287609634c1eb6362c0fc6a8f8205f4041d",
+	"retry.go":                     "e6b3b68ec0c3cab9c79c9320a06f741f865b02cc147b706a7320938ceab9d566",
 	"socket/framesocket.go":        "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
 	"socket/noisesocket.go":        "6bae39bfa1f0ab2b901f0375904052c9bd48ecb51d698b4be5b902a456be6437",
 }
@@ -97,6 +101,36 @@ func TestWhatsmeowClientIsLean(t *testing.T) {
 	t.Logf("whatsmeow.NewClient allocates %d bytes", per)
 	if per > 24<<10 {
 		t.Errorf("whatsmeow.NewClient allocates %d bytes: is third_party/whatsmeow.patch applied?", per)
+	}
+}
+
+// Unpatched, a client keeps each of its last 256 sent messages as a
+// *waE2E.Message (~1 KiB for a short text, ~300 KiB for the 256); patched,
+// marshaled, a few dozen bytes each.
+func TestWhatsmeowKeepsSentMessagesSmall(t *testing.T) {
+	const n = 256
+	to := types.NewJID("1777", types.DefaultUserServer)
+	keep := func(cli *whatsmeow.Client, i int) {
+		msg := &waE2E.Message{Conversation: proto.String(fmt.Sprintf("message %d", i))}
+		if err := cli.DangerousInternals().AddRecentMessage(context.Background(), to, types.MessageID(fmt.Sprintf("3EB0%012d", i)), msg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep(whatsmeow.NewClient(&store.Device{}, nil), 0) // protobuf's one-time set-up, outside the count
+	cli := whatsmeow.NewClient(&store.Device{}, nil)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		keep(cli, i)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(cli)
+	kept := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d sent messages kept in %d bytes", n, kept)
+	if kept > 128<<10 {
+		t.Errorf("%d sent messages kept in %d bytes: is third_party/whatsmeow.patch applied?", n, kept)
 	}
 }
 

@@ -145,8 +145,8 @@ type Client struct {
 	userDevicesCache     map[types.JID]deviceCache
 	userDevicesCacheLock sync.Mutex
 
-	recentMessagesMap  map[recentMessageKey]RecentMessage
-	recentMessagesList []recentMessageKey // whatsapp-sessions patch: grows on use, up to recentMessagesSize
+	recentMessagesMap  map[recentMessageKey]keptMessage // whatsapp-sessions patch: marshaled
+	recentMessagesList []recentMessageKey               // whatsapp-sessions patch: grows on use, up to recentMessagesSize
 	recentMessagesPtr  int
 	recentMessagesLock sync.RWMutex
 
@@ -276,7 +276,7 @@ func NewClient(deviceStore *store.Device, log waLog.Logger) *Client {
 		groupCache:       make(map[types.JID]*groupMetaCache),
 		userDevicesCache: make(map[types.JID]deviceCache),
 
-		recentMessagesMap:      make(map[recentMessageKey]RecentMessage), // whatsapp-sessions patch: grows on use
+		recentMessagesMap:      make(map[recentMessageKey]keptMessage), // whatsapp-sessions patch: grows on use
 		sessionRecreateHistory: make(map[types.JID]time.Time),
 		GetMessageForRetry:     func(requester, to types.JID, id types.MessageID) *waE2E.Message { return nil },
 		appStateKeyRequests:    make(map[string]time.Time),

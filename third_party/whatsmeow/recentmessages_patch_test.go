@@ -1,4 +1,5 @@
-// whatsapp-sessions patch: tests of the recent-message list that grows on use.
+// whatsapp-sessions patch: tests of the recent-message list that grows on use
+// and keeps its messages marshaled.
 
 package whatsmeow
 
@@ -6,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/store"
@@ -40,5 +43,36 @@ func TestRecentMessagesGrowOnUseAndKeepTheLast(t *testing.T) {
 		if want := i >= n-recentMessagesSize; got != want {
 			t.Errorf("message %d kept: %v, want %v", i, got, want)
 		}
+	}
+}
+
+// A kept message is the message sent, marshaled: it comes back equal (a
+// copy), and a short text costs its bytes, not a *waE2E.Message.
+func TestRecentMessagesAreKeptMarshaled(t *testing.T) {
+	cli := NewClient(&store.Device{}, nil)
+	to := types.NewJID("1777", types.DefaultUserServer)
+	ctx := context.Background()
+	msg := &waE2E.Message{ExtendedTextMessage: &waE2E.ExtendedTextMessage{
+		Text:        proto.String("hello"),
+		ContextInfo: &waE2E.ContextInfo{StanzaID: proto.String("3EB0A1"), Participant: proto.String("1888@s.whatsapp.net")},
+	}}
+	if err := cli.addRecentMessage(ctx, to, "M1", msg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.addRecentMessage(ctx, to, "M2", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := cli.getRecentMessage(to, "M1")
+	if !proto.Equal(got.wa, msg) || got.fb != nil {
+		t.Errorf("kept message %v, want %v", got.wa, msg)
+	}
+	if got.wa == msg {
+		t.Error("the kept message is the sender's pointer, not a copy")
+	}
+	if n := len(cli.recentMessagesMap[recentMessageKey{to, "M1"}].buf); n > 64 {
+		t.Errorf("the kept message takes %d bytes", n)
+	}
+	if !cli.getRecentMessage(to, "M2").IsEmpty() || !cli.getRecentMessage(to, "M3").IsEmpty() {
+		t.Error("an empty or unknown message is not empty")
 	}
 }

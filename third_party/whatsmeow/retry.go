@@ -49,31 +49,37 @@ func (rm RecentMessage) IsEmpty() bool {
 	return rm.wa == nil && rm.fb == nil
 }
 
+// keptMessage is a sent message kept in memory for retry receipts
+// (whatsapp-sessions patch): marshaled, as the retry store keeps it. A text
+// message is a few dozen bytes this way, against ~1 KiB as a
+// *waE2E.Message, and a client keeps up to recentMessagesSize of them.
+type keptMessage struct {
+	format string // "wa" or "fb", as parseRecentMessage reads it
+	buf    []byte
+}
+
 func (cli *Client) addRecentMessage(ctx context.Context, to types.JID, id types.MessageID, wa *waE2E.Message, fb *waMsgApplication.MessageApplication) error {
-	if cli.UseRetryMessageStore {
-		var buf []byte
-		var format string
-		var err error
-		if wa != nil {
-			buf, err = proto.Marshal(wa)
-			format = "wa"
-		} else if fb != nil {
-			buf, err = proto.Marshal(fb)
-			format = "fb"
-		}
+	var kept keptMessage
+	var err error
+	if wa != nil {
+		kept.buf, err = proto.Marshal(wa)
+		kept.format = "wa"
+	} else if fb != nil {
+		kept.buf, err = proto.Marshal(fb)
+		kept.format = "fb"
+	}
+	if err != nil {
+		return fmt.Errorf("failed to marshal message for retry receipts: %w", err)
+	}
+	if cli.UseRetryMessageStore && kept.buf != nil {
+		err = cli.Store.EventBuffer.AddOutgoingEvent(ctx, to, id, kept.format, kept.buf)
 		if err != nil {
-			return fmt.Errorf("failed to marshal message for retry store: %w", err)
+			return fmt.Errorf("failed to add message to retry store: %w", err)
 		}
-		if buf != nil {
-			err = cli.Store.EventBuffer.AddOutgoingEvent(ctx, to, id, format, buf)
+		if time.Since(cli.lastRetryStoreClear) > 12*time.Hour {
+			err = cli.Store.EventBuffer.DeleteOldOutgoingEvents(ctx)
 			if err != nil {
-				return fmt.Errorf("failed to add message to retry store: %w", err)
-			}
-			if time.Since(cli.lastRetryStoreClear) > 12*time.Hour {
-				err = cli.Store.EventBuffer.DeleteOldOutgoingEvents(ctx)
-				if err != nil {
-					return fmt.Errorf("failed to clear old messages from retry store: %w", err)
-				}
+				return fmt.Errorf("failed to clear old messages from retry store: %w", err)
 			}
 		}
 	}
@@ -88,15 +94,26 @@ func (cli *Client) addRecentMessage(ctx context.Context, to types.JID, id types.
 		cli.recentMessagesList[cli.recentMessagesPtr] = key
 		cli.recentMessagesPtr = (cli.recentMessagesPtr + 1) % recentMessagesSize
 	}
-	cli.recentMessagesMap[key] = RecentMessage{wa: wa, fb: fb}
+	cli.recentMessagesMap[key] = kept
 	cli.recentMessagesLock.Unlock()
 	return nil
 }
 
+// getRecentMessage returns a kept message, unmarshaled anew
+// (whatsapp-sessions patch: see keptMessage), or an empty one.
 func (cli *Client) getRecentMessage(to types.JID, id types.MessageID) RecentMessage {
 	cli.recentMessagesLock.RLock()
-	defer cli.recentMessagesLock.RUnlock()
-	return cli.recentMessagesMap[recentMessageKey{to, id}]
+	kept := cli.recentMessagesMap[recentMessageKey{to, id}]
+	cli.recentMessagesLock.RUnlock()
+	if kept.buf == nil {
+		return RecentMessage{}
+	}
+	rm, err := parseRecentMessage(kept.format, kept.buf)
+	if err != nil {
+		cli.Log.Warnf("Failed to read kept message %s for a retry receipt: %v", id, err)
+		return RecentMessage{}
+	}
+	return *rm
 }
 
 func (cli *Client) getMessageForRetry(ctx context.Context, receipt *events.Receipt, messageID types.MessageID) (*RecentMessage, error) {
