@@ -3,10 +3,12 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/whatsapp-sessions/whatsapp-sessions/actors"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
@@ -206,4 +208,55 @@ func TestStopAndDeleteWaitForAStoreBeingOpened(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listingBeforeDelete is a directory whose listing still shows a stopped
+// session that a delete has removed meanwhile, as a listing read just
+// before the delete finished does.
+type listingBeforeDelete struct {
+	*store.Dir
+	gone string
+}
+
+func (l listingBeforeDelete) Discover() ([]store.Stored, error) {
+	stored, err := l.Dir.Discover()
+	return append(stored, store.Stored{ID: l.gone, Stopped: true}), err
+}
+
+// A restore whose listing still shows a stopped session deleted since
+// does not bring it back as stopped (the storm in races_test.go found a
+// create of such a phantom answered 404), and a create of a stopped
+// session whose directory is gone pairs it anew.
+func TestDeletedStoppedSessionStaysGone(t *testing.T) {
+	h := newHarness(t, func(o *actors.Options) {
+		o.Registry = listingBeforeDelete{Dir: o.Registry.(*store.Dir), gone: "gone"}
+	})
+	ctx := context.Background()
+	if err := h.dir.SetStopped("kept", true); err != nil { // stopped on disk, listed too
+		t.Fatal(err)
+	}
+	if err := h.mgr.Restore(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState("kept", sessions.StateStopped) // the listing has been worked through
+	if st, err := h.mgr.Status(ctx, "gone"); !errors.Is(err, sessions.ErrNotFound) {
+		t.Errorf("a deleted session listed by a restore: %+v, %v; want not found", st, err)
+	}
+	if res, err := h.mgr.Create(ctx, "gone"); err != nil || !res.Created {
+		t.Errorf("create: %+v, %v", res, err)
+	}
+	h.waitState("gone", sessions.StatePairing)
+
+	// The operator removed a stopped session's directory by hand.
+	kept, err := h.dir.SessionPath("kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(kept); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := h.mgr.Create(ctx, "kept"); err != nil || !res.Created {
+		t.Errorf("create of a stopped session whose directory is gone: %+v, %v", res, err)
+	}
+	h.waitState("kept", sessions.StatePairing)
 }

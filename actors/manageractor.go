@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -333,7 +334,9 @@ func (m *manager) onCreate(ctx actor.Context, msg createCmd) {
 		m.forward(ctx, e, startCmd{reply: msg.reply})
 		return
 	case e.status.State == sessions.StateStopped:
-		if err := m.dir.SetStopped(msg.id, false); err != nil {
+		// A directory gone meanwhile holds no stop to clear: the session
+		// pairs anew, as one never created would.
+		if err := m.dir.SetStopped(msg.id, false); err != nil && !errors.Is(err, store.ErrNotFound) {
 			answer(msg.reply, sessions.CreateResult{}, err)
 			return
 		}

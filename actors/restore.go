@@ -88,10 +88,14 @@ func (m *manager) onDiscovered(ctx actor.Context, msg discovered) {
 }
 
 // showStopped lists the sessions the operator stopped, which stay stopped,
-// as stopped (those not listed yet).
+// as stopped (those not listed yet, and still on disk: one listed before
+// a delete finished is gone, and listing it would bring it back).
 func (m *manager) showStopped(ids []string) {
 	for _, id := range ids {
-		if m.sessions[id] == nil {
+		if m.sessions[id] != nil {
+			continue
+		}
+		if ok, _ := m.dir.Exists(id); ok {
 			e := &entry{status: sessions.Status{SenderID: id, State: sessions.StateStopped, Since: time.Now()}}
 			m.sessions[id] = e
 			m.publish(id, e)
