@@ -37,7 +37,7 @@ import (
 var patchedFiles = map[string]string{
 	"client.go":                    "f6db43bab82ff847470ad8faaa36b48bf3abb134b24fdc5cf0076b3ef7a13e01",
 	"recentmessages_patch_test.go": "4704162c66ddd5cf848b9f24636bc287609634c1eb6362c0fc6a8f8205f4041d",
-	"retry.go":                     "e6b3b68ec0c3cab9c79c9320a06f741f865b02cc147b706a7320938ceab9d566",
+	"retry.go":                     "5279bb2a2af5e6f7ff3122e7570a8ddbf772612f674a18afbda069b6baf1dcde",
 	"socket/framesocket.go":        "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
 	"socket/noisesocket.go":        "6bae39bfa1f0ab2b901f0375904052c9bd48ecb51d698b4be5b902a456be6437",
 }

@@ -105,7 +105,7 @@ func (cli *Client) getRecentMessage(to types.JID, id types.MessageID) RecentMess
 	cli.recentMessagesLock.RLock()
 	kept := cli.recentMessagesMap[recentMessageKey{to, id}]
 	cli.recentMessagesLock.RUnlock()
-	if kept.buf == nil {
+	if kept.format == "" { // none kept, or kept without a message
 		return RecentMessage{}
 	}
 	rm, err := parseRecentMessage(kept.format, kept.buf)
