@@ -106,7 +106,13 @@ func (o *Outbox) Retry(ctx context.Context, id string) (sessions.Delivery, error
 		return o.Retry(ctx, id) // it changed under us: decide on its new state
 	}
 	o.wakeAll()
-	return o.get(ctx, seq)
+	// The answer is the delivery as the retry left it: a worker may take
+	// it, and record its attempt, before a read here would see it.
+	if d.State == sessions.DeliveryDead {
+		d.State = sessions.DeliveryPending
+	}
+	d.NextTryAt = nullTime(sql.NullInt64{Int64: now, Valid: true})
+	return d, nil
 }
 
 // RetryDead makes every dead delivery due now, with a fresh RETRY_FOR,
