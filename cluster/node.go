@@ -101,16 +101,17 @@ type Node struct {
 
 	// claims are the OwnedElsewhere asks in flight, at most maxClaims
 	// (claimSlots), under claimsCtx: ended with the sweep.
-	claimsMu sync.Mutex
-	// adoptMu guards leaving, set by Shutdown: from then on this node
-	// adopts nothing another node hands it; adopts counts the adoptions
-	// under way, which Shutdown waits for before listing what it hosts.
-	adoptMu    sync.Mutex
-	leaving    bool
-	adopts     sync.WaitGroup
+	claimsMu   sync.Mutex
 	claimsCtx  context.Context
 	claimSlots chan struct{}
 	claims     sync.WaitGroup
+
+	// adoptMu guards leaving, set by Shutdown: from then on this node
+	// adopts nothing another node hands it; adopts counts the adoptions
+	// under way, which Shutdown waits for before listing what it hosts.
+	adoptMu sync.Mutex
+	leaving bool
+	adopts  sync.WaitGroup
 
 	closeOnce sync.Once
 }
