@@ -1,8 +1,11 @@
 package webhooks
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +129,48 @@ func TestBackoff(t *testing.T) {
 func TestErrClosedIsShuttingDown(t *testing.T) {
 	if !errors.Is(ErrClosed, sessions.ErrShuttingDown) {
 		t.Error("ErrClosed does not wrap sessions.ErrShuttingDown (the API's 503)")
+	}
+}
+
+// A burst opens reader connections beside the writer's; once unused for
+// readerIdleTimeout they close (their SQLite memory with them), and the
+// outbox still reads afterwards on a connection opened anew.
+func TestIdleReaderConnectionsClose(t *testing.T) {
+	defer func(was time.Duration) { readerIdleTimeout = was }(readerIdleTimeout)
+	readerIdleTimeout = 100 * time.Millisecond
+	o, err := Open(Options{Path: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var conns []*sql.Conn
+	for range 5 { // held at once, so the pool opens 5 readers
+		c, err := o.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.PingContext(ctx); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	if n := o.db.Stats().OpenConnections; n < 6 {
+		t.Fatalf("%d connections open with 5 readers held beside the writer, want 6", n)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	for o.db.Stats().OpenConnections > 1 {
+		if ctx.Err() != nil {
+			t.Fatalf("%d connections still open, want only the writer's", o.db.Stats().OpenConnections)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var events int
+	if err := o.db.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&events); err != nil {
+		t.Fatalf("read after the readers closed: %v", err)
 	}
 }

@@ -155,6 +155,15 @@ type mark struct {
 	doneAt    sql.NullInt64
 }
 
+// readerIdleTimeout closes a reader connection of a SQLite outbox's pool
+// once unused this long (the writer keeps its own). A reader's page cache
+// and statements live in SQLite's C heap: kept open after a burst of
+// messages, they pin the heap pages they were allocated among (the session
+// stores', freed when the stores close), and the allocator cannot give
+// those pages back. Measured with the messaging bench: 71 MB less RSS after
+// it, ~70 KiB per session (BENCHMARKS.md).
+var readerIdleTimeout = 5 * time.Second
+
 // Open opens (or creates) the outbox in the SQLite file opts.Path and
 // starts its committer, its dispatchers (one per endpoint) and its
 // pruning. Close stops them.
@@ -182,6 +191,7 @@ func Open(opts Options) (*Outbox, error) {
 	db, _ := sql.Open("sqlite", dsn(opts.Path)) // sql.Open only checks the driver name
 	db.SetMaxOpenConns(7)
 	db.SetMaxIdleConns(7)
+	db.SetConnMaxIdleTime(readerIdleTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err = db.ExecContext(ctx, schema)
