@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"go.mau.fi/whatsmeow"
+	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/store"
@@ -35,7 +37,7 @@ import (
 
 // patchedFiles are the files the patch changes, as patched.
 var patchedFiles = map[string]string{
-	"client.go":                    "f6db43bab82ff847470ad8faaa36b48bf3abb134b24fdc5cf0076b3ef7a13e01",
+	"client.go":                    "f8441b4cffd58649af80971e6dc6fb06d7de746dd0d21e742262c069c153ad85",
 	"recentmessages_patch_test.go": "4704162c66ddd5cf848b9f24636bc287609634c1eb6362c0fc6a8f8205f4041d",
 	"retry.go":                     "5279bb2a2af5e6f7ff3122e7570a8ddbf772612f674a18afbda069b6baf1dcde",
 	"socket/framesocket.go":        "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
@@ -223,4 +225,36 @@ func TestNoiseSocketStopWhileTheServerDropsTheSocket(t *testing.T) {
 	waitForStacks(t, "the frame socket never closed", func(s string) bool {
 		return !fs.IsConnected() && !strings.Contains(s, "socket.(*FrameSocket).Close")
 	})
+}
+
+// Nodes that find a connection's handler queue full wait in order and
+// reach it in order, fed by one goroutine that ends once they are all in.
+// Unpatched, each such node got a goroutine of its own and the order was
+// lost (and the queue was 2,048 pointers, 16 KiB a connection, to make that
+// rare).
+func TestWhatsmeowKeepsNodeOrderBeyondTheQueue(t *testing.T) {
+	noLeaks(t)
+	cli := whatsmeow.NewClient(&store.Device{}, nil)
+	queue := make(chan *waBinary.Node, 1)
+	handle := cli.DangerousInternals().MakeFrameHandler(queue)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n = 300
+	for i := range n {
+		frame, err := waBinary.Marshal(waBinary.Node{Tag: "notification", Attrs: waBinary.Attrs{"id": strconv.Itoa(i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handle(ctx, frame) // as the frame reader does: never waits for the handlers
+	}
+	for i := range n {
+		select {
+		case node := <-queue:
+			if id, _ := node.Attrs["id"].(string); id != strconv.Itoa(i) {
+				t.Fatalf("node %d came out of the queue as node %s: is third_party/whatsmeow.patch applied?", i, id)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("node %d never reached the queue", i)
+		}
+	}
 }

@@ -225,8 +225,67 @@ type MessengerConfig struct {
 }
 
 // Size of buffer for the channel that all incoming XML nodes go through.
-// In general it shouldn't go past a few buffered messages, but the channel is big to be safe.
-const handlerQueueSize = 2048
+// In general it shouldn't go past a few buffered messages.
+//
+// whatsapp-sessions patch: 32, not 2048. Upstream's 2048 pointers are 16 KiB per
+// connection, allocated whether or not a burst ever comes; nodes beyond the
+// channel now wait in order in a nodeOverflow, which grows only when needed.
+const handlerQueueSize = 32
+
+// nodeOverflow (whatsapp-sessions patch) holds, in order, the nodes that found
+// one connection's handler queue full, and feeds them into it from one goroutine.
+// Upstream started a goroutine per such node, and so lost their order. The frame
+// reader never waits for the handlers (a handler may wait for a response that
+// only the reader can read).
+type nodeOverflow struct {
+	queue chan *waBinary.Node
+	mu    sync.Mutex
+	nodes []*waBinary.Node // waiting for the queue, oldest first
+}
+
+// push queues node behind those already waiting, straight into the queue when
+// none is and it has room.
+func (o *nodeOverflow) push(ctx context.Context, node *waBinary.Node) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.nodes) == 0 {
+		select {
+		case o.queue <- node:
+			return
+		default:
+		}
+	}
+	o.nodes = append(o.nodes, node)
+	if len(o.nodes) == 1 {
+		go o.feed(ctx)
+	}
+}
+
+// feed moves the waiting nodes into the queue, oldest first, until none is left
+// or the connection ends.
+func (o *nodeOverflow) feed(ctx context.Context) {
+	for {
+		o.mu.Lock()
+		node := o.nodes[0]
+		o.mu.Unlock()
+		select {
+		case o.queue <- node:
+		case <-ctx.Done():
+			return
+		}
+		o.mu.Lock()
+		o.nodes[0] = nil
+		o.nodes = o.nodes[1:]
+		done := len(o.nodes) == 0
+		if done {
+			o.nodes = nil
+		}
+		o.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
 
 // NewClient initializes a new WhatsApp web client.
 //
@@ -832,12 +891,17 @@ func (cli *Client) RemoveEventHandlers() {
 }
 
 func (cli *Client) makeFrameHandler(queue chan *waBinary.Node) func(ctx context.Context, data []byte) {
+	overflow := &nodeOverflow{queue: queue}
 	return func(ctx context.Context, data []byte) {
-		cli.handleFrame(ctx, data, queue)
+		cli.handleFrameTo(ctx, data, overflow)
 	}
 }
 
 func (cli *Client) handleFrame(ctx context.Context, data []byte, queue chan *waBinary.Node) {
+	cli.handleFrameTo(ctx, data, &nodeOverflow{queue: queue})
+}
+
+func (cli *Client) handleFrameTo(ctx context.Context, data []byte, overflow *nodeOverflow) {
 	decompressed, err := waBinary.Unpack(data)
 	if err != nil {
 		cli.Log.Warnf("Failed to decompress frame: %v", err)
@@ -859,17 +923,8 @@ func (cli *Client) handleFrame(ctx context.Context, data []byte, queue chan *waB
 	} else if cli.receiveResponse(ctx, node) {
 		// handled
 	} else if _, ok := cli.nodeHandlers[node.Tag]; ok {
-		select {
-		case queue <- node:
-		case <-ctx.Done():
-		default:
-			cli.Log.Warnf("Handler queue is full, message ordering is no longer guaranteed")
-			go func() {
-				select {
-				case queue <- node:
-				case <-ctx.Done():
-				}
-			}()
+		if ctx.Err() == nil {
+			overflow.push(ctx, node)
 		}
 	} else if node.Tag != "ack" {
 		cli.Log.Debugf("Didn't handle WhatsApp node %s", node.Tag)
