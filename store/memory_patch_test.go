@@ -3,17 +3,14 @@
 package store_test
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 	"modernc.org/memory"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/patchcheck"
 )
 
 // SQLite's memory comes from modernc.org/memory (through modernc.org/libc's
@@ -30,44 +27,8 @@ var memoryPatchedFiles = map[string]string{
 }
 
 func TestMemoryCopyIsThePinnedVersionPatched(t *testing.T) {
-	root := ".."
-	required, replaced := "", ""
-	f, err := os.Open(filepath.Join(root, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		switch {
-		case len(fields) >= 2 && fields[0] == "modernc.org/memory":
-			required = fields[1]
-		case len(fields) == 4 && fields[0] == "replace" && fields[1] == "modernc.org/memory" && fields[2] == "=>":
-			replaced = fields[3]
-		}
-	}
-	if replaced != "./third_party/modernc-memory" {
-		t.Errorf("go.mod replaces modernc.org/memory with %q, want ./third_party/modernc-memory", replaced)
-	}
-	patch, err := os.ReadFile(filepath.Join(root, "third_party", "modernc-memory.patch"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _, _ := strings.Cut(string(patch), "\n")
-	if required == "" || !strings.HasSuffix(first, " "+required) {
-		t.Errorf("go.mod requires modernc.org/memory %s, but the patch was made on %q: redo third_party/modernc-memory from the new version and review the patch", required, first)
-	}
-	for name, want := range memoryPatchedFiles {
-		b, err := os.ReadFile(filepath.Join(root, "third_party", "modernc-memory", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(b)
-		if got := hex.EncodeToString(sum[:]); got != want {
-			t.Errorf("third_party/modernc-memory/%s changed (sha256 %s): check that third_party/modernc-memory.patch still describes it, then update the hash here", name, got)
-		}
-	}
+	patchcheck.Check(t, "..", patchcheck.Copy{Module: "modernc.org/memory", Dir: "third_party/modernc-memory",
+		Patch: "third_party/modernc-memory.patch", Files: memoryPatchedFiles})
 }
 
 // Freed regions beyond the allocator's 4 MiB hot window give all their

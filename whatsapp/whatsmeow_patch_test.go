@@ -1,15 +1,10 @@
 package whatsapp_test
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -27,6 +22,8 @@ import (
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
 	waLog "go.mau.fi/whatsmeow/util/log"
+
+	"github.com/whatsapp-sessions/whatsapp-sessions/internal/patchcheck"
 )
 
 // The whatsmeow the service builds with is third_party/whatsmeow: the
@@ -45,44 +42,8 @@ var patchedFiles = map[string]string{
 }
 
 func TestWhatsmeowCopyIsThePinnedVersionPatched(t *testing.T) {
-	root := filepath.Join("..")
-	required, replaced := "", ""
-	f, err := os.Open(filepath.Join(root, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		switch {
-		case len(fields) >= 2 && fields[0] == "go.mau.fi/whatsmeow":
-			required = fields[1]
-		case len(fields) == 4 && fields[0] == "replace" && fields[1] == "go.mau.fi/whatsmeow" && fields[2] == "=>":
-			replaced = fields[3]
-		}
-	}
-	if replaced != "./third_party/whatsmeow" {
-		t.Errorf("go.mod replaces whatsmeow with %q, want ./third_party/whatsmeow", replaced)
-	}
-	patch, err := os.ReadFile(filepath.Join(root, "third_party", "whatsmeow.patch"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _, _ := strings.Cut(string(patch), "\n")
-	if required == "" || !strings.HasSuffix(first, " "+required) {
-		t.Errorf("go.mod requires whatsmeow %s, but the patch was made on %q: redo third_party/whatsmeow from the new version and review the patch", required, first)
-	}
-	for name, want := range patchedFiles {
-		b, err := os.ReadFile(filepath.Join(root, "third_party", "whatsmeow", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(b)
-		if got := hex.EncodeToString(sum[:]); got != want {
-			t.Errorf("third_party/whatsmeow/%s changed (sha256 %s): check that third_party/whatsmeow.patch still describes it, then update the hash here", name, got)
-		}
-	}
+	patchcheck.Check(t, "..", patchcheck.Copy{Module: "go.mau.fi/whatsmeow", Dir: "third_party/whatsmeow",
+		Patch: "third_party/whatsmeow.patch", Files: patchedFiles})
 }
 
 // Unpatched, a client allocates ~63 KiB before it connects (the 256-entry
