@@ -160,8 +160,8 @@ type mark struct {
 // and statements live in SQLite's C heap: kept open after a burst of
 // messages, they pin the heap pages they were allocated among (the session
 // stores', freed when the stores close), and the allocator cannot give
-// those pages back. Measured with the messaging bench: 71 MB less RSS after
-// it, ~70 KiB per session (BENCHMARKS.md).
+// those pages back. Measured with the messaging bench: 19–27 KiB less RSS
+// per session after it (BENCHMARKS.md).
 var readerIdleTimeout = 5 * time.Second
 
 // Open opens (or creates) the outbox in the SQLite file opts.Path and
