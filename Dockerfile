@@ -13,7 +13,7 @@ FROM golang:1.26 AS build
 WORKDIR /src
 
 # Modules first, so that this layer is reused until go.mod or go.sum change
-# (third_party holds the patched whatsmeow that go.mod's replace points to).
+# (third_party holds the patched dependencies that go.mod's replaces point to).
 COPY go.mod go.sum ./
 COPY third_party ./third_party
 RUN go mod download

@@ -23,7 +23,7 @@ import (
 // memoryPatchedFiles are the files the patch changes, as patched.
 var memoryPatchedFiles = map[string]string{
 	"memory.go":        "44b6c48ab6b23bd85d517f13250832a08a8682c1ee851e782f52eade60f31858",
-	"decommit_unix.go": "6f61aa28cf882ec5162c7c6b08a5a2f1658da614e1ba8ef12ca2946e6e03e968",
+	"decommit_unix.go": "39e18490aced1747fee766b4f72b09ded217a9923c98b1054ba647c9b2c5fa2a",
 }
 
 func TestMemoryCopyIsThePinnedVersionPatched(t *testing.T) {

@@ -35,8 +35,8 @@ const madviseAdvice = unix.MADV_DONTNEED
 // whatsapp-sessions patch: the whole region is decommitted, its first OS page
 // (the page header) too. Upstream leaves that page alone, so that nothing has
 // to be reconstructed on reuse; but then every region in the pool keeps 4 KiB
-// resident, a sixteenth of the pool (27 MB after a burst that had 440 MB of
-// regions live). The header is rebuilt where a region leaves the pool (mmap
+// resident, a sixteenth of the pool (up to ~27 MB after a burst that had 440 MB
+// of regions live). The header is rebuilt where a region leaves the pool (mmap
 // sets its size from the pool's key), and nothing reads the header of a region
 // while it is pooled (Trim and Close unmap pooled regions by that key).
 func decommit(p uintptr, size int) {
