@@ -100,3 +100,5 @@ replace go.mau.fi/whatsmeow => ./third_party/whatsmeow
 replace github.com/asynkron/protoactor-go => ./third_party/protoactor-go
 
 replace modernc.org/memory => ./third_party/modernc-memory
+
+replace go.mau.fi/libsignal => ./third_party/libsignal

@@ -35,10 +35,13 @@ import (
 // patchedFiles are the files the patch changes, as patched.
 var patchedFiles = map[string]string{
 	"client.go":                    "f8441b4cffd58649af80971e6dc6fb06d7de746dd0d21e742262c069c153ad85",
+	"go.mod":                       "4ee02ee927315acd8464f17a8b58ff4e86d3953842db7bc6ddb7e6a6edfa99d4",
 	"recentmessages_patch_test.go": "4704162c66ddd5cf848b9f24636bc287609634c1eb6362c0fc6a8f8205f4041d",
 	"retry.go":                     "5279bb2a2af5e6f7ff3122e7570a8ddbf772612f674a18afbda069b6baf1dcde",
 	"socket/framesocket.go":        "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
+	"socket/noisehandshake.go":     "8db5847c07b439f1e585f72558ef68ddae91999afd98e7e3d17aa0e9724cd597",
 	"socket/noisesocket.go":        "6bae39bfa1f0ab2b901f0375904052c9bd48ecb51d698b4be5b902a456be6437",
+	"util/keys/keypair.go":         "bd4831fccbd89191ec11bb42f6f8c8174888988c1f4e27f3c3a6a1a8f9c447fc",
 }
 
 func TestWhatsmeowCopyIsThePinnedVersionPatched(t *testing.T) {

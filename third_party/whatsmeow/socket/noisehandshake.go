@@ -14,7 +14,7 @@ import (
 	"io"
 	"sync/atomic"
 
-	"golang.org/x/crypto/curve25519"
+	"go.mau.fi/libsignal/ecc"
 	"golang.org/x/crypto/hkdf"
 
 	"go.mau.fi/whatsmeow/util/gcmutil"
@@ -95,11 +95,13 @@ func (nh *NoiseHandshake) Finish(
 }
 
 func (nh *NoiseHandshake) MixSharedSecretIntoKey(priv, pub [32]byte) error {
-	secret, err := curve25519.X25519(priv[:], pub[:])
-	if err != nil {
+	// whatsapp-sessions patch: libsignal's X25519, not curve25519's (one
+	// scalar multiplication instead of two).
+	var secret [32]byte
+	if err := ecc.X25519(&secret, &priv, &pub); err != nil {
 		return fmt.Errorf("failed to do x25519 scalar multiplication: %w", err)
 	}
-	return nh.MixIntoKey(secret)
+	return nh.MixIntoKey(secret[:])
 }
 
 func (nh *NoiseHandshake) MixIntoKey(data []byte) error {

@@ -10,7 +10,6 @@ package keys
 import (
 	"go.mau.fi/libsignal/ecc"
 	"go.mau.fi/util/random"
-	"golang.org/x/crypto/curve25519"
 )
 
 type KeyPair struct {
@@ -24,7 +23,7 @@ func NewKeyPairFromPrivateKey(priv [32]byte) *KeyPair {
 	var kp KeyPair
 	kp.Priv = &priv
 	var pub [32]byte
-	curve25519.ScalarBaseMult(&pub, kp.Priv)
+	ecc.ScalarBaseMult(&pub, kp.Priv) // whatsapp-sessions patch: was curve25519's
 	kp.Pub = &pub
 	return &kp
 }

@@ -1,0 +1,3 @@
+// Package store provides the storage interfaces for storing group sender
+// key records.
+package store
