@@ -10,10 +10,10 @@ import (
 	"errors"
 	"fmt"
 
+	"go.mau.fi/libsignal/ecc"
 	"go.mau.fi/whatsmeow/proto/waWa6"
 	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/util/keys"
-	"golang.org/x/crypto/curve25519"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -72,11 +72,13 @@ func (st *symmetricState) decrypt(ciphertext []byte) ([]byte, error) {
 }
 
 func (st *symmetricState) mixSharedSecret(priv, pub *[32]byte) error {
-	secret, err := curve25519.X25519(priv[:], pub[:])
-	if err != nil {
+	// libsignal's X25519 (third_party/libsignal.patch), as whatsmeow's side
+	// of the handshake uses: one scalar multiplication, not curve25519's two.
+	var secret [32]byte
+	if err := ecc.X25519(&secret, priv, pub); err != nil {
 		return fmt.Errorf("x25519: %w", err)
 	}
-	write, read := extractAndExpand(st.salt, secret)
+	write, read := extractAndExpand(st.salt, secret[:])
 	st.salt = write
 	st.key = mustGCM(read)
 	st.counter = 0
