@@ -44,9 +44,15 @@ var patchedFiles = map[string]string{
 	"util/keys/keypair.go":         "bd4831fccbd89191ec11bb42f6f8c8174888988c1f4e27f3c3a6a1a8f9c447fc",
 }
 
-func TestWhatsmeowCopyIsThePinnedVersionPatched(t *testing.T) {
-	patchcheck.Check(t, "..", patchcheck.Copy{Module: "go.mau.fi/whatsmeow", Dir: "third_party/whatsmeow",
-		Patch: "third_party/whatsmeow.patch", Files: patchedFiles})
+// Both copies this package's tests guard: whatsmeow's, and libsignal's
+// (libsignal_patch_test.go), whose X25519 whatsmeow's patch calls.
+func TestPatchedCopiesAreThePinnedVersions(t *testing.T) {
+	for _, c := range []patchcheck.Copy{
+		{Module: "go.mau.fi/whatsmeow", Dir: "third_party/whatsmeow", Patch: "third_party/whatsmeow.patch", Files: patchedFiles},
+		{Module: "go.mau.fi/libsignal", Dir: "third_party/libsignal", Patch: "third_party/libsignal.patch", Files: libsignalPatchedFiles},
+	} {
+		t.Run(c.Module, func(t *testing.T) { patchcheck.Check(t, "..", c) })
+	}
 }
 
 // Unpatched, a client allocates ~63 KiB before it connects (the 256-entry
