@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -623,7 +624,8 @@ func TestCreateAndStopAtOnceAreBothAnswered(t *testing.T) {
 		// From stopped: the first create starts an actor, the second is
 		// forwarded to it, and the stop stops it.
 		if code, out := svc.Call("POST", "/api/whatsapp/session/"+id+"/stop", ""); code != 200 && code != 409 {
-			t.Fatalf("round %d: stop: %d %v\nthe service's last log lines:\n%s", round, code, out, svc.Logs.Tail(60))
+			buf := make([]byte, 1<<20)
+			t.Fatalf("round %d: stop: %d %v\nthe service's last log lines:\n%s\ngoroutines:\n%s", round, code, out, svc.Logs.Tail(60), buf[:runtime.Stack(buf, true)])
 		}
 		svc.WaitState(id, "stopped", e2e.Wait)
 		codes, bodies := fireTogether(t, svc,
