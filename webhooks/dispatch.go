@@ -306,11 +306,11 @@ func (o *Outbox) work(ctx context.Context, l *lane, sender string) {
 // next reads sender's first few undelivered deliveries at l's endpoint,
 // leaving out those delivered but not yet committed.
 func (o *Outbox) next(ctx context.Context, l *lane, sender string) ([]pendingDelivery, error) {
-	q, args := o.q.next, []any{o.node, l.ep, sender, readAhead}
+	q, args := o.q.next, []any{o.node, l.ep, sender}
 	if lo, hi, ok := l.skip(sender); ok {
-		q, args = o.q.nextSkip, []any{o.node, l.ep, sender, lo, hi, readAhead}
+		q, args = o.q.nextSkip, []any{o.node, l.ep, sender, lo, hi}
 	}
-	rows, err := o.db.QueryContext(ctx, q, args...)
+	rows, err := o.stmts.query(ctx, o.db, q, args...)
 	if err != nil {
 		return nil, err
 	}

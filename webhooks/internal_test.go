@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -172,5 +173,73 @@ func TestIdleReaderConnectionsClose(t *testing.T) {
 	var events int
 	if err := o.db.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&events); err != nil {
 		t.Fatalf("read after the readers closed: %v", err)
+	}
+}
+
+// The SQLite outbox prepares its busiest statements when it opens and
+// runs them prepared from then on: the cache hands out the same statement
+// for a text, a transaction binds each once, and reading the queue and
+// committing events still work through them (nothing lost: the events
+// are all in the file). The queue reads bind no LIMIT, which SQLite plans
+// with, so that binding does not expire them.
+func TestOutboxStatementsArePreparedOnce(t *testing.T) {
+	o, err := Open(Options{Path: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	busiest := []string{o.q.insertEvent, o.q.insertDelivery, o.q.mark, o.q.next, o.q.nextSkip}
+	prepared := map[string]*sql.Stmt{}
+	for _, q := range busiest {
+		if strings.Contains(q, "LIMIT ?") {
+			t.Errorf("%q binds its LIMIT", q)
+		}
+		o.stmts.mu.Lock()
+		prepared[q] = o.stmts.m[q]
+		o.stmts.mu.Unlock()
+		if prepared[q] == nil {
+			t.Fatalf("not prepared at open: %q", q)
+		}
+	}
+
+	const n = 50
+	done := make(chan error, n)
+	for i := range n {
+		ev := sessions.Event{ID: fmt.Sprintf("ev%03d", i), Type: sessions.EventSessionState, SenderID: "s1", Timestamp: time.Now()}
+		o.Publish([]sessions.Event{ev}, func(err error) { done <- err })
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var events int
+	if err := o.db.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&events); err != nil || events != n {
+		t.Fatalf("%d events in the file (%v), want %d", events, err, n)
+	}
+	rows, err := o.stmts.query(ctx, o.db, o.q.next, o.node, "https://example.com/hook", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	for _, q := range busiest {
+		if got := o.stmts.stmt(ctx, q); got != prepared[q] {
+			t.Errorf("the statement for %q was prepared again", q)
+		}
+	}
+
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	st := o.stmts.in(ctx, tx)
+	if a, b := st.get(o.q.mark), st.get(o.q.mark); a == nil || a != b {
+		t.Errorf("a transaction bound one statement twice (%p, %p)", a, b)
+	}
+	if plain := (*stmtCache)(nil).in(ctx, tx); plain.get(o.q.mark) != nil {
+		t.Error("without a cache, statements should run as text")
 	}
 }

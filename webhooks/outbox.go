@@ -76,7 +76,8 @@ const addNode = `ALTER TABLE deliveries ADD COLUMN node TEXT NOT NULL DEFAULT ''
 type Outbox struct {
 	db     *sql.DB
 	q      queries
-	writer *sql.Conn // the committer's own connection
+	stmts  *stmtCache // SQLite only; nil runs each statement's text
+	writer *sql.Conn  // the committer's own connection
 	// closeDB closes db: the SQLite file's; nothing for the shared
 	// Postgres pool.
 	closeDB func() error
@@ -204,9 +205,14 @@ func Open(opts Options) (*Outbox, error) {
 	}
 	if err == nil {
 		o.db, o.q, o.closeDB, o.node = db, sqliteQueries, db.Close, ""
+		o.stmts = newStmtCache(db)
+		err = o.stmts.prepare(ctx, o.q.insertEvent, o.q.insertDelivery, o.q.mark, o.q.next, o.q.nextSkip)
+	}
+	if err == nil {
 		err = o.start(ctx)
 	}
 	if err != nil {
+		o.stmts.close()
 		db.Close()
 		return nil, fmt.Errorf("open webhook outbox %s: %w", opts.Path, err)
 	}
@@ -472,13 +478,14 @@ func (o *Outbox) commit(batch []batchItem) error {
 		return fmt.Errorf("webhook outbox: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	st := o.stmts.in(ctx, tx)
 	now := o.now().UnixNano()
 	var added, left int64
 	var seqs []int64 // the events inserted, for the other nodes' streams
 	for _, it := range batch {
 		if it.mark != nil {
 			m := it.mark
-			res, err := tx.ExecContext(ctx, o.q.mark, m.state, m.attempts, m.lastError, m.at, m.next, m.doneAt, m.seq, o.node)
+			res, err := st.exec(o.q.mark, m.state, m.attempts, m.lastError, m.at, m.next, m.doneAt, m.seq, o.node)
 			if err != nil {
 				return fmt.Errorf("webhook outbox: record an attempt: %w", err)
 			}
@@ -489,7 +496,7 @@ func (o *Outbox) commit(batch []batchItem) error {
 		}
 		for i, ev := range it.evs {
 			var seq int64
-			err := tx.QueryRowContext(ctx, o.q.insertEvent, ev.ID, string(ev.Type), ev.SenderID, ev.Timestamp.UnixNano(), now, it.body[i]).Scan(&seq)
+			err := st.queryRow(o.q.insertEvent, ev.ID, string(ev.Type), ev.SenderID, ev.Timestamp.UnixNano(), now, it.body[i]).Scan(&seq)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // a duplicate: the first one is delivered
 			}
@@ -501,7 +508,7 @@ func (o *Outbox) commit(batch []batchItem) error {
 				continue
 			}
 			for _, ep := range o.endpoints {
-				if _, err := tx.ExecContext(ctx, o.q.insertDelivery, seq, ep, ev.SenderID, o.node, now, now, now); err != nil {
+				if _, err := st.exec(o.q.insertDelivery, seq, ep, ev.SenderID, o.node, now, now, now); err != nil {
 					return fmt.Errorf("webhook outbox: insert delivery: %w", err)
 				}
 				added++
@@ -703,6 +710,7 @@ func (o *Outbox) Close(ctx context.Context) error {
 		o.committer.Wait()
 		o.client.CloseIdleConnections()
 		o.writer.Close() //nolint:errcheck // returns the connection to the pool, closed next
+		o.stmts.close()
 		if cerr := o.closeDB(); err == nil && cerr != nil {
 			err = fmt.Errorf("close webhook outbox: %w", cerr)
 		}

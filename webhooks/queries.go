@@ -48,8 +48,11 @@ var templates = queries{
 	heads: `SELECT d.seq, h.last, d.sender_id, d.next_try_at FROM {deliveries} d
 		JOIN (SELECT min(seq) AS seq, max(seq) AS last FROM {deliveries} WHERE node = ? AND endpoint = ? AND ` + activeCond + ` GROUP BY sender_id) h
 		ON d.seq = h.seq ORDER BY d.seq`,
-	next:            selectNext + ` ORDER BY d.seq LIMIT ?`,
-	nextSkip:        selectNext + ` AND (d.seq < ? OR d.seq > ?) ORDER BY d.seq LIMIT ?`,
+	// LIMIT is a constant, not a parameter: SQLite plans with a bound
+	// LIMIT's value, so binding one expired the statement, and every read
+	// of the queue was parsed and planned twice.
+	next:            selectNext + ` ORDER BY d.seq LIMIT ` + strconv.Itoa(readAhead),
+	nextSkip:        selectNext + ` AND (d.seq < ? OR d.seq > ?) ORDER BY d.seq LIMIT ` + strconv.Itoa(readAhead),
 	pruneDeliveries: `DELETE FROM {deliveries} WHERE state = 'delivered' AND done_at < ?`,
 	pruneEvents:     `DELETE FROM {events} WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM {deliveries} d WHERE d.event_seq = {events}.seq)`,
 	list:            selectDelivery + ` WHERE d.state = ? AND d.seq > ? ORDER BY d.seq LIMIT ?`,
