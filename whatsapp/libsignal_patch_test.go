@@ -10,6 +10,7 @@ import (
 
 	"go.mau.fi/libsignal/ecc"
 	"go.mau.fi/libsignal/kdf"
+	"go.mau.fi/libsignal/logger"
 	"golang.org/x/crypto/curve25519"
 )
 
@@ -24,9 +25,10 @@ import (
 // libsignalPatchedFiles are the files the patch changes, as patched
 // (checked by TestPatchedCopiesAreThePinnedVersions).
 var libsignalPatchedFiles = map[string]string{
-	"ecc/Curve.go":  "7e189aaaa09af9c831334414b7a1112c93e431defb81615b1510ec3acd7d62e5",
-	"ecc/x25519.go": "6a36c7ca1dc4676809befd761d2a3291876616102b14399eddf38d3a0522753b",
-	"kdf/HKDF.go":   "4a143e1a6d3af6d62d21c142f6928e3baffe5f44363bc8770a4d9784d43d7573",
+	"ecc/Curve.go":     "7e189aaaa09af9c831334414b7a1112c93e431defb81615b1510ec3acd7d62e5",
+	"ecc/x25519.go":    "6a36c7ca1dc4676809befd761d2a3291876616102b14399eddf38d3a0522753b",
+	"kdf/HKDF.go":      "4a143e1a6d3af6d62d21c142f6928e3baffe5f44363bc8770a4d9784d43d7573",
+	"logger/Logger.go": "0dd5169d4a668072604c4742329aa6d9ef40db5d965384de99e7b0ebf068b122",
 }
 
 func unhex32(t *testing.T, s string) (b [32]byte) {
@@ -193,4 +195,20 @@ func BenchmarkX25519(b *testing.B) {
 			curve25519.ScalarBaseMult(&out, &scalar)
 		}
 	})
+}
+
+// formatted records whether it was formatted.
+type formatted struct{ called *bool }
+
+func (f formatted) String() string { *f.called = true; return "formatted" }
+
+// libsignal logs at debug level on every decryption, with keys and message
+// bytes as arguments; its default logger drops those messages, and the
+// patch no longer formats them for it first.
+func TestLibsignalDebugMessagesAreNotFormatted(t *testing.T) {
+	var called bool
+	logger.Debug("Returning keypair: ", formatted{&called})
+	if called {
+		t.Error("logger.Debug formatted its arguments for the default logger, which drops them")
+	}
 }

@@ -59,6 +59,12 @@ func getCaller() string {
 // Debug prints debug level logs.
 func Debug(msg ...interface{}) {
 	ensureLogger()
+	// whatsapp-sessions patch: the default logger drops debug messages, so
+	// they are not formatted for it (finding the caller and fmt.Sprint of
+	// keys and message bytes, on every decryption).
+	if _, ok := Logger.(*defaultLogger); ok {
+		return
+	}
 	Logger.Debug(getCaller(), toString(msg...))
 }
 
