@@ -139,14 +139,7 @@ func TestErrClosedIsShuttingDown(t *testing.T) {
 func TestIdleReaderConnectionsClose(t *testing.T) {
 	defer func(was time.Duration) { readerIdleTimeout = was }(readerIdleTimeout)
 	readerIdleTimeout = 100 * time.Millisecond
-	o, err := Open(Options{Path: filepath.Join(t.TempDir(), "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close(context.Background())
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	o, ctx := openTempOutbox(t)
 	var conns []*sql.Conn
 	for range 5 { // held at once, so the pool opens 5 readers
 		c, err := o.db.Conn(ctx)
@@ -183,13 +176,7 @@ func TestIdleReaderConnectionsClose(t *testing.T) {
 // are all in the file). The queue reads bind no LIMIT, which SQLite plans
 // with, so that binding does not expire them.
 func TestOutboxStatementsArePreparedOnce(t *testing.T) {
-	o, err := Open(Options{Path: filepath.Join(t.TempDir(), "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	o, ctx := openTempOutbox(t)
 	busiest := []string{o.q.insertEvent, o.q.insertDelivery, o.q.mark, o.q.next, o.q.nextSkip}
 	prepared := map[string]*sql.Stmt{}
 	for _, q := range busiest {
@@ -242,4 +229,18 @@ func TestOutboxStatementsArePreparedOnce(t *testing.T) {
 	if plain := (*stmtCache)(nil).in(ctx, tx); plain.get(o.q.mark) != nil {
 		t.Error("without a cache, statements should run as text")
 	}
+}
+
+// openTempOutbox opens a SQLite outbox in a temporary directory, closed
+// at the test's end, and a context for its queries that ends in 10 s.
+func openTempOutbox(t *testing.T) (*Outbox, context.Context) {
+	t.Helper()
+	o, err := Open(Options{Path: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return o, ctx
 }
