@@ -18,9 +18,10 @@ import (
 // pinned upstream version plus third_party/libsignal.patch, which gives it
 // (and whatsmeow's Noise handshake and key pairs, through
 // third_party/whatsmeow.patch) an X25519 without golang.org/x/crypto's
-// extra scalar multiplication. These tests fail when either side moves,
-// and check the new X25519 against crypto/ecdh, RFC 7748's vectors and the
-// low-order points.
+// extra scalar multiplication, and debug messages left unformatted for the
+// default logger. TestPatchedCopiesAreThePinnedVersions fails when either
+// side moves; the tests here check the new X25519 against crypto/ecdh,
+// RFC 7748's vectors and the low-order points, and the logger.
 
 // libsignalPatchedFiles are the files the patch changes, as patched
 // (checked by TestPatchedCopiesAreThePinnedVersions).
