@@ -554,7 +554,11 @@ func TestBrowserOutsideTestMode(t *testing.T) {
 	}
 	// The key lasts as long as the tab: a reload signs in by itself.
 	p.do("reload", chromedp.Reload())
-	p.until("the fleet again, without signing in", rowState("fleet0000", "stopped")+` && document.getElementById('signin').hidden`, browserWait)
+	// Live too: the page reads the key when its event stream connects, and
+	// a stream still connecting when the stale key is planted below would
+	// meet a 401 and forget the key before the reload.
+	p.until("the fleet again, without signing in", rowState("fleet0000", "stopped")+
+		` && document.getElementById('signin').hidden && document.getElementById('live').textContent === 'Live'`, browserWait)
 	// A key the service no longer takes (changed meanwhile) sends the
 	// operator back to the sign-in, saying why.
 	p.do("a stale key", chromedp.Evaluate[chromedp.Void](`sessionStorage.setItem('whatsapp-sessions.apiKey', 'stale-key-0123456789abcdefghij')`), chromedp.Reload())
