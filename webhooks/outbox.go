@@ -205,8 +205,7 @@ func Open(opts Options) (*Outbox, error) {
 	}
 	if err == nil {
 		o.db, o.q, o.closeDB, o.node = db, sqliteQueries, db.Close, ""
-		o.stmts = newStmtCache(db)
-		err = o.stmts.prepare(ctx, o.q.insertEvent, o.q.insertDelivery, o.q.mark, o.q.next, o.q.nextSkip)
+		o.stmts, err = prepareStmts(ctx, db, o.q.insertEvent, o.q.insertDelivery, o.q.mark, o.q.next, o.q.nextSkip)
 	}
 	if err == nil {
 		err = o.start(ctx)

@@ -3,86 +3,62 @@ package webhooks
 import (
 	"context"
 	"database/sql"
-	"sync"
 )
 
-// stmtCache keeps the SQLite outbox's busiest statements prepared: each is
-// prepared once on each connection that runs it (database/sql's
-// *sql.Stmt keeps it per connection, and prepares it again on a connection
-// opened since), instead of SQLite parsing and planning its text at every
-// run. While messages arrived, reading the queue and writing events and
-// results that way was a tenth of the service's CPU (BENCHMARKS.md,
-// "The outbox's statements prepared once"). A nil cache runs each text as
-// it is: Postgres's driver caches its statements itself.
+// stmtCache holds the SQLite outbox's busiest statements, prepared when it
+// opens: database/sql's *sql.Stmt keeps each prepared per connection (and
+// prepares it again on a connection opened since), instead of SQLite
+// parsing and planning its text at every run. While messages arrived,
+// reading the queue and writing events and results that way was a tenth of
+// the service's CPU (BENCHMARKS.md, "The outbox's statements prepared
+// once"). A nil cache, or a text it does not hold, runs the text as it is:
+// Postgres's driver caches its statements itself.
+//
+// The cache is filled before the outbox's goroutines start and closed
+// after they end, so it needs no lock.
 type stmtCache struct {
-	db *sql.DB
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	m map[string]*sql.Stmt
 }
 
-func newStmtCache(db *sql.DB) *stmtCache {
-	return &stmtCache{db: db, m: map[string]*sql.Stmt{}}
-}
-
-// prepare prepares qs now: a transaction that prepared one later would
-// wait for a free connection of the pool while it holds the write lock.
-func (c *stmtCache) prepare(ctx context.Context, qs ...string) error {
+// prepareStmts prepares qs on db. They are prepared now rather than on
+// first use: a transaction that prepared one would wait for a free
+// connection of the pool while it holds the write lock.
+func prepareStmts(ctx context.Context, db *sql.DB, qs ...string) (*stmtCache, error) {
+	c := &stmtCache{m: make(map[string]*sql.Stmt, len(qs))}
 	for _, q := range qs {
-		st, err := c.db.PrepareContext(ctx, q)
+		st, err := db.PrepareContext(ctx, q)
 		if err != nil {
-			return err
+			c.close()
+			return nil, err
 		}
-		c.mu.Lock()
 		c.m[q] = st
-		c.mu.Unlock()
 	}
-	return nil
+	return c, nil
 }
 
-// stmt is q prepared, or nil when preparing it failed: the caller then
-// runs q as it is, which reports the error.
-func (c *stmtCache) stmt(ctx context.Context, q string) *sql.Stmt {
-	c.mu.Lock()
-	st, ok := c.m[q]
-	c.mu.Unlock()
-	if ok {
-		return st
-	}
-	// Not under mu: preparing waits for a free connection.
-	st, err := c.db.PrepareContext(ctx, q)
-	if err != nil {
+// stmt is q's prepared statement, or nil.
+func (c *stmtCache) stmt(q string) *sql.Stmt {
+	if c == nil {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if first, ok := c.m[q]; ok { // prepared meanwhile by another caller
-		st.Close()
-		return first
-	}
-	c.m[q] = st
-	return st
+	return c.m[q]
 }
 
-// query runs q with args on db, prepared if c is not nil.
+// query runs q with args on db, prepared if c holds it.
 func (c *stmtCache) query(ctx context.Context, db *sql.DB, q string, args ...any) (*sql.Rows, error) {
-	if c != nil {
-		if st := c.stmt(ctx, q); st != nil {
-			return st.QueryContext(ctx, args...)
-		}
+	if st := c.stmt(q); st != nil {
+		return st.QueryContext(ctx, args...)
 	}
 	return db.QueryContext(ctx, q, args...)
 }
 
-// close closes the prepared statements; the cache is not used after.
+// close closes the prepared statements.
 func (c *stmtCache) close() {
 	if c == nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for q, st := range c.m {
+	for _, st := range c.m {
 		st.Close()
-		delete(c.m, q)
 	}
 }
 
@@ -92,7 +68,7 @@ func (c *stmtCache) in(ctx context.Context, tx *sql.Tx) *txStmts {
 }
 
 // txStmts runs statements in one transaction: prepared (the cache's,
-// bound to the transaction once each) or, without a cache, as they are.
+// bound to the transaction once each) or, without one, as they are.
 type txStmts struct {
 	c   *stmtCache
 	ctx context.Context
@@ -102,13 +78,10 @@ type txStmts struct {
 
 // get is q's statement bound to the transaction, or nil to run q as it is.
 func (t *txStmts) get(q string) *sql.Stmt {
-	if t.c == nil {
-		return nil
-	}
 	if st, ok := t.m[q]; ok {
 		return st
 	}
-	base := t.c.stmt(t.ctx, q)
+	base := t.c.stmt(q)
 	if base == nil {
 		return nil
 	}
