@@ -11,7 +11,6 @@
 package metrics
 
 import (
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -26,38 +25,30 @@ import (
 // Metrics holds every collector of the service. Create it with New; all
 // methods are safe for concurrent use.
 type Metrics struct {
-	reasons map[sessions.Reason]bool
+	descs    sessionDescs
+	counters uint64 // descs.counterSeries()
 
-	sessionState         *prometheus.GaugeVec
-	sessions             *prometheus.GaugeVec
-	sessionConnected     *prometheus.GaugeVec
-	sessionRestarts      *prometheus.CounterVec
-	sessionReconnects    *prometheus.CounterVec
-	sessionDisconnects   *prometheus.CounterVec
-	sessionLastConnected *prometheus.GaugeVec
-	sessionMessages      *prometheus.CounterVec
-	sessionStoreErrors   *prometheus.CounterVec
-	restoreDuration      prometheus.Histogram
-	restoreResults       *prometheus.CounterVec
-	httpRequests         *prometheus.CounterVec
-	httpDuration         *prometheus.HistogramVec
-	webhookDeliveries    *prometheus.CounterVec
-	webhookQueueDepth    prometheus.Gauge
-	webhookLatency       prometheus.Histogram
-	streamClients        prometheus.Gauge
-	streamDropped        prometheus.Counter
-	leasesHeld           prometheus.Gauge
-	leasesLost           prometheus.Counter
-	leaseRenewFailures   prometheus.Counter
-	handovers            prometheus.Counter
+	sessions           *prometheus.GaugeVec
+	restoreDuration    prometheus.Histogram
+	restoreResults     *prometheus.CounterVec
+	httpRequests       *prometheus.CounterVec
+	httpDuration       *prometheus.HistogramVec
+	webhookDeliveries  *prometheus.CounterVec
+	webhookQueueDepth  prometheus.Gauge
+	webhookLatency     prometheus.Histogram
+	streamClients      prometheus.Gauge
+	streamDropped      prometheus.Counter
+	leasesHeld         prometheus.Gauge
+	leasesLost         prometheus.Counter
+	leaseRenewFailures prometheus.Counter
+	handovers          prometheus.Counter
 
-	// mu guards current and makes each SetSessionState and RemoveSession
-	// one step: without it a removal racing with a state change could leave
-	// a one-hot series behind, or the fleet counts could drift from the
-	// per-session gauges. The other per-session series are single updates
-	// that client_golang already makes safe.
-	mu      sync.Mutex
-	current map[string]sessions.State // session -> current state
+	// mu guards perSession and makes each SetSessionState and
+	// RemoveSession one step: without it a removal racing with a state
+	// change could leave a one-hot series behind, or the fleet counts could
+	// drift from the per-session gauges.
+	mu         sync.Mutex
+	perSession map[string]*sessionSeries
 }
 
 // New creates the collectors, registers them on reg together with the Go
@@ -65,19 +56,13 @@ type Metrics struct {
 // prometheus.MustRegister it panics if reg already holds any of them, for
 // example when New is called twice with one registry.
 func New(reg prometheus.Registerer) *Metrics {
+	descs := newSessionDescs()
 	m := &Metrics{
-		reasons: make(map[sessions.Reason]bool),
-		current: make(map[string]sessions.State),
+		descs:      descs,
+		counters:   descs.counterSeries(),
+		perSession: make(map[string]*sessionSeries),
 
-		sessionState:         gauge("whatsapp_session_state", "Current state of a session: 1 for the state it is in, 0 for every other state.", "session", "state"),
-		sessions:             gauge("whatsapp_sessions", "Number of sessions in each state.", "state"),
-		sessionConnected:     gauge("whatsapp_session_connected", "Whether a session is connected and logged in to WhatsApp (1) or not (0).", "session"),
-		sessionRestarts:      counter("whatsapp_session_restarts_total", "Restarts of a session actor after a panic.", "session"),
-		sessionReconnects:    counter("whatsapp_session_reconnects_total", "Reconnection attempts of a session after a transient failure.", "session"),
-		sessionDisconnects:   counter("whatsapp_session_disconnects_total", "Disconnects of a session from WhatsApp, by reason.", "session", "reason"),
-		sessionLastConnected: gauge("whatsapp_session_last_connected_timestamp_seconds", "Unix time at which a session last became connected.", "session"),
-		sessionMessages:      counter("whatsapp_session_messages_total", "Messages received (in) and sent (out) by a session.", "session", "direction"),
-		sessionStoreErrors:   counter("whatsapp_session_store_write_failures_total", "Times a session's store started refusing writes (disk full, I/O error, read-only file).", "session"),
+		sessions: gauge("whatsapp_sessions", "Number of sessions in each state.", "state"),
 		restoreDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "whatsapp_restore_duration_seconds",
 			Help:    "Time a session took to come back from storage, from the start of its restore until it was connected.",
@@ -126,9 +111,6 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 
-	for _, r := range sessions.Reasons {
-		m.reasons[r] = true
-	}
 	// Every state exists from the start with 0, so that "no session is
 	// connected" is a value and not an absent series.
 	for _, s := range sessions.States {
@@ -146,15 +128,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.sessionState,
+		sessionCollector{m},
 		m.sessions,
-		m.sessionConnected,
-		m.sessionRestarts,
-		m.sessionReconnects,
-		m.sessionDisconnects,
-		m.sessionLastConnected,
-		m.sessionMessages,
-		m.sessionStoreErrors,
 		m.restoreDuration,
 		m.restoreResults,
 		m.httpRequests,
@@ -182,81 +157,91 @@ func (m *Metrics) SetSessionState(session string, state sessions.State) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
-	old, known := m.current[session]
-	if known && old == state {
+	s := m.seriesOf(session)
+	if s.state == state {
 		return
 	}
-	if known {
-		m.sessions.WithLabelValues(string(old)).Dec()
-		if !slices.Contains(sessions.States, old) {
-			m.sessionState.DeleteLabelValues(session, string(old))
-		}
+	if s.state != "" {
+		m.sessions.WithLabelValues(string(s.state)).Dec()
 	} else {
-		m.addSessionCounters(session)
+		// Counter series exist at 0 from the session's first state, every
+		// disconnect reason and message direction included: Prometheus sees
+		// a counter's first increment only if the series existed before
+		// it, so without them a session's first restart, reconnect or
+		// disconnect would be missed by increase() and rate(), and the
+		// dashboard's panels would be empty on a healthy fleet.
+		s.present |= m.counters
 	}
-	m.current[session] = state
+	s.state = state
 	m.sessions.WithLabelValues(string(state)).Inc()
-
-	for _, s := range sessions.States {
-		m.sessionState.WithLabelValues(session, string(s)).Set(0)
-	}
-	m.sessionState.WithLabelValues(session, string(state)).Set(1)
 }
 
-// addSessionCounters creates a new session's counter series at 0: every
-// disconnect reason and message direction included. Prometheus sees a
-// counter's first increment only if the series existed before it, so
-// without these a session's first restart, reconnect or disconnect would
-// be missed by increase() and rate(), and the dashboard's panels would be
-// empty on a healthy fleet.
-func (m *Metrics) addSessionCounters(session string) {
-	m.sessionRestarts.WithLabelValues(session)
-	m.sessionReconnects.WithLabelValues(session)
-	for _, r := range sessions.Reasons {
-		m.sessionDisconnects.WithLabelValues(session, string(r))
+// seriesOf returns session's series, created empty on first use. m.mu
+// must be held.
+func (m *Metrics) seriesOf(session string) *sessionSeries {
+	s, ok := m.perSession[session]
+	if !ok {
+		s = &sessionSeries{values: make([]float64, len(m.descs.series))}
+		m.perSession[session] = s
 	}
-	m.sessionMessages.WithLabelValues(session, string(sessions.DirectionIn))
-	m.sessionMessages.WithLabelValues(session, string(sessions.DirectionOut))
-	m.sessionStoreErrors.WithLabelValues(session)
+	return s
+}
+
+// setSeries sets series i of session to v.
+func (m *Metrics) setSeries(session string, i int, v float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.seriesOf(session)
+	s.values[i] = v
+	s.present |= 1 << i
+}
+
+// countSeries adds one to series i of session.
+func (m *Metrics) countSeries(session string, i int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.seriesOf(session)
+	s.values[i]++
+	s.present |= 1 << i
 }
 
 // SetSessionConnected records whether session is connected to WhatsApp.
 func (m *Metrics) SetSessionConnected(session string, connected bool) {
-	v := 0.0
-	if connected {
-		v = 1
-	}
-	m.sessionConnected.WithLabelValues(session).Set(v)
+	m.setSeries(session, seriesConnected, oneIf(connected))
 }
 
 // SessionRestarted counts a restart of session's actor after a panic.
 func (m *Metrics) SessionRestarted(session string) {
-	m.sessionRestarts.WithLabelValues(session).Inc()
+	m.countSeries(session, seriesRestarts)
 }
 
 // SessionReconnected counts a reconnection attempt of session.
 func (m *Metrics) SessionReconnected(session string) {
-	m.sessionReconnects.WithLabelValues(session).Inc()
+	m.countSeries(session, seriesReconnects)
 }
 
 // SessionDisconnected counts a disconnect of session for reason, one of
 // sessions.Reasons; any other reason is counted as sessions.ReasonOther.
 func (m *Metrics) SessionDisconnected(session string, reason sessions.Reason) {
-	if !m.reasons[reason] {
-		reason = sessions.ReasonOther
+	i, ok := m.descs.reason[reason]
+	if !ok {
+		i = m.descs.reason[sessions.ReasonOther]
 	}
-	m.sessionDisconnects.WithLabelValues(session, string(reason)).Inc()
+	m.countSeries(session, i)
 }
 
 // SetSessionLastConnected records t as the time session last became connected.
 func (m *Metrics) SetSessionLastConnected(session string, t time.Time) {
-	v := float64(t.UnixNano()) / 1e9
-	m.sessionLastConnected.WithLabelValues(session).Set(v)
+	m.setSeries(session, seriesLastConnected, float64(t.UnixNano())/1e9)
 }
 
 // SessionMessage counts one message of session in direction.
 func (m *Metrics) SessionMessage(session string, direction sessions.Direction) {
-	m.sessionMessages.WithLabelValues(session, string(direction)).Inc()
+	i := seriesMessagesIn
+	if direction == sessions.DirectionOut {
+		i = seriesMessagesOut
+	}
+	m.countSeries(session, i)
 }
 
 // RemoveSession deletes every series labelled with session and takes the
@@ -266,25 +251,16 @@ func (m *Metrics) RemoveSession(session string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
-	if state, ok := m.current[session]; ok {
-		m.sessions.WithLabelValues(string(state)).Dec()
-		delete(m.current, session)
+	if s, ok := m.perSession[session]; ok && s.state != "" {
+		m.sessions.WithLabelValues(string(s.state)).Dec()
 	}
-	l := prometheus.Labels{"session": session}
-	m.sessionState.DeletePartialMatch(l)
-	m.sessionConnected.DeletePartialMatch(l)
-	m.sessionRestarts.DeletePartialMatch(l)
-	m.sessionReconnects.DeletePartialMatch(l)
-	m.sessionDisconnects.DeletePartialMatch(l)
-	m.sessionLastConnected.DeletePartialMatch(l)
-	m.sessionMessages.DeletePartialMatch(l)
-	m.sessionStoreErrors.DeletePartialMatch(l)
+	delete(m.perSession, session)
 }
 
 // SessionStoreWriteFailed counts a session's store refusing a write (disk
 // full, I/O error, read-only file) after writes had been succeeding.
 func (m *Metrics) SessionStoreWriteFailed(session string) {
-	m.sessionStoreErrors.WithLabelValues(session).Inc()
+	m.countSeries(session, seriesStoreErrors)
 }
 
 // ObserveRestore records how long one session took to be restored: from the
