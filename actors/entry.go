@@ -81,8 +81,8 @@ type entry struct {
 }
 
 type inflightCmd struct {
-	cmd sessionCmd
-	at  time.Time
+	fail func(error) // the command's failer
+	at   time.Time
 }
 
 // move changes e's phase, if phaseMoves allows it. A refused move is a bug

@@ -471,14 +471,16 @@ func (m *manager) forward(ctx actor.Context, e *entry, cmd sessionCmd) {
 			keep = append(keep, c)
 		}
 	}
-	e.inflight = append(keep, inflightCmd{cmd: cmd, at: now})
+	// The dropped ones' slots too: the array still holds them otherwise.
+	clear(e.inflight[len(keep):])
+	e.inflight = append(keep, inflightCmd{fail: cmd.failer(), at: now})
 	ctx.Send(e.pid, cmd)
 }
 
 // failInflight answers every command e's actor may have dropped.
 func (m *manager) failInflight(id string, e *entry) {
 	for _, c := range e.inflight {
-		c.cmd.fail(sessions.WrongState(e.status.State, "session %s stopped before it could answer", id))
+		c.fail(sessions.WrongState(e.status.State, "session %s stopped before it could answer", id))
 	}
 	e.inflight = nil
 }

@@ -115,8 +115,24 @@ type (
 )
 
 // sessionCmd is a command the manager forwards to a session actor; fail
-// answers it when there is no actor to forward to.
-type sessionCmd interface{ fail(error) }
+// answers it when there is no actor to forward to. failer returns fail
+// bound to the command's reply channel alone, for the manager to keep
+// while the actor may not have read the command: keeping the command itself
+// would keep its payload and the asker's context (for a send, the whole
+// HTTP request) alive that long.
+type sessionCmd interface {
+	fail(error)
+	failer() func(error)
+}
+
+// failWith fails, with the zero value and the error given, whoever waits
+// on ch.
+func failWith[T any](ch chan<- reply[T]) func(error) {
+	return func(err error) {
+		var zero T
+		answer(ch, zero, err)
+	}
+}
 
 // Commands to a session actor.
 type (
@@ -158,6 +174,16 @@ func (c panicCmd) fail(err error)     { answer(c.reply, struct{}{}, err) }
 func (c inspectReq) fail(err error)   { answer(c.reply, sessions.Inspection{}, err) }
 func (c sendCmd) fail(err error)      { answer(c.reply, sessions.SentMessage{}, err) }
 func (c markReadCmd) fail(err error)  { answer(c.reply, struct{}{}, err) }
+
+func (c qrReq) failer() func(error)        { return failWith(c.reply) }
+func (c pairPhoneCmd) failer() func(error) { return failWith(c.reply) }
+func (c logoutCmd) failer() func(error)    { return failWith(c.reply) }
+func (c startCmd) failer() func(error)     { return failWith(c.reply) }
+func (restartCmd) failer() func(error)     { return func(error) {} }
+func (c panicCmd) failer() func(error)     { return failWith(c.reply) }
+func (c inspectReq) failer() func(error)   { return failWith(c.reply) }
+func (c sendCmd) failer() func(error)      { return failWith(c.reply) }
+func (c markReadCmd) failer() func(error)  { return failWith(c.reply) }
 
 // Session-actor internal messages. Each carries the link it belongs to, so
 // a result from a link the actor has since closed is ignored.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -116,6 +117,36 @@ func TestSendAnswersOnceSentAndCounts(t *testing.T) {
 	// A received message (committed by the client) counts in.
 	m.opener.last("alice").emit(whatsapp.MessageReceived{})
 	eventually(t, func() bool { return m.messages("alice", sessions.DirectionIn) == 1 }, "messages in to be 1")
+}
+
+// The manager remembers a forwarded command until the actor must have read
+// it, to fail it if the actor stops first. It must not keep the asker's
+// context (for a send through the API, the whole HTTP request) or the
+// payload alive meanwhile: after a burst of sends, those kept per session
+// were scattered among the burst's garbage, and each pinned its heap span.
+func TestAnsweredSendIsNotKeptAlive(t *testing.T) {
+	m := newMessaging(t, "")
+	m.connected("alice")
+	type asker struct{ _ [256]byte }
+	collected := make(chan struct{})
+	send := func() {
+		a := &asker{}
+		runtime.AddCleanup(a, func(struct{}) { close(collected) }, struct{}{})
+		ctx := context.WithValue(context.Background(), asker{}, a)
+		if _, err := m.mgr.Send(ctx, "alice", sessions.SendRequest{To: "+4915112345678", Text: "hello"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send()
+	eventually(t, func() bool {
+		runtime.GC()
+		select {
+		case <-collected:
+			return true
+		default:
+			return false
+		}
+	}, "the answered send's context to be collected")
 }
 
 func TestSendErrors(t *testing.T) {
