@@ -19,6 +19,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"strconv"
 	"sync"
 	"time"
@@ -81,9 +82,12 @@ type Event struct {
 	// for session.state, the whole event envelope (as webhooks POST it)
 	// for the other types.
 	Data []byte
-	// id is the published event's id, for dropping a redelivered
-	// duplicate.
-	id string
+	// idHash is the hash of the published event's id, for dropping a
+	// redelivered duplicate. The ring keeps the hash, not the id: an id
+	// string per event, kept as long as the event is, was one more small
+	// object scattered among a burst's garbage, keeping its heap span
+	// resident after the burst.
+	idHash uint64
 }
 
 // Hub is the ring and its subscribers. Its methods are safe for
@@ -92,12 +96,18 @@ type Hub struct {
 	size, maxLag, maxClients int
 	obs                      Observer
 
-	mu     sync.Mutex
-	ring   []Event // circular: the oldest at start, n of them
-	start  int
-	n      int
-	next   uint64            // the next event's sequence number
-	ids    map[string]uint64 // event id -> seq, for the events in the ring
+	mu    sync.Mutex
+	ring  []Event // circular: the oldest at start, n of them
+	start int
+	n     int
+	next  uint64 // the next event's sequence number
+	// ids maps the hash of each event id in the ring to its sequence
+	// number. A new id's hash matches one of a full ring's 10,000 others
+	// with a probability of 10,000 / 2^64 (5e-16): then that event is
+	// dropped from the stream as a redelivery (never from the webhooks,
+	// which the outbox feeds).
+	ids    map[uint64]uint64
+	idSeed maphash.Seed
 	subs   map[*Subscription]struct{}
 	closed bool
 }
@@ -115,7 +125,8 @@ func New(opts Options) *Hub {
 		maxClients: opts.MaxClients,
 		obs:        opts.Observer,
 		next:       first,
-		ids:        map[string]uint64{},
+		ids:        map[uint64]uint64{},
+		idSeed:     maphash.MakeSeed(),
 		subs:       map[*Subscription]struct{}{},
 	}
 	h.ring = make([]Event, h.size)
@@ -138,7 +149,7 @@ func (h *Hub) Add(evs ...sessions.Event) {
 			}
 			data = b
 		}
-		out = append(out, Event{Type: ev.Type, SenderID: ev.SenderID, Data: data, id: ev.ID})
+		out = append(out, Event{Type: ev.Type, SenderID: ev.SenderID, Data: data, idHash: maphash.String(h.idSeed, ev.ID)})
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -147,7 +158,7 @@ func (h *Hub) Add(evs ...sessions.Event) {
 	}
 	added := false
 	for _, ev := range out {
-		if _, dup := h.ids[ev.id]; dup {
+		if _, dup := h.ids[ev.idHash]; dup {
 			continue
 		}
 		ev.Seq = h.next
@@ -176,8 +187,8 @@ func (h *Hub) Add(evs ...sessions.Event) {
 func (h *Hub) push(ev Event) {
 	if h.n == h.size {
 		old := h.ring[h.start]
-		if h.ids[old.id] == old.Seq {
-			delete(h.ids, old.id)
+		if h.ids[old.idHash] == old.Seq {
+			delete(h.ids, old.idHash)
 		}
 		h.ring[h.start] = Event{}
 		h.start = (h.start + 1) % h.size
@@ -185,7 +196,7 @@ func (h *Hub) push(ev Event) {
 	}
 	h.ring[(h.start+h.n)%h.size] = ev
 	h.n++
-	h.ids[ev.id] = ev.Seq
+	h.ids[ev.idHash] = ev.Seq
 }
 
 // bySeq is the event with sequence number seq, which the ring holds.
