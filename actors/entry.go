@@ -76,12 +76,17 @@ type entry struct {
 	// inflight are commands forwarded to the actor that it may not have
 	// read yet: an actor that stops drops what is left in its mailbox, so
 	// the manager fails them then (a command already answered keeps its
-	// first answer).
-	inflight []inflightCmd
+	// first answer). The actor reports each command it reads, in the order
+	// it was forwarded (a mailbox is first in, first out): forwarded and
+	// read count them, and a command whose number is below read is
+	// forgotten.
+	inflight        []inflightCmd
+	forwarded, read uint64
 }
 
 type inflightCmd struct {
 	fail func(error) // the command's failer
+	seq  uint64      // its number among the commands forwarded to this actor
 	at   time.Time
 }
 

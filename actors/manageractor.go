@@ -59,6 +59,8 @@ func (m *manager) Receive(ctx actor.Context) {
 		answer(msg.reply, m.fleet(), nil)
 	case statusUpdate:
 		m.onStatus(msg)
+	case cmdRead:
+		m.onCmdRead(msg)
 	case sessionRestarted:
 		m.onRestarted(msg)
 	case *actor.Terminated:
@@ -461,28 +463,46 @@ func (m *manager) onForward(ctx actor.Context, msg forwardCmd) {
 	}
 }
 
-// forward sends cmd to e's actor and remembers it until it can no longer
-// be waited for.
+// forward sends cmd to e's actor and remembers it until the actor has read
+// it, or it can no longer be waited for.
 func (m *manager) forward(ctx actor.Context, e *entry, cmd sessionCmd) {
 	now := time.Now()
-	keep := e.inflight[:0]
-	for _, c := range e.inflight {
-		if now.Sub(c.at) < m.requestTimeout {
-			keep = append(keep, c)
-		}
-	}
-	// The dropped ones' slots too: the array still holds them otherwise.
-	clear(e.inflight[len(keep):])
-	e.inflight = append(keep, inflightCmd{fail: cmd.failer(), at: now})
+	m.forget(e, func(c inflightCmd) bool { return now.Sub(c.at) >= m.requestTimeout })
+	e.inflight = append(e.inflight, inflightCmd{fail: cmd.failer(), seq: e.forwarded, at: now})
+	e.forwarded++
 	ctx.Send(e.pid, cmd)
 }
 
-// failInflight answers every command e's actor may have dropped.
+// onCmdRead forgets the oldest command forwarded to the actor that read it.
+func (m *manager) onCmdRead(msg cmdRead) {
+	e := m.sessions[m.byPID[msg.pid.Id]]
+	if e == nil || e.pid == nil || !e.pid.Equal(msg.pid) {
+		return // a late report of an actor since replaced
+	}
+	e.read++
+	m.forget(e, func(c inflightCmd) bool { return c.seq < e.read })
+}
+
+// forget drops e's remembered commands for which done holds, clearing
+// their slots: the array would hold them otherwise.
+func (m *manager) forget(e *entry, done func(inflightCmd) bool) {
+	keep := e.inflight[:0]
+	for _, c := range e.inflight {
+		if !done(c) {
+			keep = append(keep, c)
+		}
+	}
+	clear(e.inflight[len(keep):])
+	e.inflight = keep
+}
+
+// failInflight answers every command e's actor may have dropped, and
+// starts counting again for the session's next actor.
 func (m *manager) failInflight(id string, e *entry) {
 	for _, c := range e.inflight {
 		c.fail(sessions.WrongState(e.status.State, "session %s stopped before it could answer", id))
 	}
-	e.inflight = nil
+	e.inflight, e.forwarded, e.read = nil, 0, 0
 }
 
 func (m *manager) onShutdown(ctx actor.Context, msg shutdownCmd) {

@@ -112,6 +112,9 @@ type (
 		pid    *actor.PID
 		status sessions.Status
 	}
+	// cmdRead: a session actor has read the oldest command the manager
+	// forwarded to it that it had not read yet.
+	cmdRead struct{ pid *actor.PID }
 )
 
 // sessionCmd is a command the manager forwards to a session actor; fail

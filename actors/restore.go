@@ -139,7 +139,7 @@ func (m *manager) restoreAll(ctx actor.Context, ids []string, stopped int) {
 		m.run.found++
 		m.run.pending[id] = now
 		if e := m.sessions[id]; e != nil && e.phase == phaseRunning {
-			ctx.Send(e.pid, restartCmd{})
+			m.forward(ctx, e, restartCmd{})
 			continue
 		}
 		m.spawn(ctx, id, modeRestore, true)

@@ -147,6 +147,11 @@ func (s *session) Receive(ctx actor.Context) {
 			panic(r)
 		}
 	}()
+	if _, ok := ctx.Message().(sessionCmd); ok {
+		// Every command reaches the actor through the manager's forward,
+		// which remembers it until this report.
+		ctx.Send(ctx.Parent(), cmdRead{pid: ctx.Self()})
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		s.start(ctx)
