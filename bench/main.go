@@ -49,7 +49,7 @@ type bench struct {
 	msgSessions, msgRate, sendRate                                  int
 	streamSessions, streamRepeat, clusterRuns                       int
 	streamClients                                                   []int
-	settle, duration, msgDuration, sendDuration                     time.Duration
+	settle, duration, msgDuration, sendDuration, msgRest            time.Duration
 	dbOnly                                                          bool // -store-files db: whatsapp.db alone
 	serviceEnv, backoffs                                            []string
 	scenarios                                                       map[string]bool
@@ -95,6 +95,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&b.msgDuration, "msg-duration", time.Minute, "messaging: how long the contacts send")
 	fs.IntVar(&b.sendRate, "send-rate", 500, "messaging: messages a second the sessions send through the API, in total")
 	fs.DurationVar(&b.sendDuration, "send-duration", time.Minute, "messaging: how long the sessions send")
+	fs.DurationVar(&b.msgRest, "msg-rest", 30*time.Second, "messaging: after both phases, when to read RSS again, once the stores closed and the service gave memory back (0: skip)")
 	fs.IntVar(&b.streamSessions, "stream-sessions", 1000, "stream: stored sessions restored")
 	streamClients := fs.String("stream-clients", "0,100", "stream: numbers of event stream clients, one fresh service each")
 	fs.IntVar(&b.streamRepeat, "stream-repeat", 1, "stream: run the -stream-clients list this many times")

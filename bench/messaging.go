@@ -45,10 +45,11 @@ type messagingResult struct {
 	send      msgPhase
 	sendLater dist // the sends that were not their session's first
 	// RSS per session (minus a 0-session service's) once connected and
-	// settled, and again after both phases and -settle.
-	rssBefore, rssAfter float64
-	shutdown            dur
-	failure             string
+	// settled, again after both phases and -settle, and once more -msg-rest
+	// after both phases (0 when skipped).
+	rssBefore, rssAfter, rssRested float64
+	shutdown                       dur
+	failure                        string
 }
 
 // msgPhase is one open-loop phase: messages at a fixed rate for a while.
@@ -333,13 +334,25 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 	stopSampling()
 
 	// Once settled: memory, the fake's view, what the receiver got.
+	phasesEnd := time.Now()
 	time.Sleep(b.settle)
+	rssPerSession := func() float64 {
+		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		m, err := fr.svc.api.Metrics(mctx)
+		if err != nil {
+			return 0
+		}
+		rss, _ := client.Sample(m, "process_resident_memory_bytes")
+		return (rss - base.res.rss) / float64(n)
+	}
+	res.rssAfter = rssPerSession()
+	if b.msgRest > b.settle {
+		time.Sleep(time.Until(phasesEnd.Add(b.msgRest)))
+		res.rssRested = rssPerSession()
+	}
 	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if m, err := fr.svc.api.Metrics(mctx); err == nil {
-		rss, _ := client.Sample(m, "process_resident_memory_bytes")
-		res.rssAfter = (rss - base.res.rss) / float64(n)
-	}
 	if st, err := fake.Stats(mctx); err == nil {
 		res.fakeUndecryptable, res.fakeQueued = st.Undecryptable, st.Queued
 	}

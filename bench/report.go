@@ -160,8 +160,12 @@ func writeMessaging(w io.Writer, m messagingResult) {
 			s.generatorLate, s.serviceCPU, cpuPer(s, s.sent), s.fakeCPU, s.self, others(s.taken)}})
 	fmt.Fprintf(w, "  receiver: events %v; deliveries with a webhook-id seen before: %d; bad signatures: %d\n", m.events, m.duplicates, m.badSignatures)
 	fmt.Fprintf(w, "  whatsapp_webhook_delivery_seconds (from the event's WhatsApp timestamp, whole seconds): le 0.5/1/2.5 s and count: %v\n", m.deliverySeconds)
-	fmt.Fprintf(w, "  RSS per session (minus a 0-session service): %s connected and settled, %s after both phases; fake server: %d undecryptable, %d queued; shutdown %v\n",
-		kib(m.rssBefore), kib(m.rssAfter), m.fakeUndecryptable, m.fakeQueued, m.shutdown)
+	rested := ""
+	if m.rssRested > 0 {
+		rested = fmt.Sprintf(", %s at rest (-msg-rest after both phases)", kib(m.rssRested))
+	}
+	fmt.Fprintf(w, "  RSS per session (minus a 0-session service): %s connected and settled, %s after both phases%s; fake server: %d undecryptable, %d queued; shutdown %v\n",
+		kib(m.rssBefore), kib(m.rssAfter), rested, m.fakeUndecryptable, m.fakeQueued, m.shutdown)
 	for _, e := range []string{r.firstErr, s.firstErr, m.failure} {
 		if e != "" {
 			fmt.Fprintln(w, "  error: "+e)
