@@ -326,6 +326,10 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 		}
 	}))
 	w.end(ps)
+	// The load generator is done: its idle keep-alive connections (up to
+	// 512, each holding the server's buffers and goroutine until the
+	// server's idle timeout) are not the sessions' memory.
+	hc.CloseIdleConnections()
 	ps.latency, res.sendLater = summarize(lats2), summarize(later)
 	if err := os.WriteFile(filepath.Join(b.work, "logs", "messaging-send-timeline.csv"), sendRows.Bytes(), 0o644); err != nil {
 		logf("messaging: send timeline: %v", err)
