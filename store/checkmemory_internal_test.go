@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"modernc.org/sqlite"
 )
@@ -66,5 +68,67 @@ func TestCheckedStoreDoesNotKeepItsPagesCached(t *testing.T) {
 	t.Logf("page cache: %d bytes after Open, %d after another quick_check", afterOpen, afterCheck)
 	if afterOpen*2 > afterCheck {
 		t.Errorf("after Open the connection caches %d bytes, more than half of what a quick_check leaves (%d): Open keeps the pages its check read", afterOpen, afterCheck)
+	}
+}
+
+// At most the capacity of Dir.checks quick_checks run at once: each reads
+// its whole store into the page cache, and a restore of stores that never
+// had a clean close opened dozens at once, which raised its peak memory by
+// a third. A store waiting for a slot has not opened its connection yet;
+// a store with a clean marker needs no slot.
+func TestQuickChecksWaitForASlot(t *testing.T) {
+	root := t.TempDir()
+	d, err := OpenDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ctx := context.Background()
+	for _, id := range []string{"clean", "unclean"} {
+		s, err := d.Open(ctx, id, OpenOptions{Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(root, sessionPrefix+"unclean", cleanFile)); err != nil {
+		t.Fatal(err)
+	}
+	for range cap(d.checks) {
+		d.checks <- struct{}{}
+	}
+
+	clean, err := d.Open(ctx, "clean", OpenOptions{})
+	if err != nil {
+		t.Fatalf("a clean store waited for a check slot: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if s, err := d.Open(short, "unclean", OpenOptions{}); !errors.Is(err, context.DeadlineExceeded) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open with every check slot taken: %v, want it to wait until its context ends", err)
+	}
+	d.mem.mu.Lock()
+	peak := d.mem.peak
+	d.mem.mu.Unlock()
+	if peak != 1 {
+		t.Errorf("%d connections were open at once, want 1 (the clean store's): the waiting store opened its connection", peak)
+	}
+	clean.Close()
+
+	for range cap(d.checks) {
+		<-d.checks
+	}
+	s, err := d.Open(ctx, "unclean", OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if !s.Checked {
+		t.Error("the store without a clean marker was not checked")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +36,10 @@ type Dir struct {
 	// mem counts the open connections of the stores opened here, and
 	// gives memory back after many closed (see reclaimer).
 	mem *reclaimer
+	// checks holds a slot for each quick_check running: each reads its
+	// whole store into the page cache, so many at once raised a restore's
+	// peak memory without finishing any sooner on a few cores.
+	checks chan struct{}
 }
 
 // OpenDir creates root if needed (0700) and takes its lock. A second
@@ -81,7 +86,8 @@ func OpenDir(root string) (*Dir, error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &Dir{root: abs, lock: f, groupWritable: fi.Mode().Perm()&0o020 != 0, mem: newReclaimer()}, nil
+	return &Dir{root: abs, lock: f, groupWritable: fi.Mode().Perm()&0o020 != 0, mem: newReclaimer(),
+		checks: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}, nil
 }
 
 // checkDirMode refuses a sessions directory that every local user may

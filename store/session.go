@@ -238,7 +238,7 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 		return nil, err
 	}
 
-	if err := check(ctx, db, !clean); err != nil {
+	if err := d.check(ctx, db, !clean); err != nil {
 		return fail(db.Close, err)
 	}
 	// A clean close of this store may mark it clean from now on.
@@ -275,20 +275,30 @@ func withDriverConn(ctx context.Context, db *sql.DB, f func(driver.Conn) error) 
 
 // check runs quick_check if full, and takes (and drops) the write lock, so
 // that a read-only or full store is reported now rather than at the first
-// write.
-func check(ctx context.Context, db *sql.DB, full bool) error {
+// write. At most d.checks' capacity of quick_checks run at once.
+func (d *Dir) check(ctx context.Context, db *sql.DB, full bool) error {
 	if full {
-		if err := quickCheck(ctx, db); err != nil {
+		select {
+		case d.checks <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		err := quickCheck(ctx, db)
+		if err == nil {
+			// quick_check read every page of the store into the
+			// connection's page cache, kept until the connection closes:
+			// ~350 KiB of RSS per open store in a restore of seeded stores
+			// (BENCHMARKS.md). A restore has dozens of stores open at
+			// once, so that made its peak a third higher on stores without
+			// a clean close. shrink_memory frees the cache's unused pages;
+			// login reads the few it needs again. Best effort: a store
+			// that stays cached works the same.
+			_, _ = db.ExecContext(ctx, "PRAGMA shrink_memory")
+		}
+		<-d.checks
+		if err != nil {
 			return err
 		}
-		// quick_check read every page of the store into the connection's
-		// page cache, kept until the connection closes: ~350 KiB of RSS
-		// per open store in a restore of seeded stores (BENCHMARKS.md). A
-		// restore has dozens of stores open at once, so that made its peak
-		// a third higher on stores without a clean close. shrink_memory
-		// frees the cache's unused pages; login reads the few it needs
-		// again. Best effort: a store that stays cached works the same.
-		_, _ = db.ExecContext(ctx, "PRAGMA shrink_memory")
 	}
 	tx, err := db.BeginTx(ctx, nil) // _txlock=immediate: takes the write lock
 	if err != nil {
