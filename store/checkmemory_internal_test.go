@@ -33,26 +33,38 @@ func pageCacheUsed(t *testing.T, s *Session) int {
 // each hold their whole file (stores that never had a clean close peaked
 // at 600 KiB each instead of 280). Nothing is lost: the store opens
 // checked, with its device.
-func TestCheckedStoreDoesNotKeepItsPagesCached(t *testing.T) {
+// dirWithStores is a new Dir holding a closed store (whatsmeow's schema: a
+// page per table and index) for each id, with its clean marker unless it
+// is in unclean.
+func dirWithStores(t *testing.T, ids []string, unclean ...string) *Dir {
+	t.Helper()
 	root := t.TempDir()
 	d, err := OpenDir(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	ctx := context.Background()
-	s, err := d.Open(ctx, "a", OpenOptions{Create: true}) // whatsmeow's schema: a page per table and index
-	if err != nil {
-		t.Fatal(err)
+	for _, id := range ids {
+		s, err := d.Open(context.Background(), id, OpenOptions{Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+	for _, id := range unclean {
+		if err := os.Remove(filepath.Join(root, sessionPrefix+id, cleanFile)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.Remove(filepath.Join(root, sessionPrefix+"a", cleanFile)); err != nil {
-		t.Fatal(err)
-	}
+	return d
+}
 
-	s, err = d.Open(ctx, "a", OpenOptions{})
+func TestCheckedStoreDoesNotKeepItsPagesCached(t *testing.T) {
+	d := dirWithStores(t, []string{"a"}, "a")
+	ctx := context.Background()
+	s, err := d.Open(ctx, "a", OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,25 +89,8 @@ func TestCheckedStoreDoesNotKeepItsPagesCached(t *testing.T) {
 // a third. A store waiting for a slot has not opened its connection yet;
 // a store with a clean marker needs no slot.
 func TestQuickChecksWaitForASlot(t *testing.T) {
-	root := t.TempDir()
-	d, err := OpenDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := dirWithStores(t, []string{"clean", "unclean"}, "unclean")
 	ctx := context.Background()
-	for _, id := range []string{"clean", "unclean"} {
-		s, err := d.Open(ctx, id, OpenOptions{Create: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Remove(filepath.Join(root, sessionPrefix+"unclean", cleanFile)); err != nil {
-		t.Fatal(err)
-	}
 	for range cap(d.checks) {
 		d.checks <- struct{}{}
 	}
