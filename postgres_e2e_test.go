@@ -184,6 +184,12 @@ func TestPostgresOutboxAcrossRestart(t *testing.T) {
 	cfg.WebhookURL, cfg.WebhookSecret = rcv.URL, secret
 	svc := e2e.Start(t, cfg)
 	svc.Pair("alice")
+	// Down drops the requests in flight; one the receiver had already
+	// accepted is tried again (at least once), and the receiver would see
+	// it twice. So the pairing's events are all delivered first.
+	waitUntil(t, "the pairing's events delivered", func() bool {
+		return queryInt(t, db, "SELECT count(*) FROM ws_deliveries WHERE state IN ('pending', 'failed')") == 0
+	})
 	rcv.Down()
 	if _, err := svc.Client.Stop(context.Background(), "alice"); err != nil {
 		t.Fatal(err)
