@@ -455,9 +455,9 @@ func (m *manager) onForward(ctx actor.Context, msg forwardCmd) {
 	e := m.sessions[msg.id]
 	switch {
 	case e == nil:
-		msg.msg.fail(sessions.ErrNotFound)
+		msg.msg.failer()(sessions.ErrNotFound)
 	case e.phase != phaseRunning:
-		msg.msg.fail(sessions.WrongState(e.status.State, "session %s is %s", msg.id, e.status.State))
+		msg.msg.failer()(sessions.WrongState(e.status.State, "session %s is %s", msg.id, e.status.State))
 	default:
 		m.forward(ctx, e, msg.msg)
 	}

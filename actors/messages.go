@@ -117,14 +117,14 @@ type (
 	cmdRead struct{ pid *actor.PID }
 )
 
-// sessionCmd is a command the manager forwards to a session actor; fail
-// answers it when there is no actor to forward to. failer returns fail
-// bound to the command's reply channel alone, for the manager to keep
-// while the actor may not have read the command: keeping the command itself
-// would keep its payload and the asker's context (for a send, the whole
-// HTTP request) alive that long.
+// sessionCmd is a command the manager forwards to a session actor. failer
+// returns what answers it with an error (when there is no actor to forward
+// to, or the actor cannot do it): a function that holds the command's
+// reply channel alone, so that the manager can keep it while the actor may
+// not have read the command. Keeping the command itself would keep its
+// payload and the asker's context (for a send, the whole HTTP request)
+// alive that long.
 type sessionCmd interface {
-	fail(error)
 	failer() func(error)
 }
 
@@ -168,21 +168,11 @@ type (
 	}
 )
 
-func (c qrReq) fail(err error)        { answer(c.reply, sessions.QR{}, err) }
-func (c pairPhoneCmd) fail(err error) { answer(c.reply, "", err) }
-func (c logoutCmd) fail(err error)    { answer(c.reply, sessions.Status{}, err) }
-func (c startCmd) fail(err error)     { answer(c.reply, sessions.CreateResult{}, err) }
-func (restartCmd) fail(error)         {}
-func (c panicCmd) fail(err error)     { answer(c.reply, struct{}{}, err) }
-func (c inspectReq) fail(err error)   { answer(c.reply, sessions.Inspection{}, err) }
-func (c sendCmd) fail(err error)      { answer(c.reply, sessions.SentMessage{}, err) }
-func (c markReadCmd) fail(err error)  { answer(c.reply, struct{}{}, err) }
-
 func (c qrReq) failer() func(error)        { return failWith(c.reply) }
 func (c pairPhoneCmd) failer() func(error) { return failWith(c.reply) }
 func (c logoutCmd) failer() func(error)    { return failWith(c.reply) }
 func (c startCmd) failer() func(error)     { return failWith(c.reply) }
-func (restartCmd) failer() func(error)     { return func(error) {} }
+func (restartCmd) failer() func(error)     { return func(error) {} } // nobody waits for it
 func (c panicCmd) failer() func(error)     { return failWith(c.reply) }
 func (c inspectReq) failer() func(error)   { return failWith(c.reply) }
 func (c sendCmd) failer() func(error)      { return failWith(c.reply) }

@@ -561,7 +561,7 @@ func (s *session) onRetryDue(ctx actor.Context, m retryDue) {
 
 func (s *session) onQR(m qrReq) {
 	if s.st.State != sessions.StatePairing || s.qr.Code == "" {
-		m.fail(sessions.WrongState(s.st.State, "session %s is %s, not pairing: no QR code to show", s.id, s.st.State))
+		m.failer()(sessions.WrongState(s.st.State, "session %s is %s, not pairing: no QR code to show", s.id, s.st.State))
 		return
 	}
 	answer(m.reply, s.qr, nil)
@@ -570,7 +570,7 @@ func (s *session) onQR(m qrReq) {
 func (s *session) onPairPhone(ctx actor.Context, m pairPhoneCmd) {
 	c := s.clientIf(sessions.StatePairing)
 	if c == nil || s.qr.Code == "" {
-		m.fail(sessions.WrongState(s.st.State, "session %s is %s: a pairing code needs a session that is pairing (create it first)", s.id, s.st.State))
+		m.failer()(sessions.WrongState(s.st.State, "session %s is %s: a pairing code needs a session that is pairing (create it first)", s.id, s.st.State))
 		return
 	}
 	l, pid, send := s.link, ctx.Self(), s.deps.send
@@ -592,7 +592,7 @@ func (s *session) onPairPhoneDone(m pairPhoneDone) {
 }
 
 func (s *session) onLogout(ctx actor.Context, m logoutCmd) {
-	s.whileConnected(ctx, m.fail, "logout needs a connected session, since WhatsApp must unlink the device (DELETE removes a session in any state)",
+	s.whileConnected(ctx, m.failer(), "logout needs a connected session, since WhatsApp must unlink the device (DELETE removes a session in any state)",
 		func(c whatsapp.Client, l *link) any {
 			return logoutDone{link: l, err: c.Logout(l.ctx), reply: m.reply}
 		})
@@ -638,7 +638,7 @@ func (s *session) onLogoutDone(ctx actor.Context, m logoutDone) {
 // onSend sends a message through a connected session's client, off the
 // mailbox; sendDone answers.
 func (s *session) onSend(ctx actor.Context, m sendCmd) {
-	s.whileConnected(ctx, m.fail, "sending needs a connected session", func(c whatsapp.Client, l *link) any {
+	s.whileConnected(ctx, m.failer(), "sending needs a connected session", func(c whatsapp.Client, l *link) any {
 		wctx, cancel := l.bound(m.ctx)
 		defer cancel()
 		sent, err := c.Send(wctx, m.out)
@@ -658,7 +658,7 @@ func (s *session) onSendDone(m sendDone) {
 // onMarkRead sends a read receipt through a connected session's client,
 // off the mailbox; markReadDone answers.
 func (s *session) onMarkRead(ctx actor.Context, m markReadCmd) {
-	s.whileConnected(ctx, m.fail, "marking a message read needs a connected session", func(c whatsapp.Client, l *link) any {
+	s.whileConnected(ctx, m.failer(), "marking a message read needs a connected session", func(c whatsapp.Client, l *link) any {
 		wctx, cancel := l.bound(m.ctx)
 		defer cancel()
 		return markReadDone{link: l, err: c.MarkRead(wctx, m.chat, m.ids), reply: m.reply}

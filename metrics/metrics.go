@@ -235,7 +235,8 @@ func (m *Metrics) SetSessionLastConnected(session string, t time.Time) {
 	m.setSeries(session, seriesLastConnected, float64(t.UnixNano())/1e9)
 }
 
-// SessionMessage counts one message of session in direction.
+// SessionMessage counts one message of session in direction
+// (sessions.DirectionIn or sessions.DirectionOut).
 func (m *Metrics) SessionMessage(session string, direction sessions.Direction) {
 	i := seriesMessagesIn
 	if direction == sessions.DirectionOut {
