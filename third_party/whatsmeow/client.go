@@ -145,8 +145,9 @@ type Client struct {
 	userDevicesCache     map[types.JID]deviceCache
 	userDevicesCacheLock sync.Mutex
 
-	recentMessagesMap  map[recentMessageKey]keptMessage // whatsapp-sessions patch: marshaled
-	recentMessagesList []recentMessageKey               // whatsapp-sessions patch: grows on use, up to recentMessagesSize
+	// whatsapp-sessions patch: one list, no map (found by a scan), that
+	// grows on use up to recentMessagesSize; messages kept marshaled.
+	recentMessagesList []keptMessage
 	recentMessagesPtr  int
 	recentMessagesLock sync.RWMutex
 
@@ -335,7 +336,6 @@ func NewClient(deviceStore *store.Device, log waLog.Logger) *Client {
 		groupCache:       make(map[types.JID]*groupMetaCache),
 		userDevicesCache: make(map[types.JID]deviceCache),
 
-		recentMessagesMap:      make(map[recentMessageKey]keptMessage), // whatsapp-sessions patch: grows on use
 		sessionRecreateHistory: make(map[types.JID]time.Time),
 		GetMessageForRetry:     func(requester, to types.JID, id types.MessageID) *waE2E.Message { return nil },
 		appStateKeyRequests:    make(map[string]time.Time),

@@ -35,11 +35,6 @@ import (
 // Number of sent messages to cache in memory for handling retry receipts.
 const recentMessagesSize = 256
 
-type recentMessageKey struct {
-	To types.JID
-	ID types.MessageID
-}
-
 type RecentMessage struct {
 	wa *waE2E.Message
 	fb *waMsgApplication.MessageApplication
@@ -50,29 +45,38 @@ func (rm RecentMessage) IsEmpty() bool {
 }
 
 // keptMessage is a sent message kept in memory for retry receipts
-// (whatsapp-sessions patch): marshaled, as the retry store keeps it. A text
+// (whatsapp-sessions patch): its recipient, and its id followed by the
+// message marshaled, as the retry store keeps it, in one slice. A text
 // message is a few dozen bytes this way, against ~1 KiB as a
-// *waE2E.Message, and a client keeps up to recentMessagesSize of them.
+// *waE2E.Message. The client keeps up to recentMessagesSize of them in
+// one list and finds one by a scan, newest first, where upstream kept a
+// map beside the list: for a client that sent 30 messages the map's table
+// was ~6 KiB, more than the messages (a retry receipt, which needs the
+// lookup, is rare; the scan of a full list takes a few microseconds).
 type keptMessage struct {
-	format string // "wa" or "fb", as parseRecentMessage reads it
-	buf    []byte
+	to     types.JID
+	data   []byte // the id, then the message marshaled
+	idLen  int
+	format string // "wa" or "fb", as parseRecentMessage reads it; "" when sent without a message
 }
 
 func (cli *Client) addRecentMessage(ctx context.Context, to types.JID, id types.MessageID, wa *waE2E.Message, fb *waMsgApplication.MessageApplication) error {
-	var kept keptMessage
-	var err error
+	kept := keptMessage{to: to, idLen: len(id)}
+	var m proto.Message
 	if wa != nil {
-		kept.buf, err = proto.Marshal(wa)
-		kept.format = "wa"
+		m, kept.format = wa, "wa"
 	} else if fb != nil {
-		kept.buf, err = proto.Marshal(fb)
-		kept.format = "fb"
+		m, kept.format = fb, "fb"
 	}
-	if err != nil {
-		return fmt.Errorf("failed to marshal message for retry receipts: %w", err)
+	kept.data = append(make([]byte, 0, len(id)+proto.Size(m)), id...)
+	if m != nil {
+		var err error
+		if kept.data, err = (proto.MarshalOptions{}).MarshalAppend(kept.data, m); err != nil {
+			return fmt.Errorf("failed to marshal message for retry receipts: %w", err)
+		}
 	}
-	if cli.UseRetryMessageStore && kept.buf != nil {
-		err = cli.Store.EventBuffer.AddOutgoingEvent(ctx, to, id, kept.format, kept.buf)
+	if cli.UseRetryMessageStore && m != nil {
+		err := cli.Store.EventBuffer.AddOutgoingEvent(ctx, to, id, kept.format, kept.data[kept.idLen:])
 		if err != nil {
 			return fmt.Errorf("failed to add message to retry store: %w", err)
 		}
@@ -84,31 +88,43 @@ func (cli *Client) addRecentMessage(ctx context.Context, to types.JID, id types.
 		}
 	}
 	cli.recentMessagesLock.Lock()
-	key := recentMessageKey{to, id}
 	// whatsapp-sessions patch: the list grows with use up to
 	// recentMessagesSize, then the oldest entry is replaced.
 	if len(cli.recentMessagesList) < recentMessagesSize {
-		cli.recentMessagesList = append(cli.recentMessagesList, key)
+		cli.recentMessagesList = append(cli.recentMessagesList, kept)
 	} else {
-		delete(cli.recentMessagesMap, cli.recentMessagesList[cli.recentMessagesPtr])
-		cli.recentMessagesList[cli.recentMessagesPtr] = key
+		cli.recentMessagesList[cli.recentMessagesPtr] = kept
 		cli.recentMessagesPtr = (cli.recentMessagesPtr + 1) % recentMessagesSize
 	}
-	cli.recentMessagesMap[key] = kept
 	cli.recentMessagesLock.Unlock()
 	return nil
 }
 
-// getRecentMessage returns a kept message, unmarshaled anew
-// (whatsapp-sessions patch: see keptMessage), or an empty one.
+// getRecentMessage returns the newest kept message sent to to with id,
+// unmarshaled anew (whatsapp-sessions patch: see keptMessage), or an
+// empty one.
 func (cli *Client) getRecentMessage(to types.JID, id types.MessageID) RecentMessage {
+	var kept keptMessage
 	cli.recentMessagesLock.RLock()
-	kept := cli.recentMessagesMap[recentMessageKey{to, id}]
+	list := cli.recentMessagesList
+	n := len(list)
+	newest := n - 1 // the list fills in order, then wraps at recentMessagesPtr
+	if n == recentMessagesSize {
+		newest = (cli.recentMessagesPtr + n - 1) % n
+	}
+	for i := range n {
+		e := &list[(newest-i+n)%n]
+		if e.to == to && string(e.data[:e.idLen]) == string(id) {
+			kept = *e
+			break
+		}
+	}
 	cli.recentMessagesLock.RUnlock()
 	if kept.format == "" { // none kept, or kept without a message
 		return RecentMessage{}
 	}
-	rm, err := parseRecentMessage(kept.format, kept.buf)
+	// kept.data is never written after addRecentMessage made it.
+	rm, err := parseRecentMessage(kept.format, kept.data[kept.idLen:])
 	if err != nil {
 		cli.Log.Warnf("Failed to read kept message %s for a retry receipt: %v", id, err)
 		return RecentMessage{}
