@@ -74,10 +74,12 @@ const addNode = `ALTER TABLE deliveries ADD COLUMN node TEXT NOT NULL DEFAULT ''
 // Outbox is the durable outbox and its dispatchers. It implements
 // sessions.EventSink and sessions.Deliveries.
 type Outbox struct {
-	db     *sql.DB
-	q      queries
-	stmts  *stmtCache // SQLite only; nil runs each statement's text
-	writer *sql.Conn  // the committer's own connection
+	db    *sql.DB
+	q     queries
+	stmts *stmtCache // SQLite only; nil runs each statement's text
+	// writer is the committer's own connection while it commits; nil
+	// once it was idle for writerIdleTimeout, until the next commit.
+	writer *sql.Conn
 	// closeDB closes db: the SQLite file's; nothing for the shared
 	// Postgres pool.
 	closeDB func() error
@@ -164,6 +166,14 @@ type mark struct {
 // those pages back. Measured with the messaging bench: 19–27 KiB less RSS
 // per session after it (BENCHMARKS.md).
 var readerIdleTimeout = 5 * time.Second
+
+// writerIdleTimeout gives the committer's connection back to the pool once
+// it committed nothing for this long, so that, readerIdleTimeout later,
+// the pool closes it like a reader, and its page cache and statements,
+// allocated among the session stores' during a burst, no longer pin that
+// memory after it; the next commit takes a connection again. Measured
+// with the messaging bench (BENCHMARKS.md).
+var writerIdleTimeout = 3 * time.Second
 
 // Open opens (or creates) the outbox in the SQLite file opts.Path and
 // starts its committer, its dispatchers (one per endpoint) and its
@@ -300,11 +310,7 @@ func newOutbox(opts Options) (*Outbox, error) {
 // the committer, the dispatchers, the pruning and (Postgres) the claims.
 func (o *Outbox) start(ctx context.Context) error {
 	var n int64
-	err := o.db.QueryRowContext(ctx, o.q.countActive, o.node).Scan(&n)
-	if err == nil {
-		o.writer, err = o.db.Conn(ctx)
-	}
-	if err != nil {
+	if err := o.db.QueryRowContext(ctx, o.q.countActive, o.node).Scan(&n); err != nil {
 		return err
 	}
 	o.addDepth(n)
@@ -389,10 +395,25 @@ func (o *Outbox) Publish(evs []sessions.Event, done func(error)) {
 // returns when the queue is empty.
 func (o *Outbox) commitLoop() {
 	defer o.committer.Done()
+	defer o.releaseWriter()
 	for {
 		o.mu.Lock()
+		idleSince := time.Now()
 		for len(o.queue) == 0 && !o.stopped {
+			if o.writer != nil && time.Since(idleSince) >= writerIdleTimeout {
+				o.mu.Unlock()
+				o.releaseWriter()
+				o.mu.Lock()
+				continue
+			}
+			var wake *time.Timer // for the idle writer's release
+			if o.writer != nil {
+				wake = time.AfterFunc(writerIdleTimeout-time.Since(idleSince), o.cond.Broadcast)
+			}
 			o.cond.Wait()
+			if wake != nil {
+				wake.Stop()
+			}
 		}
 		batch := o.queue
 		o.queue = nil
@@ -408,6 +429,15 @@ func (o *Outbox) commitLoop() {
 		for _, it := range batch {
 			it.done(err)
 		}
+	}
+}
+
+// releaseWriter gives the committer's connection back to the pool, if it
+// holds one. Only the committer calls it.
+func (o *Outbox) releaseWriter() {
+	if o.writer != nil {
+		o.writer.Close() //nolint:errcheck // returns the connection to the pool
+		o.writer = nil
 	}
 }
 
@@ -472,6 +502,13 @@ func (o *Outbox) commit(batch []batchItem) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if o.writer == nil {
+		w, err := o.db.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("webhook outbox: take a connection: %w", err)
+		}
+		o.writer = w
+	}
 	tx, err := o.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("webhook outbox: begin: %w", err)
@@ -708,7 +745,6 @@ func (o *Outbox) Close(ctx context.Context) error {
 		o.cond.Broadcast()
 		o.committer.Wait()
 		o.client.CloseIdleConnections()
-		o.writer.Close() //nolint:errcheck // returns the connection to the pool, closed next
 		o.stmts.close()
 		if cerr := o.closeDB(); err == nil && cerr != nil {
 			err = fmt.Errorf("close webhook outbox: %w", cerr)
