@@ -51,6 +51,7 @@ type bench struct {
 	streamClients                                                   []int
 	settle, duration, msgDuration, sendDuration, msgRest            time.Duration
 	dbOnly                                                          bool // -store-files db: whatsapp.db alone
+	sendKeys                                                        bool // -send-idempotency: each send with an Idempotency-Key
 	serviceEnv, backoffs                                            []string
 	scenarios                                                       map[string]bool
 	sizes, clients, clusterSizes                                    []int
@@ -95,6 +96,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&b.msgDuration, "msg-duration", time.Minute, "messaging: how long the contacts send")
 	fs.IntVar(&b.sendRate, "send-rate", 500, "messaging: messages a second the sessions send through the API, in total")
 	fs.DurationVar(&b.sendDuration, "send-duration", time.Minute, "messaging: how long the sessions send")
+	fs.BoolVar(&b.sendKeys, "send-idempotency", false, "messaging: every send carries an Idempotency-Key of its own (so the idempotency store records each)")
 	fs.DurationVar(&b.msgRest, "msg-rest", 30*time.Second, "messaging: after both phases, when to read RSS again, once the stores closed and the service gave memory back (0: skip)")
 	fs.IntVar(&b.streamSessions, "stream-sessions", 1000, "stream: stored sessions restored")
 	streamClients := fs.String("stream-clients", "0,100", "stream: numbers of event stream clients, one fresh service each")

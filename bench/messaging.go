@@ -309,7 +309,11 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 		s := i % n
 		first := firstDone[s].CompareAndSwap(false, true)
 		t0 := time.Now()
-		_, err := api.Send(ctx, sessionID(s), sessions.SendRequest{To: "+" + contactPhone(s), Text: fmt.Sprintf("bench reply %d", i)})
+		req := sessions.SendRequest{To: "+" + contactPhone(s), Text: fmt.Sprintf("bench reply %d", i)}
+		if b.sendKeys {
+			req.IdempotencyKey = fmt.Sprintf("bench-%d", i)
+		}
+		_, err := api.Send(ctx, sessionID(s), req)
 		lat := time.Since(t0)
 		mu.Lock()
 		defer mu.Unlock()

@@ -136,6 +136,10 @@ var postgresQueries = queries{
 	prune:  `DELETE FROM ws_sends WHERE created_at < $1`,
 }
 
+// idleTimeout closes the SQLite store's connection once unused this long;
+// the next read or write opens it again.
+var idleTimeout = 5 * time.Second
+
 // Open opens (creating, 0600) the database at path and starts its writer.
 func Open(path string, opts Options) (*Store, error) {
 	// Created here, so that it is the owner's alone (SQLite's journal
@@ -149,8 +153,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open idempotency store %s: %w", path, err)
 	}
-	// One connection: the writer is the only user.
+	// One connection: the writer is the only user. It closes once unused
+	// for idleTimeout: its page cache and statements, allocated among the
+	// session stores' during a burst of sends, would otherwise keep SQLite's
+	// memory regions resident after it (as the outbox's did; BENCHMARKS.md).
 	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(idleTimeout)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open idempotency store %s: %w", path, err)
