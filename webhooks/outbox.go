@@ -407,7 +407,7 @@ func (o *Outbox) commitLoop() {
 			}
 			var wake *time.Timer // for the idle writer's release
 			if o.writer != nil {
-				wake = time.AfterFunc(writerIdleTimeout-time.Since(idleSince), o.cond.Broadcast)
+				wake = time.AfterFunc(writerIdleTimeout-time.Since(idleSince), o.wakeCommitter)
 			}
 			o.cond.Wait()
 			if wake != nil {
@@ -429,6 +429,14 @@ func (o *Outbox) commitLoop() {
 			it.done(err)
 		}
 	}
+}
+
+// wakeCommitter wakes the committer from its wait. It takes the lock, so
+// that a committer about to wait is waiting by then and misses nothing.
+func (o *Outbox) wakeCommitter() {
+	o.mu.Lock()
+	o.cond.Broadcast()
+	o.mu.Unlock()
 }
 
 // releaseWriter gives the committer's connection back to the pool, if it
