@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&b.sendRate, "send-rate", 500, "messaging: messages a second the sessions send through the API, in total")
 	fs.DurationVar(&b.sendDuration, "send-duration", time.Minute, "messaging: how long the sessions send")
 	fs.BoolVar(&b.sendKeys, "send-idempotency", false, "messaging: every send carries an Idempotency-Key of its own (so the idempotency store records each)")
-	fs.DurationVar(&b.msgRest, "msg-rest", 30*time.Second, "messaging: after both phases, when to read RSS again, once the stores closed and the service gave memory back (0: skip)")
+	fs.DurationVar(&b.msgRest, "msg-rest", 30*time.Second, "messaging: after both phases, when to read RSS again, once the stores closed and the service gave memory back (skipped unless beyond -settle)")
 	fs.IntVar(&b.streamSessions, "stream-sessions", 1000, "stream: stored sessions restored")
 	streamClients := fs.String("stream-clients", "0,100", "stream: numbers of event stream clients, one fresh service each")
 	fs.IntVar(&b.streamRepeat, "stream-repeat", 1, "stream: run the -stream-clients list this many times")

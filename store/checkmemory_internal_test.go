@@ -27,12 +27,6 @@ func pageCacheUsed(t *testing.T, s *Session) int {
 	return used
 }
 
-// A store opened without a clean marker is checked with quick_check, which
-// reads every page into the connection's page cache; Open gives that cache
-// back, so that the dozens of stores a restore has open at once do not
-// each hold their whole file (stores that never had a clean close peaked
-// at 600 KiB each instead of 280). Nothing is lost: the store opens
-// checked, with its device.
 // dirWithStores is a new Dir holding a closed store (whatsmeow's schema: a
 // page per table and index) for each id, with its clean marker unless it
 // is in unclean.
@@ -61,6 +55,12 @@ func dirWithStores(t *testing.T, ids []string, unclean ...string) *Dir {
 	return d
 }
 
+// A store opened without a clean marker is checked with quick_check, which
+// reads every page into the connection's page cache; Open gives that cache
+// back, so that the dozens of stores a restore has open at once do not
+// each hold their whole file (stores that never had a clean close peaked
+// at 600 KiB each instead of 280). Nothing is lost: the store opens
+// checked, with its device.
 func TestCheckedStoreDoesNotKeepItsPagesCached(t *testing.T) {
 	d := dirWithStores(t, []string{"a"}, "a")
 	ctx := context.Background()

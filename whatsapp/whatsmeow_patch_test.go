@@ -37,7 +37,7 @@ var patchedFiles = map[string]string{
 	"client.go":                    "822c66e41fbba75e3b76c6b7fe03d6f76db401108716e30e167e2ced200e68a9",
 	"go.mod":                       "4ee02ee927315acd8464f17a8b58ff4e86d3953842db7bc6ddb7e6a6edfa99d4",
 	"recentmessages_patch_test.go": "1cc83c3a9549325149df30c472e37aeb93c7253ab8e9650aa3a7a31c442f44a4",
-	"retry.go":                     "80b68dab1e86348d42a6ee1ab048d107c09e7b88153326ee2d0c950d80251059",
+	"retry.go":                     "c491f90dd4d25f8bd033ebd09938bdfa5b8f0bbeb9eb2dbd3d7763621ed73337",
 	"socket/framesocket.go":        "e33f2a804c63c9834cc39841771d03420e3856506113a6d0ab1d4e0c7e0a5c98",
 	"socket/noisehandshake.go":     "8db5847c07b439f1e585f72558ef68ddae91999afd98e7e3d17aa0e9724cd597",
 	"socket/noisesocket.go":        "6bae39bfa1f0ab2b901f0375904052c9bd48ecb51d698b4be5b902a456be6437",
