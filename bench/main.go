@@ -157,7 +157,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	rep := &report{machine: describeMachine(limit), work: b.work, settle: b.settle}
+	rep := &report{machine: describeMachine(limit, b.work), work: b.work, settle: b.settle}
 	if err := b.runScenarios(ctx, rep); err != nil {
 		rep.writeTables(os.Stderr) // what was measured before the error
 		return err
@@ -290,16 +290,17 @@ func raiseNoFile(want uint64) (uint64, error) {
 }
 
 // describeMachine says where the figures were taken: the machine, the
-// toolchain, the file limit the children got and the tree's commit.
-func describeMachine(nofile uint64) string {
+// toolchain, the file limit the children got, the file system of the work
+// directory (describeFS) and the tree's commit.
+func describeMachine(nofile uint64, work string) string {
 	field := func(path, key string) string { // the value of a "key: value" line
 		b, _ := os.ReadFile(path)
 		_, v, _ := strings.Cut("\n"+string(b), "\n"+key)
 		return strings.TrimLeft(strings.SplitN(v, "\n", 2)[0], " \t:")
 	}
-	m := fmt.Sprintf("%d CPUs, %s, %s RAM, Linux %s, %s, RLIMIT_NOFILE %d, commit %s", runtime.NumCPU(),
+	m := fmt.Sprintf("%d CPUs, %s, %s RAM, Linux %s, %s, RLIMIT_NOFILE %d, -work on %s, commit %s", runtime.NumCPU(),
 		field("/proc/cpuinfo", "model name"), field("/proc/meminfo", "MemTotal"), command("uname", "-r"),
-		command("go", "version"), nofile, command("git", "rev-parse", "--short", "HEAD"))
+		command("go", "version"), nofile, describeFS(work), command("git", "rev-parse", "--short", "HEAD"))
 	if command("git", "status", "--porcelain", "--untracked-files=no") != "" {
 		m += " (with uncommitted changes)"
 	}
