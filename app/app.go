@@ -59,6 +59,8 @@ type App struct {
 	events   *events.Hub
 	ready    atomic.Bool
 	serveErr chan error
+	// dirReplaced hears from watchDir that SESSIONS_DIR was replaced.
+	dirReplaced chan error
 
 	// keeperCtx ends the lease keeper's renewals (STORE=postgres);
 	// keeperDone waits for them.
@@ -94,7 +96,7 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a = &App{cfg: cfg, log: log, registry: prometheus.NewRegistry(), serveErr: make(chan error, 2)}
+	a = &App{cfg: cfg, log: log, registry: prometheus.NewRegistry(), serveErr: make(chan error, 2), dirReplaced: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			_ = a.Close()
@@ -108,6 +110,8 @@ func New(cfg config.Config, logw io.Writer) (a *App, err error) {
 		return a, err
 	}
 	a.onClose(func(context.Context) error { return dir.Close() })
+	stopWatch := watchDir(dir, dirCheckInterval, a.dirReplaced)
+	a.onClose(func(context.Context) error { stopWatch(); return nil })
 	if dir.GroupWritable() {
 		log.Warn("SESSIONS_DIR is writable by its group: every member can plant or replace a session's credentials; run chmod g-w on it unless that is intended",
 			"dir", dir.Root())
@@ -326,7 +330,11 @@ func (a *App) serve(srv *http.Server, limit *apihttp.ConnLimit, addr, env string
 
 // Run starts the restore (unless AUTO_RESTORE_SESSIONS is off), marks the
 // service ready and serves until ctx ends or a listener fails; then it
-// closes the App.
+// closes the App. If SESSIONS_DIR is removed or replaced meanwhile, Run
+// returns store.ErrDirReplaced at once without closing the App: closing
+// would write (session stores, the outbox) through paths that may now name
+// another process's files, so the caller should exit straight away, which
+// the service survives as it survives kill -9.
 func (a *App) Run(ctx context.Context) error {
 	// The HTTP server answers while the restore runs in the background.
 	// In a cluster the sweep adopts each node's share instead: a restore
@@ -347,6 +355,11 @@ func (a *App) Run(ctx context.Context) error {
 		a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
 	case err := <-a.serveErr:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-a.dirReplaced:
+		a.ready.Store(false)
+		a.log.Error("❌ SESSIONS_DIR was removed or replaced while the service ran: exiting at once, so that two processes never log in with one set of keys",
+			"dir", a.cfg.SessionsDir, "err", err)
+		return err
 	}
 	return errors.Join(runErr, a.Close())
 }
@@ -594,4 +607,36 @@ func CheckHealth(addr string) error {
 		return fmt.Errorf("status %s", resp.Status)
 	}
 	return nil
+}
+
+// dirCheckInterval is how often the service checks that it still owns
+// SESSIONS_DIR (store.Dir.CheckLock).
+var dirCheckInterval = 2 * time.Second
+
+// watchDir checks dir's lock every interval and sends the error on
+// replaced (once) when the directory was removed or replaced; stop ends
+// it.
+func watchDir(dir *store.Dir, every time.Duration, replaced chan<- error) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				// Other errors (the lock file cannot be read now) are
+				// looked at again at the next tick.
+				if err := dir.CheckLock(); errors.Is(err, store.ErrDirReplaced) {
+					replaced <- err
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }

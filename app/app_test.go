@@ -2,15 +2,20 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/app"
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/e2e"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 )
 
 // A failure half-way through New (the API's port is taken) tears down what
@@ -61,5 +66,42 @@ func TestCheckHealth(t *testing.T) {
 	}
 	if err := app.CheckHealth("no-port"); err == nil || !strings.Contains(err.Error(), "HTTP_ADDR") {
 		t.Errorf("CheckHealth of a malformed address: %v", err)
+	}
+}
+
+// SESSIONS_DIR removed while the service runs, then made again (a backup
+// restored into it): the service's lock stays on the old file, so a second
+// service takes the new directory, and both would log in with the same
+// keys. Run notices within a few seconds and returns ErrDirReplaced
+// without closing (main then exits).
+func TestRunEndsWhenTheSessionsDirectoryIsReplaced(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sessions")
+	a, err := app.New(e2e.Config(dir, nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(context.Background()) }()
+
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	second, err := app.New(e2e.Config(dir, nil), io.Discard)
+	if err != nil {
+		t.Fatalf("a second service on the new directory: %v", err)
+	}
+	t.Cleanup(func() { second.Close() })
+
+	select {
+	case err := <-ran:
+		if !errors.Is(err, store.ErrDirReplaced) {
+			t.Fatalf("Run after SESSIONS_DIR was replaced = %v, want ErrDirReplaced", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run went on for 15 s after SESSIONS_DIR was replaced")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -40,6 +41,9 @@ type Dir struct {
 	// whole store into the page cache, so many at once raised a restore's
 	// peak memory without finishing any sooner on a few cores.
 	checks chan struct{}
+	// replaced is set once CheckLock found the directory replaced: from
+	// then on nothing is opened or written through its paths.
+	replaced atomic.Bool
 }
 
 // OpenDir creates root if needed (0700) and takes its lock. A second
@@ -126,6 +130,36 @@ func openNoFollow(path string, flag int, what string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// CheckLock returns ErrDirReplaced once the lock file at the directory's
+// path is not the file this process locked: the directory was removed
+// (and perhaps made again, and locked by another process) while the
+// service ran. The flock lives on the old file, so it no longer keeps a
+// second process out, and both would log in with the same keys. From then
+// on no store opens, no connection reopens and no clean marker is
+// written: the paths may name another process's files.
+func (d *Dir) CheckLock() error {
+	if d.replaced.Load() {
+		return ErrDirReplaced
+	}
+	if d.lock == nil {
+		return nil
+	}
+	held, err := d.lock.Stat()
+	if err != nil {
+		return fmt.Errorf("lock file: %w", err)
+	}
+	path := filepath.Join(d.root, lockFile)
+	at, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || (err == nil && !os.SameFile(held, at)):
+		d.replaced.Store(true)
+		return fmt.Errorf("%w: %s is not the lock file this process holds", ErrDirReplaced, path)
+	case err != nil:
+		return fmt.Errorf("lock file: %w", err)
+	}
+	return nil
 }
 
 // Close releases the lock.

@@ -113,7 +113,7 @@ func (s *Session) Close() error {
 	if !s.connector.shutDown(connDrainTimeout) {
 		return fmt.Errorf("%w: a connection to the store was still in use %s after closing it", ErrUnavailable, connDrainTimeout)
 	}
-	if s.connector.checked.Load() && !s.connector.tainted.Load() {
+	if s.connector.checked.Load() && !s.connector.tainted.Load() && !s.connector.replaced.Load() {
 		// Best effort: without the marker the next Open checks the store.
 		_ = writeCleanMarker(s.connector.marker)
 	}
@@ -194,6 +194,9 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if d.replaced.Load() {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrDirReplaced)
+	}
 	dir, err := d.sessionDir(id, opts.Create)
 	if err != nil {
 		return nil, err
@@ -221,7 +224,7 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	}
 	life := newLifetime(idle)
 	connector := &watchedConnector{dsn: DSN(path), drv: &sqlite.Driver{}, watch: watch,
-		marker: filepath.Join(dir, cleanFile), life: life, mem: d.mem}
+		marker: filepath.Join(dir, cleanFile), life: life, mem: d.mem, replaced: &d.replaced}
 	db := sql.OpenDB(connector)
 	// One connection per store: whatsmeow's writes serialise on it anyway,
 	// and every extra open connection costs memory. The lifetime closes it

@@ -27,6 +27,10 @@ var (
 	ErrUnavailable = errors.New("session store is unavailable")
 	// ErrLocked means another process owns the sessions directory.
 	ErrLocked = errors.New("sessions directory is in use by another process")
+	// ErrDirReplaced means the sessions directory this process locked was
+	// removed or replaced while it ran (its lock file is gone or another
+	// file): another process may own the new one, so this one must stop.
+	ErrDirReplaced = errors.New("sessions directory was removed or replaced while the service ran")
 )
 
 // IDPattern is what a senderId must match.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,8 @@ type watchedConnector struct {
 	// Dir's open connections.
 	life *lifetime
 	mem  *reclaimer
+	// replaced is the Dir's: once set, no connection opens (CheckLock).
+	replaced *atomic.Bool
 	// persistWAL is set once the store passed its check (see persistWAL);
 	// until then a failed open leaves nothing behind next to the store.
 	persistWAL atomic.Bool
@@ -152,6 +155,9 @@ func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
 }
 
 func (c *watchedConnector) open() (driver.Conn, error) {
+	if c.replaced != nil && c.replaced.Load() {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrDirReplaced)
+	}
 	// Before the store can change: a crash from here on leaves no marker.
 	if c.marker != "" {
 		if err := removeCleanMarker(c.marker); err != nil {
