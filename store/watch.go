@@ -155,7 +155,7 @@ func (c *watchedConnector) Connect(context.Context) (driver.Conn, error) {
 }
 
 func (c *watchedConnector) open() (driver.Conn, error) {
-	if c.replaced != nil && c.replaced.Load() {
+	if c.replaced.Load() {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrDirReplaced)
 	}
 	// Before the store can change: a crash from here on leaves no marker.
