@@ -153,9 +153,12 @@ func (d *Dir) CheckLock() error {
 	path := filepath.Join(d.root, lockFile)
 	at, err := os.Lstat(path)
 	switch {
-	case errors.Is(err, fs.ErrNotExist) || (err == nil && !os.SameFile(held, at)):
+	case errors.Is(err, fs.ErrNotExist):
 		d.replaced.Store(true)
-		return fmt.Errorf("%w: %s is not the lock file this process holds", ErrDirReplaced, path)
+		return fmt.Errorf("%w: %s is gone", ErrDirReplaced, path)
+	case err == nil && !os.SameFile(held, at):
+		d.replaced.Store(true)
+		return fmt.Errorf("%w: %s is another file than the one this process locked", ErrDirReplaced, path)
 	case err != nil:
 		return fmt.Errorf("lock file: %w", err)
 	}
