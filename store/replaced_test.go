@@ -74,3 +74,23 @@ func TestReplacedDirectoryIsNoticedAndNotWritten(t *testing.T) {
 		t.Errorf("the replaced process wrote into the new session-alice: %v", left)
 	}
 }
+
+// A sessions directory removed and not made again is noticed too: its
+// lock file is gone.
+func TestRemovedDirectoryIsNoticed(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "sessions")
+	d, err := store.OpenDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CheckLock(); !errors.Is(err, store.ErrDirReplaced) {
+		t.Fatalf("CheckLock after the directory was removed = %v, want ErrDirReplaced", err)
+	}
+	if err := d.CheckLock(); !errors.Is(err, store.ErrDirReplaced) {
+		t.Errorf("CheckLock a second time = %v, want ErrDirReplaced still", err)
+	}
+}
