@@ -3,32 +3,33 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/prometheus/procfs"
 )
 
-const sampleMountinfo = `22 1 252:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
-30 22 0:26 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw
-41 22 7:0 / /mnt/j rw,relatime shared:20 - ext4 /dev/loop0 rw
-42 41 0:40 / /mnt/j/with\040space rw - tmpfs none rw
-43 22 0:41 / /mnt/jx rw - xfs /dev/sdb1 rw
-`
-
 func TestMountOfTakesTheLongestMountPoint(t *testing.T) {
-	for _, tc := range []struct{ path, point, fsType, source string }{
-		{"/tmp/wss-bench", "/", "ext4", "/dev/vda"},
-		{"/", "/", "ext4", "/dev/vda"},
-		{"/mnt/j", "/mnt/j", "ext4", "/dev/loop0"},
-		{"/mnt/j/wss-bench/run", "/mnt/j", "ext4", "/dev/loop0"},
-		{"/mnt/jx/a", "/mnt/jx", "xfs", "/dev/sdb1"}, // not /mnt/j: a prefix of the name only
-		{"/mnt/j/with space/x", "/mnt/j/with space", "tmpfs", "none"},
-		{"/dev/shm/x", "/dev/shm", "tmpfs", "tmpfs"},
+	mounts := []*procfs.MountInfo{
+		{MountPoint: "/", FSType: "ext4", Source: "/dev/vda"},
+		{MountPoint: "/dev/shm", FSType: "tmpfs", Source: "tmpfs"},
+		{MountPoint: "/mnt/j", FSType: "ext4", Source: "/dev/loop0"},
+		{MountPoint: `/mnt/j/with\040space`, FSType: "tmpfs", Source: "none"},
+		{MountPoint: "/mnt/jx", FSType: "xfs", Source: "/dev/sdb1"},
+	}
+	for _, tc := range []struct{ path, source string }{
+		{"/tmp/wss-bench", "/dev/vda"},
+		{"/", "/dev/vda"},
+		{"/mnt/j", "/dev/loop0"},
+		{"/mnt/j/wss-bench/run", "/dev/loop0"},
+		{"/mnt/jx/a", "/dev/sdb1"}, // not /mnt/j: a prefix of the name only
+		{"/mnt/j/with space/x", "none"},
+		{"/dev/shm/x", "tmpfs"},
 	} {
-		m, ok := mountOf(sampleMountinfo, tc.path)
-		if !ok || m.point != tc.point || m.fsType != tc.fsType || m.source != tc.source {
-			t.Errorf("mountOf(%q) = %+v, %v; want %s %s on %s", tc.path, m, ok, tc.point, tc.fsType, tc.source)
+		if m := mountOf(mounts, tc.path); m == nil || m.Source != tc.source {
+			t.Errorf("mountOf(%q) = %+v; want the mount of %s", tc.path, m, tc.source)
 		}
 	}
-	if m, ok := mountOf("garbage\n", "/x"); ok {
-		t.Errorf("mountOf on a line without fields = %+v, want none", m)
+	if m := mountOf(mounts[1:], "/x"); m != nil {
+		t.Errorf("mountOf with no mount above the path = %+v, want nil", m)
 	}
 }
 
