@@ -35,6 +35,7 @@ import (
 // patchedFiles are the files the patch changes, as patched.
 var patchedFiles = map[string]string{
 	"client.go":                    "822c66e41fbba75e3b76c6b7fe03d6f76db401108716e30e167e2ced200e68a9",
+	"handshake.go":                 "baf0879ad0f539ff68328d72768b00b5c10e20f6f065928c3a1b4924fcca8c61",
 	"go.mod":                       "4ee02ee927315acd8464f17a8b58ff4e86d3953842db7bc6ddb7e6a6edfa99d4",
 	"recentmessages_patch_test.go": "1cc83c3a9549325149df30c472e37aeb93c7253ab8e9650aa3a7a31c442f44a4",
 	"retry.go":                     "c491f90dd4d25f8bd033ebd09938bdfa5b8f0bbeb9eb2dbd3d7763621ed73337",
@@ -233,4 +234,30 @@ func TestWhatsmeowKeepsNodeOrderBeyondTheQueue(t *testing.T) {
 			t.Fatalf("node %d never reached the queue", i)
 		}
 	}
+}
+
+// A connect whose server never answers the Noise handshake ends when its
+// context does. Unpatched, it waited NoiseHandshakeResponseTimeout (20 s)
+// whatever the context, holding the client's socket lock, so a session
+// stopped meanwhile waited as long in Disconnect (a stop answered 504).
+func TestConnectEndsWithItsContextDuringTheHandshake(t *testing.T) {
+	noLeaks(t)
+	srv := frameServer(t, func(ctx context.Context, c *websocket.Conn) {
+		for { // the client's hello, never answered, until the client goes
+			if _, _, err := c.Read(ctx); err != nil {
+				return
+			}
+		}
+	})
+	cli := whatsmeow.NewClient(&store.Device{}, nil)
+	cli.SetPreLoginHTTPClient(srv.Client())
+	cli.MessengerConfig = &whatsmeow.MessengerConfig{BaseURL: "https://web.whatsapp.com", WebsocketURL: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	err := cli.ConnectContext(ctx)
+	if took := time.Since(began); err == nil || took > 5*time.Second {
+		t.Fatalf("ConnectContext with no handshake answer and a 300 ms context: %v after %v, want an error once the context ends", err, took)
+	}
+	cli.Disconnect() // must not wait either
 }

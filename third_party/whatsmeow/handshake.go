@@ -49,6 +49,8 @@ func (cli *Client) doHandshake(ctx context.Context, fs *socket.FrameSocket, ephe
 	case resp = <-fs.Frames:
 	case <-time.After(NoiseHandshakeResponseTimeout):
 		return nil, fmt.Errorf("timed out waiting for handshake response")
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for handshake response: %w", ctx.Err())
 	}
 	var handshakeResponse waWa6.HandshakeMessage
 	err = proto.Unmarshal(resp, &handshakeResponse)
