@@ -388,11 +388,13 @@ func TestRestartResumes(t *testing.T) {
 		if n := len(rcv.received()); n != 0 {
 			t.Fatalf("%d received before the restart", n)
 		}
-		down.Store(false)
+		// Reopened while the receiver still answers 503, so that no
+		// delivery can end before the queue depth is read.
 		o = open(t, opts)
 		if q := o.Stats().Queued; q != 10 {
 			t.Errorf("queue depth after reopening: %d, want 10", q)
 		}
+		down.Store(false)
 		// An attempt the closed outbox abandoned may still reach the
 		// receiver after down flips (its request was on the wire): at
 		// least once, so a session's head may arrive twice, with the same
