@@ -143,7 +143,7 @@ func (b *bench) runCluster(ctx context.Context, n, run int) (r clusterResult, er
 	logf("  migrate-store of %d sessions: %v", n, r.migrate)
 	syscall.Sync()
 
-	fake, err := startFake(ctx, b.fakeBin, filepath.Join(b.work, "logs", "fakewa-"+tag+".log"))
+	fake, err := startFake(ctx, b.fakeBin, b.fakeEnv, filepath.Join(b.work, "logs", "fakewa-"+tag+".log"))
 	if err != nil {
 		return r, err
 	}

@@ -42,7 +42,7 @@ func (b *bench) runProfile(ctx context.Context, n int) (profileResult, error) {
 		return res, err
 	}
 	defer os.RemoveAll(runDir)
-	fake, err := startFake(ctx, b.fakeBin, filepath.Join(b.work, "logs", "fakewa-profile.log"))
+	fake, err := startFake(ctx, b.fakeBin, b.fakeEnv, filepath.Join(b.work, "logs", "fakewa-profile.log"))
 	if err != nil {
 		return res, err
 	}

@@ -52,7 +52,7 @@ type bench struct {
 	settle, duration, msgDuration, sendDuration, msgRest            time.Duration
 	dbOnly                                                          bool // -store-files db: whatsapp.db alone
 	sendKeys                                                        bool // -send-idempotency: each send with an Idempotency-Key
-	serviceEnv, backoffs                                            []string
+	serviceEnv, fakeEnv, backoffs                                   []string
 	scenarios                                                       map[string]bool
 	sizes, clients, clusterSizes                                    []int
 }
@@ -108,6 +108,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&b.serviceBin, "service-bin", "", "use this service binary instead of building one")
 	fs.StringVar(&b.fakeBin, "fakewa-bin", "", "use this cmd/fakewa binary instead of building one")
 	serviceEnv := fs.String("service-env", "", "comma-separated KEY=VALUE added to every service's environment (CONNECT_RATE=2000,...)")
+	fakeEnv := fs.String("fakewa-env", "", "comma-separated KEY=VALUE added to every fake server's environment (PPROF_ADDR=127.0.0.1:6062 with a -tags pprof build)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,16 +122,18 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("-restarts: want 0 or more, got %d", b.restarts)
 	}
 	b.apiKey, b.template, b.dbOnly = rand.Text(), filepath.Join(b.work, "seed"), *storeFiles == "db"
-	b.backoffs, b.serviceEnv = list(*backoffs), list(*serviceEnv)
+	b.backoffs, b.serviceEnv, b.fakeEnv = list(*backoffs), list(*serviceEnv), list(*fakeEnv)
 	for _, s := range list(*which) {
 		if s != "restore" && s != "load" && s != "heal" && s != "profile" && s != "messaging" && s != "stream" && s != "cluster" {
 			return fmt.Errorf("unknown scenario %q", s)
 		}
 		b.scenarios[s] = true
 	}
-	for _, kv := range b.serviceEnv {
-		if !strings.Contains(kv, "=") {
-			return fmt.Errorf("-service-env: %q is not KEY=VALUE", kv)
+	for flag, kvs := range map[string][]string{"-service-env": b.serviceEnv, "-fakewa-env": b.fakeEnv} {
+		for _, kv := range kvs {
+			if !strings.Contains(kv, "=") {
+				return fmt.Errorf("%s: %q is not KEY=VALUE", flag, kv)
+			}
 		}
 	}
 	var err error

@@ -52,11 +52,12 @@ func startProc(name, bin string, args, env []string, logPath string) (*proc, err
 	return p, nil
 }
 
-// startFake starts cmd/fakewa on free loopback ports and waits until its
-// control API answers. Its CA certificate goes beside logPath.
-func startFake(ctx context.Context, bin, logPath string) (*proc, error) {
+// startFake starts cmd/fakewa on free loopback ports, with env (the
+// bench's -fakewa-env), and waits until its control API answers. Its CA
+// certificate goes beside logPath.
+func startFake(ctx context.Context, bin string, env []string, logPath string) (*proc, error) {
 	addr, control, caFile := mustFreeAddr(), mustFreeAddr(), strings.TrimSuffix(logPath, ".log")+"-ca.pem"
-	p, err := startProc("fakewa", bin, []string{"-addr", addr, "-control", control, "-ca-out", caFile}, nil, logPath)
+	p, err := startProc("fakewa", bin, []string{"-addr", addr, "-control", control, "-ca-out", caFile}, env, logPath)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func (b *bench) startFleet(ctx context.Context, n int, env, hidden []string, res
 	// Write the copies out now, or the kernel's writeback would run during
 	// the restore.
 	syscall.Sync()
-	fake, err := startFake(ctx, b.fakeBin, filepath.Join(b.work, "logs", "fakewa-"+tag+".log"))
+	fake, err := startFake(ctx, b.fakeBin, b.fakeEnv, filepath.Join(b.work, "logs", "fakewa-"+tag+".log"))
 	if err != nil {
 		return nil, err
 	}
