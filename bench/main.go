@@ -52,6 +52,7 @@ type bench struct {
 	settle, duration, msgDuration, sendDuration, msgRest            time.Duration
 	dbOnly                                                          bool // -store-files db: whatsapp.db alone
 	sendKeys                                                        bool // -send-idempotency: each send with an Idempotency-Key
+	msgPrepare                                                      bool // -msg-prepare: contacts open their Signal sessions before the receive phase
 	serviceEnv, fakeEnv, backoffs                                   []string
 	scenarios                                                       map[string]bool
 	sizes, clients, clusterSizes                                    []int
@@ -96,6 +97,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&b.msgDuration, "msg-duration", time.Minute, "messaging: how long the contacts send")
 	fs.IntVar(&b.sendRate, "send-rate", 500, "messaging: messages a second the sessions send through the API, in total")
 	fs.DurationVar(&b.sendDuration, "send-duration", time.Minute, "messaging: how long the sessions send")
+	fs.BoolVar(&b.msgPrepare, "msg-prepare", false, "messaging: the contacts open their Signal sessions with the sessions' devices before the receive phase (the X3DH a contact's phone does, which otherwise the fake server does on the shared cores at each contact's first message); their first messages are prekey messages either way")
 	fs.BoolVar(&b.sendKeys, "send-idempotency", false, "messaging: every send carries an Idempotency-Key of its own (so the idempotency store records each)")
 	fs.DurationVar(&b.msgRest, "msg-rest", 30*time.Second, "messaging: after both phases, when to read RSS again, once the stores closed and the service gave memory back (skipped unless beyond -settle)")
 	fs.IntVar(&b.streamSessions, "stream-sessions", 1000, "stream: stored sessions restored")

@@ -254,6 +254,9 @@ func (b *bench) seededCount() (int, error) {
 // sessionID names the i-th seeded session.
 func sessionID(i int) string { return fmt.Sprintf("s%05d", i) }
 
+// sessionUser is the WhatsApp account (phone number) of session i.
+func sessionUser(i int) string { return fmt.Sprintf("1555%07d", i) }
+
 // copySessions makes dst a fresh SESSIONS_DIR holding real copies of the
 // template's first n sessions (whatsapp.db alone with -store-files db),
 // first seeding the template's missing ones (closed cleanly, as the
@@ -268,7 +271,7 @@ func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
 		logf("seeding sessions %d..%d into %s", have, n-1, b.template)
 		var seeds []fakeserver.Seed
 		for i := have; i < n; i++ {
-			seeds = append(seeds, fakeserver.Seed{ID: sessionID(i), User: fmt.Sprintf("1555%07d", i)})
+			seeds = append(seeds, fakeserver.Seed{ID: sessionID(i), User: sessionUser(i)})
 		}
 		opts := fakeserver.SeedOptions{Workers: 4 * runtime.NumCPU(), CleanClose: true}
 		if err := fakeserver.SeedStores(ctx, b.template, seeds, opts); err != nil {

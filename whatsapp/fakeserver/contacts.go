@@ -26,15 +26,10 @@ const (
 // ContactSend implements Control.
 func (s *Server) ContactSend(ctx context.Context, user, from, text, replyTo string) (string, error) {
 	from = strings.TrimPrefix(from, "+")
+	if err := checkContact(user, from); err != nil {
+		return "", err
+	}
 	switch {
-	case user == "":
-		return "", fmt.Errorf("%w: empty user", ErrInvalidArgument)
-	case !validPhone(from):
-		return "", fmt.Errorf("%w: the sender must be a phone number in international form", ErrInvalidArgument)
-	case !onWhatsApp(from):
-		return "", fmt.Errorf("%w: the sender", ErrNotOnWhatsApp)
-	case from == user:
-		return "", fmt.Errorf("%w: a contact cannot be the account itself", ErrInvalidArgument)
 	case text == "" || utf8.RuneCountInString(text) > maxTextLength || !utf8.ValidString(text):
 		return "", fmt.Errorf("%w: the text must be valid UTF-8, 1 to %d characters", ErrInvalidArgument, maxTextLength)
 	case len(replyTo) > maxReplyLength:
@@ -68,6 +63,40 @@ func (s *Server) ContactSend(ctx context.Context, user, from, text, replyTo stri
 		return "", errors.Join(errs...)
 	}
 	return id, nil
+}
+
+// ContactPrepare implements Control.
+func (s *Server) ContactPrepare(ctx context.Context, user, from string) error {
+	from = strings.TrimPrefix(from, "+")
+	if err := checkContact(user, from); err != nil {
+		return err
+	}
+	devices := s.companionsOf(user)
+	if len(devices) == 0 {
+		return ErrNoDevice
+	}
+	contact := s.primaryOf(from)
+	for _, d := range devices {
+		if err := contact.open(ctx, d, func() (*prekey.Bundle, error) { return s.companionBundle(d) }); err != nil {
+			return fmt.Errorf("prepare for device %d: %w", d.device, err)
+		}
+	}
+	return nil
+}
+
+// checkContact checks that phone number from can write to user.
+func checkContact(user, from string) error {
+	switch {
+	case user == "":
+		return fmt.Errorf("%w: empty user", ErrInvalidArgument)
+	case !validPhone(from):
+		return fmt.Errorf("%w: the sender must be a phone number in international form", ErrInvalidArgument)
+	case !onWhatsApp(from):
+		return fmt.Errorf("%w: the sender", ErrNotOnWhatsApp)
+	case from == user:
+		return fmt.Errorf("%w: a contact cannot be the account itself", ErrInvalidArgument)
+	}
+	return nil
 }
 
 // sendToDevice encrypts a contact's message for device d and queues it.

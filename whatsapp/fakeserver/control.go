@@ -55,6 +55,13 @@ type Control interface {
 	// for each of user's linked devices, queued for each until it
 	// acknowledges it. It returns the message ID.
 	ContactSend(ctx context.Context, user, from, text, replyTo string) (id string, err error)
+	// ContactPrepare makes the fake contact with phone number from open
+	// its Signal sessions with user's linked devices (taking a prekey
+	// bundle of each) without sending anything, as a phone that looked the
+	// account up does before its user writes. Its first message is still
+	// a prekey message, which the device decrypts as any other. Devices it
+	// already has a session with are left as they are.
+	ContactPrepare(ctx context.Context, user, from string) error
 	// ContactRead makes the contact that received message id from user
 	// send a read receipt for it.
 	ContactRead(ctx context.Context, user, id string) error

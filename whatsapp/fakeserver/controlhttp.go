@@ -50,6 +50,9 @@ type (
 		Text    string `json:"text"`
 		ReplyTo string `json:"replyTo,omitempty"`
 	}
+	contactPrepareRequest struct {
+		From string `json:"from"`
+	}
 	idBody struct {
 		ID string `json:"id"`
 	}
@@ -107,6 +110,7 @@ var errorCodes = []struct {
 //	GET  /stats                                    -> Stats
 //	GET  /connection-record                        -> {"devices": [DeviceConnections]}
 //	POST /devices/{user}/receive {"from","text","replyTo"} -> {"id"}
+//	POST /devices/{user}/prepare {"from"}          -> 204
 //	POST /devices/{user}/read {"id"}               -> 204
 //	GET  /devices/{user}/sent                      -> {"messages": [SentMessage]}
 //	GET  /devices/{user}/received                  -> {"messages": [ReceivedMessage]}
@@ -168,6 +172,9 @@ func (s *Server) ControlHandler() http.Handler {
 	handle("POST /devices/{user}/receive", withBody(func(w http.ResponseWriter, r *http.Request, req contactSendRequest) error {
 		id, err := s.ContactSend(r.Context(), r.PathValue("user"), req.From, req.Text, req.ReplyTo)
 		return answer(w, idBody{ID: id}, err)
+	}))
+	handle("POST /devices/{user}/prepare", withBody(func(w http.ResponseWriter, r *http.Request, req contactPrepareRequest) error {
+		return noContent(w, s.ContactPrepare(r.Context(), r.PathValue("user"), req.From))
 	}))
 	handle("POST /devices/{user}/read", withBody(func(w http.ResponseWriter, r *http.Request, req idBody) error {
 		return noContent(w, s.ContactRead(r.Context(), r.PathValue("user"), req.ID))

@@ -3,6 +3,7 @@ package fakeserver_test
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"sync/atomic"
@@ -168,6 +169,46 @@ func TestContactSendsToSession(t *testing.T) {
 	eventually(t, "both messages read", func() bool {
 		return received(t, srv, user, id1).Read && received(t, srv, user, id2).Read
 	})
+}
+
+// A contact that prepared (opened its Signal session ahead, through the
+// control API) still opens the conversation with a prekey message the
+// device decrypts; preparing again keeps that session, so the next message
+// is a plain one.
+func TestContactPreparesBeforeWriting(t *testing.T) {
+	srv := startServer(t)
+	ts := httptest.NewServer(srv.ControlHandler())
+	t.Cleanup(ts.Close)
+	remote := fakeserver.NewRemote(ts.URL, ts.Client())
+	const user, contact = "15550100013", "15557770013"
+	tc := connectedSeed(t, srv, user)
+	ctx := ctxTimeout(t)
+
+	if err := remote.ContactPrepare(ctx, user, "+"+contact); err != nil {
+		t.Fatal(err)
+	}
+	send := func(text string) (string, int) {
+		t.Helper()
+		id, err := remote.ContactSend(ctx, user, contact, text, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := waitEvent(t, tc, func(m *events.Message) bool { return m.Info.ID == id })
+		if msg.Message.GetConversation() != text {
+			t.Errorf("the device got %v, want %q", msg.Message, text)
+		}
+		eventually(t, "the message acknowledged", func() bool { return received(t, srv, user, id).Pending == 0 })
+		return id, fakeserver.PrekeyEncryptions(srv, user, id)
+	}
+	if _, n := send("first"); n != 1 {
+		t.Errorf("first message after a prepare: %d prekey messages, want 1", n)
+	}
+	if err := remote.ContactPrepare(ctx, user, contact); err != nil {
+		t.Fatal(err)
+	}
+	if id, n := send("second"); n != 0 || received(t, srv, user, id).Retries != 0 {
+		t.Errorf("second message after another prepare: %d prekey messages, %d retries; want a plain message", n, received(t, srv, user, id).Retries)
+	}
 }
 
 // received is the server's record of message id that a contact sent to

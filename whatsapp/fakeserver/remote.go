@@ -101,6 +101,11 @@ func (r *Remote) ContactSend(ctx context.Context, user, from, text, replyTo stri
 	return resp.ID, err
 }
 
+// ContactPrepare implements Control.
+func (r *Remote) ContactPrepare(ctx context.Context, user, from string) error {
+	return r.do(ctx, http.MethodPost, devicePath(user, "prepare"), contactPrepareRequest{From: from}, nil)
+}
+
 // ContactRead implements Control.
 func (r *Remote) ContactRead(ctx context.Context, user, id string) error {
 	return r.do(ctx, http.MethodPost, devicePath(user, "read"), idBody{ID: id}, nil)

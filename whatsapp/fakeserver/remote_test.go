@@ -151,6 +151,15 @@ func TestRemote(t *testing.T) {
 				_, err := remote.ContactSend(ctx, "15550009999", "15557770011", "hi", "")
 				return err
 			}, fakeserver.ErrNoDevice},
+			{"prepare from a contact not on WhatsApp", func() error {
+				return remote.ContactPrepare(ctx, "15550100010", "+9995550001")
+			}, fakeserver.ErrNotOnWhatsApp},
+			{"prepare from the account itself", func() error {
+				return remote.ContactPrepare(ctx, "15550100010", "15550100010")
+			}, fakeserver.ErrInvalidArgument},
+			{"prepare for an account without devices", func() error {
+				return remote.ContactPrepare(ctx, "15550009999", "15557770011")
+			}, fakeserver.ErrNoDevice},
 			{"read of an unknown message", func() error {
 				return remote.ContactRead(ctx, "15550009999", "3ANOSUCHID")
 			}, fakeserver.ErrUnknownMessage},

@@ -108,22 +108,39 @@ func remoteAddress(d deviceRef) *protocol.SignalAddress {
 func (p *primary) encrypt(ctx context.Context, to deviceRef, bundle func() (*prekey.Bundle, error), plaintext []byte) ([]byte, bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	addr := remoteAddress(to)
-	builder := session.NewBuilder(p, p, p, p, addr, store.SignalProtobufSerializer)
-	if p.sessions[to.String()] == nil {
-		b, err := bundle()
-		if err != nil {
-			return nil, false, err
-		}
-		if err := builder.ProcessBundle(ctx, b); err != nil {
-			return nil, false, fmt.Errorf("open signal session: %w", err)
-		}
+	builder, err := p.openLocked(ctx, to, bundle)
+	if err != nil {
+		return nil, false, err
 	}
-	msg, err := session.NewCipher(builder, addr).Encrypt(ctx, plaintext)
+	msg, err := session.NewCipher(builder, remoteAddress(to)).Encrypt(ctx, plaintext)
 	if err != nil {
 		return nil, false, fmt.Errorf("signal encrypt: %w", err)
 	}
 	return msg.Serialize(), msg.Type() == protocol.PREKEY_TYPE, nil
+}
+
+// open opens a session with device to from bundle if there is none yet.
+func (p *primary) open(ctx context.Context, to deviceRef, bundle func() (*prekey.Bundle, error)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := p.openLocked(ctx, to, bundle)
+	return err
+}
+
+// openLocked is open with p.mu held; it returns the session's builder.
+func (p *primary) openLocked(ctx context.Context, to deviceRef, bundle func() (*prekey.Bundle, error)) (*session.Builder, error) {
+	builder := session.NewBuilder(p, p, p, p, remoteAddress(to), store.SignalProtobufSerializer)
+	if p.sessions[to.String()] != nil {
+		return builder, nil
+	}
+	b, err := bundle()
+	if err != nil {
+		return nil, err
+	}
+	if err := builder.ProcessBundle(ctx, b); err != nil {
+		return nil, fmt.Errorf("open signal session: %w", err)
+	}
+	return builder, nil
 }
 
 // established forgets that the session with device d still owes its
