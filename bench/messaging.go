@@ -21,6 +21,7 @@ import (
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
 	"github.com/whatsapp-sessions/whatsapp-sessions/webhooks"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
+	"golang.org/x/sync/errgroup"
 )
 
 // messagingResult is the messaging scenario: contacts send to connected
@@ -212,24 +213,17 @@ func contactPhone(j int) string { return fmt.Sprintf("1777%07d", j) }
 // Signal session with the device of the session it writes to (contact j
 // writes to session j mod n), eight at a time.
 func prepareContacts(ctx context.Context, fake *fakeserver.Remote, n int) error {
-	var next atomic.Int64
-	errs := make(chan error, 8)
-	for range 8 {
-		go func() {
-			for j := int(next.Add(1) - 1); j < 2*n; j = int(next.Add(1) - 1) {
-				if err := fake.ContactPrepare(ctx, sessionUser(j%n), contactPhone(j)); err != nil {
-					errs <- fmt.Errorf("contact %d prepares: %w", j, err)
-					return
-				}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for j := range 2 * n {
+		g.Go(func() error {
+			if err := fake.ContactPrepare(ctx, sessionUser(j%n), contactPhone(j)); err != nil {
+				return fmt.Errorf("contact %d prepares: %w", j, err)
 			}
-			errs <- nil
-		}()
+			return nil
+		})
 	}
-	var first error
-	for range 8 {
-		first = cmp.Or(first, <-errs)
-	}
-	return first
+	return g.Wait()
 }
 
 // runMessaging is the messaging scenario on n sessions.
