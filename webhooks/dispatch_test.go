@@ -247,7 +247,11 @@ func TestDeadRetryAndRetryDead(t *testing.T) {
 		})
 		obs := &observer{}
 		opts := testOptions(dir, rcv.srv.URL)
-		opts.RetryFor, opts.Observer = 200*time.Millisecond, obs
+		// RetryFor is measured from the delivery's creation: on a loaded
+		// 2-core CI host the first attempt came 207 ms after it, so a
+		// 200 ms window left one attempt. A second gives dozens at the
+		// 20 ms backoff and still ends in time.
+		opts.RetryFor, opts.Observer = time.Second, obs
 		o := open(t, opts)
 		ctx := context.Background()
 
