@@ -112,6 +112,37 @@ func TestOpenCreatesAPrivateStoreWithNoDevice(t *testing.T) {
 	}
 }
 
+// A store copied in readable by others (database, WAL and shared-memory
+// file) is private again once opened; one already private stays so, with
+// its WAL files, which SQLite creates with the database's permissions.
+func TestOpenMakesACopiedInStorePrivate(t *testing.T) {
+	d := openDir(t)
+	create(t, d, "copied").Close()
+	dir := filepath.Join(d.Root(), "session-copied")
+	files := []string{"whatsapp.db", "whatsapp.db-wal", "whatsapp.db-shm"}
+	for _, f := range files {
+		if err := os.Chmod(filepath.Join(dir, f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		s, err := d.Open(context.Background(), "copied", store.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			fi, err := os.Stat(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s mode %v, want 0600", f, fi.Mode().Perm())
+			}
+		}
+		s.Close()
+	}
+}
+
 func TestPairedDeviceSurvivesReopen(t *testing.T) {
 	d := openDir(t)
 	ctx := context.Background()
