@@ -35,10 +35,24 @@ type Client struct {
 }
 
 // New is a client of the service at baseURL ("http://host:port") that
-// sends apiKey as a bearer token, over http.DefaultClient.
+// sends apiKey as a bearer token, over defaultHTTPClient.
 func New(baseURL, apiKey string) *Client {
-	return &Client{base: strings.TrimRight(baseURL, "/"), key: apiKey, hc: http.DefaultClient}
+	return &Client{base: strings.TrimRight(baseURL, "/"), key: apiKey, hc: defaultHTTPClient}
 }
+
+// IdleConnTimeout is how long New's HTTP client keeps an idle keep-alive
+// connection: less than the service's 30 s (http.IdleTimeout), so that the
+// client closes it first. With a longer one (Go's default transport keeps
+// them 90 s) a request sent on a connection just as the service closes it
+// fails with EOF, and a POST without an Idempotency-Key is not retried.
+const IdleConnTimeout = 20 * time.Second
+
+// defaultHTTPClient is http.DefaultClient with IdleConnTimeout.
+var defaultHTTPClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.IdleConnTimeout = IdleConnTimeout
+	return &http.Client{Transport: t}
+}()
 
 // WithHTTPClient is a copy of c that sends its requests through hc (for
 // timeouts, connection pools, transports).

@@ -221,3 +221,12 @@ func TestClientAgainstTheService(t *testing.T) {
 		t.Errorf("HEAD /healthz: %v %v", resp, err)
 	}
 }
+
+// New's client closes an idle connection before the service would: a
+// request sent on a connection the service is closing fails with EOF, and a
+// POST without an Idempotency-Key is not retried.
+func TestIdleConnectionsCloseBeforeTheServiceCloses(t *testing.T) {
+	if client.IdleConnTimeout >= apihttp.IdleTimeout {
+		t.Errorf("the client keeps idle connections %v, the service %v", client.IdleConnTimeout, apihttp.IdleTimeout)
+	}
+}
