@@ -53,6 +53,7 @@ type bench struct {
 	dbOnly                                                          bool // -store-files db: whatsapp.db alone
 	sendKeys                                                        bool // -send-idempotency: each send with an Idempotency-Key
 	msgPrepare                                                      bool // -msg-prepare: contacts open their Signal sessions before the receive phase
+	msgWarm                                                         bool // -msg-warm: each contact writes once before the receive phase
 	serviceEnv, fakeEnv, backoffs                                   []string
 	scenarios                                                       map[string]bool
 	sizes, clients, clusterSizes                                    []int
@@ -99,6 +100,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&b.sendDuration, "send-duration", time.Minute, "messaging: how long the sessions send")
 	fs.BoolVar(&b.msgPrepare, "msg-prepare", false, "messaging: the contacts open their Signal sessions with the sessions' devices before the receive phase (the X3DH a contact's phone does, which otherwise the fake server does on the shared cores at each contact's first message); their first messages are prekey messages either way")
 	fs.BoolVar(&b.sendKeys, "send-idempotency", false, "messaging: every send carries an Idempotency-Key of its own (so the idempotency store records each)")
+	fs.BoolVar(&b.msgWarm, "msg-warm", false, "messaging: before the receive phase, each contact sends one message (outside the phase's figures) and the bench waits until the receiver got them all and the stores rested again, so that the phase's contacts are known ones, not 2,000 first contacts in its first 2 s")
 	fs.DurationVar(&b.msgRest, "msg-rest", 30*time.Second, "messaging: after both phases, when to read RSS again, once the stores closed and the service gave memory back (skipped unless beyond -settle)")
 	fs.IntVar(&b.streamSessions, "stream-sessions", 1000, "stream: stored sessions restored")
 	streamClients := fs.String("stream-clients", "0,100", "stream: numbers of event stream clients, one fresh service each")

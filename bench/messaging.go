@@ -106,6 +106,17 @@ func (t *msgTracker) sent(id string, t0 time.Time) {
 	}
 }
 
+// forget drops what the tracker knows of the messages sent so far (all
+// delivered), keeping the webhook-ids it saw and the events it counted.
+func (t *msgTracker) forget() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.sentAt)
+	clear(t.arrived)
+	clear(t.pending)
+	clear(t.count)
+}
+
 // behind is how long the oldest sent, undelivered message has waited.
 func (t *msgTracker) behind(now time.Time) time.Duration {
 	t.mu.Lock()
@@ -226,6 +237,62 @@ func prepareContacts(ctx context.Context, fake *fakeserver.Remote, n int) error 
 	return g.Wait()
 }
 
+// warmContacts has each of the receive phase's 2n contacts send one
+// message to the session it writes to (contact j to session j mod n),
+// eight at a time, waits until the receiver got them all, and makes the
+// tracker forget them: the phase then measures contacts the sessions know,
+// whose Signal sessions both sides hold.
+func warmContacts(ctx context.Context, fake *fakeserver.Remote, tr *msgTracker, n int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for j := range 2 * n {
+		g.Go(func() error {
+			t0 := time.Now()
+			id, err := fake.ContactSend(gctx, sessionUser(j%n), contactPhone(j), fmt.Sprintf("bench warm-up %d", j), "")
+			if err != nil {
+				return fmt.Errorf("contact %d's warm-up message: %w", j, err)
+			}
+			tr.sent(id, t0)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(2 * time.Minute); tr.undelivered() > 0; time.Sleep(20 * time.Millisecond) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d warm-up messages not delivered within 2 minutes", tr.undelivered())
+		}
+	}
+	tr.forget()
+	return nil
+}
+
+// waitFiles waits until the service holds at most limit open files (its
+// stores closed when idle), for at most timeout.
+func waitFiles(ctx context.Context, api *client.Client, limit float64, timeout time.Duration) error {
+	var fds float64
+	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := api.Metrics(ctx)
+		if err != nil {
+			return err
+		}
+		fds, _ = client.Sample(m, "process_open_fds")
+		if fds <= limit {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the service still held %.0f open files after %v (waiting for at most %.0f)", fds, timeout, limit)
+		}
+	}
+}
+
 // runMessaging is the messaging scenario on n sessions.
 func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, err error) {
 	res.sessions = n
@@ -279,6 +346,17 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 			return res, err
 		}
 		logf("messaging: %d contacts opened their Signal sessions in %v", 2*n, time.Since(began).Round(time.Millisecond))
+	}
+	if b.msgWarm {
+		began := time.Now()
+		if err := warmContacts(ctx, fake, tr, n); err != nil {
+			return res, err
+		}
+		logf("messaging: %d contacts wrote once, all delivered, in %v; waiting for the stores to rest", 2*n, time.Since(began).Round(time.Millisecond))
+		if err := waitFiles(ctx, fr.svc.api, fr.res.fds+float64(n)/50, 3*time.Minute); err != nil {
+			return res, err
+		}
+		logf("messaging: stores rested %v after the warm-up began", time.Since(began).Round(time.Second))
 	}
 	stopSampling := b.sampleQueue(ctx, fr.svc.api, &res)
 
@@ -340,7 +418,8 @@ func (b *bench) runMessaging(ctx context.Context, n int) (res messagingResult, e
 	// Sessions send.
 	ps := &res.send
 	ps.rate, ps.duration = b.sendRate, dur(b.sendDuration)
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, DisableCompression: true}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, DisableCompression: true,
+		IdleConnTimeout: client.IdleConnTimeout}}
 	defer hc.CloseIdleConnections()
 	api := client.New("http://"+fr.svc.addr, b.apiKey).WithHTTPClient(hc)
 	var lats2, later []time.Duration
