@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -274,7 +275,6 @@ func warmContacts(ctx context.Context, fake *fakeserver.Remote, tr *msgTracker, 
 // waitFiles waits until the service holds at most limit open files (its
 // stores closed when idle), for at most timeout.
 func waitFiles(ctx context.Context, api *client.Client, limit float64, timeout time.Duration) error {
-	var fds float64
 	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -283,7 +283,10 @@ func waitFiles(ctx context.Context, api *client.Client, limit float64, timeout t
 		if err != nil {
 			return err
 		}
-		fds, _ = client.Sample(m, "process_open_fds")
+		fds, ok := client.Sample(m, "process_open_fds")
+		if !ok {
+			return errors.New("the service's /metrics has no process_open_fds")
+		}
 		if fds <= limit {
 			return nil
 		}

@@ -35,7 +35,8 @@ type Client struct {
 }
 
 // New is a client of the service at baseURL ("http://host:port") that
-// sends apiKey as a bearer token, over defaultHTTPClient.
+// sends apiKey as a bearer token, over an HTTP client like
+// http.DefaultClient whose idle connections close after IdleConnTimeout.
 func New(baseURL, apiKey string) *Client {
 	return &Client{base: strings.TrimRight(baseURL, "/"), key: apiKey, hc: defaultHTTPClient}
 }
