@@ -10,3 +10,18 @@ func PrekeyEncryptions(s *Server, user, id string) int {
 	}
 	return -1
 }
+
+// ContactHasSessions reports whether contact from holds a Signal session
+// with each of user's linked devices (and user has at least one).
+func ContactHasSessions(s *Server, user, from string) bool {
+	devices := s.companionsOf(user)
+	p := s.primaryOf(from)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, d := range devices {
+		if p.sessions[d.String()] == nil {
+			return false
+		}
+	}
+	return len(devices) > 0
+}

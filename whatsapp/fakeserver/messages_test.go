@@ -172,7 +172,7 @@ func TestContactSendsToSession(t *testing.T) {
 }
 
 // A contact that prepared (opened its Signal session ahead, through the
-// control API) still opens the conversation with a prekey message the
+// control API, before sending anything) still opens the conversation with a prekey message the
 // device decrypts; preparing again keeps that session, so the next message
 // is a plain one.
 func TestContactPreparesBeforeWriting(t *testing.T) {
@@ -184,8 +184,14 @@ func TestContactPreparesBeforeWriting(t *testing.T) {
 	tc := connectedSeed(t, srv, user)
 	ctx := ctxTimeout(t)
 
+	if fakeserver.ContactHasSessions(srv, user, contact) {
+		t.Fatal("the contact holds a session before it prepared")
+	}
 	if err := remote.ContactPrepare(ctx, user, "+"+contact); err != nil {
 		t.Fatal(err)
+	}
+	if !fakeserver.ContactHasSessions(srv, user, contact) {
+		t.Fatal("the contact holds no session with the device after it prepared")
 	}
 	send := func(text string) (string, int) {
 		t.Helper()
