@@ -221,43 +221,44 @@ func storeMax(v *atomic.Int64, x int64) {
 // i + n, used in turn.
 func contactPhone(j int) string { return fmt.Sprintf("1777%07d", j) }
 
-// prepareContacts makes each of the receive phase's 2n contacts open its
-// Signal session with the device of the session it writes to (contact j
-// writes to session j mod n), eight at a time.
-func prepareContacts(ctx context.Context, fake *fakeserver.Remote, n int) error {
+// eachContact runs f for each of the receive phase's 2n contacts, with
+// the session's account (contact j writes to session j mod n) and the
+// contact's phone number, eight at a time; it returns the first error.
+func eachContact(ctx context.Context, n int, f func(ctx context.Context, j int, user, from string) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for j := range 2 * n {
-		g.Go(func() error {
-			if err := fake.ContactPrepare(ctx, sessionUser(j%n), contactPhone(j)); err != nil {
-				return fmt.Errorf("contact %d prepares: %w", j, err)
-			}
-			return nil
-		})
+		g.Go(func() error { return f(ctx, j, sessionUser(j%n), contactPhone(j)) })
 	}
 	return g.Wait()
 }
 
+// prepareContacts makes each of the receive phase's 2n contacts open its
+// Signal session with the device of the session it writes to.
+func prepareContacts(ctx context.Context, fake *fakeserver.Remote, n int) error {
+	return eachContact(ctx, n, func(ctx context.Context, j int, user, from string) error {
+		if err := fake.ContactPrepare(ctx, user, from); err != nil {
+			return fmt.Errorf("contact %d prepares: %w", j, err)
+		}
+		return nil
+	})
+}
+
 // warmContacts has each of the receive phase's 2n contacts send one
-// message to the session it writes to (contact j to session j mod n),
-// eight at a time, waits until the receiver got them all, and makes the
-// tracker forget them: the phase then measures contacts the sessions know,
-// whose Signal sessions both sides hold.
+// message to the session it writes to, waits until the receiver got them
+// all, and makes the tracker forget them: the phase then measures contacts
+// the sessions know, whose Signal sessions both sides hold.
 func warmContacts(ctx context.Context, fake *fakeserver.Remote, tr *msgTracker, n int) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for j := range 2 * n {
-		g.Go(func() error {
-			t0 := time.Now()
-			id, err := fake.ContactSend(gctx, sessionUser(j%n), contactPhone(j), fmt.Sprintf("bench warm-up %d", j), "")
-			if err != nil {
-				return fmt.Errorf("contact %d's warm-up message: %w", j, err)
-			}
-			tr.sent(id, t0)
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err := eachContact(ctx, n, func(ctx context.Context, j int, user, from string) error {
+		t0 := time.Now()
+		id, err := fake.ContactSend(ctx, user, from, fmt.Sprintf("bench warm-up %d", j), "")
+		if err != nil {
+			return fmt.Errorf("contact %d's warm-up message: %w", j, err)
+		}
+		tr.sent(id, t0)
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	for deadline := time.Now().Add(2 * time.Minute); tr.undelivered() > 0; time.Sleep(20 * time.Millisecond) {
