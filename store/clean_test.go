@@ -2,10 +2,14 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"go.mau.fi/whatsmeow/store/sqlstore/upgrades"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
@@ -209,4 +213,103 @@ func copyStore(t *testing.T, d *store.Dir, id, to string) string {
 		}
 	}
 	return to
+}
+
+// whatsmeow's schema check (and upgrade) runs at Open unless the clean
+// marker names this build's schema, which Close writes. To see which way
+// Open went, the store's version row claims a schema newer than this
+// build's whatsmeow supports, which that check refuses: so Open succeeds
+// only when it skipped the check.
+func TestCleanMarkerSkipsTheSchemaCheckOnlyAtThisSchema(t *testing.T) {
+	ctx := context.Background()
+	d := openDir(t)
+	createPaired(t, d, "alice", "15550005555")
+	marker := filepath.Join(d.Root(), "session-alice", cleanMarker)
+	written, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(written) == 0 {
+		t.Fatal("the marker Close wrote names no schema")
+	}
+	setVersion(t, d, "alice", 9999)
+
+	for _, tc := range []struct {
+		name   string
+		marker []byte // nil: no marker
+		opens  bool
+	}{
+		{"marker of this build", written, true},
+		{"empty marker of an older build", []byte{}, false},
+		{"marker of another schema", []byte("whatsmeow schema 1\n"), false},
+		{"marker with more after it", append(append([]byte{}, written...), 'x'), false},
+		{"no marker", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.Remove(marker); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			if tc.marker != nil {
+				if err := os.WriteFile(marker, tc.marker, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := d.Open(ctx, "alice", store.OpenOptions{})
+			if !tc.opens {
+				if err == nil {
+					s.Close()
+					t.Fatal("opened: the schema check did not run")
+				}
+				if !strings.Contains(err.Error(), "upgrade schema") {
+					t.Fatalf("open = %v, want the schema check's refusal", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("open = %v: the schema check ran despite the marker", err)
+			}
+			if !s.Paired() {
+				t.Error("device lost")
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	// Back at a version this build knows, the store opens without the
+	// marker (the check runs and passes), and its clean close writes the
+	// marker of this build again.
+	setVersion(t, d, "alice", 0)
+	if err := os.Remove(marker); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	s, err := d.Open(ctx, "alice", store.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := os.ReadFile(marker); err != nil || string(again) != string(written) {
+		t.Errorf("marker after a clean close = %q, %v; want %q", again, err, written)
+	}
+}
+
+// setVersion sets the version and compat of session id's whatsmeow schema
+// behind the store's back (the store is closed); 0 sets the version this
+// build's whatsmeow wrote when it created the store.
+func setVersion(t *testing.T, d *store.Dir, id string, v int) {
+	t.Helper()
+	db, err := sql.Open(store.DriverName, store.DSN(filepath.Join(d.Root(), "session-"+id, "whatsapp.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v == 0 {
+		v = len(upgrades.Table)
+	}
+	if _, err := db.Exec("UPDATE whatsmeow_version SET version = ?1, compat = ?1", v); err != nil {
+		t.Fatal(err)
+	}
 }

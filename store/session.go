@@ -178,9 +178,10 @@ func (s *Session) closeIdleLocked() {
 
 // Open opens session id's store, checks it and loads its device. The check
 // (PRAGMA quick_check) runs unless the store's clean marker says that it
-// was last closed cleanly (Session.Close) after it had passed a check; the
-// write lock is always taken and dropped, so that a read-only or full store
-// is reported now. A store that is not a database or fails the check is
+// was last closed cleanly (Session.Close) after it had passed a check, and
+// whatsmeow's schema check and upgrade run unless that marker also names
+// this build's schema version; the write lock is always taken and dropped,
+// so that a read-only or full store is reported now. A store that is not a database or fails the check is
 // ErrCorrupt; one that cannot be opened or written is ErrUnavailable. Open
 // never deletes or rewrites a store it cannot read.
 //
@@ -217,7 +218,8 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 		watch = noWatch{}
 	}
 	// Read before the first connection opens: opening removes the marker.
-	clean := hasCleanMarker(dir)
+	marker := readCleanMarker(dir)
+	clean := marker.present
 	idle := opts.IdleTimeout
 	if idle <= 0 {
 		idle = 30 * time.Second
@@ -260,8 +262,12 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 		}
 	}
 	container := sqlstore.NewWithDB(db, DriverName, opts.Log)
-	if err := container.Upgrade(ctx); err != nil {
-		return fail(container.Close, classify("upgrade schema", err))
+	// A store closed cleanly at this build's schema is still at it (see
+	// cleanFile); any other gets whatsmeow's check and upgrade.
+	if !marker.currentSchema {
+		if err := container.Upgrade(ctx); err != nil {
+			return fail(container.Close, classify("upgrade schema", err))
+		}
 	}
 	dev, err := container.GetFirstDevice(ctx)
 	if err != nil {
