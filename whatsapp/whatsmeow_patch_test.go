@@ -15,12 +15,15 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
+	"go.mau.fi/libsignal/ecc"
 	"go.mau.fi/whatsmeow"
 	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/proto/waCert"
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/util/keys"
 	waLog "go.mau.fi/whatsmeow/util/log"
 
 	"github.com/whatsapp-sessions/whatsapp-sessions/internal/patchcheck"
@@ -35,7 +38,7 @@ import (
 // patchedFiles are the files the patch changes, as patched.
 var patchedFiles = map[string]string{
 	"client.go":                    "822c66e41fbba75e3b76c6b7fe03d6f76db401108716e30e167e2ced200e68a9",
-	"handshake.go":                 "baf0879ad0f539ff68328d72768b00b5c10e20f6f065928c3a1b4924fcca8c61",
+	"handshake.go":                 "d4bd142348428680fdb1f8354a83fc9bc28f1862f0b16cc630c294b4eba3c805",
 	"go.mod":                       "4ee02ee927315acd8464f17a8b58ff4e86d3953842db7bc6ddb7e6a6edfa99d4",
 	"recentmessages_patch_test.go": "1cc83c3a9549325149df30c472e37aeb93c7253ab8e9650aa3a7a31c442f44a4",
 	"retry.go":                     "c491f90dd4d25f8bd033ebd09938bdfa5b8f0bbeb9eb2dbd3d7763621ed73337",
@@ -260,4 +263,117 @@ func TestConnectEndsWithItsContextDuringTheHandshake(t *testing.T) {
 		t.Fatalf("ConnectContext with no handshake answer and a 300 ms context: %v after %v, want an error once the context ends", err, took)
 	}
 	cli.Disconnect() // must not wait either
+}
+
+// The Noise certificate chain a server presents is verified once per chain
+// and root key, then remembered (the patch's verifiedCertChains); every
+// check but the two signatures still runs on each handshake, and a chain
+// is remembered only under the root it verified under.
+func TestNoiseCertChainsAreRememberedOnlyOnceVerified(t *testing.T) {
+	root, other, static := keys.NewKeyPair(), keys.NewKeyPair(), keys.NewKeyPair()
+	now := time.Now()
+	valid := noiseCertChain(t, root, static.Pub, now.Add(time.Hour))
+
+	// The first time verifies the signatures; the second finds the chain
+	// remembered. Both accept it.
+	for i := range 2 {
+		if err := whatsmeow.VerifyNoiseCertChain(*root.Pub, valid, static.Pub[:]); err != nil {
+			t.Fatalf("a valid chain, verification %d: %v", i+1, err)
+		}
+	}
+	// Remembered, it still has to vouch for the server's static key.
+	if err := whatsmeow.VerifyNoiseCertChain(*root.Pub, valid, other.Pub[:]); err == nil || !strings.Contains(err.Error(), "doesn't match") {
+		t.Errorf("a remembered chain for another static key = %v, want refused", err)
+	}
+	// It was verified under root, not under another root key.
+	if err := whatsmeow.VerifyNoiseCertChain(*other.Pub, valid, static.Pub[:]); err == nil || !strings.Contains(err.Error(), "verify") {
+		t.Errorf("a remembered chain under another root key = %v, want its signature refused", err)
+	}
+	// A chain whose leaf signature was tampered with is other bytes: it is
+	// refused, every time (never remembered).
+	tampered := tamperLeafSignature(t, valid)
+	for i := range 2 {
+		if err := whatsmeow.VerifyNoiseCertChain(*root.Pub, tampered, static.Pub[:]); err == nil || !strings.Contains(err.Error(), "verify") {
+			t.Errorf("a tampered chain, verification %d = %v, want its signature refused", i+1, err)
+		}
+	}
+	// Validity is checked on every handshake: an expired chain with good
+	// signatures is refused the first time and the second.
+	expired := noiseCertChain(t, root, static.Pub, now.Add(-time.Minute))
+	for i := range 2 {
+		if err := whatsmeow.VerifyNoiseCertChain(*root.Pub, expired, static.Pub[:]); err == nil || !strings.Contains(err.Error(), "expired") {
+			t.Errorf("an expired chain, verification %d = %v, want refused as expired", i+1, err)
+		}
+	}
+}
+
+// noiseCertChain is a marshaled certificate chain for a server's static
+// key: an intermediate certificate signed by root, and a leaf for static
+// signed by the intermediate, both valid until notAfter.
+func noiseCertChain(t testing.TB, root *keys.KeyPair, static *[32]byte, notAfter time.Time) []byte {
+	t.Helper()
+	intermediate := keys.NewKeyPair()
+	cert := func(issuer *keys.KeyPair, serial, issuerSerial uint32, key []byte) *waCert.CertChain_NoiseCertificate {
+		details, err := proto.Marshal(&waCert.CertChain_NoiseCertificate_Details{
+			Serial:       proto.Uint32(serial),
+			IssuerSerial: proto.Uint32(issuerSerial),
+			Key:          key,
+			NotBefore:    proto.Uint64(uint64(time.Now().Add(-time.Hour).Unix())),
+			NotAfter:     proto.Uint64(uint64(notAfter.Unix())),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := ecc.CalculateSignature(ecc.NewDjbECPrivateKey(*issuer.Priv), details)
+		return &waCert.CertChain_NoiseCertificate{Details: details, Signature: sig[:]}
+	}
+	chain, err := proto.Marshal(&waCert.CertChain{
+		Intermediate: cert(root, 7, whatsmeow.WACertIssuerSerial, intermediate.Pub[:]),
+		Leaf:         cert(intermediate, 8, 7, static[:]),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chain
+}
+
+// tamperLeafSignature is chain with one bit of its leaf's signature flipped.
+func tamperLeafSignature(t testing.TB, chain []byte) []byte {
+	t.Helper()
+	var c waCert.CertChain
+	if err := proto.Unmarshal(chain, &c); err != nil {
+		t.Fatal(err)
+	}
+	c.Leaf.Signature[0] ^= 1
+	out, err := proto.Marshal(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// BenchmarkVerifyNoiseCertChain prints what a handshake's certificate
+// check costs with a chain not seen before and with a remembered one:
+//
+//	go test -run '^$' -bench VerifyNoiseCertChain ./whatsapp
+func BenchmarkVerifyNoiseCertChain(b *testing.B) {
+	root, static := keys.NewKeyPair(), keys.NewKeyPair()
+	b.Run("new", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			chain := noiseCertChain(b, root, static.Pub, time.Now().Add(time.Hour))
+			b.StartTimer()
+			if err := whatsmeow.VerifyNoiseCertChain(*root.Pub, chain, static.Pub[:]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("remembered", func(b *testing.B) {
+		chain := noiseCertChain(b, root, static.Pub, time.Now().Add(time.Hour))
+		for b.Loop() {
+			if err := whatsmeow.VerifyNoiseCertChain(*root.Pub, chain, static.Pub[:]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

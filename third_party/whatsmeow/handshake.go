@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.mau.fi/libsignal/ecc"
@@ -145,6 +146,19 @@ func checkCertValidity(cert *waCert.CertChain_NoiseCertificate_Details) error {
 }
 
 func verifyServerCert(certDecrypted, staticDecrypted []byte) error {
+	return VerifyNoiseCertChain(WACertPubKey, certDecrypted, staticDecrypted)
+}
+
+// VerifyNoiseCertChain checks the certificate chain a server presents in
+// the Noise handshake (certDecrypted, a marshaled waCert.CertChain) against
+// the root key and the server's static key (staticDecrypted), as the
+// handshake does with WACertPubKey. Exported by whatsapp-sessions' patch,
+// for its tests.
+//
+// A chain whose two signatures verified under a root key is remembered
+// (verifiedCertChains), and the same bytes under the same root are not
+// verified again; every other check runs each time.
+func VerifyNoiseCertChain(root [32]byte, certDecrypted, staticDecrypted []byte) error {
 	var certChain waCert.CertChain
 	err := proto.Unmarshal(certDecrypted, &certChain)
 	if err != nil {
@@ -161,7 +175,9 @@ func verifyServerCert(certDecrypted, staticDecrypted []byte) error {
 		return fmt.Errorf("unexpected length of intermediate cert signature %d (expected 64)", len(intermediateCertSignature))
 	} else if len(leafCertSignature) != 64 {
 		return fmt.Errorf("unexpected length of leaf cert signature %d (expected 64)", len(leafCertSignature))
-	} else if !ecc.VerifySignature(ecc.NewDjbECPublicKey(WACertPubKey), intermediateCertDetailsRaw, [64]byte(intermediateCertSignature)) {
+	}
+	signed := verifiedCertChains.has(root, certDecrypted)
+	if !signed && !ecc.VerifySignature(ecc.NewDjbECPublicKey(root), intermediateCertDetailsRaw, [64]byte(intermediateCertSignature)) {
 		return fmt.Errorf("failed to verify intermediate cert signature")
 	} else if err = proto.Unmarshal(intermediateCertDetailsRaw, &intermediateCertDetails); err != nil {
 		return fmt.Errorf("failed to unmarshal noise certificate details: %w", err)
@@ -169,7 +185,7 @@ func verifyServerCert(certDecrypted, staticDecrypted []byte) error {
 		return fmt.Errorf("unexpected intermediate issuer serial %d (expected %d)", intermediateCertDetails.GetIssuerSerial(), WACertIssuerSerial)
 	} else if len(intermediateCertDetails.GetKey()) != 32 {
 		return fmt.Errorf("unexpected length of intermediate cert key %d (expected 32)", len(intermediateCertDetails.GetKey()))
-	} else if !ecc.VerifySignature(ecc.NewDjbECPublicKey([32]byte(intermediateCertDetails.GetKey())), leafCertDetailsRaw, [64]byte(leafCertSignature)) {
+	} else if !signed && !ecc.VerifySignature(ecc.NewDjbECPublicKey([32]byte(intermediateCertDetails.GetKey())), leafCertDetailsRaw, [64]byte(leafCertSignature)) {
 		return fmt.Errorf("failed to verify intermediate cert signature")
 	} else if err = checkCertValidity(&intermediateCertDetails); err != nil {
 		return fmt.Errorf("intermediate cert %w", err)
@@ -182,5 +198,51 @@ func verifyServerCert(certDecrypted, staticDecrypted []byte) error {
 	} else if err = checkCertValidity(&leafCertDetails); err != nil {
 		return fmt.Errorf("leaf cert cert %w", err)
 	}
+	if !signed {
+		verifiedCertChains.add(root, certDecrypted)
+	}
 	return nil
+}
+
+// verifiedCertChains remembers the last certChainCacheSize certificate
+// chains whose signatures verified, each with the root key it verified
+// under, so that a process's many connections to the same servers verify a
+// chain's two XEdDSA signatures (~0.2 ms of CPU per handshake) once.
+// Remembering the result for exactly the bytes verified is as safe as
+// verifying them again.
+var verifiedCertChains = certChainCache{chains: map[string]struct{}{}}
+
+// certChainCacheSize bounds verifiedCertChains; WhatsApp's chat servers
+// present few chains at a time.
+const certChainCacheSize = 32
+
+type certChainCache struct {
+	mu     sync.Mutex
+	chains map[string]struct{}        // root key followed by the chain's bytes
+	order  [certChainCacheSize]string // the keys, oldest replaced first
+	next   int
+}
+
+func certChainKey(root [32]byte, chain []byte) string {
+	return string(root[:]) + string(chain)
+}
+
+func (c *certChainCache) has(root [32]byte, chain []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.chains[certChainKey(root, chain)]
+	return ok
+}
+
+func (c *certChainCache) add(root [32]byte, chain []byte) {
+	key := certChainKey(root, chain)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.chains[key]; ok {
+		return
+	}
+	delete(c.chains, c.order[c.next])
+	c.order[c.next] = key
+	c.chains[key] = struct{}{}
+	c.next = (c.next + 1) % certChainCacheSize
 }
