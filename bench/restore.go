@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +19,7 @@ import (
 	"github.com/prometheus/procfs"
 	"github.com/whatsapp-sessions/whatsapp-sessions/client"
 	"github.com/whatsapp-sessions/whatsapp-sessions/sessions"
+	"github.com/whatsapp-sessions/whatsapp-sessions/store"
 	"github.com/whatsapp-sessions/whatsapp-sessions/whatsapp/fakeserver"
 	"golang.org/x/sync/errgroup"
 )
@@ -221,11 +224,20 @@ func (b *bench) runRestore(ctx context.Context, n int, baseline *restoreResult, 
 }
 
 // countFile records how many sessions the template (a SESSIONS_DIR) holds
-// and the fake server's seed fingerprint they were made with; each run
-// copies the first N, so all restore the same untouched stores. A template
-// made by other seeding code (a changed LID or key derivation) is seeded
-// again from scratch: its stores would make every login rewrite the device.
+// and the fingerprint of the code that made them (templateFingerprint);
+// each run copies the first N, so all restore the same untouched stores. A
+// template made by other seeding code (a changed LID or key derivation) is
+// seeded again from scratch: its stores would make every login rewrite the
+// device; so is one whose clean markers another build wrote (their stores
+// would get the schema check this build's skip).
 const countFile = ".bench-seeded"
+
+// templateFingerprint digests the fake server's seed fingerprint and the
+// clean marker this build writes.
+func templateFingerprint() string {
+	sum := sha256.Sum256([]byte(fakeserver.SeedFingerprint() + "\n" + store.CleanMarkerContent()))
+	return hex.EncodeToString(sum[:8])
+}
 
 // seededCount is how many sessions the template holds, 0 when it was made
 // with another fingerprint (its sessions are then removed).
@@ -233,10 +245,10 @@ func (b *bench) seededCount() (int, error) {
 	data, _ := os.ReadFile(filepath.Join(b.template, countFile))
 	count, fingerprint, _ := strings.Cut(strings.TrimSpace(string(data)), " ")
 	have, _ := strconv.Atoi(count)
-	if have == 0 || fingerprint == fakeserver.SeedFingerprint() {
+	if have == 0 || fingerprint == templateFingerprint() {
 		return have, nil
 	}
-	logf("the template in %s was seeded by other code (fingerprint %q, now %q): seeding it again", b.template, fingerprint, fakeserver.SeedFingerprint())
+	logf("the template in %s was seeded by other code (fingerprint %q, now %q): seeding it again", b.template, fingerprint, templateFingerprint())
 	entries, err := os.ReadDir(b.template)
 	if err != nil {
 		return 0, err
@@ -278,7 +290,7 @@ func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
 			return fmt.Errorf("seed: %w", err)
 		}
 		logf("seeded %d sessions in %v", n-have, time.Since(began).Round(time.Millisecond))
-		if err := os.WriteFile(filepath.Join(b.template, countFile), []byte(strconv.Itoa(n)+" "+fakeserver.SeedFingerprint()+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(b.template, countFile), []byte(strconv.Itoa(n)+" "+templateFingerprint()+"\n"), 0o600); err != nil {
 			return err
 		}
 	}

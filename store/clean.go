@@ -38,6 +38,12 @@ const cleanFile = "clean-close"
 // cleanContent is what a clean marker written by this build holds.
 var cleanContent = fmt.Sprintf("whatsmeow schema %d\n", len(upgrades.Table))
 
+// CleanMarkerContent is what this build writes into a store's clean
+// marker: the whatsmeow schema version its stores are at. A program that
+// keeps closed stores for later (the bench's template) can tell from it
+// whether another build closed them.
+func CleanMarkerContent() string { return cleanContent }
+
 // cleanMarker is what Open finds of a store's clean marker.
 type cleanMarker struct {
 	// present: the store was closed cleanly after it passed a check.
