@@ -228,8 +228,8 @@ func (b *bench) runRestore(ctx context.Context, n int, baseline *restoreResult, 
 // each run copies the first N, so all restore the same untouched stores. A
 // template made by other seeding code (a changed LID or key derivation) is
 // seeded again from scratch: its stores would make every login rewrite the
-// device; so is one whose clean markers another build wrote (their stores
-// would get the schema check this build's skip).
+// device; so is one whose clean markers another build wrote (its stores
+// would run the schema check that this build's own markers skip).
 const countFile = ".bench-seeded"
 
 // templateFingerprint digests the fake server's seed fingerprint and the

@@ -181,9 +181,10 @@ func (s *Session) closeIdleLocked() {
 // was last closed cleanly (Session.Close) after it had passed a check, and
 // whatsmeow's schema check and upgrade run unless that marker also names
 // this build's schema version; the write lock is always taken and dropped,
-// so that a read-only or full store is reported now. A store that is not a database or fails the check is
-// ErrCorrupt; one that cannot be opened or written is ErrUnavailable. Open
-// never deletes or rewrites a store it cannot read.
+// so that a read-only or full store is reported now. A store that is not a
+// database or fails the check is ErrCorrupt; one that cannot be opened or
+// written is ErrUnavailable. Open never deletes or rewrites a store it
+// cannot read.
 //
 // What the marker cannot catch: a store damaged behind the service's back
 // (bit rot, another program writing it) after a clean close. SQLite still
