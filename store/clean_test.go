@@ -313,3 +313,38 @@ func setVersion(t *testing.T, d *store.Dir, id string, v int) {
 		t.Fatal(err)
 	}
 }
+
+// A clean marker left in a session's directory after its store was
+// removed (by hand: the service removes the directory) says nothing of the
+// store created there next: that one gets whatsmeow's schema.
+func TestCleanMarkerOfARemovedStoreIsIgnored(t *testing.T) {
+	ctx := context.Background()
+	d := openDir(t)
+	createPaired(t, d, "alice", "15550006666")
+	dir := filepath.Join(d.Root(), "session-alice")
+	if !markerExists(t, d, "alice") {
+		t.Fatal("no marker after a clean close")
+	}
+	for _, f := range []string{"whatsapp.db", "whatsapp.db-wal", "whatsapp.db-shm"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Open(ctx, "alice", store.OpenOptions{}); !errors.Is(err, store.ErrNoStore) {
+		t.Fatalf("restoring a removed store = %v, want ErrNoStore", err)
+	}
+	s, err := d.Open(ctx, "alice", store.OpenOptions{Create: true})
+	if err != nil {
+		t.Fatalf("creating the store again beside the old marker: %v", err)
+	}
+	defer s.Close()
+	if s.Paired() {
+		t.Error("a new store holds a paired device")
+	}
+	if !s.Checked {
+		t.Error("the old marker was trusted for the new store")
+	}
+	if _, err := fakeserver.SeedDevice(ctx, s.Container, "15550006666"); err != nil {
+		t.Fatalf("the new store has no whatsmeow schema: %v", err)
+	}
+}

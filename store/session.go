@@ -219,7 +219,11 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 		watch = noWatch{}
 	}
 	// Read before the first connection opens: opening removes the marker.
+	// One left beside a store that is gone says nothing of the new one.
 	marker := readCleanMarker(dir)
+	if fi == nil {
+		marker = cleanMarker{}
+	}
 	clean := marker.present
 	idle := opts.IdleTimeout
 	if idle <= 0 {
