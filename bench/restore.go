@@ -235,7 +235,7 @@ const countFile = ".bench-seeded"
 // templateFingerprint digests the fake server's seed fingerprint and the
 // clean marker this build writes.
 func templateFingerprint() string {
-	sum := sha256.Sum256([]byte(fakeserver.SeedFingerprint() + "\n" + store.CleanMarkerContent()))
+	sum := sha256.Sum256([]byte(fakeserver.SeedFingerprint() + "\n" + store.CleanMarkerSchema()))
 	return hex.EncodeToString(sum[:8])
 }
 
@@ -268,6 +268,25 @@ func sessionID(i int) string { return fmt.Sprintf("s%05d", i) }
 
 // sessionUser is the WhatsApp account (phone number) of session i.
 func sessionUser(i int) string { return fmt.Sprintf("1555%07d", i) }
+
+// copyPreservingTime copies the file src to dst with src's modification
+// time, as cp -a does: a store's clean marker vouches for its database
+// file's size and time, so a copy that changed the time would be checked
+// at Open as a store changed behind the service's back.
+func copyPreservingTime(src, dst string) error {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(dst, data, 0o600); err != nil {
+		return err
+	}
+	return os.Chtimes(dst, fi.ModTime(), fi.ModTime())
+}
 
 // copySessions makes dst a fresh SESSIONS_DIR holding real copies of the
 // template's first n sessions (whatsapp.db alone with -store-files db),
@@ -308,10 +327,7 @@ func (b *bench) copySessions(ctx context.Context, dst string, n int) error {
 			entries, err := os.ReadDir(filepath.Join(b.template, name))
 			for _, e := range entries {
 				if err == nil && e.Type().IsRegular() && (!b.dbOnly || e.Name() == "whatsapp.db") {
-					var data []byte
-					if data, err = os.ReadFile(filepath.Join(b.template, name, e.Name())); err == nil {
-						err = os.WriteFile(filepath.Join(dst, name, e.Name()), data, 0o600)
-					}
+					err = copyPreservingTime(filepath.Join(b.template, name, e.Name()), filepath.Join(dst, name, e.Name()))
 				}
 			}
 			return err

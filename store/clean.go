@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 
 	"go.mau.fi/whatsmeow/store/sqlstore/upgrades"
@@ -27,36 +28,58 @@ import (
 // the same journal transaction, and until such a write the store is the
 // one that was closed cleanly.
 //
-// The marker names the whatsmeow schema version the store was at when it
-// closed (cleanContent). Open skips whatsmeow's schema check and upgrade
-// (three statements, ~4 % of a restore's CPU) only when that is the
-// version this build knows: a marker written by a build of another
-// whatsmeow, or an empty one (written before markers named a version),
-// still gets the quick_check skip but not this one.
+// The marker holds two lines (markerContent): the whatsmeow schema version
+// the store was at, and the size and modification time (ns) of its
+// database file as the clean close left it. It vouches for that file only:
+// a store replaced or written behind the service's back since (a backup
+// copied into place, another program) has another size or time, and Open
+// then checks it as if there were no marker. Open also skips whatsmeow's
+// schema check and upgrade (three statements, ~4 % of a restore's CPU)
+// when the version is this build's. An empty marker, written before
+// markers held anything, still skips quick_check alone, as it did then.
 const cleanFile = "clean-close"
 
-// cleanContent is what a clean marker written by this build holds.
-var cleanContent = fmt.Sprintf("whatsmeow schema %d\n", len(upgrades.Table))
+// cleanSchema is the first line of the markers this build writes.
+var cleanSchema = fmt.Sprintf("whatsmeow schema %d", len(upgrades.Table))
 
-// CleanMarkerContent is what this build writes into a store's clean
-// marker: the whatsmeow schema version its stores are at. A program that
+// CleanMarkerSchema is the first line of the clean markers this build
+// writes: the whatsmeow schema version its stores are at. A program that
 // keeps closed stores for later (the bench's template) can tell from it
 // whether another build closed them.
-func CleanMarkerContent() string { return cleanContent }
+func CleanMarkerSchema() string { return cleanSchema }
+
+// markerContent is what the marker of a store whose database file is db
+// holds when this build closes it cleanly.
+func markerContent(db fs.FileInfo) string {
+	return cleanSchema + "\n" + markerStoreLine(db)
+}
+
+func markerStoreLine(db fs.FileInfo) string {
+	return fmt.Sprintf("store %d %d\n", db.Size(), db.ModTime().UnixNano())
+}
+
+// maxMarkerSize bounds what is read of a marker; the ones written here are
+// well under it.
+const maxMarkerSize = 256
 
 // cleanMarker is what Open finds of a store's clean marker.
 type cleanMarker struct {
-	// present: the store was closed cleanly after it passed a check.
+	// present: the store was closed cleanly after it passed a check, and
+	// has not changed since.
 	present bool
 	// currentSchema: and its schema was then the one this build's
 	// whatsmeow upgrades stores to.
 	currentSchema bool
 }
 
-// readCleanMarker reads dir's clean marker. Only a regular file counts:
-// O_NOFOLLOW refuses a symlink, and anything but a regular file is no
-// marker either.
-func readCleanMarker(dir string) cleanMarker {
+// readCleanMarker reads dir's clean marker for the database file db (nil
+// when there is none: a marker says nothing of a store to be created).
+// Only a regular file counts: O_NOFOLLOW refuses a symlink, and anything
+// but a regular file is no marker either; nor is one that cannot be read.
+func readCleanMarker(dir string, db fs.FileInfo) cleanMarker {
+	if db == nil {
+		return cleanMarker{}
+	}
 	f, err := os.OpenFile(dir+string(os.PathSeparator)+cleanFile, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return cleanMarker{}
@@ -66,12 +89,18 @@ func readCleanMarker(dir string) cleanMarker {
 	if err != nil || !fi.Mode().IsRegular() {
 		return cleanMarker{}
 	}
-	buf := make([]byte, len(cleanContent)+1)
-	n, err := io.ReadFull(f, buf)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	b, err := io.ReadAll(io.LimitReader(f, maxMarkerSize))
+	if err != nil {
+		return cleanMarker{}
+	}
+	if len(b) == 0 {
 		return cleanMarker{present: true}
 	}
-	return cleanMarker{present: true, currentSchema: string(buf[:n]) == cleanContent}
+	schema, store, _ := strings.Cut(string(b), "\n")
+	if store != markerStoreLine(db) {
+		return cleanMarker{}
+	}
+	return cleanMarker{present: true, currentSchema: schema == cleanSchema}
 }
 
 // removeCleanMarker removes the marker at path if there is one; unlink
@@ -83,12 +112,13 @@ func removeCleanMarker(path string) error {
 	return nil
 }
 
-// writeCleanMarker creates the marker at path, holding cleanContent: the
-// caller closed a store that is at this build's schema. O_EXCL|O_NOFOLLOW:
-// never through a planted symlink; one already there is left as it is.
-// The content is not synced: a power loss may keep the marker's name but
-// not its content, which costs the next Open only the schema check's skip.
-func writeCleanMarker(path string) error {
+// writeCleanMarker creates the marker at path for the database file db,
+// as the caller's clean close left it, at this build's schema.
+// O_EXCL|O_NOFOLLOW: never through a planted symlink; one already there is
+// left as it is. The content is not synced: a power loss may keep the
+// marker's name but not its content, and a marker cut short vouches for
+// nothing.
+func writeCleanMarker(path string, db fs.FileInfo) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, fileMode)
 	if errors.Is(err, fs.ErrExist) {
 		return nil
@@ -96,6 +126,6 @@ func writeCleanMarker(path string) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(cleanContent)
+	_, err = f.WriteString(markerContent(db))
 	return errors.Join(err, f.Close())
 }

@@ -86,31 +86,59 @@ func TestCleanMarkerFollowsTheConnection(t *testing.T) {
 }
 
 // A store found corrupt never gets a marker, so it is checked (and
-// refused) at every open. A store damaged behind the service's back after
-// a clean close is not quick_checked; SQLite refuses it as soon as it
-// reads the damage (a zeroed header at once), and once the marker is gone
-// the full check catches the rest.
+// refused) at every open. A store written behind the service's back after
+// a clean close has another modification time, so its marker vouches for
+// nothing and the full check runs. Damage that leaves the file's size and
+// time as they were (bit rot) is not quick_checked; SQLite refuses it as
+// soon as it reads the damage (a zeroed header at once), and once the
+// marker is gone the full check catches the rest.
 func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 	ctx := context.Background()
 	d := openDir(t)
 	createPaired(t, d, "victim", "15550004444")
 	header := copyStore(t, d, "victim", "header")
+	written := copyStore(t, d, "victim", "written")
 	path := func(id string) string { return filepath.Join(d.Root(), "session-"+id, "whatsapp.db") }
+	const page = 4096
+	// damageLastPage writes garbage into the store's last page, which no
+	// open reads; keepTime: then gives the file its time back.
+	damageLastPage := func(id string, keepTime bool) {
+		t.Helper()
+		fi, err := os.Stat(path(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(b) - page; i < len(b); i++ {
+			b[i] = 0xA5
+		}
+		if err := os.WriteFile(path(id), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if keepTime {
+			if err := os.Chtimes(path(id), fi.ModTime(), fi.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 
-	// Garbage in the last page, which no open reads: with the marker the
+	// Written behind the service's back: checked despite the marker, and
+	// refused.
+	damageLastPage(written, false)
+	if !markerExists(t, d, written) {
+		t.Fatal("the copy has no marker")
+	}
+	if _, err := d.Open(ctx, written, store.OpenOptions{}); !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("open of a store written since its clean close = %v, want ErrCorrupt (checked)", err)
+	}
+
+	// Bit rot, the file's size and time unchanged: with the marker the
 	// store opens (the limit of the marker); without it, quick_check
 	// refuses it, and a refused store gets no marker.
-	b, err := os.ReadFile(path("victim"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const page = 4096
-	for i := len(b) - page; i < len(b); i++ {
-		b[i] = 0xA5
-	}
-	if err := os.WriteFile(path("victim"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damageLastPage("victim", true)
 	if !markerExists(t, d, "victim") {
 		t.Fatal("no marker after a clean close")
 	}
@@ -138,13 +166,21 @@ func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 		}
 	}
 
-	// A zeroed header is refused even with the marker.
+	// A zeroed header is refused even with a marker that vouches for the
+	// file (its time given back).
+	hfi, err := os.Stat(path(header))
+	if err != nil {
+		t.Fatal(err)
+	}
 	hb, err := os.ReadFile(path(header))
 	if err != nil {
 		t.Fatal(err)
 	}
 	copy(hb, make([]byte, 100))
 	if err := os.WriteFile(path(header), hb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path(header), hfi.ModTime(), hfi.ModTime()); err != nil {
 		t.Fatal(err)
 	}
 	if !markerExists(t, d, header) {
@@ -190,8 +226,9 @@ func TestSymlinkedMarkerIsNotTrusted(t *testing.T) {
 	}
 }
 
-// copyStore copies the files of session id, as they are now, into a new
-// session and returns its id.
+// copyStore copies the files of session id, as they are now and with
+// their modification times (as cp -a does), into a new session and
+// returns its id.
 func copyStore(t *testing.T, d *store.Dir, id, to string) string {
 	t.Helper()
 	src := filepath.Join(d.Root(), "session-"+id)
@@ -211,15 +248,24 @@ func copyStore(t *testing.T, d *store.Dir, id, to string) string {
 		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(dst, e.Name()), fi.ModTime(), fi.ModTime()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return to
 }
 
 // whatsmeow's schema check (and upgrade) runs at Open unless the clean
-// marker names this build's schema, which Close writes. To see which way
-// Open went, the store's version row claims a schema newer than this
-// build's whatsmeow supports, which that check refuses: so Open succeeds
-// only when it skipped the check.
+// marker names this build's schema and vouches for the store's file,
+// which Close's marker does. To see which way Open went, the store's
+// version row claims a schema newer than this build's whatsmeow supports,
+// which that check refuses, and the file gets its size and time back
+// (what the marker cannot see): so Open succeeds only when it skipped the
+// check.
 func TestCleanMarkerSkipsTheSchemaCheckOnlyAtThisSchema(t *testing.T) {
 	ctx := context.Background()
 	d := openDir(t)
@@ -229,28 +275,30 @@ func TestCleanMarkerSkipsTheSchemaCheckOnlyAtThisSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(written) != store.CleanMarkerContent() || !strings.HasPrefix(string(written), "whatsmeow schema ") {
-		t.Fatalf("the marker Close wrote holds %q, want %q naming the schema", written, store.CleanMarkerContent())
+	schemaLine, storeLine, _ := strings.Cut(string(written), "\n")
+	if schemaLine != store.CleanMarkerSchema() || !strings.HasPrefix(schemaLine, "whatsmeow schema ") || !strings.HasPrefix(storeLine, "store ") {
+		t.Fatalf("the marker Close wrote holds %q, want %q and the store's size and time", written, store.CleanMarkerSchema())
 	}
 	setVersion(t, d, "alice", 9999)
 
 	for _, tc := range []struct {
 		name   string
-		marker []byte // nil: no marker
+		marker string // "-": no marker
 		opens  bool
 	}{
-		{"marker of this build", written, true},
-		{"empty marker of an older build", []byte{}, false},
-		{"marker of another schema", []byte("whatsmeow schema 1\n"), false},
-		{"marker with more after it", append(append([]byte{}, written...), 'x'), false},
-		{"no marker", nil, false},
+		{"marker of this build", string(written), true},
+		{"empty marker of an older build", "", false},
+		{"marker of another schema", "whatsmeow schema 1\n" + storeLine, false},
+		{"marker of another file", schemaLine + "\nstore 1 2\n", false},
+		{"marker with more after it", string(written) + "x", false},
+		{"no marker", "-", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := os.Remove(marker); err != nil && !errors.Is(err, os.ErrNotExist) {
 				t.Fatal(err)
 			}
-			if tc.marker != nil {
-				if err := os.WriteFile(marker, tc.marker, 0o600); err != nil {
+			if tc.marker != "-" {
+				if err := os.WriteFile(marker, []byte(tc.marker), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -271,6 +319,8 @@ func TestCleanMarkerSkipsTheSchemaCheckOnlyAtThisSchema(t *testing.T) {
 			if !s.Paired() {
 				t.Error("device lost")
 			}
+			// Closed without a write, the file keeps its size and time:
+			// Close's marker is the same as before.
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -278,38 +328,61 @@ func TestCleanMarkerSkipsTheSchemaCheckOnlyAtThisSchema(t *testing.T) {
 	}
 
 	// Back at a version this build knows, the store opens without the
-	// marker (the check runs and passes), and its clean close writes the
-	// marker of this build again.
+	// marker (the check runs and passes), and its clean close writes a
+	// marker that the next Open trusts.
 	setVersion(t, d, "alice", 0)
 	if err := os.Remove(marker); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
-	s, err := d.Open(ctx, "alice", store.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
+	for _, wantChecked := range []bool{true, false} {
+		s, err := d.Open(ctx, "alice", store.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Checked != wantChecked {
+			t.Errorf("checked %v, want %v", s.Checked, wantChecked)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if again, err := os.ReadFile(marker); err != nil || string(again) != string(written) {
-		t.Errorf("marker after a clean close = %q, %v; want %q", again, err, written)
+	if again, err := os.ReadFile(marker); err != nil || !strings.HasPrefix(string(again), store.CleanMarkerSchema()+"\n") {
+		t.Errorf("marker after a clean close = %q, %v; want it to name %q", again, err, store.CleanMarkerSchema())
 	}
 }
 
 // setVersion sets the version and compat of session id's whatsmeow schema
-// behind the store's back (the store is closed); 0 sets the version this
-// build's whatsmeow wrote when it created the store.
+// behind the store's back (the store is closed), then gives the database
+// file its size and time back, so that its clean marker still vouches for
+// it; 0 sets the version this build's whatsmeow wrote.
 func setVersion(t *testing.T, d *store.Dir, id string, v int) {
 	t.Helper()
-	db, err := sql.Open(store.DriverName, store.DSN(filepath.Join(d.Root(), "session-"+id, "whatsapp.db")))
+	path := filepath.Join(d.Root(), "session-"+id, "whatsapp.db")
+	before, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	db, err := sql.Open(store.DriverName, store.DSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if v == 0 {
 		v = len(upgrades.Table)
 	}
 	if _, err := db.Exec("UPDATE whatsmeow_version SET version = ?1, compat = ?1", v); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() != before.Size() {
+		t.Fatalf("the store's size changed from %d to %d", before.Size(), after.Size())
+	}
+	if err := os.Chtimes(path, before.ModTime(), before.ModTime()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -80,6 +80,7 @@ type Session struct {
 	// marker), rather than trusting the marker.
 	Checked bool
 
+	path      string // the database file's
 	db        *sql.DB
 	connector *watchedConnector
 	life      *lifetime
@@ -115,7 +116,9 @@ func (s *Session) Close() error {
 	}
 	if s.connector.checked.Load() && !s.connector.tainted.Load() && !s.connector.replaced.Load() {
 		// Best effort: without the marker the next Open checks the store.
-		_ = writeCleanMarker(s.connector.marker)
+		if fi, err := os.Lstat(s.path); err == nil && fi.Mode().IsRegular() {
+			_ = writeCleanMarker(s.connector.marker, fi)
+		}
 	}
 	return nil
 }
@@ -179,7 +182,7 @@ func (s *Session) closeIdleLocked() {
 // Open opens session id's store, checks it and loads its device. The check
 // (PRAGMA quick_check) runs unless the store's clean marker says that it
 // was last closed cleanly (Session.Close) after it had passed a check, and
-// whatsmeow's schema check and upgrade run unless that marker also names
+// that its file has not changed since (see cleanFile); whatsmeow's schema check and upgrade run unless that marker also names
 // this build's schema version; the write lock is always taken and dropped,
 // so that a read-only or full store is reported now. A store that is not a
 // database or fails the check is ErrCorrupt; one that cannot be opened or
@@ -187,7 +190,9 @@ func (s *Session) closeIdleLocked() {
 // cannot read.
 //
 // What the marker cannot catch: a store damaged behind the service's back
-// (bit rot, another program writing it) after a clean close. SQLite still
+// after a clean close in a way that leaves its file's size and
+// modification time as they were (bit rot; another program's writes change
+// the time, and the marker then vouches for nothing). SQLite still
 // reports such damage as ErrCorrupt when it reads the damaged pages, at
 // Open for the header and the device's own rows, later for the rest; after
 // a crash, or a close that was not clean, the marker is absent and the
@@ -219,11 +224,8 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 		watch = noWatch{}
 	}
 	// Read before the first connection opens: opening removes the marker.
-	// One left beside a store that is gone says nothing of the new one.
-	marker := readCleanMarker(dir)
-	if fi == nil {
-		marker = cleanMarker{}
-	}
+	// One left beside a store that is gone says nothing of a new one.
+	marker := readCleanMarker(dir, fi)
 	clean := marker.present
 	idle := opts.IdleTimeout
 	if idle <= 0 {
@@ -238,7 +240,7 @@ func (d *Dir) Open(ctx context.Context, id string, opts OpenOptions) (*Session, 
 	// when idle.
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	s := &Session{ID: id, Checked: !clean, db: db, connector: connector, life: life}
+	s := &Session{ID: id, Checked: !clean, path: path, db: db, connector: connector, life: life}
 	life.closeIdle, life.open = s.closeIdle, connector.isOpen
 	// fail closes what Open opened; closing is the database's or the
 	// container's (which closes the database).
