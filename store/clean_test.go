@@ -99,10 +99,9 @@ func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 	header := copyStore(t, d, "victim", "header")
 	written := copyStore(t, d, "victim", "written")
 	path := func(id string) string { return filepath.Join(d.Root(), "session-"+id, "whatsapp.db") }
-	const page = 4096
-	// damageLastPage writes garbage into the store's last page, which no
-	// open reads; keepTime: then gives the file its time back.
-	damageLastPage := func(id string, keepTime bool) {
+	// damage rewrites the store's file with f applied to its bytes;
+	// keepTime: then gives the file its time back.
+	damage := func(id string, keepTime bool, f func(b []byte)) {
 		t.Helper()
 		fi, err := os.Stat(path(id))
 		if err != nil {
@@ -112,9 +111,7 @@ func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := len(b) - page; i < len(b); i++ {
-			b[i] = 0xA5
-		}
+		f(b)
 		if err := os.WriteFile(path(id), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -125,9 +122,17 @@ func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 		}
 	}
 
+	// Garbage in the last page, which no open reads.
+	const page = 4096
+	lastPage := func(b []byte) {
+		for i := len(b) - page; i < len(b); i++ {
+			b[i] = 0xA5
+		}
+	}
+
 	// Written behind the service's back: checked despite the marker, and
 	// refused.
-	damageLastPage(written, false)
+	damage(written, false, lastPage)
 	if !markerExists(t, d, written) {
 		t.Fatal("the copy has no marker")
 	}
@@ -138,7 +143,7 @@ func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 	// Bit rot, the file's size and time unchanged: with the marker the
 	// store opens (the limit of the marker); without it, quick_check
 	// refuses it, and a refused store gets no marker.
-	damageLastPage("victim", true)
+	damage("victim", true, lastPage)
 	if !markerExists(t, d, "victim") {
 		t.Fatal("no marker after a clean close")
 	}
@@ -168,21 +173,7 @@ func TestCorruptStoresAndTheCleanMarker(t *testing.T) {
 
 	// A zeroed header is refused even with a marker that vouches for the
 	// file (its time given back).
-	hfi, err := os.Stat(path(header))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hb, err := os.ReadFile(path(header))
-	if err != nil {
-		t.Fatal(err)
-	}
-	copy(hb, make([]byte, 100))
-	if err := os.WriteFile(path(header), hb, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(path(header), hfi.ModTime(), hfi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
+	damage(header, true, func(b []byte) { copy(b, make([]byte, 100)) })
 	if !markerExists(t, d, header) {
 		t.Fatal("the copy has no marker")
 	}
