@@ -310,8 +310,6 @@ func TestCleanMarkerSkipsTheSchemaCheckOnlyAtThisSchema(t *testing.T) {
 			if !s.Paired() {
 				t.Error("device lost")
 			}
-			// Closed without a write, the file keeps its size and time:
-			// Close's marker is the same as before.
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}

@@ -182,9 +182,10 @@ func (s *Session) closeIdleLocked() {
 // Open opens session id's store, checks it and loads its device. The check
 // (PRAGMA quick_check) runs unless the store's clean marker says that it
 // was last closed cleanly (Session.Close) after it had passed a check, and
-// that its file has not changed since (see cleanFile); whatsmeow's schema check and upgrade run unless that marker also names
-// this build's schema version; the write lock is always taken and dropped,
-// so that a read-only or full store is reported now. A store that is not a
+// that its file has not changed since (see cleanFile); whatsmeow's schema
+// check and upgrade run unless that marker also names this build's schema
+// version; the write lock is always taken and dropped, so that a read-only
+// or full store is reported now. A store that is not a
 // database or fails the check is ErrCorrupt; one that cannot be opened or
 // written is ErrUnavailable. Open never deletes or rewrites a store it
 // cannot read.
