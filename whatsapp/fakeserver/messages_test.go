@@ -172,9 +172,9 @@ func TestContactSendsToSession(t *testing.T) {
 }
 
 // A contact that prepared (opened its Signal session ahead, through the
-// control API, before sending anything) still opens the conversation with a prekey message the
-// device decrypts; preparing again keeps that session, so the next message
-// is a plain one.
+// control API, before sending anything) still opens the conversation with
+// a prekey message the device decrypts; preparing again keeps that
+// session, so the next message is a plain one.
 func TestContactPreparesBeforeWriting(t *testing.T) {
 	srv := startServer(t)
 	ts := httptest.NewServer(srv.ControlHandler())
